@@ -1,0 +1,67 @@
+"""zart-es: durable execution for Python, event-sourced on Redis Streams.
+
+Write a workflow as an ``async def`` of named steps; each step's result is recorded in the
+execution's event stream, so a process that dies mid-way resumes where it stopped.
+"""
+
+from .client import Client, ExecutionStatus
+from .context import Context
+from .errors import (
+    ConfigError,
+    DuplicateStepName,
+    DuplicateWorkflow,
+    ExecutionEnded,
+    ExecutionFailedError,
+    ExecutionNotFound,
+    InvalidDuration,
+    InvalidExecutionId,
+    InvalidStepName,
+    PayloadDecodeError,
+    PayloadError,
+    PayloadNotEncodable,
+    PayloadTooLarge,
+    RedisUnavailable,
+    ResultTimeout,
+    StepFailedError,
+    StoreError,
+    TaskError,
+    UnknownWorkflow,
+    VersionConflict,
+    ZartError,
+)
+from .registry import Registry, default_registry, durable
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "Context",
+    "DuplicateStepName",
+    "DuplicateWorkflow",
+    "ExecutionEnded",
+    "ExecutionFailedError",
+    "ExecutionNotFound",
+    "ExecutionStatus",
+    "InvalidDuration",
+    "InvalidExecutionId",
+    "InvalidStepName",
+    "PayloadDecodeError",
+    "PayloadError",
+    "PayloadNotEncodable",
+    "PayloadTooLarge",
+    "RedisUnavailable",
+    "Registry",
+    "ResultTimeout",
+    "StepFailedError",
+    "StoreError",
+    "TaskError",
+    "UnknownWorkflow",
+    "VersionConflict",
+    "Worker",
+    "ZartError",
+    "__version__",
+    "default_registry",
+    "durable",
+]

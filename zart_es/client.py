@@ -1,0 +1,218 @@
+"""``Client``: start executions and read what happened to them.
+
+The client never imports the worker: it writes ``ExecutionStarted`` (with its work
+message, atomically) and reads logs and meta hashes. Waiting for a result blocks on the
+execution's own stream (``XREAD BLOCK``), so it costs no polling.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
+from .config import connect, redact, resolve_partitions, resolve_url
+from .errors import (
+    ConfigError,
+    ExecutionFailedError,
+    ExecutionNotFound,
+    RedisUnavailable,
+    ResultTimeout,
+)
+from .events import (
+    AnyEvent,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionStarted,
+    ExecutionTimedOut,
+)
+from .keys import Keys, check_execution_id
+from .state import TERMINAL_STATES
+from .store import Store, to_event
+
+WAIT_SLICE_MS = 5_000
+
+
+class ExecutionStatus(msgspec.Struct, frozen=True):
+    """Where an execution stands. ``state`` is one of pending, running, sleeping,
+    completed, failed, cancelled, timed_out; ``result`` is set when completed, ``error``
+    ("Type: message") when failed or timed out."""
+
+    execution_id: str
+    workflow: str
+    state: str
+    version: int
+    created_ms: int
+    updated_ms: int
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the execution has ended, whichever way."""
+        return self.state in TERMINAL_STATES
+
+
+class Client:
+    """Async client of one zart-es deployment (``async with Client(url) as c:``)."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        partitions: int | None = None,
+        prefix: str = "zart",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        redis: Redis | None = None,
+    ) -> None:
+        self.url = resolve_url(redis_url)
+        self.keys = Keys(prefix, resolve_partitions(partitions))
+        self._own_redis = redis is None
+        self.redis = redis if redis is not None else connect(self.url)
+        self.store = Store(self.redis, self.keys)
+        self._max_payload = max_payload_bytes
+        self._checked = False
+
+    async def __aenter__(self) -> Client:
+        await self._ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections this client opened."""
+        if self._own_redis:
+            await self.redis.aclose()
+
+    async def _ready(self) -> None:
+        if self._checked:
+            return
+        try:
+            await self.store.check_config()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnavailable(redact(self.url), str(exc)) from None
+        self._checked = True
+
+    async def start(self, name: str, data: Any = None, execution_id: str | None = None) -> str:
+        """Start workflow ``name`` with input ``data``; returns the execution id.
+
+        Idempotent on ``execution_id``: starting an id that exists starts nothing and
+        returns the id (a different workflow under that id is a :class:`ConfigError`).
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"workflow name must be a non-empty string, got {name!r}")
+        execution_id = check_execution_id(execution_id or uuid.uuid4().hex)
+        payload = encode_value(data, f"input of workflow {name!r}", self._max_payload)
+        await self._ready()
+        event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload)
+        created = await self.store.create(event, execution_id, name)
+        if not created:
+            existing = (await self.store.meta(execution_id)).get(b"w", b"").decode()
+            if existing != name:
+                raise ConfigError(
+                    f"execution id {execution_id!r} is already used by workflow {existing!r}"
+                )
+        return execution_id
+
+    async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:  # noqa: A002
+        """The execution's state, with its result or error once it has ended."""
+        await self._ready()
+        meta = await self.store.meta(check_execution_id(execution_id))
+        if not meta:
+            raise ExecutionNotFound(execution_id)
+        state = meta[b"st"].decode()
+        result: Any = None
+        error: str | None = None
+        if state in TERMINAL_STATES:
+            last = await self._last_event(execution_id)
+            if isinstance(last, ExecutionCompleted):
+                result = decode_value(last.result, type, f"result of {execution_id!r}")
+            elif isinstance(last, ExecutionFailed):
+                error = f"{last.error_type}: {last.message}"
+            elif isinstance(last, ExecutionTimedOut):
+                error = f"ExecutionTimedOut: timed out after {last.timeout_ms}ms"
+        return ExecutionStatus(
+            execution_id=execution_id,
+            workflow=meta[b"w"].decode(),
+            state=state,
+            version=int(meta[b"v"]),
+            created_ms=int(meta[b"c"]),
+            updated_ms=int(meta[b"u"]),
+            result=result,
+            error=error,
+        )
+
+    async def result(
+        self, execution_id: str, timeout: float | None = None, *, type: Any = None  # noqa: A002
+    ) -> Any:
+        """Wait for the execution to end and return its result (decoded to ``type``).
+
+        Raises :class:`ExecutionFailedError` if it failed or timed out, and
+        :class:`ResultTimeout` if ``timeout`` seconds pass first. Blocks on the
+        execution's stream: no polling.
+        """
+        await self._ready()
+        check_execution_id(execution_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.keys.log(execution_id)
+        tail: list[Any] = await self.redis.xrevrange(key, count=1)
+        if not tail:
+            raise ExecutionNotFound(execution_id)
+        last_id, event = tail[0][0], to_event(*tail[0])
+        while True:
+            outcome = _outcome(execution_id, event, type)
+            if outcome is not _RUNNING:
+                return outcome
+            block = WAIT_SLICE_MS
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ResultTimeout(execution_id, timeout or 0.0)
+                block = max(1, min(block, int(remaining * 1000)))
+            reply: Any = await self.redis.xread({key: last_id}, block=block)
+            for _key, entries in reply or ():
+                for entry_id, fields in entries:
+                    last_id, event = entry_id, to_event(entry_id, fields)
+                    if _outcome(execution_id, event, type) is not _RUNNING:
+                        break
+                else:
+                    continue
+                break
+
+    async def history(self, execution_id: str) -> AsyncIterator[AnyEvent]:
+        """The execution's events, oldest first (each with ``seq``, ``at_ms``, ``prev_hash``)."""
+        await self._ready()
+        check_execution_id(execution_id)
+        entries = await self.store.read(execution_id)
+        if not entries:
+            raise ExecutionNotFound(execution_id)
+        for _entry_id, event in entries:
+            yield event
+
+    async def _last_event(self, execution_id: str) -> AnyEvent | None:
+        tail: list[Any] = await self.redis.xrevrange(self.keys.log(execution_id), count=1)
+        return to_event(*tail[0]) if tail else None
+
+
+_RUNNING = object()
+
+
+def _outcome(execution_id: str, event: AnyEvent, type_: Any) -> Any:
+    """The result if ``event`` ends the execution successfully; raises if it failed."""
+    if isinstance(event, ExecutionCompleted):
+        return decode_value(event.result, type_, f"result of {execution_id!r}")
+    if isinstance(event, ExecutionFailed):
+        raise ExecutionFailedError(execution_id, event.error_type, event.message)
+    if isinstance(event, ExecutionTimedOut):
+        raise ExecutionFailedError(
+            execution_id, "ExecutionTimedOut", f"timed out after {event.timeout_ms}ms"
+        )
+    return _RUNNING

@@ -1,0 +1,71 @@
+"""Durations as users write them: ``timedelta``, seconds, or ``"300ms"``/``"5s"``/``"5m"``/``"6h"``.
+
+Pure functions, no clock. Every duration inside the engine is an ``int`` of milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+
+from .errors import InvalidDuration
+
+Duration = timedelta | int | float | str
+"""What every ``delay=``, ``timeout=`` and ``ctx.sleep()`` accepts."""
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+
+
+def to_ms(value: Duration) -> int:
+    """Milliseconds in ``value``; raises :class:`InvalidDuration` for anything doubtful.
+
+    ``"1h30m"`` combines units; a bare number (int, float or numeric string) is seconds.
+    Fractions of a millisecond round up, so a timer never fires earlier than asked.
+    """
+    if isinstance(value, bool):
+        raise InvalidDuration(value, "a bool is not a duration")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        return _parse_text(value)
+    else:
+        raise InvalidDuration(value, f"expected timedelta, seconds or text, got {type(value).__name__}")
+    if not math.isfinite(seconds):
+        raise InvalidDuration(value, "not finite")
+    if seconds < 0:
+        raise InvalidDuration(value, "negative")
+    return math.ceil(seconds * 1000 - 1e-9)
+
+
+def _parse_text(text: str) -> int:
+    compact = text.strip().replace(" ", "").lower()
+    if not compact:
+        raise InvalidDuration(text, "empty")
+    try:
+        return to_ms(float(compact))
+    except ValueError:
+        pass
+    if compact.startswith("-"):
+        raise InvalidDuration(text, "negative")
+    if not _WHOLE.fullmatch(compact):
+        raise InvalidDuration(text, "use a number and a unit: ms, s, m, h or d (e.g. '5m', '1h30m')")
+    total = 0.0
+    for number, unit in _PART.findall(compact):
+        total += float(number) * _UNITS_MS[unit]
+    return math.ceil(total - 1e-9)
+
+
+def format_ms(ms: int) -> str:
+    """Short human form, used in logs and errors: 1500 -> '1.5s'."""
+    if ms < 1_000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:g}s"
+    if ms < 3_600_000:
+        return f"{ms / 60_000:g}m"
+    return f"{ms / 3_600_000:g}h"

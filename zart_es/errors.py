@@ -1,0 +1,237 @@
+"""Every error zart-es raises, in one tree.
+
+::
+
+    ZartError                         root of everything the library raises on purpose
+    ├── ConfigError                   bad settings: partitions mismatch, bad URL, bad duration
+    │   └── InvalidDuration           "5 parsecs", negative or non-finite durations
+    ├── InvalidExecutionId            an execution id with characters outside the allowed set
+    ├── InvalidStepName               empty, too long, or with control characters
+    ├── DuplicateStepName             one step name used twice in one run of an execution
+    ├── UnknownWorkflow               no @durable function registered under that name
+    ├── DuplicateWorkflow             two @durable functions registered under one name
+    ├── PayloadError                  a value that cannot cross the wire
+    │   ├── PayloadNotEncodable       a step result / input msgspec cannot encode
+    │   ├── PayloadDecodeError        recorded bytes that do not decode to the asked type
+    │   └── PayloadTooLarge           over the configured size limit
+    ├── ExecutionNotFound             no execution with that id
+    ├── ExecutionFailedError          Client.result() of an execution that ended failed
+    ├── ResultTimeout                 Client.result(timeout=) ran out (also a TimeoutError)
+    ├── StepFailedError               a step raised (after its retries, if any); recorded
+    ├── TaskError                     raised by user code to fail its execution on purpose
+    └── StoreError                    Redis answered something the engine cannot accept
+        ├── VersionConflict           an append lost the optimistic-concurrency race
+        ├── ExecutionEnded            an append to a log that already has its terminal event
+        ├── TimerNotDue               a timer that is not (or no longer) due in the wheel
+        └── RedisUnavailable          Redis cannot be reached at the configured URL
+
+Engine control flow is not an error and derives from ``BaseException`` so that a user's
+``except Exception:`` cannot swallow it: :class:`Suspend` (the execution waits for a
+durable timer) and :class:`LeaseLost` (another worker took the execution over).
+"""
+
+from __future__ import annotations
+
+
+class ZartError(Exception):
+    """Root of every error zart-es raises on purpose."""
+
+
+class ConfigError(ZartError):
+    """A setting is invalid or disagrees with what the Redis deployment records."""
+
+
+class InvalidDuration(ConfigError, ValueError):
+    """A duration that is negative, non-finite or in an unknown unit."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        super().__init__(f"invalid duration {value!r}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+class InvalidExecutionId(ZartError, ValueError):
+    """An execution id outside ``[A-Za-z0-9._:@=+-]{1,200}`` (starting alphanumeric)."""
+
+    def __init__(self, execution_id: object) -> None:
+        super().__init__(
+            f"invalid execution id {execution_id!r}: use 1-200 characters from "
+            "A-Z a-z 0-9 . _ : @ = + -, starting with a letter or digit"
+        )
+        self.execution_id = execution_id
+
+
+class InvalidStepName(ZartError, ValueError):
+    """A step name that is empty, longer than 200 characters or has control characters."""
+
+    def __init__(self, name: object, reason: str) -> None:
+        super().__init__(f"invalid step name {name!r}: {reason}")
+        self.name = name
+
+
+class DuplicateStepName(ZartError):
+    """One step name was used twice in one run; step names are the keys of the record."""
+
+    def __init__(self, execution_id: str, step: str) -> None:
+        super().__init__(
+            f"step name {step!r} used twice in execution {execution_id!r}: give each step "
+            f"a unique name (in loops: f'{step}-{{i}}')"
+        )
+        self.execution_id = execution_id
+        self.step = step
+
+
+class UnknownWorkflow(ZartError, LookupError):
+    """No ``@durable`` function is registered under this name."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (registered: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"unknown workflow {name!r}{hint}")
+        self.name = name
+
+
+class DuplicateWorkflow(ZartError):
+    """Two different functions were registered under one workflow name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"workflow {name!r} is already registered to another function")
+        self.name = name
+
+
+class PayloadError(ZartError):
+    """A value that cannot be recorded or read back."""
+
+
+class PayloadNotEncodable(PayloadError, TypeError):
+    """msgspec cannot encode this value (what: 'input', 'result of step X', ...)."""
+
+    def __init__(self, what: str, value: object, detail: str) -> None:
+        super().__init__(f"{what} cannot be encoded ({type(value).__name__}): {detail}")
+        self.what = what
+        self.type_name = type(value).__name__
+
+
+class PayloadDecodeError(PayloadError, ValueError):
+    """Recorded bytes do not decode to the requested type."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what} cannot be decoded: {detail}")
+        self.what = what
+
+
+class PayloadTooLarge(PayloadError, ValueError):
+    """An encoded value is over the size limit (``max_payload_bytes``)."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} is {size} bytes encoded, over the limit of {limit} bytes")
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
+class ExecutionNotFound(ZartError, LookupError):
+    """No execution with this id exists."""
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"no execution {execution_id!r}")
+        self.execution_id = execution_id
+
+
+class ExecutionFailedError(ZartError):
+    """The execution ended ``failed``; carries the recorded error type and message."""
+
+    def __init__(self, execution_id: str, error_type: str, message: str) -> None:
+        super().__init__(f"execution {execution_id!r} failed: {error_type}: {message}")
+        self.execution_id = execution_id
+        self.error_type = error_type
+        self.message = message
+
+
+class ResultTimeout(ZartError, TimeoutError):
+    """``Client.result(timeout=...)`` gave up before the execution finished."""
+
+    def __init__(self, execution_id: str, timeout: float) -> None:
+        super().__init__(f"execution {execution_id!r} did not finish within {timeout:g}s")
+        self.execution_id = execution_id
+        self.timeout = timeout
+
+
+class StepFailedError(ZartError):
+    """A step raised (after exhausting its retries, if it had any).
+
+    The failure is recorded as ``StepFailed``: on every replay the same error is raised
+    again at the same place, without calling the step function.
+    """
+
+    def __init__(self, step: str, error_type: str, message: str, attempts: int) -> None:
+        super().__init__(
+            f"step {step!r} failed after {attempts} attempt(s): {error_type}: {message}"
+        )
+        self.step = step
+        self.error_type = error_type
+        self.message = message
+        self.attempts = attempts
+
+
+class TaskError(ZartError):
+    """Raise from a workflow to fail its execution with a message of your choosing."""
+
+    def __init__(self, message: str, *, kind: str = "custom") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+    @classmethod
+    def custom(cls, message: str) -> TaskError:
+        """A failure in the workflow's own terms: ``raise TaskError.custom("...")``."""
+        return cls(message, kind="custom")
+
+
+class StoreError(ZartError):
+    """Redis answered something the engine does not accept."""
+
+
+class VersionConflict(StoreError):
+    """The execution's log moved on since the writer folded it."""
+
+    def __init__(self, execution_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"execution {execution_id!r}: log is at version {actual}, writer expected {expected}"
+        )
+        self.execution_id = execution_id
+        self.expected = expected
+        self.actual = actual
+
+
+class ExecutionEnded(StoreError):
+    """The log already ends with a terminal event: nothing more can be appended."""
+
+    def __init__(self, execution_id: str, version: int) -> None:
+        super().__init__(f"execution {execution_id!r} has already ended (version {version})")
+        self.execution_id = execution_id
+        self.version = version
+
+
+class TimerNotDue(StoreError):
+    """The timer is not in the wheel any more (fired already) or not due yet."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        super().__init__(f"timer {member!r}: {reason}")
+        self.member = member
+        self.reason = reason
+
+
+class RedisUnavailable(StoreError, ConnectionError):
+    """Redis cannot be reached (wrong URL, server down, network)."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(f"cannot reach Redis at {url}: {detail}")
+        self.url = url
+
+
+class Suspend(BaseException):  # noqa: N818 -- control flow, not an error
+    """The execution waits for a durable timer; the worker stops running it for now."""
+
+
+class LeaseLost(BaseException):  # noqa: N818 -- control flow, not an error
+    """Another worker owns the execution now (or it ended elsewhere); stop quietly."""

@@ -1,0 +1,105 @@
+"""The events of an execution's log: frozen, tagged msgspec Structs.
+
+An execution is nothing but the ordered list of these. The schema evolves only by adding
+fields with defaults at the end of a class (old logs keep decoding; see
+``tests/histories/``). The envelope fields ``seq``, ``at_ms`` and ``prev_hash`` are not
+encoded in the event body: the append script stores them beside it in the stream entry
+and the reader fills them in, so the writer never has to know them in advance.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """Base of all events. ``seq`` counts from 0; ``at_ms`` is Redis' clock at append."""
+
+    seq: int = -1
+    at_ms: int = 0
+    prev_hash: str = ""
+
+
+class ExecutionStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """First event of every log: which workflow, with which (msgpack-encoded) input."""
+
+    execution_id: str
+    workflow: str
+    input: bytes
+
+
+class StepCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """A step returned; ``result`` is its msgpack-encoded value. Recorded once per name."""
+
+    step: str
+    result: bytes
+    attempt: int = 1
+
+
+class StepFailed(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """A step raised and has no retries left; replays raise the same StepFailedError."""
+
+    step: str
+    error_type: str
+    message: str
+    attempt: int = 1
+
+
+class RetryScheduled(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """Attempt ``attempt - 1`` of ``step`` failed; ``attempt`` runs when ``timer`` fires."""
+
+    step: str
+    attempt: int
+    error_type: str
+    message: str
+    timer: str
+    delay_ms: int
+
+
+class TimerSet(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """A durable timer: due ``delay_ms`` after this event, or at ``due_ms`` when given."""
+
+    timer: str
+    delay_ms: int = 0
+    due_ms: int = 0
+    purpose: str = "sleep"
+
+
+class TimerFired(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The timer wheel released ``timer`` (at or after its due time, exactly once)."""
+
+    timer: str
+
+
+class ExecutionCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The workflow returned; ``result`` is its msgpack-encoded value. Terminal."""
+
+    result: bytes
+
+
+class ExecutionFailed(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The workflow raised (or could not run). Terminal."""
+
+    error_type: str
+    message: str
+
+
+class ExecutionTimedOut(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The workflow's deadline timer fired before it finished. Terminal."""
+
+    timeout_ms: int
+
+
+AnyEvent = (
+    ExecutionStarted
+    | StepCompleted
+    | StepFailed
+    | RetryScheduled
+    | TimerSet
+    | TimerFired
+    | ExecutionCompleted
+    | ExecutionFailed
+    | ExecutionTimedOut
+)
+
+TERMINAL_EVENTS: tuple[type[Event], ...] = (ExecutionCompleted, ExecutionFailed, ExecutionTimedOut)

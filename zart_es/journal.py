@@ -1,0 +1,40 @@
+"""What the workflow API needs from the engine, and nothing more.
+
+:class:`~zart_es.context.Context` depends on this protocol, never on the worker or on
+Redis, so it can be driven by the real store or by a test double of the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .events import Event
+from .state import ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class NewTimer:
+    """A timer to put on the wheel together with an event: relative or absolute."""
+
+    name: str
+    delay_ms: int = 0
+    due_ms: int = 0
+
+
+class Journal(Protocol):
+    """The folded log of one execution, and the one way to add to it."""
+
+    @property
+    def state(self) -> ExecutionState:
+        """The state folded from every event recorded so far."""
+        ...
+
+    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
+        """Append ``event`` durably and fold it into :attr:`state`.
+
+        Returns once Redis acknowledged it, or once the log turned out to record the same
+        thing already (another worker won the race: its record stands). Raises
+        :class:`~zart_es.errors.LeaseLost` when the execution ended elsewhere.
+        """
+        ...

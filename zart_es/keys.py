@@ -1,0 +1,83 @@
+"""Every Redis key and stream field name zart-es uses, built here and nowhere else.
+
+All keys of one partition share the hash tag ``{<prefix>:<p>}``, so every script touches a
+single slot and the same code runs on one Redis and on a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+from .errors import InvalidExecutionId
+
+GROUP = "workers"
+"""The consumer group every worker joins on every partition's work stream."""
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@=+\-]{0,199}")
+
+# fields of a log entry
+F_SEQ = b"s"
+F_PREV = b"p"
+F_BODY = b"e"
+# field of a work message
+F_EXEC = b"x"
+
+
+def check_execution_id(execution_id: str) -> str:
+    """Return the id if it is allowed, else raise :class:`InvalidExecutionId`."""
+    if not isinstance(execution_id, str) or not _ID.fullmatch(execution_id):
+        raise InvalidExecutionId(execution_id)
+    return execution_id
+
+
+class Keys:
+    """Key builder for one deployment (a prefix and a fixed partition count)."""
+
+    __slots__ = ("partitions", "prefix")
+
+    def __init__(self, prefix: str = "zart", partitions: int = 16) -> None:
+        if partitions < 1 or partitions > 4096:
+            raise ValueError(f"partitions must be 1..4096, got {partitions}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", prefix):
+            raise ValueError(f"invalid key prefix {prefix!r}")
+        self.prefix = prefix
+        self.partitions = partitions
+
+    def partition_of(self, execution_id: str) -> int:
+        """Stable partition of an execution: crc32 of its id, mod the partition count."""
+        return zlib.crc32(execution_id.encode()) % self.partitions
+
+    def _tag(self, partition: int) -> str:
+        return f"{{{self.prefix}:{partition}}}"
+
+    def work(self, partition: int) -> str:
+        """Stream of "run execution X" messages, read by the consumer group."""
+        return f"{self._tag(partition)}:work"
+
+    def timers(self, partition: int) -> str:
+        """Sorted set: member = timer member, score = due time in ms (Redis clock)."""
+        return f"{self._tag(partition)}:timers"
+
+    def log(self, execution_id: str) -> str:
+        """The execution's append-only event stream: the truth."""
+        return f"{self._tag(self.partition_of(execution_id))}:x:{execution_id}"
+
+    def meta(self, execution_id: str) -> str:
+        """Small hash derived from the log: workflow, status, version, last hash."""
+        return f"{self._tag(self.partition_of(execution_id))}:m:{execution_id}"
+
+    def config(self) -> str:
+        """Deployment settings every client and worker must agree on (partition count)."""
+        return f"{self.prefix}:config"
+
+    @staticmethod
+    def timer_member(execution_id: str, timer: str) -> str:
+        """Member of the timer wheel: execution id and timer name (ids have no spaces)."""
+        return f"{execution_id} {timer}"
+
+    @staticmethod
+    def parse_timer_member(member: str) -> tuple[str, str]:
+        """Inverse of :meth:`timer_member`."""
+        execution_id, _, timer = member.partition(" ")
+        return execution_id, timer

@@ -1,0 +1,123 @@
+"""Workflow registration: ``@durable(name)`` and the :class:`Registry` it writes into.
+
+There is no process-wide singleton you cannot replace: ``@durable`` writes into
+``default_registry`` unless given ``registry=``; a :class:`Worker` reads the registry it
+is given (the default one when omitted), and tests build their own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .durations import Duration, to_ms
+from .errors import ConfigError, DuplicateWorkflow, UnknownWorkflow
+
+if typing.TYPE_CHECKING:
+    from .context import Context
+
+WorkflowFn = Callable[["Context", Any], Awaitable[Any]]
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A registered durable function."""
+
+    name: str
+    fn: WorkflowFn
+    input_type: Any
+    """Type the input is decoded to (the annotation of the second parameter), or Any."""
+    result_type: Any
+    timeout_ms: int | None
+
+
+class Registry:
+    """Workflow name -> :class:`Workflow`."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, Workflow] = {}
+
+    def register(self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None) -> Workflow:
+        """Register ``fn`` under ``name``; the same function twice is a no-op."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"workflow name must be a non-empty string, got {name!r}")
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigError(f"@durable({name!r}) needs an 'async def' function, got {fn!r}")
+        params = list(inspect.signature(fn).parameters.values())
+        if len(params) not in (1, 2):
+            raise ConfigError(
+                f"@durable({name!r}): the function takes (ctx) or (ctx, data), "
+                f"not {len(params)} parameters"
+            )
+        hints = _hints(fn)
+        input_type = hints.get(params[1].name, Any) if len(params) == 2 else None
+        workflow = Workflow(
+            name=name,
+            fn=fn if len(params) == 2 else _ignore_input(fn),
+            input_type=input_type,
+            result_type=hints.get("return", Any),
+            timeout_ms=None if timeout is None else to_ms(timeout),
+        )
+        existing = self._workflows.get(name)
+        if existing is not None and _origin(existing.fn) != _origin(fn):
+            raise DuplicateWorkflow(name)
+        self._workflows[name] = workflow
+        return workflow
+
+    def get(self, name: str) -> Workflow:
+        """The workflow registered as ``name``; :class:`UnknownWorkflow` otherwise."""
+        try:
+            return self._workflows[name]
+        except KeyError:
+            raise UnknownWorkflow(name, list(self._workflows)) from None
+
+    def names(self) -> list[str]:
+        """Registered workflow names, sorted."""
+        return sorted(self._workflows)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._workflows
+
+
+default_registry = Registry()
+
+
+def durable(
+    name: str, *, timeout: Duration | None = None, registry: Registry | None = None
+) -> Callable[[F], F]:
+    """Register an ``async def`` workflow under ``name``.
+
+    ``timeout`` (e.g. ``"6h"``) is a durable deadline counted from the start: when its
+    timer fires the execution ends ``timed_out``, and a step still in flight then is not
+    recorded. The function is returned unchanged, so it stays callable in unit tests.
+    """
+
+    def register(fn: F) -> F:
+        (registry or default_registry).register(name, fn, timeout=timeout)
+        return fn
+
+    return register
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 -- unresolved forward refs: fall back to untyped decoding
+        return {}
+
+
+def _ignore_input(fn: Callable[[Context], Awaitable[Any]]) -> WorkflowFn:
+    async def call(ctx: Context, _data: Any) -> Any:
+        return await fn(ctx)
+
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
+
+
+def _origin(fn: Callable[..., Any]) -> tuple[str, str]:
+    inner: Callable[..., Any] = getattr(fn, "__wrapped__", fn)
+    return (getattr(inner, "__module__", ""), getattr(inner, "__qualname__", repr(inner)))

@@ -1,0 +1,198 @@
+"""Run one execution as far as it can go: to its end, or to a durable wait.
+
+The runner replays the workflow from the top against the folded log (recorded steps come
+back from the log, new ones run and are recorded) and records the terminal event. It
+knows nothing of work streams, leases or timers' polling: that is the worker's job.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import structlog
+
+from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
+from .context import Context
+from .errors import (
+    ExecutionEnded,
+    LeaseLost,
+    PayloadError,
+    Suspend,
+    TaskError,
+    UnknownWorkflow,
+    VersionConflict,
+)
+from .events import (
+    Event,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionTimedOut,
+    TimerSet,
+)
+from .journal import NewTimer
+from .registry import Registry, Workflow
+from .state import ExecutionState, already_recorded, apply
+from .store import Store
+
+log = structlog.get_logger("zart_es.runner")
+
+TIMEOUT_TIMER = "timeout"
+
+
+class Outcome(enum.Enum):
+    """Where a run stopped."""
+
+    ENDED = "ended"
+    """The log has its terminal event (recorded now or before)."""
+    WAITING = "waiting"
+    """The execution waits for a durable timer; a work message will wake it."""
+
+
+class StoreJournal:
+    """A :class:`~zart_es.journal.Journal` over the Redis store, with the folded state.
+
+    Keeps the id of the last entry folded, so that catching up reads only newer entries.
+    """
+
+    __slots__ = ("_execution_id", "_store", "last_entry", "state")
+
+    def __init__(
+        self,
+        store: Store,
+        execution_id: str,
+        state: ExecutionState | None = None,
+        last_entry: bytes | None = None,
+    ) -> None:
+        self._store = store
+        self._execution_id = execution_id
+        self.state = state if state is not None else ExecutionState()
+        self.last_entry = last_entry
+
+    async def catch_up(self) -> int:
+        """Fold the entries appended since the last one seen; returns how many."""
+        entries = await self._store.read(self._execution_id, self.last_entry)
+        for entry_id, event in entries:
+            apply(self.state, event)
+            self.last_entry = entry_id
+        return len(entries)
+
+    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
+        """Append at the folded version; on a lost race, catch up and decide again."""
+        while True:
+            try:
+                appended = await self._store.append(
+                    self._execution_id, self.state.version, event, timer=timer
+                )
+            except VersionConflict:
+                await self.catch_up()
+                if already_recorded(self.state, event):
+                    return
+                if self.state.terminal or self.timed_out():
+                    raise LeaseLost from None
+                continue
+            except ExecutionEnded:
+                await self.catch_up()
+                raise LeaseLost from None
+            apply(self.state, appended.event)
+            self.last_entry = appended.entry_id
+            return
+
+    def timed_out(self) -> bool:
+        """Whether the execution's deadline timer has fired."""
+        timer = self.state.timers.get(TIMEOUT_TIMER)
+        return timer is not None and timer.fired
+
+
+async def run_execution(
+    journal: StoreJournal,
+    registry: Registry,
+    *,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> Outcome:
+    """Drive the execution whose log ``journal`` holds until it ends or waits.
+
+    Raises :class:`LeaseLost` when another writer ended the execution meanwhile, and
+    lets Redis errors through (nothing half-written: every record is one script call).
+    """
+    state = journal.state
+    if state.terminal:
+        return Outcome.ENDED
+    bound = log.bind(execution_id=state.execution_id, workflow=state.workflow)
+    try:
+        workflow = registry.get(state.workflow)
+    except UnknownWorkflow as exc:
+        bound.error("unknown workflow", known=registry.names())
+        return await _end(journal, ExecutionFailed(error_type="UnknownWorkflow", message=str(exc)))
+
+    if workflow.timeout_ms is not None:
+        ended = await _arm_timeout(journal, workflow.timeout_ms)
+        if ended is not None:
+            return ended
+    try:
+        data = decode_value(state.input, workflow.input_type, f"input of workflow {workflow.name!r}")
+    except PayloadError as exc:
+        return await _end(journal, _failure(exc))
+
+    ctx = Context(journal, max_payload_bytes=max_payload_bytes)
+    try:
+        result = await workflow.fn(ctx, data)
+    except Suspend:
+        return Outcome.WAITING
+    except LeaseLost:
+        if journal.timed_out() and not state.terminal:
+            return await _timeout(journal, workflow)
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the workflow's own failure ends it
+        if ctx.suspended:
+            return Outcome.WAITING
+        bound.warning("execution failed", error=f"{type(exc).__name__}: {exc}")
+        return await _end(journal, _failure(exc))
+    if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
+        return Outcome.WAITING
+    return await _complete(journal, workflow, result, max_payload_bytes)
+
+
+async def _complete(
+    journal: StoreJournal, workflow: Workflow, result: Any, limit: int
+) -> Outcome:
+    try:
+        encoded = encode_value(result, f"result of workflow {workflow.name!r}", limit)
+    except PayloadError as exc:
+        return await _end(journal, _failure(exc))
+    log.info("execution completed", execution_id=journal.state.execution_id,
+             workflow=workflow.name)
+    return await _end(journal, ExecutionCompleted(result=encoded))
+
+
+async def _arm_timeout(journal: StoreJournal, timeout_ms: int) -> Outcome | None:
+    state = journal.state
+    timer = state.timers.get(TIMEOUT_TIMER)
+    if timer is None:
+        due = state.started_ms + timeout_ms
+        await journal.record(
+            TimerSet(timer=TIMEOUT_TIMER, due_ms=due, purpose="timeout"),
+            timer=NewTimer(TIMEOUT_TIMER, due_ms=due),
+        )
+        return None
+    if timer.fired:
+        await journal.record(ExecutionTimedOut(timeout_ms=timeout_ms))
+        return Outcome.ENDED
+    return None
+
+
+async def _timeout(journal: StoreJournal, workflow: Workflow) -> Outcome:
+    log.warning("execution timed out", execution_id=journal.state.execution_id,
+                workflow=workflow.name)
+    return await _end(journal, ExecutionTimedOut(timeout_ms=workflow.timeout_ms or 0))
+
+
+async def _end(journal: StoreJournal, event: Event) -> Outcome:
+    await journal.record(event)
+    return Outcome.ENDED
+
+
+def _failure(exc: BaseException) -> ExecutionFailed:
+    if isinstance(exc, TaskError):
+        return ExecutionFailed(error_type="TaskError", message=exc.message)
+    return ExecutionFailed(error_type=type(exc).__name__, message=str(exc))

@@ -1,0 +1,179 @@
+"""The execution log in Redis: create, append (one Lua script), read, meta.
+
+This is the only module that writes an execution's events. Every write is one call of
+``append.lua``, which checks the writer's expected version, so a zombie worker can never
+record a second result for a step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from .codec import decode_event, encode_event
+from .errors import (
+    ConfigError,
+    ExecutionEnded,
+    ExecutionNotFound,
+    StoreError,
+    TimerNotDue,
+    VersionConflict,
+)
+from .journal import NewTimer
+from .events import TERMINAL_EVENTS, AnyEvent, Event
+from .keys import F_BODY, F_PREV, F_SEQ, Keys
+from .state import status_after
+
+READ_PAGE = 5000
+
+
+def load_script(name: str) -> str:
+    """Text of ``zart_es/scripts/<name>.lua``."""
+    return resources.files("zart_es").joinpath("scripts", f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What the store recorded: the event with its envelope, and its stream entry id."""
+
+    event: AnyEvent
+    entry_id: bytes
+
+
+def entry_ms(entry_id: bytes) -> int:
+    """Redis' clock (ms) at which a stream entry was added, from its id."""
+    return int(entry_id.split(b"-", 1)[0])
+
+
+class Store:
+    """Reads and writes execution logs of one deployment."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._append = redis.register_script(load_script("append"))
+
+    async def check_config(self) -> None:
+        """Record the partition count on first use; refuse to run with a different one."""
+        key = self.keys.config()
+        await self.redis.hsetnx(key, "partitions", self.keys.partitions)
+        recorded = await self.redis.hget(key, "partitions")
+        if recorded is not None and int(recorded) != self.keys.partitions:
+            raise ConfigError(
+                f"this Redis was set up with {int(recorded)} partitions under prefix "
+                f"{self.keys.prefix!r}, but this process uses {self.keys.partitions}: "
+                "every client and worker of a deployment must use the same count"
+            )
+
+    async def create(self, event: Event, execution_id: str, workflow: str) -> bool:
+        """Append ``ExecutionStarted`` and its work message; False if the id already exists."""
+        reply = await self._call(execution_id, "new", -1, event, workflow=workflow, enqueue=True)
+        return reply[0] == b"ok"
+
+    async def append(
+        self,
+        execution_id: str,
+        expected: int,
+        event: Event,
+        *,
+        enqueue: bool = False,
+        timer: NewTimer | None = None,
+        consume_timer: str = "",
+    ) -> Appended:
+        """Append ``event`` if the log is at version ``expected`` (-1: at any version).
+
+        Raises :class:`VersionConflict`, :class:`ExecutionEnded`,
+        :class:`ExecutionNotFound` or (with ``consume_timer``) :class:`TimerNotDue`;
+        in each case nothing was written.
+        """
+        reply = await self._call(
+            execution_id, "next", expected, event,
+            enqueue=enqueue, timer=timer, consume_timer=consume_timer,
+        )
+        match reply[0]:
+            case b"ok":
+                entry_id, seq = reply[1], int(reply[2])
+                stored: AnyEvent = msgspec.structs.replace(  # type: ignore[assignment]
+                    event, seq=seq, at_ms=entry_ms(entry_id)
+                )
+                return Appended(stored, entry_id)
+            case b"conflict":
+                raise VersionConflict(execution_id, expected, int(reply[1]))
+            case b"ended":
+                raise ExecutionEnded(execution_id, int(reply[1]))
+            case b"missing":
+                raise ExecutionNotFound(execution_id)
+            case b"gone":
+                raise TimerNotDue(consume_timer, "no longer in the wheel")
+            case b"early":
+                raise TimerNotDue(consume_timer, f"not due before {reply[1]!r}")
+            case other:
+                raise StoreError(f"unexpected reply from append.lua: {other!r}")
+
+    async def _call(
+        self,
+        execution_id: str,
+        mode: str,
+        expected: int,
+        event: Event,
+        *,
+        workflow: str = "",
+        enqueue: bool = False,
+        timer: NewTimer | None = None,
+        consume_timer: str = "",
+    ) -> list[Any]:
+        keys = self.keys
+        p = keys.partition_of(execution_id)
+        args: list[Any] = [
+            mode,
+            expected,
+            encode_event(event),
+            status_after(event),
+            execution_id,
+            1 if enqueue else 0,
+            keys.timer_member(execution_id, timer.name) if timer else "",
+            timer.delay_ms if timer else 0,
+            timer.due_ms if timer else 0,
+            consume_timer,
+            workflow,
+            1 if isinstance(event, TERMINAL_EVENTS) else 0,
+        ]
+        reply: list[Any] = await self._append(
+            keys=[keys.log(execution_id), keys.meta(execution_id), keys.timers(p), keys.work(p)],
+            args=args,
+        )
+        return reply
+
+    async def read(
+        self, execution_id: str, after: bytes | None = None
+    ) -> list[tuple[bytes, AnyEvent]]:
+        """The log's entries after stream id ``after`` (all when None), oldest first."""
+        key = self.keys.log(execution_id)
+        out: list[tuple[bytes, AnyEvent]] = []
+        start = b"(" + after if after else b"-"
+        while True:
+            page = await self.redis.xrange(key, min=start, max="+", count=READ_PAGE)
+            for entry_id, fields in page:
+                out.append((entry_id, to_event(entry_id, fields)))
+            if len(page) < READ_PAGE:
+                return out
+            start = b"(" + page[-1][0]
+
+    async def meta(self, execution_id: str) -> dict[bytes, bytes]:
+        """The execution's meta hash (empty when it does not exist)."""
+        meta: dict[bytes, bytes] = await self.redis.hgetall(self.keys.meta(execution_id))
+        return meta
+
+
+def to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> AnyEvent:
+    """Decode one stream entry of a log into its event, envelope included."""
+    return decode_event(
+        fields[F_BODY],
+        seq=int(fields[F_SEQ]),
+        at_ms=entry_ms(entry_id),
+        prev_hash=fields.get(F_PREV, b"").decode(),
+    )

@@ -1,0 +1,104 @@
+"""The timer wheel's poller: due timers become ``TimerFired`` events and work messages.
+
+Every worker runs one poller over all partitions. Firing a timer is one call of the
+append script that removes the member from the wheel first, so when several pollers see
+the same due timer exactly one records it. Due times are Redis' clock, never a worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from .errors import ExecutionEnded, ExecutionNotFound, TimerNotDue
+from .events import TimerFired
+from .keys import Keys
+from .store import Store
+
+log = structlog.get_logger("zart_es.timers")
+
+FIRE_BATCH = 200
+
+
+class TimerPoller:
+    """Sleeps until the earliest timer of any partition is due (or ``poll_interval``)."""
+
+    def __init__(self, store: Store, keys: Keys, *, poll_interval: float = 0.5) -> None:
+        self._store = store
+        self._keys = keys
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self.fired = 0
+
+    def wake(self) -> None:
+        """A timer was added by this process: look at the wheel again now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled); Redis errors are logged and retried."""
+        while True:
+            try:
+                wait = await self.tick()
+            except (RedisError, OSError) as exc:
+                log.warning("timer poll failed, retrying", error=str(exc))
+                wait = self._poll
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def tick(self) -> float:
+        """Fire every due timer; return seconds until the next is due (capped)."""
+        keys = self._keys
+        pipe = self._store.redis.pipeline(transaction=False)
+        pipe.time()
+        for p in range(keys.partitions):
+            pipe.zrange(keys.timers(p), 0, 0, withscores=True)
+        replies: list[Any] = await pipe.execute()
+        seconds, micros = replies[0]
+        now_ms = seconds * 1000 + micros // 1000
+        next_due: float | None = None
+        for p, earliest in enumerate(replies[1:]):
+            if not earliest:
+                continue
+            due = earliest[0][1]
+            if due <= now_ms:
+                due = await self._fire_due(p, now_ms)
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        if next_due is None:
+            return self._poll
+        return max(0.001, min(self._poll, (next_due - now_ms) / 1000))
+
+    async def _fire_due(self, partition: int, now_ms: int) -> float | None:
+        key = self._keys.timers(partition)
+        while True:
+            members: list[bytes] = await self._store.redis.zrangebyscore(
+                key, "-inf", now_ms, start=0, num=FIRE_BATCH
+            )
+            await asyncio.gather(*(self._fire(m.decode()) for m in members))
+            if len(members) < FIRE_BATCH:
+                break
+        nxt: list[tuple[bytes, float]] = await self._store.redis.zrange(
+            key, 0, 0, withscores=True
+        )
+        return nxt[0][1] if nxt else None
+
+    async def _fire(self, member: str) -> None:
+        execution_id, timer = self._keys.parse_timer_member(member)
+        try:
+            await self._store.append(
+                execution_id, -1, TimerFired(timer=timer), enqueue=True, consume_timer=member
+            )
+        except (TimerNotDue, ExecutionEnded):
+            return
+        except ExecutionNotFound:
+            await self._store.redis.zrem(self._keys.timers(self._keys.partition_of(execution_id)),
+                                         member)
+            return
+        self.fired += 1
+        log.debug("timer fired", execution_id=execution_id, timer=timer)

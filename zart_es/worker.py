@@ -1,0 +1,348 @@
+"""``Worker``: reads work messages of every partition and drives executions.
+
+One process runs many executions at once: each work message starts a task that replays
+its execution until it ends or waits for a timer, then acknowledges the message. A message
+stays in the consumer group's pending list until then, so a worker killed at any point
+loses nothing: another worker reclaims the message once its lease (idle time) runs out.
+A worker holding a message heartbeats it, so a long step keeps its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from .codec import DEFAULT_MAX_PAYLOAD_BYTES
+from .config import connect, resolve_partitions, resolve_url
+from .errors import LeaseLost
+from .keys import F_EXEC, GROUP, Keys
+from .registry import Registry, default_registry
+from .runner import Outcome, StoreJournal, run_execution
+from .store import Store, load_script
+from .timers import TimerPoller
+
+log = structlog.get_logger("zart_es.worker")
+
+READ_BLOCK_MS = 2000
+RETRY_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+Message = tuple[int, bytes]  # (partition, work message id)
+
+
+class _Run:
+    """One execution being driven by this process, and the messages it will ack."""
+
+    __slots__ = ("again", "messages", "task")
+
+    def __init__(self, message: Message) -> None:
+        self.messages: list[Message] = [message]
+        self.again = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    """A worker process's engine; embed it with ``async with Worker(url) as w:`` or ``run()``.
+
+    ``concurrency`` caps the executions driven at once (sleeping ones cost nothing: they
+    live in Redis). ``lease_timeout`` is how long a silent worker keeps its messages before
+    another reclaims them; heartbeats renew it every third of that. ``grace_period`` is
+    how long ``stop()`` lets in-flight executions run before handing them back.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        registry: Registry | None = None,
+        concurrency: int = 100,
+        lease_timeout: float = 30.0,
+        poll_interval: float = 0.5,
+        grace_period: float = 10.0,
+        partitions: int | None = None,
+        prefix: str = "zart",
+        consumer: str | None = None,
+        cache_size: int = 1000,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        redis: Redis | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if lease_timeout <= 0:
+            raise ValueError(f"lease_timeout must be > 0, got {lease_timeout}")
+        self.url = resolve_url(redis_url)
+        self.registry = registry or default_registry
+        self.concurrency = concurrency
+        self.lease_timeout = lease_timeout
+        self.grace_period = grace_period
+        self.keys = Keys(prefix, resolve_partitions(partitions))
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._own_redis = redis is None
+        self.redis = redis if redis is not None else connect(self.url)
+        self.store = Store(self.redis, self.keys)
+        self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
+        self._lease = self.redis.register_script(load_script("lease"))
+        self._max_payload = max_payload_bytes
+        self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
+        self._cache_size = cache_size
+        self._runs: dict[str, _Run] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+        self._stopping = asyncio.Event()
+        self._intake: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._main: asyncio.Task[None] | None = None
+        self.completed_runs = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work until :meth:`stop` is called, then drain within the grace period."""
+        await self.store.check_config()
+        for p in range(self.keys.partitions):
+            await self._ensure_group(p)
+        log.info("worker started", consumer=self.consumer, partitions=self.keys.partitions,
+                 concurrency=self.concurrency, workflows=self.registry.names())
+        self._intake = [asyncio.create_task(self._read(p)) for p in range(self.keys.partitions)]
+        self._intake.append(asyncio.create_task(self._reclaim()))
+        self._background = [
+            asyncio.create_task(self.poller.run()),
+            asyncio.create_task(self._heartbeat()),
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._drain()
+
+    def stop(self) -> None:
+        """Stop taking work; in-flight executions get ``grace_period`` to finish."""
+        self._stopping.set()
+
+    async def __aenter__(self) -> Worker:
+        self._main = asyncio.create_task(self.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        if self._main is not None:
+            await self._main
+
+    async def _drain(self) -> None:
+        await _cancel(self._intake)
+        tasks = [r.task for r in self._runs.values() if r.task is not None]
+        if tasks:
+            log.info("draining", in_flight=len(tasks), grace_period=self.grace_period)
+            _, late = await asyncio.wait(tasks, timeout=self.grace_period)
+            if late:
+                abandoned = [m for r in list(self._runs.values()) for m in r.messages]
+                await _cancel(late)
+                await self._release(abandoned)
+        await _cancel(self._background)
+        if self._own_redis:
+            await self.redis.aclose()
+        log.info("worker stopped", consumer=self.consumer)
+
+    # -- intake ---------------------------------------------------------------------
+
+    async def _ensure_group(self, partition: int) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.work(partition), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, partition: int) -> None:
+        stream = self.keys.work(partition)
+        failures = 0
+        while True:
+            await self._room.wait()
+            count = max(1, min(self.concurrency - len(self._runs), 100))
+            try:
+                reply: Any = await self.redis.xreadgroup(
+                    GROUP, self.consumer, {stream: ">"}, count=count, block=READ_BLOCK_MS
+                )
+                failures = 0
+            except (RedisError, OSError) as exc:
+                failures += 1
+                log.warning("reading work failed, retrying", partition=partition, error=str(exc))
+                await asyncio.sleep(_backoff(failures))
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    await self._ensure_group(partition)
+                continue
+            for _stream, messages in reply or ():
+                self._dispatch_all(partition, messages)
+
+    async def _reclaim(self) -> None:
+        """Take over messages whose holder went silent for longer than the lease."""
+        min_idle = int(self.lease_timeout * 1000)
+        while True:
+            await asyncio.sleep(max(0.2, self.lease_timeout / 2))
+            for p in range(self.keys.partitions):
+                try:
+                    await self._reclaim_partition(p, min_idle)
+                except (RedisError, OSError) as exc:
+                    log.warning("reclaim failed", partition=p, error=str(exc))
+
+    async def _reclaim_partition(self, partition: int, min_idle: int) -> None:
+        cursor: bytes | str = "0-0"
+        while True:
+            reply: Any = await self.redis.execute_command(
+                "XAUTOCLAIM", self.keys.work(partition), GROUP, self.consumer, min_idle,
+                cursor, "COUNT", 100,
+            )
+            # Redis 6.2 replies [cursor, entries]; 7.x adds a third element (deleted ids)
+            cursor, entries = reply[0], reply[1]
+            live = [e for e in entries if e and e[1] is not None]
+            if live:
+                log.info("reclaimed work", partition=partition, messages=len(live))
+                self._dispatch_all(partition, live)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    def _dispatch_all(self, partition: int, messages: Iterable[Any]) -> None:
+        for msg_id, fields in messages:
+            fields_dict = fields if isinstance(fields, dict) else _pairs(fields)
+            self._dispatch(partition, msg_id, fields_dict[F_EXEC].decode())
+        if len(self._runs) >= self.concurrency:
+            self._room.clear()
+
+    def _dispatch(self, partition: int, msg_id: bytes, execution_id: str) -> None:
+        run = self._runs.get(execution_id)
+        if run is not None:  # already driving it here: look again when this run stops
+            run.messages.append((partition, msg_id))
+            run.again = True
+            return
+        run = _Run((partition, msg_id))
+        self._runs[execution_id] = run
+        run.task = asyncio.create_task(self._drive(execution_id, run))
+
+    # -- driving one execution ----------------------------------------------------------
+
+    async def _drive(self, execution_id: str, run: _Run) -> None:
+        structlog.contextvars.bind_contextvars(execution_id=execution_id)
+        failures = 0
+        try:
+            while True:
+                run.again = False
+                try:
+                    outcome = await self._run_once(execution_id)
+                except LeaseLost:
+                    outcome = Outcome.ENDED
+                except (RedisError, OSError) as exc:
+                    self._cache.pop(execution_id, None)  # unknown what landed: re-read
+                    failures += 1
+                    log.warning("redis error while running, retrying", error=str(exc))
+                    await asyncio.sleep(_backoff(failures))
+                    run.again = True
+                    continue
+                if outcome is Outcome.WAITING:
+                    self.poller.wake()
+                if not run.again:
+                    break
+            await self._ack(run.messages)
+            self.completed_runs += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # a bug or a corrupt log: keep the message pending; it is retried after the lease
+            log.exception("execution run crashed; message left pending")
+        finally:
+            self._runs.pop(execution_id, None)
+            self._room.set()
+
+    async def _run_once(self, execution_id: str) -> Outcome:
+        journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)
+        await journal.catch_up()
+        if journal.state.version == 0:
+            log.warning("work message for an execution with no log; dropped")
+            return Outcome.ENDED
+        outcome = await run_execution(journal, self.registry, max_payload_bytes=self._max_payload)
+        if outcome is Outcome.WAITING:
+            self._cache[execution_id] = journal
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return outcome
+
+    async def _ack(self, messages: list[Message]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for partition, ids in _by_partition(messages).items():
+            stream = self.keys.work(partition)
+            pipe.xack(stream, GROUP, *ids)
+            pipe.xdel(stream, *ids)
+        await pipe.execute()
+
+    async def _release(self, messages: list[Message]) -> None:
+        """Hand abandoned messages back at once (a fresh message each) instead of waiting
+        for their lease to run out."""
+        try:
+            for partition, ids in _by_partition(messages).items():
+                stream = self.keys.work(partition)
+                read = self.redis.pipeline(transaction=False)
+                for msg_id in ids:
+                    read.xrange(stream, msg_id, msg_id)
+                entries: list[Any] = await read.execute()
+                pipe = self.redis.pipeline(transaction=True)
+                for entry in entries:
+                    if entry:
+                        pipe.xadd(stream, entry[0][1])
+                pipe.xack(stream, GROUP, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not release work; it is reclaimed after the lease", error=str(exc))
+
+    # -- leases ---------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_timeout / 3)
+            held: list[Message] = [m for r in self._runs.values() for m in r.messages]
+            for partition, ids in _by_partition(held).items():
+                try:
+                    lost: list[bytes] = await self._lease(
+                        keys=[self.keys.work(partition)], args=[GROUP, self.consumer, *ids]
+                    )
+                except (RedisError, OSError) as exc:
+                    log.warning("heartbeat failed", error=str(exc))
+                    continue
+                if lost:
+                    self._forget(partition, set(lost))
+
+    def _forget(self, partition: int, lost: set[bytes]) -> None:
+        for execution_id, run in list(self._runs.items()):
+            run.messages = [m for m in run.messages if not (m[0] == partition and m[1] in lost)]
+            if not run.messages and run.task is not None:
+                log.warning("lease lost; another worker owns the execution now",
+                            execution_id=execution_id)
+                run.task.cancel()
+
+
+def _by_partition(messages: Iterable[Message]) -> dict[int, list[bytes]]:
+    out: dict[int, list[bytes]] = {}
+    for partition, msg_id in messages:
+        out.setdefault(partition, []).append(msg_id)
+    return out
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _backoff(failures: int) -> float:
+    return RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF)) - 1]
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
