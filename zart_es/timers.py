@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from .aio import reraise_if_cancelling
 from .errors import ExecutionEnded, ExecutionNotFound, TimerNotDue
 from .events import TimerFired
 from .keys import Keys
@@ -43,13 +44,17 @@ class TimerPoller:
             try:
                 wait = await self.tick()
             except (RedisError, OSError) as exc:
+                reraise_if_cancelling(exc)
                 log.warning("timer poll failed, retrying", error=str(exc))
                 wait = self._poll
             self._wake.clear()
+            # a plain Event wait plus call_later: unlike wait_for/timeout on 3.11, it never
+            # loses a cancellation that arrives together with the deadline
+            alarm = asyncio.get_running_loop().call_later(wait, self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                alarm.cancel()
 
     async def tick(self) -> float:
         """Fire every due timer; return seconds until the next is due (capped)."""

@@ -21,6 +21,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from .aio import reraise_if_cancelling
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES
 from .config import connect, resolve_partitions, resolve_url
 from .errors import LeaseLost
@@ -171,6 +172,7 @@ class Worker:
                 )
                 failures = 0
             except (RedisError, OSError) as exc:
+                reraise_if_cancelling(exc)
                 failures += 1
                 log.warning("reading work failed, retrying", partition=partition, error=str(exc))
                 await asyncio.sleep(_backoff(failures))
@@ -189,6 +191,7 @@ class Worker:
                 try:
                     await self._reclaim_partition(p, min_idle)
                 except (RedisError, OSError) as exc:
+                    reraise_if_cancelling(exc)
                     log.warning("reclaim failed", partition=p, error=str(exc))
 
     async def _reclaim_partition(self, partition: int, min_idle: int) -> None:
@@ -237,6 +240,7 @@ class Worker:
                 except LeaseLost:
                     outcome = Outcome.ENDED
                 except (RedisError, OSError) as exc:
+                    reraise_if_cancelling(exc)
                     self._cache.pop(execution_id, None)  # unknown what landed: re-read
                     failures += 1
                     log.warning("redis error while running, retrying", error=str(exc))
@@ -311,6 +315,7 @@ class Worker:
                         keys=[self.keys.work(partition)], args=[GROUP, self.consumer, *ids]
                     )
                 except (RedisError, OSError) as exc:
+                    reraise_if_cancelling(exc)
                     log.warning("heartbeat failed", error=str(exc))
                     continue
                 if lost:

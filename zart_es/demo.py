@@ -1,0 +1,159 @@
+"""``zart-es demo``: the examples on a real Redis, with a worker killed mid-loop.
+
+With no ``$ZART_REDIS_URL`` it starts a private redis-server (AOF on) in ``data_dir``.
+Workers are real subprocesses (``zart-es worker --app workers.examples``); the kill is a
+real SIGKILL. Side effects are counted from the file the example services append to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .client import Client
+from .embedded import RedisServer
+
+LEASE = "2"
+
+
+class _Screen:
+    """Progress on one line in a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self._open = False
+
+    def progress(self, text: str) -> None:
+        if self.tty:
+            print(f"\r  {text}\033[K", end="", flush=True)
+            self._open = True
+
+    def say(self, text: str) -> None:
+        if self._open:
+            print()
+            self._open = False
+        print(text, flush=True)
+
+
+def _spawn_worker(url: str, log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log_file:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "zart_es", "--redis-url", url, "worker",
+             "--app", "workers.examples", "--lease-timeout", LEASE, "--log-json"],
+            stdout=log_file, stderr=log_file, env=env, start_new_session=True,
+        )
+
+
+async def run_demo(data_dir: str, items: int = 30, partitions: int | None = None) -> int:
+    """Run the demo; returns the process exit code (0 when every check held)."""
+    screen = _Screen()
+    base = Path(data_dir).absolute()
+    base.mkdir(parents=True, exist_ok=True)
+    url = os.environ.get("ZART_REDIS_URL")
+    server: RedisServer | None = None
+    if not url:
+        server = RedisServer(base / "redis", appendfsync="everysec").start()
+        url = server.url
+        screen.say(f"embedded redis-server {server.binary} on port {server.port} "
+                   f"(AOF in {server.data_dir})")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    effects = base / f"effects-{stamp}.log"
+    env = {**os.environ, "ZART_REDIS_URL": url, "ZART_DEMO_EFFECTS": str(effects),
+           "ZART_DEMO_STEP_SECONDS": "0.1"}
+    if partitions is not None:
+        env["ZART_PARTITIONS"] = str(partitions)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        workers.append(_spawn_worker(url, base / "worker.log", env))
+        screen.say(f"worker 1 started (pid {workers[0].pid}); logs in {base / 'worker.log'}")
+        async with Client(url, partitions=partitions) as client:
+            ok = await _crash_and_resume(client, screen, workers, base, env, items, stamp, effects)
+            ok = await _other_examples(client, screen, stamp) and ok
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if server is not None:
+            server.stop()
+    screen.say("demo finished: every check held" if ok else "demo finished: a check FAILED")
+    return 0 if ok else 1
+
+
+async def _crash_and_resume(
+    client: Client,
+    screen: _Screen,
+    workers: list[subprocess.Popen[bytes]],
+    base: Path,
+    env: dict[str, str],
+    items: int,
+    stamp: str,
+    effects: Path,
+) -> bool:
+    screen.say(f"\n1. batch-processor over {items} items, one durable step per item")
+    eid = await client.start("batch-processor", {"count": items}, execution_id=f"demo-batch-{stamp}")
+    kill_at = max(1, items // 3)
+    while (done := await _items_done(client, eid)) < kill_at:
+        screen.progress(f"[worker 1] {done}/{items} items recorded")
+        await asyncio.sleep(0.05)
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait()
+    done = await _items_done(client, eid)
+    screen.say(f"  kill -9 worker 1 with {done}/{items} items recorded (one step in flight)")
+    workers.append(_spawn_worker(url=env["ZART_REDIS_URL"], log_path=base / "worker.log", env=env))
+    screen.say(f"  worker 2 started (pid {workers[-1].pid}); it reclaims the execution "
+               f"after the {LEASE}s lease")
+    while (status := await client.status(eid)).state not in ("completed", "failed"):
+        screen.progress(f"[worker 2] {await _items_done(client, eid)}/{items} items recorded")
+        await asyncio.sleep(0.05)
+    result = await client.result(eid)
+    runs = collections.Counter(
+        line.split()[1] for line in effects.read_text().splitlines() if line.startswith("process ")
+    )
+    twice = sorted(int(k) for k, n in runs.items() if n > 1)
+    missing = [i for i in range(items) if str(i) not in runs]
+    screen.say(f"  {status.state}: processed={result['processed']}; side effects: "
+               f"{sum(1 for n in runs.values() if n == 1)} items ran once, "
+               f"re-run after the crash: {twice or 'none'} (at most the one in flight)")
+    ok = status.state == "completed" and not missing and len(twice) <= 1 and runs["0"] == 1
+    if not ok:
+        screen.say(f"  CHECK FAILED: missing={missing} re-run={twice}")
+    return ok
+
+
+async def _items_done(client: Client, eid: str) -> int:
+    status = await client.status(eid)
+    return max(0, status.version - 2)  # ExecutionStarted + fetch-items precede the items
+
+
+async def _other_examples(client: Client, screen: _Screen, stamp: str) -> bool:
+    screen.say("\n2. the other examples, concurrently")
+    starts: dict[str, tuple[str, Any]] = {
+        "durable-loop": ("durable-loop", {"count": 10}),
+        "job-poller": ("job-poller", {"name": "nightly", "runs_for": 1.0, "every": 0.3}),
+        "transform-records": ("transform-records", 8),
+        "chunked-processing": ("chunked-processing", {"total": 10_000, "chunk_size": 1_000}),
+        "provision (2 failures, exponential backoff)": ("provision", {"fail_times": 2}),
+    }
+    ids = {label: await client.start(name, data, execution_id=f"demo-{name}-{stamp}")
+           for label, (name, data) in starts.items()}
+    ok = True
+    for label, eid in ids.items():
+        try:
+            value = await client.result(eid, timeout=60)
+            screen.say(f"  {label}: {value}")
+        except Exception as exc:  # noqa: BLE001 -- report every example, then fail the demo
+            screen.say(f"  {label}: FAILED {exc}")
+            ok = False
+    return ok
