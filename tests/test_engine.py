@@ -303,7 +303,7 @@ async def test_redis_unreachable_is_a_clear_error() -> None:
     from zart_es.embedded import free_port
 
     client = Client(f"redis://127.0.0.1:{free_port()}/0")
-    with pytest.raises(RedisUnavailable, match="cannot reach Redis at redis://127.0.0.1"):
+    with pytest.raises(RedisUnavailable, match=r"cannot reach Redis at redis://127\.0\.0\.1"):
         await client.start("w")
     await client.close()
 

@@ -7,6 +7,7 @@ Run them with ``zart-es worker --app workers.examples`` and start one with the C
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 import msgspec
@@ -37,8 +38,9 @@ async def batch_processor(ctx: Context, data: BatchData) -> BatchResult:
                            type=list[Item])
     results = []
     for i, item in enumerate(items):
-        results.append(await ctx.step(f"process-item-{i}",
-                                      lambda item=item: services.process_item(item)))
+        results.append(
+            await ctx.step(f"process-item-{i}", functools.partial(services.process_item, item))
+        )
     return BatchResult(processed=len(items), results=results)
 
 
@@ -84,10 +86,12 @@ async def transform_records(ctx: Context, count: int) -> int:
     source = await ctx.step("load", lambda: services.load_records(count), type=list[Record])
     out: list[Record] = []
     for row in source:
-        out.append(await ctx.step(f"transform-{row.key}",
-                                  lambda row=row: Record(row.key, row.value * 10),
-                                  type=Record))
+        out.append(await ctx.step(f"transform-{row.key}", functools.partial(_transform, row)))
     return await ctx.step("write", lambda: services.write_records(out), type=int)
+
+
+def _transform(row: Record) -> Record:
+    return Record(row.key, row.value * 10)
 
 
 class ChunkData(msgspec.Struct, frozen=True):

@@ -122,7 +122,7 @@ class Client:
                 )
         return execution_id
 
-    async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:  # noqa: A002
+    async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
         """The execution's state, with its result or error once it has ended."""
         await self._ready()
         meta = await self.store.meta(check_execution_id(execution_id))
@@ -151,7 +151,7 @@ class Client:
         )
 
     async def result(
-        self, execution_id: str, timeout: float | None = None, *, type: Any = None  # noqa: A002
+        self, execution_id: str, timeout: float | None = None, *, type: Any = None
     ) -> Any:
         """Wait for the execution to end and return its result (decoded to ``type``).
 

@@ -12,7 +12,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import structlog
 
@@ -30,6 +30,7 @@ from .journal import Journal, NewTimer
 from .state import ExecutionState
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 MAX_STEP_NAME = 200
 
 log = structlog.get_logger("zart_es.step")
@@ -71,7 +72,11 @@ class Context:
     def _state(self) -> ExecutionState:
         return self._journal.state
 
-    async def step(self, name: str, fn: StepFn[T], *, type: Any = None) -> T:  # noqa: A002
+    @overload
+    async def step(self, name: str, fn: Callable[[], Awaitable[T]], *, type: Any = None) -> T: ...
+    @overload
+    async def step(self, name: str, fn: Callable[[], T], *, type: Any = None) -> T: ...
+    async def step(self, name: str, fn: StepFn[Any], *, type: Any = None) -> Any:
         """Run ``fn`` once and record its result under ``name``; replays return the record.
 
         ``fn`` takes no arguments and may be sync or async. The value returned is always
@@ -82,17 +87,29 @@ class Context:
         """
         return await self._step(name, fn, type, None)
 
+    @overload
+    async def step_with_retry(
+        self, name: str, fn: Callable[[], Awaitable[T]], *, retries: int = 10,
+        backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
+        type: Any = None,
+    ) -> T: ...
+    @overload
+    async def step_with_retry(
+        self, name: str, fn: Callable[[], T], *, retries: int = 10,
+        backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
+        type: Any = None,
+    ) -> T: ...
     async def step_with_retry(
         self,
         name: str,
-        fn: StepFn[T],
+        fn: StepFn[Any],
         *,
         retries: int = 10,
         backoff: str = "exponential",
         delay: Duration = "5s",
         max_delay: Duration = "5m",
-        type: Any = None,  # noqa: A002
-    ) -> T:
+        type: Any = None,
+    ) -> Any:
         """Like :meth:`step`, but a failure schedules a retry on a durable timer.
 
         Attempt n+1 waits ``delay`` (fixed), ``n * delay`` (linear) or ``2**(n-1) * delay``
@@ -104,14 +121,24 @@ class Context:
         policy = RetryPolicy.build(retries, backoff, delay, max_delay)
         return await self._step(name, fn, type, policy)
 
+    @overload
+    async def durable_loop(
+        self, prefix: str, items: Iterable[ItemT], fn: Callable[[int, ItemT], Awaitable[T]], *,
+        type: Any = None,
+    ) -> list[T]: ...
+    @overload
+    async def durable_loop(
+        self, prefix: str, items: Iterable[ItemT], fn: Callable[[int, ItemT], T], *,
+        type: Any = None,
+    ) -> list[T]: ...
     async def durable_loop(
         self,
         prefix: str,
         items: Iterable[Any],
-        fn: Callable[[int, Any], T | Awaitable[T]],
+        fn: Callable[[int, Any], Any],
         *,
-        type: Any = None,  # noqa: A002
-    ) -> list[T]:
+        type: Any = None,
+    ) -> list[Any]:
         """Run ``fn(i, item)`` as step ``f"{prefix}-{i}"`` for each item, in order.
 
         After a crash the loop skips the items already recorded and resumes at the first
@@ -172,8 +199,8 @@ class Context:
         self._seen.add(name)
 
     async def _step(
-        self, name: str, fn: StepFn[T], type_: Any, policy: RetryPolicy | None
-    ) -> T:
+        self, name: str, fn: StepFn[Any], type_: Any, policy: RetryPolicy | None
+    ) -> Any:
         self._claim(name)
         if type_ is None:
             type_ = return_type(fn)
@@ -191,7 +218,7 @@ class Context:
         bound = log.bind(execution_id=self.execution_id, step=name, attempt=attempt)
         try:
             value = await _call(fn)
-        except Exception as exc:  # noqa: BLE001 -- any failure of user code is recorded
+        except Exception as exc:
             await self._record_failure(name, attempt, exc, policy, bound)
             # only reached when another worker recorded a success of this step meanwhile
             return self._decode(name, self._state.steps[name], type_)
@@ -269,7 +296,7 @@ def return_type(fn: Callable[..., Any]) -> Any:
         pass
     try:
         hint = typing.get_type_hints(fn).get("return")
-    except Exception:  # noqa: BLE001 -- unresolvable annotation: decode untyped
+    except Exception:
         hint = None
     if hint is type(None):
         hint = None

@@ -34,7 +34,9 @@ def to_ms(value: Duration) -> int:
     elif isinstance(value, str):
         return _parse_text(value)
     else:
-        raise InvalidDuration(value, f"expected timedelta, seconds or text, got {type(value).__name__}")
+        raise InvalidDuration(
+            value, f"expected timedelta, seconds or text, got {type(value).__name__}"
+        )
     if not math.isfinite(seconds):
         raise InvalidDuration(value, "not finite")
     if seconds < 0:
@@ -53,7 +55,9 @@ def _parse_text(text: str) -> int:
     if compact.startswith("-"):
         raise InvalidDuration(text, "negative")
     if not _WHOLE.fullmatch(compact):
-        raise InvalidDuration(text, "use a number and a unit: ms, s, m, h or d (e.g. '5m', '1h30m')")
+        raise InvalidDuration(
+            text, "use a number and a unit: ms, s, m, h or d (e.g. '5m', '1h30m')"
+        )
     total = 0.0
     for number, unit in _PART.findall(compact):
         total += float(number) * _UNITS_MS[unit]

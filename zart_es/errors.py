@@ -229,9 +229,9 @@ class RedisUnavailable(StoreError, ConnectionError):
         self.url = url
 
 
-class Suspend(BaseException):  # noqa: N818 -- control flow, not an error
+class Suspend(BaseException):
     """The execution waits for a durable timer; the worker stops running it for now."""
 
 
-class LeaseLost(BaseException):  # noqa: N818 -- control flow, not an error
+class LeaseLost(BaseException):
     """Another worker owns the execution now (or it ended elsewhere); stop quietly."""

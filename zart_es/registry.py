@@ -57,7 +57,7 @@ class Registry:
         input_type = hints.get(params[1].name, Any) if len(params) == 2 else None
         workflow = Workflow(
             name=name,
-            fn=fn if len(params) == 2 else _ignore_input(fn),
+            fn=fn if len(params) == 2 else _ignore_input(fn),  # type: ignore[arg-type]
             input_type=input_type,
             result_type=hints.get("return", Any),
             timeout_ms=None if timeout is None else to_ms(timeout),
@@ -106,7 +106,7 @@ def durable(
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 -- unresolved forward refs: fall back to untyped decoding
+    except Exception:
         return {}
 
 

@@ -118,39 +118,41 @@ async def run_execution(
     state = journal.state
     if state.terminal:
         return Outcome.ENDED
-    bound = log.bind(execution_id=state.execution_id, workflow=state.workflow)
     try:
         workflow = registry.get(state.workflow)
-    except UnknownWorkflow as exc:
-        bound.error("unknown workflow", known=registry.names())
-        return await _end(journal, ExecutionFailed(error_type="UnknownWorkflow", message=str(exc)))
-
-    if workflow.timeout_ms is not None:
-        ended = await _arm_timeout(journal, workflow.timeout_ms)
-        if ended is not None:
-            return ended
-    try:
-        data = decode_value(state.input, workflow.input_type, f"input of workflow {workflow.name!r}")
-    except PayloadError as exc:
+        data = decode_value(
+            state.input, workflow.input_type, f"input of workflow {workflow.name!r}"
+        )
+    except (UnknownWorkflow, PayloadError) as exc:
+        log.error("cannot run execution",  # noqa: TRY400 -- expected, no traceback wanted execution_id=state.execution_id,
+                  workflow=state.workflow, error=str(exc))
         return await _end(journal, _failure(exc))
+    if workflow.timeout_ms is not None and await _deadline_passed(journal, workflow.timeout_ms):
+        return await _timeout(journal, workflow)
+    return await _run_workflow(journal, workflow, data, max_payload_bytes)
 
-    ctx = Context(journal, max_payload_bytes=max_payload_bytes)
+
+async def _run_workflow(
+    journal: StoreJournal, workflow: Workflow, data: Any, limit: int
+) -> Outcome:
+    ctx = Context(journal, max_payload_bytes=limit)
     try:
         result = await workflow.fn(ctx, data)
     except Suspend:
         return Outcome.WAITING
     except LeaseLost:
-        if journal.timed_out() and not state.terminal:
+        if journal.timed_out() and not journal.state.terminal:
             return await _timeout(journal, workflow)
         raise
-    except Exception as exc:  # noqa: BLE001 -- the workflow's own failure ends it
-        if ctx.suspended:
+    except Exception as exc:  # the workflow's own failure ends it
+        if ctx.suspended:  # it swallowed Suspend and raised something else while unwinding
             return Outcome.WAITING
-        bound.warning("execution failed", error=f"{type(exc).__name__}: {exc}")
+        log.warning("execution failed", execution_id=ctx.execution_id, workflow=workflow.name,
+                    error=f"{type(exc).__name__}: {exc}")
         return await _end(journal, _failure(exc))
     if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
         return Outcome.WAITING
-    return await _complete(journal, workflow, result, max_payload_bytes)
+    return await _complete(journal, workflow, result, limit)
 
 
 async def _complete(
@@ -165,7 +167,8 @@ async def _complete(
     return await _end(journal, ExecutionCompleted(result=encoded))
 
 
-async def _arm_timeout(journal: StoreJournal, timeout_ms: int) -> Outcome | None:
+async def _deadline_passed(journal: StoreJournal, timeout_ms: int) -> bool:
+    """Arm the execution's deadline timer on its first run; True once it has fired."""
     state = journal.state
     timer = state.timers.get(TIMEOUT_TIMER)
     if timer is None:
@@ -174,11 +177,8 @@ async def _arm_timeout(journal: StoreJournal, timeout_ms: int) -> Outcome | None
             TimerSet(timer=TIMEOUT_TIMER, due_ms=due, purpose="timeout"),
             timer=NewTimer(TIMEOUT_TIMER, due_ms=due),
         )
-        return None
-    if timer.fired:
-        await journal.record(ExecutionTimedOut(timeout_ms=timeout_ms))
-        return Outcome.ENDED
-    return None
+        return False
+    return timer.fired
 
 
 async def _timeout(journal: StoreJournal, workflow: Workflow) -> Outcome:

@@ -23,8 +23,8 @@ from .errors import (
     TimerNotDue,
     VersionConflict,
 )
-from .journal import NewTimer
 from .events import TERMINAL_EVENTS, AnyEvent, Event
+from .journal import NewTimer
 from .keys import F_BODY, F_PREV, F_SEQ, Keys
 from .state import status_after
 
@@ -60,8 +60,8 @@ class Store:
     async def check_config(self) -> None:
         """Record the partition count on first use; refuse to run with a different one."""
         key = self.keys.config()
-        await self.redis.hsetnx(key, "partitions", self.keys.partitions)
-        recorded = await self.redis.hget(key, "partitions")
+        await self.redis.hsetnx(key, "partitions", str(self.keys.partitions))  # type: ignore[misc]
+        recorded = await self.redis.hget(key, "partitions")  # type: ignore[misc]
         if recorded is not None and int(recorded) != self.keys.partitions:
             raise ConfigError(
                 f"this Redis was set up with {int(recorded)} partitions under prefix "
@@ -72,7 +72,7 @@ class Store:
     async def create(self, event: Event, execution_id: str, workflow: str) -> bool:
         """Append ``ExecutionStarted`` and its work message; False if the id already exists."""
         reply = await self._call(execution_id, "new", -1, event, workflow=workflow, enqueue=True)
-        return reply[0] == b"ok"
+        return bool(reply[0] == b"ok")
 
     async def append(
         self,
@@ -165,7 +165,9 @@ class Store:
 
     async def meta(self, execution_id: str) -> dict[bytes, bytes]:
         """The execution's meta hash (empty when it does not exist)."""
-        meta: dict[bytes, bytes] = await self.redis.hgetall(self.keys.meta(execution_id))
+        meta: dict[bytes, bytes] = await self.redis.hgetall(  # type: ignore[misc]
+            self.keys.meta(execution_id)
+        )
         return meta
 
 

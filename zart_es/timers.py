@@ -65,7 +65,7 @@ class TimerPoller:
             pipe.zrange(keys.timers(p), 0, 0, withscores=True)
         replies: list[Any] = await pipe.execute()
         seconds, micros = replies[0]
-        now_ms = seconds * 1000 + micros // 1000
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
         next_due: float | None = None
         for p, earliest in enumerate(replies[1:]):
             if not earliest:
@@ -77,7 +77,7 @@ class TimerPoller:
                 next_due = due
         if next_due is None:
             return self._poll
-        return max(0.001, min(self._poll, (next_due - now_ms) / 1000))
+        return float(max(0.001, min(self._poll, (next_due - now_ms) / 1000)))
 
     async def _fire_due(self, partition: int, now_ms: int) -> float | None:
         key = self._keys.timers(partition)
@@ -91,7 +91,7 @@ class TimerPoller:
         nxt: list[tuple[bytes, float]] = await self._store.redis.zrange(
             key, 0, 0, withscores=True
         )
-        return nxt[0][1] if nxt else None
+        return float(nxt[0][1]) if nxt else None
 
     async def _fire(self, member: str) -> None:
         execution_id, timer = self._keys.parse_timer_member(member)

@@ -75,6 +75,10 @@ class Worker:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         redis: Redis | None = None,
     ) -> None:
+        if not structlog.is_configured():
+            from .logs import configure_logging
+
+            configure_logging()
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if lease_timeout <= 0:
@@ -197,7 +201,7 @@ class Worker:
     async def _reclaim_partition(self, partition: int, min_idle: int) -> None:
         cursor: bytes | str = "0-0"
         while True:
-            reply: Any = await self.redis.execute_command(
+            reply: Any = await self.redis.execute_command(  # type: ignore[no-untyped-call]
                 "XAUTOCLAIM", self.keys.work(partition), GROUP, self.consumer, min_idle,
                 cursor, "COUNT", 100,
             )
