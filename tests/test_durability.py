@@ -212,3 +212,34 @@ async def test_redis_restart_loses_no_acknowledged_step(
         if worker is not None:
             stop_worker(worker)
         server.stop()
+
+
+async def test_sigterm_finishes_the_step_in_flight_and_hands_the_execution_over(
+    redis_url: str, redis: Redis, effects: Path, tmp_path: Path
+) -> None:
+    keys = Keys()
+    async with Client(redis_url) as client:
+        eid = await client.start("crash-loop", {"n": 12, "step_seconds": 0.3})
+        # a long lease: the second worker can only take over this fast if the first
+        # handed the execution back instead of leaving it to be reclaimed
+        first = spawn_worker(redis_url, "tests.apps.crash", lease=60, log=tmp_path / "w.log")
+
+        async def progressed() -> bool:
+            return (await client.status(eid)).version >= 4
+
+        await wait_for(progressed, timeout=20)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        code = await asyncio.to_thread(stop_worker, first, 10)
+        assert code == 0
+        assert loop.time() - started < 2.0  # one step (0.3 s), not the whole loop
+        stream = keys.work(keys.partition_of(eid))
+        pending = await redis.xpending(stream, "workers")
+        assert pending["pending"] == 0  # nothing left waiting for a lease
+        assert await redis.xlen(stream) == 1  # one fresh message for the next worker
+        second = spawn_worker(redis_url, "tests.apps.crash", lease=60, log=tmp_path / "w.log")
+        try:
+            assert await client.result(eid, timeout=20) == sum(range(12))
+        finally:
+            stop_worker(second)
+    assert count_effects(effects, "done") == {str(i): 1 for i in range(12)}

@@ -26,14 +26,23 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zart-es`` (exposed for tests and docs)."""
+    # the connection options are accepted before or after the subcommand
+    def connection_options(p: argparse.ArgumentParser, prefix: str) -> None:
+        p.add_argument("--redis-url", dest=f"{prefix}redis_url", default=None,
+                       help="Redis URL (default: $ZART_REDIS_URL or redis://localhost:6379/0)")
+        p.add_argument("--partitions", dest=f"{prefix}partitions", type=int, default=None,
+                       help="partition count of the deployment (default: $ZART_PARTITIONS or 16)")
+
+    common = argparse.ArgumentParser(add_help=False)
+    connection_options(common, "sub_")
     parser = argparse.ArgumentParser(prog="zart-es", description="Durable execution on Redis")
-    parser.add_argument("--redis-url", default=None,
-                        help="Redis URL (default: $ZART_REDIS_URL or redis://localhost:6379/0)")
-    parser.add_argument("--partitions", type=int, default=None,
-                        help="partition count of the deployment (default: $ZART_PARTITIONS or 16)")
+    connection_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    worker = sub.add_parser("worker", help="run a worker until SIGTERM/SIGINT")
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[common])
+
+    worker = add("worker", "run a worker until SIGTERM/SIGINT")
     worker.add_argument("--app", required=True, action="append",
                         help="module whose @durable functions to serve (repeatable)")
     worker.add_argument("--concurrency", type=int, default=100)
@@ -45,25 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-json", action="store_true", default=None,
                         help="JSON log lines (default when stderr is not a terminal)")
 
-    demo = sub.add_parser("demo", help="run the examples, kill a worker mid-loop, watch it resume")
+    demo = add("demo", "run the examples, kill a worker mid-loop, watch it resume")
     demo.add_argument("--data-dir", default=".zart-data",
                       help="where the embedded Redis keeps its AOF (when $ZART_REDIS_URL is unset)")
     demo.add_argument("--items", type=int, default=30)
 
-    start = sub.add_parser("start", help="start an execution; prints its id")
+    start = add("start", "start an execution; prints its id")
     start.add_argument("name")
     start.add_argument("--input", default="null", help="input as JSON")
     start.add_argument("--id", default=None, help="execution id (idempotent)")
 
-    status = sub.add_parser("status", help="state of an execution, as JSON")
+    status = add("status", "state of an execution, as JSON")
     status.add_argument("id")
 
-    result = sub.add_parser("result", help="result of an execution, as JSON")
+    result = add("result", "result of an execution, as JSON")
     result.add_argument("id")
     result.add_argument("--wait", action="store_true", help="wait until it ends")
     result.add_argument("--timeout", type=float, default=None)
 
-    history = sub.add_parser("history", help="the event log of an execution")
+    history = add("history", "the event log of an execution")
     history.add_argument("id")
     history.add_argument("--format", choices=("table", "json", "jsonl"), default="table")
     return parser
@@ -72,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zart-es`` console script."""
     args = build_parser().parse_args(argv)
+    args.redis_url = args.sub_redis_url or args.redis_url
+    args.partitions = args.sub_partitions or args.partitions
     handlers: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "worker": _worker,
         "demo": _demo,

@@ -21,6 +21,7 @@ from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .durations import Duration, format_ms, to_ms
 from .errors import (
     DuplicateStepName,
+    Interrupted,
     InvalidStepName,
     StepFailedError,
     Suspend,
@@ -215,6 +216,8 @@ class Context:
         attempt = state.attempts.get(name, 1)
         if attempt > 1 and not state.timers[retry_timer(name, attempt)].fired:
             self._suspend()
+        if self._journal.interrupted():
+            raise Interrupted  # the worker drains: new work goes to another worker
         bound = log.bind(execution_id=self.execution_id, step=name, attempt=attempt)
         try:
             value = await _call(fn)

@@ -27,7 +27,8 @@
 
 Engine control flow is not an error and derives from ``BaseException`` so that a user's
 ``except Exception:`` cannot swallow it: :class:`Suspend` (the execution waits for a
-durable timer) and :class:`LeaseLost` (another worker took the execution over).
+durable timer), :class:`LeaseLost` (another worker took the execution over) and
+:class:`Interrupted` (this worker is shutting down; the execution continues elsewhere).
 """
 
 from __future__ import annotations
@@ -235,3 +236,7 @@ class Suspend(BaseException):
 
 class LeaseLost(BaseException):
     """Another worker owns the execution now (or it ended elsewhere); stop quietly."""
+
+
+class Interrupted(BaseException):
+    """This worker is draining: stop before the next step; another worker continues."""

@@ -30,6 +30,10 @@ class Journal(Protocol):
         """The state folded from every event recorded so far."""
         ...
 
+    def interrupted(self) -> bool:
+        """True when the run should stop before starting new work (the worker drains)."""
+        ...
+
     async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
         """Append ``event`` durably and fold it into :attr:`state`.
 

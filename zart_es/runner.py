@@ -8,6 +8,7 @@ knows nothing of work streams, leases or timers' polling: that is the worker's j
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -16,6 +17,7 @@ from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .context import Context
 from .errors import (
     ExecutionEnded,
+    Interrupted,
     LeaseLost,
     PayloadError,
     Suspend,
@@ -47,6 +49,8 @@ class Outcome(enum.Enum):
     """The log has its terminal event (recorded now or before)."""
     WAITING = "waiting"
     """The execution waits for a durable timer; a work message will wake it."""
+    HANDED_OFF = "handed_off"
+    """The worker is draining; the execution must be handed to another worker."""
 
 
 class StoreJournal:
@@ -55,7 +59,7 @@ class StoreJournal:
     Keeps the id of the last entry folded, so that catching up reads only newer entries.
     """
 
-    __slots__ = ("_execution_id", "_store", "last_entry", "state")
+    __slots__ = ("_execution_id", "_store", "draining", "last_entry", "state")
 
     def __init__(
         self,
@@ -66,6 +70,7 @@ class StoreJournal:
     ) -> None:
         self._store = store
         self._execution_id = execution_id
+        self.draining: Callable[[], bool] = _never
         self.state = state if state is not None else ExecutionState()
         self.last_entry = last_entry
 
@@ -76,6 +81,10 @@ class StoreJournal:
             apply(self.state, event)
             self.last_entry = entry_id
         return len(entries)
+
+    def interrupted(self) -> bool:
+        """Whether the worker running this journal is draining."""
+        return self.draining()
 
     async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
         """Append at the folded version; on a lost race, catch up and decide again."""
@@ -138,8 +147,8 @@ async def _run_workflow(
     ctx = Context(journal, max_payload_bytes=limit)
     try:
         result = await workflow.fn(ctx, data)
-    except Suspend:
-        return Outcome.WAITING
+    except (Suspend, Interrupted) as pause:
+        return Outcome.HANDED_OFF if isinstance(pause, Interrupted) else Outcome.WAITING
     except LeaseLost:
         if journal.timed_out() and not journal.state.terminal:
             return await _timeout(journal, workflow)
@@ -190,6 +199,10 @@ async def _timeout(journal: StoreJournal, workflow: Workflow) -> Outcome:
 async def _end(journal: StoreJournal, event: Event) -> Outcome:
     await journal.record(event)
     return Outcome.ENDED
+
+
+def _never() -> bool:
+    return False
 
 
 def _failure(exc: BaseException) -> ExecutionFailed:

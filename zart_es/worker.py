@@ -128,7 +128,12 @@ class Worker:
             await self._drain()
 
     def stop(self) -> None:
-        """Stop taking work; in-flight executions get ``grace_period`` to finish."""
+        """Stop taking work and drain.
+
+        In-flight executions finish the step they are running (within ``grace_period``),
+        then stop before their next step and are handed back to the work stream at once,
+        for another worker to continue; nothing waits for a lease to run out.
+        """
         self._stopping.set()
 
     async def __aenter__(self) -> Worker:
@@ -253,6 +258,9 @@ class Worker:
                     continue
                 if outcome is Outcome.WAITING:
                     self.poller.wake()
+                if outcome is Outcome.HANDED_OFF:
+                    await self._release(run.messages)
+                    return
                 if not run.again:
                     break
             await self._ack(run.messages)
@@ -268,6 +276,7 @@ class Worker:
 
     async def _run_once(self, execution_id: str) -> Outcome:
         journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)
+        journal.draining = self._stopping.is_set
         await journal.catch_up()
         if journal.state.version == 0:
             log.warning("work message for an execution with no log; dropped")
