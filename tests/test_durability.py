@@ -168,8 +168,11 @@ async def test_direct_race_between_two_runners(redis_url: str, redis: Redis) -> 
         j1, j2 = StoreJournal(store, eid), StoreJournal(store, eid)
         await j1.catch_up()
         await j2.catch_up()
-        await asyncio.gather(run_execution(j1, registry), run_execution(j2, registry),
-                             return_exceptions=True)
+        try:
+            await asyncio.gather(run_execution(j1, registry), run_execution(j2, registry),
+                                 return_exceptions=True)
+        finally:
+            await store.aclose()
         result = await client.result(eid, timeout=5)
     events = await read_log(redis, eid)
     picks = [e for e in events if isinstance(e, StepCompleted) and e.step == "pick"]

@@ -33,7 +33,7 @@ from .events import (
     ExecutionStarted,
     ExecutionTimedOut,
 )
-from .keys import Keys, check_execution_id
+from .keys import Keys, check_execution_id, check_workflow_name
 from .state import TERMINAL_STATES
 from .store import Store, to_event
 
@@ -89,6 +89,7 @@ class Client:
 
     async def close(self) -> None:
         """Close the connections this client opened."""
+        await self.store.aclose()
         if self._own_redis:
             await self.redis.aclose()
 
@@ -107,8 +108,7 @@ class Client:
         Idempotent on ``execution_id``: starting an id that exists starts nothing and
         returns the id (a different workflow under that id is a :class:`ConfigError`).
         """
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"workflow name must be a non-empty string, got {name!r}")
+        check_workflow_name(name)
         execution_id = check_execution_id(execution_id or uuid.uuid4().hex)
         payload = encode_value(data, f"input of workflow {name!r}", self._max_payload)
         await self._ready()

@@ -218,16 +218,14 @@ class Context:
             self._suspend()
         if self._journal.interrupted():
             raise Interrupted  # the worker drains: new work goes to another worker
-        bound = log.bind(execution_id=self.execution_id, step=name, attempt=attempt)
         try:
             value = await _call(fn)
         except Exception as exc:
-            await self._record_failure(name, attempt, exc, policy, bound)
+            await self._record_failure(name, attempt, exc, policy)
             # only reached when another worker recorded a success of this step meanwhile
             return self._decode(name, self._state.steps[name], type_)
         encoded = encode_value(value, f"result of step {name!r}", self._max_payload)
         await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt))
-        bound.debug("step completed")
         # the record may be another worker's (it won the race): return what the log says
         return self._decode(name, self._state.steps[name], type_)
 
@@ -237,13 +235,13 @@ class Context:
         attempt: int,
         exc: Exception,
         policy: RetryPolicy | None,
-        bound: Any,
     ) -> None:
         """Record a failed attempt, then suspend (retry) or raise StepFailedError.
 
         Returns only if the log shows the step completed by another worker meanwhile.
         """
         error_type, message = type(exc).__name__, str(exc)
+        bound = log.bind(execution_id=self.execution_id, step=name, attempt=attempt)
         if policy is not None and attempt <= policy.retries:
             delay_ms = policy.delay_before(attempt + 1)
             timer = retry_timer(name, attempt + 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import zlib
 
-from .errors import InvalidExecutionId
+from .errors import ConfigError, InvalidExecutionId
 
 GROUP = "workers"
 """The consumer group every worker joins on every partition's work stream."""
@@ -29,6 +29,15 @@ def check_execution_id(execution_id: str) -> str:
     if not isinstance(execution_id, str) or not _ID.fullmatch(execution_id):
         raise InvalidExecutionId(execution_id)
     return execution_id
+
+
+def check_workflow_name(name: object) -> str:
+    """Return the name if it is 1-200 printable characters, else raise ConfigError."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise ConfigError(
+            f"workflow name must be 1-200 printable characters, got {name!r}"
+        )
+    return name
 
 
 class Keys:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from .durations import Duration, to_ms
 from .errors import ConfigError, DuplicateWorkflow, UnknownWorkflow
+from .keys import check_workflow_name
 
 if typing.TYPE_CHECKING:
     from .context import Context
@@ -43,8 +44,7 @@ class Registry:
 
     def register(self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None) -> Workflow:
         """Register ``fn`` under ``name``; the same function twice is a no-op."""
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"workflow name must be a non-empty string, got {name!r}")
+        check_workflow_name(name)
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(f"@durable({name!r}) needs an 'async def' function, got {fn!r}")
         params = list(inspect.signature(fn).parameters.values())

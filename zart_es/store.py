@@ -7,6 +7,7 @@ record a second result for a step.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from .autopipe import ScriptPipe
 from .codec import decode_event, encode_event
 from .errors import (
     ConfigError,
@@ -55,7 +57,16 @@ class Store:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._append = redis.register_script(load_script("append"))
+        self._append = ScriptPipe(redis, load_script("append"))
+        self._keys_of = functools.lru_cache(maxsize=8192)(self._script_keys)
+
+    def _script_keys(self, execution_id: str) -> list[str]:
+        keys, p = self.keys, self.keys.partition_of(execution_id)
+        return [keys.log(execution_id), keys.meta(execution_id), keys.timers(p), keys.work(p)]
+
+    async def aclose(self) -> None:
+        """Close the store's own connection (the shared client is the caller's)."""
+        await self._append.aclose()
 
     async def check_config(self) -> None:
         """Record the partition count on first use; refuse to run with a different one."""
@@ -127,24 +138,21 @@ class Store:
         consume_timer: str = "",
     ) -> list[Any]:
         keys = self.keys
-        p = keys.partition_of(execution_id)
-        args: list[Any] = [
+        control = "\n".join((
             mode,
-            expected,
-            encode_event(event),
+            str(expected),
             status_after(event),
-            execution_id,
-            1 if enqueue else 0,
+            "1" if enqueue else "0",
             keys.timer_member(execution_id, timer.name) if timer else "",
-            timer.delay_ms if timer else 0,
-            timer.due_ms if timer else 0,
+            str(timer.delay_ms) if timer else "0",
+            str(timer.due_ms) if timer else "0",
             consume_timer,
+            "1" if isinstance(event, TERMINAL_EVENTS) else "0",
+            execution_id,
             workflow,
-            1 if isinstance(event, TERMINAL_EVENTS) else 0,
-        ]
+        ))
         reply: list[Any] = await self._append(
-            keys=[keys.log(execution_id), keys.meta(execution_id), keys.timers(p), keys.work(p)],
-            args=args,
+            keys=self._keys_of(execution_id), args=[control, encode_event(event)],
         )
         return reply
 

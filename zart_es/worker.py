@@ -156,6 +156,7 @@ class Worker:
                 await _cancel(late)
                 await self._release(abandoned)
         await _cancel(self._background)
+        await self.store.aclose()
         if self._own_redis:
             await self.redis.aclose()
         log.info("worker stopped", consumer=self.consumer)

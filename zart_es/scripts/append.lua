@@ -5,23 +5,29 @@
 -- All keys share one hash tag (one slot).
 --
 -- KEYS[1] log stream   KEYS[2] meta hash   KEYS[3] timer wheel   KEYS[4] work stream
--- ARGV[1]  mode: "new" (create; idempotent on the execution id) or "next"
--- ARGV[2]  expected version, or "-1" for "append whatever the version"
--- ARGV[3]  event body (msgpack)
--- ARGV[4]  status after this event
--- ARGV[5]  execution id
--- ARGV[6]  "1" to enqueue a work message
--- ARGV[7]  timer member to add, or ""
--- ARGV[8]  that timer's delay in ms after this entry's time
--- ARGV[9]  that timer's absolute due time in ms ("0": use the delay)
--- ARGV[10] timer member to consume (must be in the wheel and due), or ""
--- ARGV[11] workflow name (mode "new")
--- ARGV[12] "1" if this event is terminal
+-- ARGV[1] control fields joined by "\n" (one argument: each argument costs client time):
+--   1 mode: "new" (create; idempotent on the execution id) or "next"
+--   2 expected version, or "-1" for "append whatever the version"
+--   3 status after this event
+--   4 "1" to enqueue a work message
+--   5 timer member to add, or ""
+--   6 that timer's delay in ms after this entry's time
+--   7 that timer's absolute due time in ms ("0": use the delay)
+--   8 timer member to consume (must be in the wheel and due), or ""
+--   9 "1" if this event is terminal
+--   10 execution id
+--   11 workflow name (mode "new")
+-- ARGV[2] event body (msgpack)
 -- Returns {"ok", entry id, seq} | {"exists"} | {"missing"} | {"conflict", version}
 --       | {"ended", version} | {"gone"} | {"early", due}
 
+local c = {}
+for part in string.gmatch(ARGV[1] .. '\n', '([^\n]*)\n') do c[#c + 1] = part end
+local mode, expected, status, enqueue = c[1], tonumber(c[2]), c[3], c[4]
+local add_timer, delay, due_at, consume = c[5], tonumber(c[6]), tonumber(c[7]), c[8]
+local terminal, execution_id, workflow = c[9], c[10], c[11]
+local body = ARGV[2]
 local log, meta, timers, work = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local mode, expected = ARGV[1], tonumber(ARGV[2])
 
 local cur = redis.call('HMGET', meta, 'v', 'h', 'end')
 local version, prev = tonumber(cur[1]), cur[2] or ''
@@ -32,7 +38,6 @@ elseif not version then
   return {'missing'}
 end
 
-local consume = ARGV[10]
 if cur[3] then
   if consume ~= '' then redis.call('ZREM', timers, consume) end
   return {'ended', version}
@@ -48,24 +53,23 @@ if consume ~= '' then
   redis.call('ZREM', timers, consume)
 end
 
-local body = ARGV[3]
 local id = redis.call('XADD', log, '*', 's', version, 'p', prev, 'e', body)
 local ms = tonumber(string.match(id, '^(%d+)'))
 local hash = redis.sha1hex(prev .. '\n' .. version .. '\n' .. body)
 
 if mode == 'new' then
-  redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', ARGV[4], 'w', ARGV[11],
+  redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', status, 'w', workflow,
              'c', ms, 'u', ms)
 else
-  redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', ARGV[4], 'u', ms)
+  redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', status, 'u', ms)
 end
-if ARGV[12] == '1' then redis.call('HSET', meta, 'end', ms) end
+if terminal == '1' then redis.call('HSET', meta, 'end', ms) end
 
-if ARGV[7] ~= '' then
-  local due = tonumber(ARGV[9])
-  if due == 0 then due = ms + tonumber(ARGV[8]) end
-  redis.call('ZADD', timers, due, ARGV[7])
+if add_timer ~= '' then
+  local due = due_at
+  if due == 0 then due = ms + delay end
+  redis.call('ZADD', timers, due, add_timer)
 end
-if ARGV[6] == '1' then redis.call('XADD', work, '*', 'x', ARGV[5]) end
+if enqueue == '1' then redis.call('XADD', work, '*', 'x', execution_id) end
 
 return {'ok', id, version}

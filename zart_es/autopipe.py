@@ -1,0 +1,135 @@
+"""Automatic pipelining of script calls on one dedicated connection.
+
+Every step of every execution is one call of the append script. Sent one by one through
+a connection pool, each call pays a pool checkout, a health check and a write syscall;
+queued here instead, the calls that arrive while a batch is on the wire leave together in
+the next write, and their replies are read back in order. A lone caller (one execution
+stepping sequentially) pays one write and one read; a thousand concurrent ones share a
+few. Order of calls is the order of arrival; each caller gets its own reply or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, ResponseError
+
+MAX_BATCH = 512
+
+
+class ScriptPipe:
+    """Runs one Lua script with EVALSHA, batching concurrent calls into pipelines."""
+
+    def __init__(self, redis: Redis, script: str) -> None:
+        self._pool = redis.connection_pool
+        self._script = script
+        self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+        self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._conn: AbstractConnection | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def __call__(self, keys: list[str], args: list[bytes | str]) -> Any:
+        """EVALSHA with ``keys`` and ``args``; raises what Redis or the connection raised."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((_resp(b"EVALSHA", self._sha.encode(), b"%d" % len(keys),
+                                  *keys, *args), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_forever())
+        self._wake.set()
+        return await future
+
+    async def aclose(self) -> None:
+        """Stop the flusher and close the connection; queued calls fail."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        await self._drop_connection()
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(ConnectionError("script pipe closed"))
+        self._queue.clear()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [call for call in self._queue[:MAX_BATCH] if not call[1].done()]
+                del self._queue[:MAX_BATCH]
+                if batch:  # calls whose callers were cancelled before sending are dropped
+                    await self._send(batch)
+
+    async def _send(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+        try:
+            conn = await self._connection()
+            await conn.send_packed_command(b"".join(packed for packed, _ in batch),
+                                           check_health=False)
+            retry: list[tuple[bytes, asyncio.Future[Any]]] = []
+            for args, future in batch:
+                try:
+                    reply = await conn.read_response()
+                except NoScriptError:  # the script cache was flushed under us
+                    retry.append((args, future))
+                    continue
+                except ResponseError as exc:
+                    _settle(future, exc=exc)
+                    continue
+                _settle(future, reply=reply)
+        except asyncio.CancelledError:
+            await self._fail(batch, ConnectionError("script pipe cancelled"))
+            raise
+        except Exception as exc:
+            await self._fail(batch, exc)
+            return
+        if retry:
+            await conn.send_command("SCRIPT", "LOAD", self._script)
+            await conn.read_response()
+            self._queue[:0] = retry
+
+    async def _fail(
+        self, batch: list[tuple[bytes, asyncio.Future[Any]]], exc: BaseException
+    ) -> None:
+        # the connection may hold unread replies: never reuse it
+        await self._drop_connection()
+        for _, future in batch:
+            _settle(future, exc=exc)
+
+    async def _connection(self) -> AbstractConnection:
+        if self._conn is None:
+            conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            await conn.connect()  # type: ignore[no-untyped-call]
+            await conn.send_command("SCRIPT", "LOAD", self._script)
+            await conn.read_response()
+            self._conn = conn
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect()
+
+
+def _resp(*parts: bytes | str) -> bytes:
+    """One command in the Redis protocol (RESP2): cheaper than the generic packer."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _settle(
+    future: asyncio.Future[Any], *, reply: Any = None, exc: BaseException | None = None
+) -> None:
+    if future.done():  # the caller was cancelled; its reply is dropped
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(reply)
