@@ -76,3 +76,10 @@ async def test_provision_with_retry(client: Client, redis: Redis) -> None:
     assert result["config"] == "test-cfg"
     retries = [e for e in await read_log(redis, eid) if isinstance(e, RetryScheduled)]
     assert [(e.attempt, e.delay_ms) for e in retries] == [(2, 50), (3, 100)]
+
+
+async def test_finished_execution_leaves_no_timer_behind(client: Client, redis: Redis) -> None:
+    eid = await client.start("batch-processor", {"count": 2})  # has a 6h timeout timer
+    await client.result(eid, timeout=20)
+    keys = client.keys
+    assert await redis.zcard(keys.timers(keys.partition_of(eid))) == 0

@@ -26,6 +26,7 @@ from .errors import (
     VersionConflict,
 )
 from .events import (
+    TERMINAL_EVENTS,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
@@ -91,7 +92,8 @@ class StoreJournal:
         while True:
             try:
                 appended = await self._store.append(
-                    self._execution_id, self.state.version, event, timer=timer
+                    self._execution_id, self.state.version, event, timer=timer,
+                    drop_timers=self._pending_timers(event),
                 )
             except VersionConflict:
                 await self.catch_up()
@@ -106,6 +108,12 @@ class StoreJournal:
             apply(self.state, appended.event)
             self.last_entry = appended.entry_id
             return
+
+    def _pending_timers(self, event: Event) -> tuple[str, ...]:
+        """Timers a terminal event takes off the wheel (nothing will wait for them)."""
+        if not isinstance(event, TERMINAL_EVENTS):
+            return ()
+        return tuple(name for name, timer in self.state.timers.items() if not timer.fired)
 
     def timed_out(self) -> bool:
         """Whether the execution's deadline timer has fired."""

@@ -94,6 +94,7 @@ class Store:
         enqueue: bool = False,
         timer: NewTimer | None = None,
         consume_timer: str = "",
+        drop_timers: tuple[str, ...] = (),
     ) -> Appended:
         """Append ``event`` if the log is at version ``expected`` (-1: at any version).
 
@@ -103,7 +104,7 @@ class Store:
         """
         reply = await self._call(
             execution_id, "next", expected, event,
-            enqueue=enqueue, timer=timer, consume_timer=consume_timer,
+            enqueue=enqueue, timer=timer, consume_timer=consume_timer, drop_timers=drop_timers,
         )
         match reply[0]:
             case b"ok":
@@ -136,6 +137,7 @@ class Store:
         enqueue: bool = False,
         timer: NewTimer | None = None,
         consume_timer: str = "",
+        drop_timers: tuple[str, ...] = (),
     ) -> list[Any]:
         keys = self.keys
         control = "\n".join((
@@ -150,6 +152,7 @@ class Store:
             "1" if isinstance(event, TERMINAL_EVENTS) else "0",
             execution_id,
             workflow,
+            *(keys.timer_member(execution_id, name) for name in drop_timers),
         ))
         reply: list[Any] = await self._append(
             keys=self._keys_of(execution_id), args=[control, encode_event(event)],

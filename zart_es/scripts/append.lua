@@ -17,6 +17,7 @@
 --   9 "1" if this event is terminal
 --   10 execution id
 --   11 workflow name (mode "new")
+--   12.. timer members to drop from the wheel (a terminal event's pending timers)
 -- ARGV[2] event body (msgpack)
 -- Returns {"ok", entry id, seq} | {"exists"} | {"missing"} | {"conflict", version}
 --       | {"ended", version} | {"gone"} | {"early", due}
@@ -64,6 +65,9 @@ else
   redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', status, 'u', ms)
 end
 if terminal == '1' then redis.call('HSET', meta, 'end', ms) end
+for i = 12, #c do
+  if c[i] ~= '' then redis.call('ZREM', timers, c[i]) end
+end
 
 if add_timer ~= '' then
   local due = due_at
