@@ -30,7 +30,7 @@ async def test_batch_processor(client: Client, redis: Redis, effects: Path) -> N
     assert steps == ["fetch-items"] + [f"process-item-{i}" for i in range(12)]
     assert count_effects(effects, "process") == {str(i): 1 for i in range(12)}
     log = await read_log(redis, eid)
-    assert any(e.__class__.__name__ == "TimerSet" and e.timer == "timeout" for e in log)
+    assert any(e.__class__.__name__ == "TimerSet" and e.timer == "timeout:21600000" for e in log)
 
 
 async def test_durable_loop_example(client: Client, redis: Redis, effects: Path) -> None:

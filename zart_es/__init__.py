@@ -7,15 +7,19 @@ execution's event stream, so a process that dies mid-way resumes where it stoppe
 from .client import Client, ExecutionStatus
 from .context import Context
 from .errors import (
+    Cancelled,
+    ChildFailedError,
     ConfigError,
     DuplicateStepName,
     DuplicateWorkflow,
+    EventTimeout,
     ExecutionEnded,
     ExecutionFailedError,
     ExecutionNotFound,
     InvalidDuration,
     InvalidExecutionId,
     InvalidStepName,
+    NondeterminismError,
     PayloadDecodeError,
     PayloadError,
     PayloadNotEncodable,
@@ -29,24 +33,30 @@ from .errors import (
     VersionConflict,
     ZartError,
 )
+from .listing import ExecutionSummary
 from .registry import Registry, default_registry, durable
 from .worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cancelled",
+    "ChildFailedError",
     "Client",
     "ConfigError",
     "Context",
     "DuplicateStepName",
     "DuplicateWorkflow",
+    "EventTimeout",
     "ExecutionEnded",
     "ExecutionFailedError",
     "ExecutionNotFound",
     "ExecutionStatus",
+    "ExecutionSummary",
     "InvalidDuration",
     "InvalidExecutionId",
     "InvalidStepName",
+    "NondeterminismError",
     "PayloadDecodeError",
     "PayloadError",
     "PayloadNotEncodable",

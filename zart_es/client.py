@@ -21,6 +21,7 @@ from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .config import connect, redact, resolve_partitions, resolve_url
 from .errors import (
     ConfigError,
+    ExecutionEnded,
     ExecutionFailedError,
     ExecutionNotFound,
     RedisUnavailable,
@@ -28,13 +29,17 @@ from .errors import (
 )
 from .events import (
     AnyEvent,
+    CancelRequested,
+    EventReceived,
+    ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
     ExecutionTimedOut,
 )
 from .keys import Keys, check_execution_id, check_workflow_name
-from .state import TERMINAL_STATES
+from .listing import ExecutionSummary, list_executions
+from .state import STATES, TERMINAL_STATES
 from .store import Store, to_event
 
 WAIT_SLICE_MS = 5_000
@@ -139,6 +144,8 @@ class Client:
                 error = f"{last.error_type}: {last.message}"
             elif isinstance(last, ExecutionTimedOut):
                 error = f"ExecutionTimedOut: timed out after {last.timeout_ms}ms"
+            elif isinstance(last, ExecutionCancelled):
+                error = f"Cancelled: {last.reason or 'cancelled'}"
         return ExecutionStatus(
             execution_id=execution_id,
             workflow=meta[b"w"].decode(),
@@ -155,7 +162,8 @@ class Client:
     ) -> Any:
         """Wait for the execution to end and return its result (decoded to ``type``).
 
-        Raises :class:`ExecutionFailedError` if it failed or timed out, and
+        Raises :class:`ExecutionFailedError` if it failed, timed out or was cancelled
+        (``error_type`` "ExecutionTimedOut" / "Cancelled"), and
         :class:`ResultTimeout` if ``timeout`` seconds pass first. Blocks on the
         execution's stream: no polling.
         """
@@ -187,6 +195,53 @@ class Client:
                     continue
                 break
 
+    async def send_event(
+        self, execution_id: str, name: str, payload: Any = None, *, event_id: str | None = None
+    ) -> bool:
+        """Deliver event ``name`` to a running execution and wake it.
+
+        Events are kept until a ``ctx.wait_for_event(name)`` takes them, in arrival order.
+        With ``event_id`` delivery is idempotent: the same id again is ignored (returns
+        False). Raises :class:`ExecutionNotFound` or :class:`ExecutionEnded`.
+        """
+        check_workflow_name(name, what="event name")
+        data = encode_value(payload, f"payload of event {name!r}", self._max_payload)
+        await self._ready()
+        appended = await self.store.append(
+            check_execution_id(execution_id), -1, EventReceived(name=name, payload=data),
+            enqueue=True, token=f"event:{event_id}" if event_id else "",
+        )
+        return appended is not None
+
+    async def cancel(self, execution_id: str, reason: str | None = None) -> bool:
+        """Ask the execution to stop; False (and nothing recorded) if it already ended.
+
+        The workflow sees :class:`~zart_es.errors.Cancelled` at its next durable call —
+        also while it sleeps or waits for an event — so its ``finally:`` blocks and
+        compensation steps run; it ends ``cancelled``. Asking twice records one request.
+        """
+        await self._ready()
+        try:
+            await self.store.append(
+                check_execution_id(execution_id), -1, CancelRequested(reason=reason or ""),
+                enqueue=True, token="cancel",
+            )
+        except ExecutionEnded:
+            return False
+        return True
+
+    async def list(
+        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+    ) -> list[ExecutionSummary]:
+        """Executions across all partitions, newest first, optionally by status and name."""
+        if status is not None and status not in STATES:
+            raise ConfigError(f"unknown status {status!r}; use one of {', '.join(STATES)}")
+        if limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {limit}")
+        await self._ready()
+        return await list_executions(self.redis, self.keys, status=status, name=name,
+                                     limit=limit)
+
     async def history(self, execution_id: str) -> AsyncIterator[AnyEvent]:
         """The execution's events, oldest first (each with ``seq``, ``at_ms``, ``prev_hash``)."""
         await self._ready()
@@ -215,4 +270,6 @@ def _outcome(execution_id: str, event: AnyEvent, type_: Any) -> Any:
         raise ExecutionFailedError(
             execution_id, "ExecutionTimedOut", f"timed out after {event.timeout_ms}ms"
         )
+    if isinstance(event, ExecutionCancelled):
+        raise ExecutionFailedError(execution_id, "Cancelled", event.reason or "cancelled")
     return _RUNNING

@@ -1,4 +1,4 @@
-"""``Context``: the durable API a workflow calls (steps, loops, retries, sleep).
+"""``Context``: the durable API a workflow calls.
 
 Every method is deterministic over the execution's log: the first time through it does
 the work and records an event; on every replay it returns what the log says without doing
@@ -8,10 +8,11 @@ already recorded cost a dictionary lookup each.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import inspect
-import typing
+import uuid as uuid_module
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 import structlog
@@ -20,15 +21,30 @@ from .backoff import RetryPolicy
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .durations import Duration, format_ms, to_ms
 from .errors import (
+    Cancelled,
+    ChildFailedError,
     DuplicateStepName,
+    EventTimeout,
     Interrupted,
     InvalidStepName,
+    LeaseLost,
     StepFailedError,
     Suspend,
 )
-from .events import RetryScheduled, StepCompleted, StepFailed, TimerSet
+from .events import (
+    ChildStarted,
+    EventConsumed,
+    RetryScheduled,
+    StepCompleted,
+    StepFailed,
+    TimerSet,
+)
 from .journal import Journal, NewTimer
-from .state import ExecutionState
+from .keys import check_execution_id, check_workflow_name
+from .replay import ReplayTracker
+from .state import COMPLETED, ExecutionState
+from .stepfn import call_step_fn, return_type
+from .timer_names import retry_timer, sleep_timer, wait_timer
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -37,6 +53,7 @@ MAX_STEP_NAME = 200
 log = structlog.get_logger("zart_es.step")
 
 StepFn = Callable[[], T | Awaitable[T]]
+_CONTROL = (Suspend, Interrupted, LeaseLost, Cancelled)
 
 
 class Context:
@@ -51,8 +68,9 @@ class Context:
         self._journal = journal
         self._max_payload = max_payload_bytes
         self._seen: set[str] = set()
-        self._sleeps = 0
+        self._counters: dict[str, int] = {}
         self._suspended = False
+        self._replay = ReplayTracker()
 
     @property
     def execution_id(self) -> str:
@@ -66,12 +84,14 @@ class Context:
 
     @property
     def suspended(self) -> bool:
-        """True once this run stopped to wait for a durable timer."""
+        """True once this run stopped to wait for a durable timer or event."""
         return self._suspended
 
     @property
     def _state(self) -> ExecutionState:
         return self._journal.state
+
+    # -- steps ------------------------------------------------------------------------
 
     @overload
     async def step(self, name: str, fn: Callable[[], Awaitable[T]], *, type: Any = None) -> T: ...
@@ -151,6 +171,30 @@ class Context:
             for i, item in enumerate(items)
         ]
 
+    async def gather(self, *calls: Awaitable[Any]) -> list[Any]:
+        """Run durable calls (steps, child calls, ...) concurrently; results in order.
+
+        Each call is recorded on its own, so after a crash only the missing ones run
+        again. Every branch runs to its own end (result, failure or wait) before this
+        returns or raises: the first control signal (wait, cancel) wins, else the first
+        error.
+        """
+        self._check_running()
+        self._replay.concurrent += 1
+        try:
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            self._replay.concurrent -= 1
+        for outcome in outcomes:
+            if isinstance(outcome, _CONTROL):
+                raise outcome
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return list(outcomes)
+
+    # -- time and events ----------------------------------------------------------------
+
     async def sleep(self, duration: Duration) -> None:
         """Wait ``duration`` on a durable timer (``timedelta``, seconds, or ``"5m"``).
 
@@ -160,22 +204,133 @@ class Context:
         """
         self._check_running()
         delay_ms = to_ms(duration)
-        name = f"sleep-{self._sleeps}"
-        self._sleeps += 1
+        name = sleep_timer(self._next("sleep"))
         timer = self._state.timers.get(name)
         if timer is None:
             if delay_ms == 0:
                 return
+            self._new_call(name)
             await self._journal.record(
                 TimerSet(timer=name, delay_ms=delay_ms), timer=NewTimer(name, delay_ms)
             )
             log.info("sleeping", execution_id=self.execution_id, timer=name,
                      delay=format_ms(delay_ms))
             timer = self._state.timers[name]
+        else:
+            self._replay.visit(self._state, name)
         if not timer.fired:
-            self._suspend()
+            self._replay.deliver_cancel(self._state)
+            raise self._suspend()
 
-    # -- internals ---------------------------------------------------------------------
+    async def wait_for_event(
+        self, name: str, *, timeout: Duration | None = None, type: Any = None
+    ) -> Any:
+        """Wait for the next ``EventReceived(name)`` not taken by an earlier wait.
+
+        Events sent before the wait are kept and taken in arrival order. With
+        ``timeout``, a durable timer races the event: :class:`EventTimeout` is raised if
+        it fires first (a restart does not reset it). The outcome is recorded, so
+        replays resolve the wait the same way.
+        """
+        self._check_running()
+        check_workflow_name(name, what="event name")
+        key = f"event:{name}#{self._next('event:' + name)}"
+        state = self._state
+        index = state.consumed.get(key)
+        if index is None:
+            self._new_call(key)
+            index = await self._resolve_wait(key, name, timeout)
+        else:
+            self._replay.visit(state, key)
+        if index < 0:
+            raise EventTimeout(name, to_ms(timeout or 0))
+        payload = state.received[name][index].payload
+        return decode_value(payload, type, f"payload of event {name!r}")
+
+    async def _resolve_wait(self, key: str, name: str, timeout: Duration | None) -> int:
+        state = self._state
+        taken = {i for k, i in state.consumed.items() if k.startswith(f"event:{name}#")}
+        arrived = state.received.get(name, [])
+        candidate = next((i for i in range(len(arrived)) if i not in taken), None)
+        timer_name = wait_timer(key)
+        timer = state.timers.get(timer_name)
+        if candidate is not None and (
+            timer is None or not timer.fired or arrived[candidate].seq < timer.fired_seq
+        ):
+            await self._journal.record(EventConsumed(wait=key, name=name, index=candidate))
+            return state.consumed[key]
+        if timer is not None and timer.fired:
+            await self._journal.record(EventConsumed(wait=key, name=name, index=-1))
+            return state.consumed[key]
+        if timeout is not None and timer is None:
+            delay_ms = to_ms(timeout)
+            await self._journal.record(
+                TimerSet(timer=timer_name, delay_ms=delay_ms, purpose="event"),
+                timer=NewTimer(timer_name, delay_ms),
+            )
+        raise self._suspend()
+
+    async def now(self) -> datetime:
+        """The current time (UTC), recorded on first use: replays see the same instant."""
+        return await self.step(f"now-{self._next('now')}", lambda: datetime.now(UTC),
+                               type=datetime)
+
+    async def uuid(self) -> str:
+        """A random UUID (hex), recorded on first use: replays see the same value."""
+        return await self.step(f"uuid-{self._next('uuid')}", lambda: uuid_module.uuid4().hex,
+                               type=str)
+
+    # -- child executions ---------------------------------------------------------------
+
+    async def start_child(
+        self, workflow: str, data: Any = None, *, execution_id: str | None = None
+    ) -> str:
+        """Start a child execution (once, however often this is replayed); returns its id.
+
+        The id is derived from the parent's id and the call's position unless given.
+        The child may live in another partition; its end is reported to the parent
+        (``ChildCompleted``) at least once and recorded once.
+        """
+        self._check_running()
+        check_workflow_name(workflow)
+        n = self._next("child")
+        child_id = check_execution_id(execution_id or _child_id(self.execution_id, n))
+        call = f"child:{child_id}"
+        self._claim(call)
+        if call in self._state.children:
+            self._replay.visit(self._state, call)
+            return child_id
+        self._new_call(call)
+        payload = encode_value(data, f"input of child workflow {workflow!r}", self._max_payload)
+        await self._journal.create_child(child_id, workflow, payload)
+        await self._journal.record(ChildStarted(call=call, child_id=child_id, workflow=workflow))
+        return child_id
+
+    async def call(
+        self,
+        workflow: str,
+        data: Any = None,
+        *,
+        execution_id: str | None = None,
+        type: Any = None,
+    ) -> Any:
+        """Run a child execution and return its result; its failure raises
+        :class:`ChildFailedError` here. The parent waits durably (no worker is held)."""
+        child_id = await self.start_child(workflow, data, execution_id=execution_id)
+        done = self._state.child_results.get(child_id)
+        if done is None:
+            self._replay.deliver_cancel(self._state)
+            raise self._suspend()
+        if done.status != COMPLETED:
+            raise ChildFailedError(child_id, done.status, done.error_type, done.message)
+        return decode_value(done.result, type, f"result of child execution {child_id!r}")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _next(self, counter: str) -> int:
+        n = self._counters.get(counter, 0)
+        self._counters[counter] = n + 1
+        return n
 
     def _check_running(self) -> None:
         if self._suspended:
@@ -183,9 +338,17 @@ class Context:
             # was suspended: do nothing durable, keep unwinding
             raise Suspend
 
-    def _suspend(self) -> typing.NoReturn:
+    def _suspend(self) -> Suspend:
+        """Mark this run suspended; the caller raises what this returns."""
         self._suspended = True
-        raise Suspend
+        return Suspend()
+
+    def _new_call(self, name: str) -> None:
+        """Checks before a durable call that is not recorded yet does anything."""
+        self._replay.visit(self._state, name)
+        self._replay.deliver_cancel(self._state)
+        if self._journal.interrupted():
+            raise Interrupted  # the worker drains: new work goes to another worker
 
     def _claim(self, name: str) -> None:
         self._check_running()
@@ -208,18 +371,21 @@ class Context:
         state = self._state
         recorded = state.steps.get(name)
         if recorded is not None:
+            self._replay.visit(state, name)
             return self._decode(name, recorded, type_)
         failure = state.failed_steps.get(name)
         if failure is not None:
+            self._replay.visit(state, name)
             raise StepFailedError(name, failure.error_type, failure.message, failure.attempt)
 
         attempt = state.attempts.get(name, 1)
         if attempt > 1 and not state.timers[retry_timer(name, attempt)].fired:
-            self._suspend()
-        if self._journal.interrupted():
-            raise Interrupted  # the worker drains: new work goes to another worker
+            self._replay.visit(state, name)
+            self._replay.deliver_cancel(state)
+            raise self._suspend()
+        self._new_call(name)
         try:
-            value = await _call(fn)
+            value = await call_step_fn(fn)
         except Exception as exc:
             await self._record_failure(name, attempt, exc, policy)
             # only reached when another worker recorded a success of this step meanwhile
@@ -230,11 +396,7 @@ class Context:
         return self._decode(name, self._state.steps[name], type_)
 
     async def _record_failure(
-        self,
-        name: str,
-        attempt: int,
-        exc: Exception,
-        policy: RetryPolicy | None,
+        self, name: str, attempt: int, exc: Exception, policy: RetryPolicy | None
     ) -> None:
         """Record a failed attempt, then suspend (retry) or raise StepFailedError.
 
@@ -254,7 +416,7 @@ class Context:
             )
             if name in self._state.steps:
                 return
-            self._suspend()
+            raise self._suspend()
         bound.warning("step failed", error=f"{error_type}: {message}")
         await self._journal.record(
             StepFailed(step=name, error_type=error_type, message=message, attempt=attempt)
@@ -268,39 +430,11 @@ class Context:
         return decode_value(data, type_, f"recorded result of step {name!r}")
 
 
-def retry_timer(step: str, attempt: int) -> str:
-    """Name of the timer that releases ``attempt`` of ``step``."""
-    return f"retry:{attempt}:{step}"
+def _child_id(parent_id: str, n: int) -> str:
+    """Deterministic id of the parent's ``n``-th child (shortened if it would be too long)."""
+    candidate = f"{parent_id}.child-{n}"
+    if len(candidate) <= 200:
+        return candidate
+    digest = uuid_module.uuid5(uuid_module.NAMESPACE_OID, parent_id).hex[:16]
+    return f"{parent_id[:160]}.{digest}.child-{n}"
 
-
-async def _call(fn: Callable[[], Any]) -> Any:
-    value = fn()
-    if inspect.isawaitable(value):
-        value = await value
-    return value
-
-
-_return_types: dict[Any, Any] = {}
-
-
-def return_type(fn: Callable[..., Any]) -> Any:
-    """The declared return type of ``fn`` (unwrapping partials), or None."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    annotations = getattr(fn, "__annotations__", None)
-    if not annotations or "return" not in annotations:
-        return None
-    code = getattr(fn, "__code__", fn)
-    try:
-        return _return_types[code]
-    except (KeyError, TypeError):
-        pass
-    try:
-        hint = typing.get_type_hints(fn).get("return")
-    except Exception:
-        hint = None
-    if hint is type(None):
-        hint = None
-    if len(_return_types) < 4096:
-        _return_types[code] = hint
-    return hint

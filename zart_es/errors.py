@@ -18,6 +18,9 @@
     ├── ExecutionFailedError          Client.result() of an execution that ended failed
     ├── ResultTimeout                 Client.result(timeout=) ran out (also a TimeoutError)
     ├── StepFailedError               a step raised (after its retries, if any); recorded
+    ├── EventTimeout                  ctx.wait_for_event(timeout=) ran out; recorded
+    ├── ChildFailedError              a child execution (ctx.call) did not complete
+    ├── NondeterminismError           replayed code asked for another durable call than recorded
     ├── TaskError                     raised by user code to fail its execution on purpose
     └── StoreError                    Redis answered something the engine cannot accept
         ├── VersionConflict           an append lost the optimistic-concurrency race
@@ -27,8 +30,9 @@
 
 Engine control flow is not an error and derives from ``BaseException`` so that a user's
 ``except Exception:`` cannot swallow it: :class:`Suspend` (the execution waits for a
-durable timer), :class:`LeaseLost` (another worker took the execution over) and
-:class:`Interrupted` (this worker is shutting down; the execution continues elsewhere).
+durable timer), :class:`Cancelled` (the execution was asked to stop), :class:`LeaseLost`
+(another worker took the execution over) and :class:`Interrupted` (this worker is
+shutting down; the execution continues elsewhere).
 """
 
 from __future__ import annotations
@@ -174,6 +178,45 @@ class StepFailedError(ZartError):
         self.attempts = attempts
 
 
+class EventTimeout(ZartError, TimeoutError):
+    """``ctx.wait_for_event(name, timeout=...)``: the durable timer fired first."""
+
+    def __init__(self, name: str, timeout_ms: int) -> None:
+        super().__init__(f"no event {name!r} arrived within {timeout_ms}ms")
+        self.name = name
+        self.timeout_ms = timeout_ms
+
+
+class ChildFailedError(ZartError):
+    """A child execution started with ``ctx.call`` ended other than completed."""
+
+    def __init__(self, child_id: str, status: str, error_type: str, message: str) -> None:
+        super().__init__(f"child execution {child_id!r} {status}: {error_type}: {message}")
+        self.child_id = child_id
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+class NondeterminismError(ZartError):
+    """The workflow's code no longer matches its recorded history.
+
+    Raised when a replay asks for durable call ``got`` while the log recorded ``expected``
+    at ``position`` (for example, a step was inserted or renamed under a running
+    execution). The execution fails with this message; results are never mixed.
+    """
+
+    def __init__(self, expected: str, got: str, position: int) -> None:
+        super().__init__(
+            f"non-determinism at durable call #{position}: the log recorded {expected!r} "
+            f"there, the code now asks for {got!r} (version the workflow instead of "
+            "changing it under running executions)"
+        )
+        self.expected = expected
+        self.got = got
+        self.position = position
+
+
 class TaskError(ZartError):
     """Raise from a workflow to fail its execution with a message of your choosing."""
 
@@ -232,6 +275,16 @@ class RedisUnavailable(StoreError, ConnectionError):
 
 class Suspend(BaseException):
     """The execution waits for a durable timer; the worker stops running it for now."""
+
+
+class Cancelled(BaseException):
+    """The execution was asked to stop (``Client.cancel``). Raised at the workflow's next
+    durable call; ``finally:`` blocks and compensation steps still run and are recorded.
+    Letting it propagate ends the execution ``cancelled``."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason or "cancelled")
+        self.reason = reason
 
 
 class LeaseLost(BaseException):

@@ -26,6 +26,8 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults
     execution_id: str
     workflow: str
     input: bytes
+    parent_id: str = ""
+    """Set for a child execution: its parent hears of its end (``ChildCompleted``)."""
 
 
 class StepCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -90,6 +92,53 @@ class ExecutionTimedOut(Event, frozen=True, kw_only=True, tag=True, omit_default
     timeout_ms: int
 
 
+class EventReceived(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """An event delivered from outside (``Client.send_event``); kept until a wait takes it."""
+
+    name: str
+    payload: bytes
+
+
+class EventConsumed(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """Wait ``wait`` resolved: it took the ``index``-th ``EventReceived(name)``, or timed
+    out (``index`` = -1). Recorded once, so every replay resolves the wait the same way."""
+
+    wait: str
+    name: str
+    index: int
+
+
+class CancelRequested(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """Someone asked the execution to stop; the workflow sees ``Cancelled`` at its next
+    durable call and may run compensation steps."""
+
+    reason: str = ""
+
+
+class ExecutionCancelled(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The workflow let ``Cancelled`` propagate. Terminal."""
+
+    reason: str = ""
+
+
+class ChildStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The workflow started child execution ``child_id`` (at the call site ``call``)."""
+
+    call: str
+    child_id: str
+    workflow: str
+
+
+class ChildCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """Child ``child_id`` ended: ``status`` with ``result`` or ``error_type``/``message``."""
+
+    child_id: str
+    status: str
+    result: bytes = b""
+    error_type: str = ""
+    message: str = ""
+
+
 AnyEvent = (
     ExecutionStarted
     | StepCompleted
@@ -100,6 +149,17 @@ AnyEvent = (
     | ExecutionCompleted
     | ExecutionFailed
     | ExecutionTimedOut
+    | EventReceived
+    | EventConsumed
+    | CancelRequested
+    | ExecutionCancelled
+    | ChildStarted
+    | ChildCompleted
 )
 
-TERMINAL_EVENTS: tuple[type[Event], ...] = (ExecutionCompleted, ExecutionFailed, ExecutionTimedOut)
+TERMINAL_EVENTS: tuple[type[Event], ...] = (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionTimedOut,
+    ExecutionCancelled,
+)

@@ -34,6 +34,10 @@ class Journal(Protocol):
         """True when the run should stop before starting new work (the worker drains)."""
         ...
 
+    async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
+        """Create child execution ``child_id`` (idempotent on the id) with this parent."""
+        ...
+
     async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
         """Append ``event`` durably and fold it into :attr:`state`.
 

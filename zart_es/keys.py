@@ -31,12 +31,10 @@ def check_execution_id(execution_id: str) -> str:
     return execution_id
 
 
-def check_workflow_name(name: object) -> str:
+def check_workflow_name(name: object, what: str = "workflow name") -> str:
     """Return the name if it is 1-200 printable characters, else raise ConfigError."""
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
-        raise ConfigError(
-            f"workflow name must be 1-200 printable characters, got {name!r}"
-        )
+        raise ConfigError(f"{what} must be 1-200 printable characters, got {name!r}")
     return name
 
 
@@ -67,6 +65,18 @@ class Keys:
     def timers(self, partition: int) -> str:
         """Sorted set: member = timer member, score = due time in ms (Redis clock)."""
         return f"{self._tag(partition)}:timers"
+
+    def index_prefix(self, partition: int) -> str:
+        """Prefix of the partition's status indexes (zsets, score = creation ms).
+
+        ``<prefix>all`` holds every execution, ``<prefix><status>`` those in that status;
+        the append script keeps them current (it appends the status to this prefix).
+        """
+        return f"{self._tag(partition)}:ix:"
+
+    def index(self, partition: int, status: str | None) -> str:
+        """One status index of a partition (``None``: every execution)."""
+        return f"{self.index_prefix(partition)}{status or 'all'}"
 
     def log(self, execution_id: str) -> str:
         """The execution's append-only event stream: the truth."""

@@ -7,6 +7,8 @@ knows nothing of work streams, leases or timers' polling: that is the worker's j
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +18,9 @@ import structlog
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .context import Context
 from .errors import (
+    Cancelled,
     ExecutionEnded,
+    ExecutionNotFound,
     Interrupted,
     LeaseLost,
     PayloadError,
@@ -27,20 +31,22 @@ from .errors import (
 )
 from .events import (
     TERMINAL_EVENTS,
+    ChildCompleted,
     Event,
+    ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
-    ExecutionTimedOut,
+    ExecutionStarted,
     TimerSet,
 )
 from .journal import NewTimer
 from .registry import Registry, Workflow
 from .state import ExecutionState, already_recorded, apply
 from .store import Store
+from .timer_names import timeout_timer
 
 log = structlog.get_logger("zart_es.runner")
 
-TIMEOUT_TIMER = "timeout"
 
 
 class Outcome(enum.Enum):
@@ -60,7 +66,7 @@ class StoreJournal:
     Keeps the id of the last entry folded, so that catching up reads only newer entries.
     """
 
-    __slots__ = ("_execution_id", "_store", "draining", "last_entry", "state")
+    __slots__ = ("_execution_id", "_lock", "draining", "last_entry", "state", "store")
 
     def __init__(
         self,
@@ -69,15 +75,17 @@ class StoreJournal:
         state: ExecutionState | None = None,
         last_entry: bytes | None = None,
     ) -> None:
-        self._store = store
+        self.store = store
         self._execution_id = execution_id
         self.draining: Callable[[], bool] = _never
+        # one append at a time: concurrent branches (ctx.gather) must not fold twice
+        self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
         self.last_entry = last_entry
 
     async def catch_up(self) -> int:
         """Fold the entries appended since the last one seen; returns how many."""
-        entries = await self._store.read(self._execution_id, self.last_entry)
+        entries = await self.store.read(self._execution_id, self.last_entry)
         for entry_id, event in entries:
             apply(self.state, event)
             self.last_entry = entry_id
@@ -87,11 +95,23 @@ class StoreJournal:
         """Whether the worker running this journal is draining."""
         return self.draining()
 
+    async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
+        """Create the child's log (a no-op if it exists: replays start it once)."""
+        event = ExecutionStarted(execution_id=child_id, workflow=workflow, input=payload,
+                                 parent_id=self._execution_id)
+        await self.store.create(event, child_id, workflow)
+
     async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
         """Append at the folded version; on a lost race, catch up and decide again."""
+        async with self._lock:
+            if already_recorded(self.state, event):  # a concurrent branch's catch-up saw it
+                return
+            await self._record(event, timer)
+
+    async def _record(self, event: Event, timer: NewTimer | None) -> None:
         while True:
             try:
-                appended = await self._store.append(
+                appended = await self.store.append(
                     self._execution_id, self.state.version, event, timer=timer,
                     drop_timers=self._pending_timers(event),
                 )
@@ -99,14 +119,15 @@ class StoreJournal:
                 await self.catch_up()
                 if already_recorded(self.state, event):
                     return
-                if self.state.terminal or self.timed_out():
+                if self.state.terminal:
                     raise LeaseLost from None
                 continue
             except ExecutionEnded:
                 await self.catch_up()
                 raise LeaseLost from None
-            apply(self.state, appended.event)
-            self.last_entry = appended.entry_id
+            if appended is not None:
+                apply(self.state, appended.event)
+                self.last_entry = appended.entry_id
             return
 
     def _pending_timers(self, event: Event) -> tuple[str, ...]:
@@ -114,11 +135,6 @@ class StoreJournal:
         if not isinstance(event, TERMINAL_EVENTS):
             return ()
         return tuple(name for name, timer in self.state.timers.items() if not timer.fired)
-
-    def timed_out(self) -> bool:
-        """Whether the execution's deadline timer has fired."""
-        timer = self.state.timers.get(TIMEOUT_TIMER)
-        return timer is not None and timer.fired
 
 
 async def run_execution(
@@ -131,7 +147,16 @@ async def run_execution(
 
     Raises :class:`LeaseLost` when another writer ended the execution meanwhile, and
     lets Redis errors through (nothing half-written: every record is one script call).
+    A child execution that has ended reports to its parent, on every run (the parent
+    records it once), so a crash between the two writes loses nothing.
     """
+    outcome = await _run(journal, registry, max_payload_bytes)
+    if outcome is Outcome.ENDED and journal.state.parent_id:
+        await _notify_parent(journal)
+    return outcome
+
+
+async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int) -> Outcome:
     state = journal.state
     if state.terminal:
         return Outcome.ENDED
@@ -141,11 +166,13 @@ async def run_execution(
             state.input, workflow.input_type, f"input of workflow {workflow.name!r}"
         )
     except (UnknownWorkflow, PayloadError) as exc:
-        log.error("cannot run execution",  # noqa: TRY400 -- expected, no traceback wanted execution_id=state.execution_id,
-                  workflow=state.workflow, error=str(exc))
+        log.error(  # noqa: TRY400 -- an expected failure: no traceback wanted
+            "cannot run execution", execution_id=state.execution_id,
+            workflow=state.workflow, error=str(exc),
+        )
         return await _end(journal, _failure(exc))
-    if workflow.timeout_ms is not None and await _deadline_passed(journal, workflow.timeout_ms):
-        return await _timeout(journal, workflow)
+    if workflow.timeout_ms is not None:
+        await _arm_deadline(journal, workflow.timeout_ms)
     return await _run_workflow(journal, workflow, data, max_payload_bytes)
 
 
@@ -155,12 +182,8 @@ async def _run_workflow(
     ctx = Context(journal, max_payload_bytes=limit)
     try:
         result = await workflow.fn(ctx, data)
-    except (Suspend, Interrupted) as pause:
-        return Outcome.HANDED_OFF if isinstance(pause, Interrupted) else Outcome.WAITING
-    except LeaseLost:
-        if journal.timed_out() and not journal.state.terminal:
-            return await _timeout(journal, workflow)
-        raise
+    except (Suspend, Interrupted, Cancelled) as pause:
+        return await _paused(journal, pause)
     except Exception as exc:  # the workflow's own failure ends it
         if ctx.suspended:  # it swallowed Suspend and raised something else while unwinding
             return Outcome.WAITING
@@ -184,29 +207,45 @@ async def _complete(
     return await _end(journal, ExecutionCompleted(result=encoded))
 
 
-async def _deadline_passed(journal: StoreJournal, timeout_ms: int) -> bool:
-    """Arm the execution's deadline timer on its first run; True once it has fired."""
+async def _arm_deadline(journal: StoreJournal, timeout_ms: int) -> None:
+    """On the first run, put the deadline on the wheel (due = start + timeout); the timer
+    poller ends the execution ``timed_out`` when it fires, whatever is in flight."""
     state = journal.state
-    timer = state.timers.get(TIMEOUT_TIMER)
-    if timer is None:
+    name = timeout_timer(timeout_ms)
+    if name not in state.timers:
         due = state.started_ms + timeout_ms
         await journal.record(
-            TimerSet(timer=TIMEOUT_TIMER, due_ms=due, purpose="timeout"),
-            timer=NewTimer(TIMEOUT_TIMER, due_ms=due),
+            TimerSet(timer=name, due_ms=due, purpose="timeout"), timer=NewTimer(name, due_ms=due)
         )
-        return False
-    return timer.fired
-
-
-async def _timeout(journal: StoreJournal, workflow: Workflow) -> Outcome:
-    log.warning("execution timed out", execution_id=journal.state.execution_id,
-                workflow=workflow.name)
-    return await _end(journal, ExecutionTimedOut(timeout_ms=workflow.timeout_ms or 0))
 
 
 async def _end(journal: StoreJournal, event: Event) -> Outcome:
     await journal.record(event)
     return Outcome.ENDED
+
+
+async def _paused(journal: StoreJournal, pause: BaseException) -> Outcome:
+    if isinstance(pause, Cancelled):
+        log.info("execution cancelled", execution_id=journal.state.execution_id,
+                 reason=pause.reason)
+        return await _end(journal, ExecutionCancelled(reason=pause.reason))
+    return Outcome.HANDED_OFF if isinstance(pause, Interrupted) else Outcome.WAITING
+
+
+async def _notify_parent(journal: StoreJournal) -> None:
+    state = journal.state
+    failure = state.error
+    event = ChildCompleted(
+        child_id=state.execution_id,
+        status=state.status,
+        result=state.result or b"",
+        error_type=failure.error_type if failure else "",
+        message=failure.message if failure else "",
+    )
+    # a parent that is gone or done waits for nobody any more
+    with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
+        await journal.store.append(state.parent_id, -1, event, enqueue=True,
+                                   token=f"child:{state.execution_id}")
 
 
 def _never() -> bool:

@@ -7,12 +7,19 @@ length of the history. Folding a prefix and then the rest equals folding the who
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
 from .events import (
+    CancelRequested,
+    ChildCompleted,
+    ChildStarted,
     Event,
+    EventConsumed,
+    EventReceived,
+    ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
@@ -37,10 +44,26 @@ TERMINAL_STATES = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
 
 
 class Timer(msgspec.Struct):
-    """A durable timer of the execution: when it is due and whether it fired."""
+    """A durable timer of the execution: when it is due and whether it fired (at which
+    position of the log)."""
 
     due_ms: int
     fired: bool = False
+    fired_seq: int = -1
+
+
+class Received(msgspec.Struct, frozen=True):
+    """An ``EventReceived``: its position in the log and its payload."""
+
+    seq: int
+    payload: bytes
+
+
+class Child(msgspec.Struct):
+    """A child execution: its id, and how it ended once ``ChildCompleted`` arrived."""
+
+    child_id: str
+    done: ChildCompleted | None = None
 
 
 class Failure(msgspec.Struct, frozen=True):
@@ -70,6 +93,21 @@ class ExecutionState(msgspec.Struct):
     status: str = PENDING
     result: bytes | None = None
     error: Failure | None = None
+    parent_id: str = ""
+    received: dict[str, list[Received]] = msgspec.field(default_factory=dict)
+    """Events delivered from outside, by name, in arrival order."""
+    consumed: dict[str, int] = msgspec.field(default_factory=dict)
+    """Resolved waits: wait key -> index into ``received[name]`` (-1: timed out)."""
+    cancel_requested: str | None = None
+    """The reason given, once a ``CancelRequested`` arrived."""
+    children: dict[str, Child] = msgspec.field(default_factory=dict)
+    """Child executions by call site."""
+    child_results: dict[str, ChildCompleted] = msgspec.field(default_factory=dict)
+    """Child endings by child id (they may arrive before the parent records the start)."""
+    order: list[str] = msgspec.field(default_factory=list)
+    """Durable calls (steps, sleeps, waits, children) in the order first recorded."""
+    ordered: set[str] = msgspec.field(default_factory=set)
+    """The names in ``order``, for O(1) membership."""
 
     @property
     def terminal(self) -> bool:
@@ -77,8 +115,10 @@ class ExecutionState(msgspec.Struct):
         return self.status in TERMINAL_STATES
 
 
-def status_after(event: Event) -> str:
-    """The status an execution has right after ``event`` (stored in its meta hash)."""
+def status_after(event: Event) -> str | None:
+    """The status an execution has right after ``event`` (None: unchanged)."""
+    if isinstance(event, _KEEPS_STATUS):
+        return None
     if isinstance(event, TimerSet) and event.purpose == "timeout":
         return RUNNING  # the deadline is armed when a worker first picks the execution up
     return _STATUS_AFTER.get(type(event), RUNNING)
@@ -94,47 +134,126 @@ _STATUS_AFTER: dict[type[Event], str] = {
     ExecutionCompleted: COMPLETED,
     ExecutionFailed: FAILED,
     ExecutionTimedOut: TIMED_OUT,
+    ExecutionCancelled: CANCELLED,
 }
+
+# events that do not change the status (delivered from outside, while anything goes on)
+_KEEPS_STATUS = (EventReceived, CancelRequested, ChildCompleted)
 
 
 def apply(state: ExecutionState, event: Event) -> ExecutionState:
     """Fold one event into ``state`` (in place, and returned for chaining)."""
     state.version += 1
-    state.status = status_after(event)
-    match event:
-        case ExecutionStarted():
-            state.execution_id = event.execution_id
-            state.workflow = event.workflow
-            state.input = event.input
-            state.started_ms = event.at_ms
-        case StepCompleted():
-            state.steps[event.step] = event.result
-            state.attempts.pop(event.step, None)
-        case StepFailed():
-            state.failed_steps[event.step] = Failure(event.error_type, event.message, event.attempt)
-            state.attempts.pop(event.step, None)
-        case RetryScheduled():
-            state.attempts[event.step] = event.attempt
-            state.last_errors[event.step] = Failure(
-                event.error_type, event.message, event.attempt - 1
-            )
-            state.timers[event.timer] = Timer(event.at_ms + event.delay_ms)
-        case TimerSet():
-            due = event.due_ms or event.at_ms + event.delay_ms
-            state.timers[event.timer] = Timer(due)
-        case TimerFired():
-            timer = state.timers.get(event.timer)
-            if timer is not None:
-                timer.fired = True
-        case ExecutionCompleted():
-            state.result = event.result
-        case ExecutionFailed():
-            state.error = Failure(event.error_type, event.message)
-        case ExecutionTimedOut():
-            state.error = Failure("ExecutionTimedOut", f"timed out after {event.timeout_ms}ms")
-        case _:
-            pass
+    status = status_after(event)
+    if status is not None:
+        state.status = status
+    fold_one = _APPLY.get(type(event))
+    if fold_one is not None:
+        fold_one(state, event)
     return state
+
+
+def _started(state: ExecutionState, e: Any) -> None:
+    state.execution_id, state.workflow, state.input = e.execution_id, e.workflow, e.input
+    state.started_ms, state.parent_id = e.at_ms, e.parent_id
+
+
+def _step_completed(state: ExecutionState, e: Any) -> None:
+    _ordered(state, e.step)
+    state.steps[e.step] = e.result
+    state.attempts.pop(e.step, None)
+
+
+def _step_failed(state: ExecutionState, e: Any) -> None:
+    _ordered(state, e.step)
+    state.failed_steps[e.step] = Failure(e.error_type, e.message, e.attempt)
+    state.attempts.pop(e.step, None)
+
+
+def _retry_scheduled(state: ExecutionState, e: Any) -> None:
+    _ordered(state, e.step)
+    state.attempts[e.step] = e.attempt
+    state.last_errors[e.step] = Failure(e.error_type, e.message, e.attempt - 1)
+    state.timers[e.timer] = Timer(e.at_ms + e.delay_ms)
+
+
+def _timer_set(state: ExecutionState, e: Any) -> None:
+    if e.purpose == "sleep":
+        _ordered(state, e.timer)
+    state.timers[e.timer] = Timer(e.due_ms or e.at_ms + e.delay_ms)
+
+
+def _timer_fired(state: ExecutionState, e: Any) -> None:
+    timer = state.timers.get(e.timer)
+    if timer is not None:
+        timer.fired = True
+        timer.fired_seq = e.seq
+
+
+def _event_received(state: ExecutionState, e: Any) -> None:
+    state.received.setdefault(e.name, []).append(Received(e.seq, e.payload))
+
+
+def _event_consumed(state: ExecutionState, e: Any) -> None:
+    _ordered(state, e.wait)
+    state.consumed[e.wait] = e.index
+
+
+def _cancel_requested(state: ExecutionState, e: Any) -> None:
+    if state.cancel_requested is None:
+        state.cancel_requested = e.reason
+
+
+def _child_started(state: ExecutionState, e: Any) -> None:
+    _ordered(state, e.call)
+    state.children[e.call] = Child(e.child_id)
+
+
+def _child_completed(state: ExecutionState, e: Any) -> None:
+    state.child_results.setdefault(e.child_id, e)
+
+
+def _completed(state: ExecutionState, e: Any) -> None:
+    state.result = e.result
+
+
+def _failed(state: ExecutionState, e: Any) -> None:
+    state.error = Failure(e.error_type, e.message)
+
+
+def _timed_out(state: ExecutionState, e: Any) -> None:
+    state.error = Failure("ExecutionTimedOut", f"timed out after {e.timeout_ms}ms")
+
+
+def _cancelled(state: ExecutionState, e: Any) -> None:
+    state.error = Failure("Cancelled", e.reason or "cancelled")
+
+
+_APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
+    ExecutionStarted: _started,
+    StepCompleted: _step_completed,
+    StepFailed: _step_failed,
+    RetryScheduled: _retry_scheduled,
+    TimerSet: _timer_set,
+    TimerFired: _timer_fired,
+    EventReceived: _event_received,
+    EventConsumed: _event_consumed,
+    CancelRequested: _cancel_requested,
+    ChildStarted: _child_started,
+    ChildCompleted: _child_completed,
+    ExecutionCompleted: _completed,
+    ExecutionFailed: _failed,
+    ExecutionTimedOut: _timed_out,
+    ExecutionCancelled: _cancelled,
+}
+
+
+def _ordered(state: ExecutionState, name: str) -> None:
+    # the first record of a durable call fixes its position; a step's retries and final
+    # result add nothing
+    if name not in state.ordered:
+        state.ordered.add(name)
+        state.order.append(name)
 
 
 def fold(events: Iterable[Event], state: ExecutionState | None = None) -> ExecutionState:
@@ -152,15 +271,29 @@ def already_recorded(state: ExecutionState, event: Event) -> bool:
     recorded the same step, timer or end meanwhile, its record stands and ours is dropped
     (exactly one result per step name).
     """
-    match event:
-        case StepCompleted() | StepFailed():
-            return event.step in state.steps or event.step in state.failed_steps
-        case RetryScheduled() | TimerSet():
-            return event.timer in state.timers
-        case TimerFired():
-            timer = state.timers.get(event.timer)
-            return timer is not None and timer.fired
-        case ExecutionCompleted() | ExecutionFailed() | ExecutionTimedOut():
-            return state.terminal
-        case _:
-            return False
+    recorded = _RECORDED.get(type(event))
+    return recorded is not None and recorded(state, event)
+
+
+def _timer_fired_already(state: ExecutionState, e: Any) -> bool:
+    timer = state.timers.get(e.timer)
+    return timer is not None and timer.fired
+
+
+def _ended(state: ExecutionState, _e: Any) -> bool:
+    return state.terminal
+
+
+_RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = {
+    StepCompleted: lambda s, e: e.step in s.steps or e.step in s.failed_steps,
+    StepFailed: lambda s, e: e.step in s.steps or e.step in s.failed_steps,
+    RetryScheduled: lambda s, e: e.timer in s.timers,
+    TimerSet: lambda s, e: e.timer in s.timers,
+    TimerFired: _timer_fired_already,
+    EventConsumed: lambda s, e: e.wait in s.consumed,
+    ChildStarted: lambda s, e: e.call in s.children,
+    ExecutionCompleted: _ended,
+    ExecutionFailed: _ended,
+    ExecutionTimedOut: _ended,
+    ExecutionCancelled: _ended,
+}

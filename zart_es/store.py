@@ -62,7 +62,8 @@ class Store:
 
     def _script_keys(self, execution_id: str) -> list[str]:
         keys, p = self.keys, self.keys.partition_of(execution_id)
-        return [keys.log(execution_id), keys.meta(execution_id), keys.timers(p), keys.work(p)]
+        return [keys.log(execution_id), keys.meta(execution_id), keys.timers(p), keys.work(p),
+                keys.index_prefix(p)]
 
     async def aclose(self) -> None:
         """Close the store's own connection (the shared client is the caller's)."""
@@ -95,16 +96,19 @@ class Store:
         timer: NewTimer | None = None,
         consume_timer: str = "",
         drop_timers: tuple[str, ...] = (),
-    ) -> Appended:
+        token: str = "",
+    ) -> Appended | None:
         """Append ``event`` if the log is at version ``expected`` (-1: at any version).
 
-        Raises :class:`VersionConflict`, :class:`ExecutionEnded`,
+        With ``token`` the append is idempotent: None when the execution already saw that
+        token. Raises :class:`VersionConflict`, :class:`ExecutionEnded`,
         :class:`ExecutionNotFound` or (with ``consume_timer``) :class:`TimerNotDue`;
         in each case nothing was written.
         """
         reply = await self._call(
             execution_id, "next", expected, event,
             enqueue=enqueue, timer=timer, consume_timer=consume_timer, drop_timers=drop_timers,
+            token=token,
         )
         match reply[0]:
             case b"ok":
@@ -119,6 +123,8 @@ class Store:
                 raise ExecutionEnded(execution_id, int(reply[1]))
             case b"missing":
                 raise ExecutionNotFound(execution_id)
+            case b"duplicate":
+                return None
             case b"gone":
                 raise TimerNotDue(consume_timer, "no longer in the wheel")
             case b"early":
@@ -138,12 +144,13 @@ class Store:
         timer: NewTimer | None = None,
         consume_timer: str = "",
         drop_timers: tuple[str, ...] = (),
+        token: str = "",
     ) -> list[Any]:
         keys = self.keys
         control = "\n".join((
             mode,
             str(expected),
-            status_after(event),
+            status_after(event) or "",
             "1" if enqueue else "0",
             keys.timer_member(execution_id, timer.name) if timer else "",
             str(timer.delay_ms) if timer else "0",
@@ -152,6 +159,7 @@ class Store:
             "1" if isinstance(event, TERMINAL_EVENTS) else "0",
             execution_id,
             workflow,
+            token,
             *(keys.timer_member(execution_id, name) for name in drop_timers),
         ))
         reply: list[Any] = await self._append(

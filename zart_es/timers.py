@@ -15,9 +15,10 @@ from redis.exceptions import RedisError
 
 from .aio import reraise_if_cancelling
 from .errors import ExecutionEnded, ExecutionNotFound, TimerNotDue
-from .events import TimerFired
+from .events import Event, ExecutionTimedOut, TimerFired
 from .keys import Keys
 from .store import Store
+from .timer_names import timeout_of
 
 log = structlog.get_logger("zart_es.timers")
 
@@ -95,9 +96,14 @@ class TimerPoller:
 
     async def _fire(self, member: str) -> None:
         execution_id, timer = self._keys.parse_timer_member(member)
+        # a deadline ends the execution right here, even while a step of it is in flight
+        # (that step's result then finds the log closed and is not recorded)
+        timeout_ms = timeout_of(timer)
+        event: Event = (TimerFired(timer=timer) if timeout_ms is None
+                        else ExecutionTimedOut(timeout_ms=timeout_ms))
         try:
             await self._store.append(
-                execution_id, -1, TimerFired(timer=timer), enqueue=True, consume_timer=member
+                execution_id, -1, event, enqueue=timeout_ms is None, consume_timer=member
             )
         except (TimerNotDue, ExecutionEnded):
             return

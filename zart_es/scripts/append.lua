@@ -5,10 +5,12 @@
 -- All keys share one hash tag (one slot).
 --
 -- KEYS[1] log stream   KEYS[2] meta hash   KEYS[3] timer wheel   KEYS[4] work stream
+-- KEYS[5] prefix of the partition's status indexes (zsets "<prefix><status>", member =
+--         execution id, score = creation ms; same hash tag, so the same slot)
 -- ARGV[1] control fields joined by "\n" (one argument: each argument costs client time):
 --   1 mode: "new" (create; idempotent on the execution id) or "next"
 --   2 expected version, or "-1" for "append whatever the version"
---   3 status after this event
+--   3 status after this event ("": unchanged)
 --   4 "1" to enqueue a work message
 --   5 timer member to add, or ""
 --   6 that timer's delay in ms after this entry's time
@@ -17,20 +19,21 @@
 --   9 "1" if this event is terminal
 --   10 execution id
 --   11 workflow name (mode "new")
---   12.. timer members to drop from the wheel (a terminal event's pending timers)
+--   12 idempotency token: if the execution already saw it, append nothing ("duplicate")
+--   13.. timer members to drop from the wheel (a terminal event's pending timers)
 -- ARGV[2] event body (msgpack)
 -- Returns {"ok", entry id, seq} | {"exists"} | {"missing"} | {"conflict", version}
---       | {"ended", version} | {"gone"} | {"early", due}
+--       | {"ended", version} | {"gone"} | {"early", due} | {"duplicate"}
 
 local c = {}
 for part in string.gmatch(ARGV[1] .. '\n', '([^\n]*)\n') do c[#c + 1] = part end
 local mode, expected, status, enqueue = c[1], tonumber(c[2]), c[3], c[4]
 local add_timer, delay, due_at, consume = c[5], tonumber(c[6]), tonumber(c[7]), c[8]
-local terminal, execution_id, workflow = c[9], c[10], c[11]
+local terminal, execution_id, workflow, token = c[9], c[10], c[11], c[12]
 local body = ARGV[2]
-local log, meta, timers, work = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local log, meta, timers, work, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local cur = redis.call('HMGET', meta, 'v', 'h', 'end')
+local cur = redis.call('HMGET', meta, 'v', 'h', 'end', 'st', 'c')
 local version, prev = tonumber(cur[1]), cur[2] or ''
 if mode == 'new' then
   if version then return {'exists'} end
@@ -44,6 +47,9 @@ if cur[3] then
   return {'ended', version}
 end
 if expected >= 0 and version ~= expected then return {'conflict', version} end
+if token ~= '' and redis.call('HSETNX', meta, 'k:' .. token, 1) == 0 then
+  return {'duplicate'}
+end
 
 if consume ~= '' then
   local score = redis.call('ZSCORE', timers, consume)
@@ -54,6 +60,7 @@ if consume ~= '' then
   redis.call('ZREM', timers, consume)
 end
 
+if status == '' then status = cur[4] end  -- events from outside keep the status
 local id = redis.call('XADD', log, '*', 's', version, 'p', prev, 'e', body)
 local ms = tonumber(string.match(id, '^(%d+)'))
 local hash = redis.sha1hex(prev .. '\n' .. version .. '\n' .. body)
@@ -61,11 +68,17 @@ local hash = redis.sha1hex(prev .. '\n' .. version .. '\n' .. body)
 if mode == 'new' then
   redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', status, 'w', workflow,
              'c', ms, 'u', ms)
+  redis.call('ZADD', index .. 'all', ms, execution_id)
+  redis.call('ZADD', index .. status, ms, execution_id)
 else
   redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', status, 'u', ms)
+  if cur[4] ~= status then
+    redis.call('ZREM', index .. cur[4], execution_id)
+    redis.call('ZADD', index .. status, tonumber(cur[5]), execution_id)
+  end
 end
 if terminal == '1' then redis.call('HSET', meta, 'end', ms) end
-for i = 12, #c do
+for i = 13, #c do
   if c[i] ~= '' then redis.call('ZREM', timers, c[i]) end
 end
 

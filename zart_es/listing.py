@@ -1,0 +1,94 @@
+"""Listing executions from the per-partition status indexes, newest first.
+
+The append script keeps, per partition, one sorted set per status (and one of all
+executions), scored by creation time. A listing reads the newest entries of each
+partition's set, merges them, and reads the meta hashes of the winners.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from .keys import Keys
+
+PAGE = 200
+
+
+class ExecutionSummary(msgspec.Struct, frozen=True):
+    """One line of a listing."""
+
+    execution_id: str
+    workflow: str
+    state: str
+    created_ms: int
+    updated_ms: int
+    version: int
+
+
+async def list_executions(
+    redis: Redis, keys: Keys, *, status: str | None, name: str | None, limit: int
+) -> list[ExecutionSummary]:
+    """Up to ``limit`` executions, newest first; ``name`` filters by workflow."""
+    out: list[ExecutionSummary] = []
+    offsets = [0] * keys.partitions
+    exhausted = [False] * keys.partitions
+    while len(out) < limit and not all(exhausted):
+        candidates = await _next_page(redis, keys, status, offsets, exhausted)
+        if not candidates:
+            break
+        newest = heapq.nlargest(PAGE, candidates)
+        for _score, partition, _member in newest:
+            offsets[partition] += 1
+        metas = await _metas(redis, keys, [m for _, _, m in newest])
+        for (_score, _p, member), meta in zip(newest, metas, strict=True):
+            summary = _summary(member, meta)
+            if summary is None or (name is not None and summary.workflow != name):
+                continue
+            if status is not None and summary.state != status:
+                continue  # moved on since the index was read
+            out.append(summary)
+            if len(out) == limit:
+                break
+    return out
+
+
+async def _next_page(
+    redis: Redis, keys: Keys, status: str | None, offsets: list[int], exhausted: list[bool]
+) -> list[tuple[float, int, str]]:
+    pipe = redis.pipeline(transaction=False)
+    live = [p for p in range(keys.partitions) if not exhausted[p]]
+    for p in live:
+        pipe.zrevrange(keys.index(p, status), offsets[p], offsets[p] + PAGE - 1, withscores=True)
+    pages: list[Any] = await pipe.execute()
+    candidates: list[tuple[float, int, str]] = []
+    for p, page in zip(live, pages, strict=True):
+        if not page:
+            exhausted[p] = True
+        candidates.extend((score, p, member.decode()) for member, score in page)
+    return candidates
+
+
+async def _metas(redis: Redis, keys: Keys, ids: list[str]) -> list[Any]:
+    pipe = redis.pipeline(transaction=False)
+    for execution_id in ids:
+        pipe.hmget(keys.meta(execution_id), ["w", "st", "c", "u", "v"])
+    metas: list[Any] = await pipe.execute()
+    return metas
+
+
+def _summary(execution_id: str, meta: list[bytes | None]) -> ExecutionSummary | None:
+    workflow, state, created, updated, version = meta
+    if workflow is None or state is None:
+        return None
+    return ExecutionSummary(
+        execution_id=execution_id,
+        workflow=workflow.decode(),
+        state=state.decode(),
+        created_ms=int(created or 0),
+        updated_ms=int(updated or 0),
+        version=int(version or 0),
+    )

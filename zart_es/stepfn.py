@@ -1,0 +1,42 @@
+"""Step functions: calling them (sync or async) and finding their declared return type."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+_return_types: dict[Any, Any] = {}
+
+
+async def call_step_fn(fn: Callable[[], Any]) -> Any:
+    """Call ``fn()`` and await its result if it is awaitable."""
+    value = fn()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def return_type(fn: Callable[..., Any]) -> Any:
+    """The declared return type of ``fn`` (unwrapping partials), or None."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    annotations = getattr(fn, "__annotations__", None)
+    if not annotations or "return" not in annotations:
+        return None
+    code = getattr(fn, "__code__", fn)
+    try:
+        return _return_types[code]
+    except (KeyError, TypeError):
+        pass
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:
+        hint = None
+    if hint is type(None):
+        hint = None
+    if len(_return_types) < 4096:
+        _return_types[code] = hint
+    return hint
