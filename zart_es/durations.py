@@ -28,8 +28,10 @@ def to_ms(value: Duration) -> int:
     if isinstance(value, bool):
         raise InvalidDuration(value, "a bool is not a duration")
     if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float):
+        if value < timedelta(0):
+            raise InvalidDuration(value, "negative")
+        return _ceil_ms(value // timedelta(microseconds=1))
+    if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         return _parse_text(value)
@@ -41,7 +43,13 @@ def to_ms(value: Duration) -> int:
         raise InvalidDuration(value, "not finite")
     if seconds < 0:
         raise InvalidDuration(value, "negative")
-    return math.ceil(seconds * 1000 - 1e-9)
+    # whole microseconds first: float noise (266774.905 * 1000 = 266774905.00000003)
+    # must not add a millisecond; then round up, so a timer never fires early
+    return _ceil_ms(round(seconds * 1_000_000))
+
+
+def _ceil_ms(microseconds: int) -> int:
+    return -(-microseconds // 1000)
 
 
 def _parse_text(text: str) -> int:
@@ -58,10 +66,10 @@ def _parse_text(text: str) -> int:
         raise InvalidDuration(
             text, "use a number and a unit: ms, s, m, h or d (e.g. '5m', '1h30m')"
         )
-    total = 0.0
+    total_us = 0
     for number, unit in _PART.findall(compact):
-        total += float(number) * _UNITS_MS[unit]
-    return math.ceil(total - 1e-9)
+        total_us += round(float(number) * _UNITS_MS[unit] * 1000)
+    return _ceil_ms(total_us)
 
 
 def format_ms(ms: int) -> str:
