@@ -54,3 +54,58 @@ def test_errors_are_one_line_without_traceback(redis_url: str) -> None:
     down = zart("redis://127.0.0.1:1/0", "status", "x")
     assert down.returncode == 1
     assert down.stderr.startswith("zart-es: error: cannot reach Redis at redis://127.0.0.1:1/0")
+
+
+def test_history_verify_accepts_intact_and_rejects_tampered_logs(
+    redis_url: str, tmp_path: Path
+) -> None:
+    import redis as redis_sync
+
+    from zart_es.keys import Keys
+
+    worker = spawn_worker(redis_url, "workers.examples", log=tmp_path / "w.log")
+    try:
+        zart(redis_url, "start", "transform-records", "--input", "2", "--id", "audit-1")
+        zart(redis_url, "start", "transform-records", "--input", "2", "--id", "audit-2")
+        for eid in ("audit-1", "audit-2"):
+            assert zart(redis_url, "result", eid, "--wait", "--timeout", "20").returncode == 0
+    finally:
+        stop_worker(worker)
+    ok = zart(redis_url, "history", "audit-1", "--verify")
+    assert ok.returncode == 0, ok.stderr
+    assert "verified: 6 events" in ok.stdout
+
+    keys = Keys()
+    with redis_sync.Redis.from_url(redis_url) as r:
+        entries = r.xrange(keys.log("audit-1"))
+        r.xdel(keys.log("audit-1"), entries[2][0])  # an event removed from the middle
+        last_id, last = r.xrange(keys.log("audit-2"))[-1]
+        r.xdel(keys.log("audit-2"), last_id)  # the result rewritten
+        r.xadd(keys.log("audit-2"), {**last, b"e": last[b"e"].replace(b"\x02", b"\x03")})
+    removed = zart(redis_url, "history", "audit-1", "--verify")
+    assert removed.returncode == 1
+    assert removed.stderr.strip() == (
+        "zart-es: error: log of 'audit-1' is broken at event #2: sequence number 3, expected 2")
+    forged = zart(redis_url, "history", "audit-2", "--verify")
+    assert forged.returncode == 1
+    assert "broken at event #6: the newest entry does not match" in forged.stderr
+
+
+def test_list_cancel_send_event(redis_url: str, tmp_path: Path) -> None:
+    worker = spawn_worker(redis_url, "workers.examples", log=tmp_path / "w.log")
+    try:
+        zart(redis_url, "start", "job-poller", "--input", '{"runs_for": 60, "every": 0.2}',
+             "--id", "cli-poll")
+        sent = zart(redis_url, "send-event", "cli-poll", "nudge", "--payload", '{"a": 1}',
+                    "--event-id", "n1")
+        assert sent.stdout.strip() == "event 'nudge' delivered to 'cli-poll'"
+        again = zart(redis_url, "send-event", "cli-poll", "nudge", "--event-id", "n1")
+        assert "already delivered" in again.stdout
+        assert zart(redis_url, "cancel", "cli-poll").stdout.strip() == (
+            "cancel requested for 'cli-poll'")
+        zart(redis_url, "result", "cli-poll", "--wait", "--timeout", "20")
+        rows = json.loads(zart(redis_url, "list", "--status", "cancelled").stdout)
+        assert [r["execution_id"] for r in rows] == ["cli-poll"]
+        assert "nothing to cancel" in zart(redis_url, "cancel", "cli-poll").stdout
+    finally:
+        stop_worker(worker)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .audit import ChainBreak, verify_chain
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .config import connect, redact, resolve_partitions, resolve_url
 from .errors import (
@@ -37,6 +38,7 @@ from .events import (
     ExecutionStarted,
     ExecutionTimedOut,
 )
+from .insight import ExecutionDetail, describe
 from .keys import Keys, check_execution_id, check_workflow_name
 from .listing import ExecutionSummary, list_executions
 from .state import STATES, TERMINAL_STATES
@@ -63,6 +65,13 @@ class ExecutionStatus(msgspec.Struct, frozen=True):
     def done(self) -> bool:
         """True once the execution has ended, whichever way."""
         return self.state in TERMINAL_STATES
+
+
+class Started(msgspec.Struct, frozen=True):
+    """What :meth:`Client.submit` did: the id, and whether this call created it."""
+
+    execution_id: str
+    created: bool
 
 
 class Client:
@@ -113,6 +122,12 @@ class Client:
         Idempotent on ``execution_id``: starting an id that exists starts nothing and
         returns the id (a different workflow under that id is a :class:`ConfigError`).
         """
+        return (await self.submit(name, data, execution_id)).execution_id
+
+    async def submit(
+        self, name: str, data: Any = None, execution_id: str | None = None
+    ) -> Started:
+        """:meth:`start`, also saying whether this call created the execution."""
         check_workflow_name(name)
         execution_id = check_execution_id(execution_id or uuid.uuid4().hex)
         payload = encode_value(data, f"input of workflow {name!r}", self._max_payload)
@@ -125,7 +140,7 @@ class Client:
                 raise ConfigError(
                     f"execution id {execution_id!r} is already used by workflow {existing!r}"
                 )
-        return execution_id
+        return Started(execution_id=execution_id, created=created)
 
     async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
         """The execution's state, with its result or error once it has ended."""
@@ -241,6 +256,22 @@ class Client:
         await self._ready()
         return await list_executions(self.redis, self.keys, status=status, name=name,
                                      limit=limit)
+
+    async def describe(self, execution_id: str) -> ExecutionDetail:
+        """Status plus what the folded log says: steps done, current step, timers pending."""
+        status = await self.status(execution_id)
+        return describe(status, await self.store.read(check_execution_id(execution_id)))
+
+    async def verify(self, execution_id: str) -> ChainBreak | None:
+        """Check the log's sequence numbers and hash chain; None when intact."""
+        await self._ready()
+        check_execution_id(execution_id)
+        raw: list[Any] = await self.redis.xrange(self.keys.log(execution_id))
+        if not raw:
+            raise ExecutionNotFound(execution_id)
+        last = await self.redis.hget(self.keys.meta(execution_id), "h")  # type: ignore[misc]
+        return verify_chain((fields for _, fields in raw),
+                            last.decode() if last is not None else None)
 
     async def history(self, execution_id: str) -> AsyncIterator[AnyEvent]:
         """The execution's events, oldest first (each with ``seq``, ``at_ms``, ``prev_hash``)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid as uuid_module
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -384,12 +385,16 @@ class Context:
             self._replay.deliver_cancel(state)
             raise self._suspend()
         self._new_call(name)
+        started = time.perf_counter()
         try:
             value = await call_step_fn(fn)
-        except Exception as exc:
+        except Exception as exc:  # any failure of user code is recorded
+            retrying = policy is not None and attempt <= policy.retries
+            self._journal.observe_step(started, "retry" if retrying else "failed")
             await self._record_failure(name, attempt, exc, policy)
             # only reached when another worker recorded a success of this step meanwhile
             return self._decode(name, self._state.steps[name], type_)
+        self._journal.observe_step(started, "completed")
         encoded = encode_value(value, f"result of step {name!r}", self._max_payload)
         await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt))
         # the record may be another worker's (it won the race): return what the log says

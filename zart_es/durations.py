@@ -23,7 +23,8 @@ def to_ms(value: Duration) -> int:
     """Milliseconds in ``value``; raises :class:`InvalidDuration` for anything doubtful.
 
     ``"1h30m"`` combines units; a bare number (int, float or numeric string) is seconds.
-    Fractions of a millisecond round up, so a timer never fires earlier than asked.
+    Durations are taken to the microsecond and fractions of a millisecond round up, so a
+    timer never fires earlier than asked (by more than half a microsecond).
     """
     if isinstance(value, bool):
         raise InvalidDuration(value, "a bool is not a duration")

@@ -34,6 +34,11 @@ class Journal(Protocol):
         """True when the run should stop before starting new work (the worker drains)."""
         ...
 
+    def observe_step(self, started: float, outcome: str) -> None:
+        """A step function ran (from ``started``, perf_counter) with ``outcome``:
+        completed, retry or failed (for metrics; no durable effect)."""
+        ...
+
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         """Create child execution ``child_id`` (idempotent on the id) with this parent."""
         ...

@@ -40,6 +40,7 @@ from .events import (
     TimerSet,
 )
 from .journal import NewTimer
+from .metrics import WorkerMetrics
 from .registry import Registry, Workflow
 from .state import ExecutionState, already_recorded, apply
 from .store import Store
@@ -66,7 +67,7 @@ class StoreJournal:
     Keeps the id of the last entry folded, so that catching up reads only newer entries.
     """
 
-    __slots__ = ("_execution_id", "_lock", "draining", "last_entry", "state", "store")
+    __slots__ = ("_execution_id", "_lock", "draining", "last_entry", "metrics", "state", "store")
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class StoreJournal:
         self.store = store
         self._execution_id = execution_id
         self.draining: Callable[[], bool] = _never
+        self.metrics: WorkerMetrics | None = None
         # one append at a time: concurrent branches (ctx.gather) must not fold twice
         self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
@@ -94,6 +96,11 @@ class StoreJournal:
     def interrupted(self) -> bool:
         """Whether the worker running this journal is draining."""
         return self.draining()
+
+    def observe_step(self, started: float, outcome: str) -> None:
+        """Feed the worker's step-duration histogram, if it has one."""
+        if self.metrics is not None:
+            self.metrics.step(self.state.workflow, started, outcome)
 
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         """Create the child's log (a no-op if it exists: replays start it once)."""
@@ -116,6 +123,8 @@ class StoreJournal:
                     drop_timers=self._pending_timers(event),
                 )
             except VersionConflict:
+                if self.metrics is not None:
+                    self.metrics.conflicts.inc()
                 await self.catch_up()
                 if already_recorded(self.state, event):
                     return

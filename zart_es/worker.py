@@ -26,6 +26,7 @@ from .codec import DEFAULT_MAX_PAYLOAD_BYTES
 from .config import connect, resolve_partitions, resolve_url
 from .errors import LeaseLost
 from .keys import F_EXEC, GROUP, Keys
+from .metrics import WorkerMetrics
 from .registry import Registry, default_registry
 from .runner import Outcome, StoreJournal, run_execution
 from .store import Store, load_script
@@ -74,6 +75,7 @@ class Worker:
         cache_size: int = 1000,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         redis: Redis | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         if not structlog.is_configured():
             from .logs import configure_logging
@@ -96,6 +98,7 @@ class Worker:
         self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
         self._lease = self.redis.register_script(load_script("lease"))
         self._max_payload = max_payload_bytes
+        self.metrics = metrics or WorkerMetrics()
         self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
         self._cache_size = cache_size
         self._runs: dict[str, _Run] = {}
@@ -278,11 +281,18 @@ class Worker:
     async def _run_once(self, execution_id: str) -> Outcome:
         journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)
         journal.draining = self._stopping.is_set
+        journal.metrics = self.metrics
         await journal.catch_up()
-        if journal.state.version == 0:
+        state = journal.state
+        if state.version == 0:
             log.warning("work message for an execution with no log; dropped")
             return Outcome.ENDED
+        was_terminal = state.terminal
+        if state.version == 1:
+            self.metrics.executions.labels(state.workflow, "started").inc()
         outcome = await run_execution(journal, self.registry, max_payload_bytes=self._max_payload)
+        if outcome is Outcome.ENDED and not was_terminal:
+            self.metrics.executions.labels(state.workflow, state.status).inc()
         if outcome is Outcome.WAITING:
             self._cache[execution_id] = journal
             while len(self._cache) > self._cache_size:

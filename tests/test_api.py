@@ -1,0 +1,177 @@
+"""The HTTP API over real HTTP: ``zart-es api`` and a worker as subprocesses, real Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from zart_es.embedded import RedisServer, free_port
+
+from .helpers import ROOT, spawn_worker, stop_worker
+
+TOKEN = "s3cret-token"
+
+
+def _serve(url: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zart_es", "api", "--redis-url", url, "--port", str(port),
+         "--max-input-bytes", "4096", *extra],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("API did not come up")
+
+
+@pytest.fixture(scope="module")
+def api(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of an API without auth, with a worker serving the examples."""
+    port = free_port()
+    proc = _serve(redis_server.url, port)
+    worker = spawn_worker(redis_server.url, "workers.examples",
+                          log=tmp_path_factory.mktemp("api") / "worker.log")
+    yield f"http://127.0.0.1:{port}"
+    stop_worker(worker)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def secured(redis_server: RedisServer) -> Iterator[str]:
+    """Base URL of an API that requires a bearer token."""
+    port = free_port()
+    proc = _serve(redis_server.url, port, "--token", TOKEN)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _wait_done(api: str, eid: str) -> dict[str, object]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{api}/executions/{eid}").json()
+        if body["state"] in ("completed", "failed", "cancelled", "timed_out"):
+            return dict(body)
+        time.sleep(0.05)
+    raise TimeoutError(eid)
+
+
+def test_start_is_idempotent_and_runs(api: str) -> None:
+    body = {"name": "transform-records", "input": 3, "id": "api-1"}
+    first = httpx.post(f"{api}/executions", json=body)
+    assert (first.status_code, first.json()) == (201, {"id": "api-1", "created": True})
+    again = httpx.post(f"{api}/executions", json=body)
+    assert (again.status_code, again.json()) == (200, {"id": "api-1", "created": False})
+    detail = _wait_done(api, "api-1")
+    assert detail["state"] == "completed"
+    assert detail["result"] == 3
+    assert detail["steps_done"] == ["load", "transform-k0", "transform-k1", "transform-k2",
+                                    "write"]
+
+
+def test_history_json_and_jsonl(api: str) -> None:
+    httpx.post(f"{api}/executions", json={"name": "transform-records", "input": 1, "id": "api-h"})
+    _wait_done(api, "api-h")
+    events = httpx.get(f"{api}/executions/api-h/history").json()
+    assert events[0]["type"] == "ExecutionStarted"
+    assert events[-1]["type"] == "ExecutionCompleted"
+    export = httpx.get(f"{api}/executions/api-h/history", params={"format": "jsonl"})
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in export.text.splitlines()]
+    assert lines == events
+
+
+def test_list_filters(api: str) -> None:
+    httpx.post(f"{api}/executions", json={"name": "transform-records", "input": 1, "id": "api-l"})
+    _wait_done(api, "api-l")
+    rows = httpx.get(f"{api}/executions", params={"status": "completed",
+                                                   "name": "transform-records"}).json()
+    assert "api-l" in [r["execution_id"] for r in rows]
+    assert all(r["state"] == "completed" for r in rows)
+    bad = httpx.get(f"{api}/executions", params={"status": "nope"})
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "invalid_request"
+
+
+def test_events_and_cancel(api: str) -> None:
+    httpx.post(f"{api}/executions", json={"name": "job-poller", "id": "api-c",
+                                          "input": {"runs_for": 60, "every": 0.2}})
+    time.sleep(0.5)
+    delivered = httpx.post(f"{api}/executions/api-c/events/ping", json={"x": 1})
+    assert (delivered.status_code, delivered.json()["delivered"]) == (202, True)
+    cancelled = httpx.post(f"{api}/executions/api-c/cancel")
+    assert cancelled.status_code == 202
+    assert _wait_done(api, "api-c")["state"] == "cancelled"
+    again = httpx.post(f"{api}/executions/api-c/cancel")
+    assert (again.status_code, again.json()["code"]) == (409, "execution_ended")
+    late = httpx.post(f"{api}/executions/api-c/events/ping", json=1)
+    assert (late.status_code, late.json()["code"]) == (409, "execution_ended")
+
+
+def test_error_codes(api: str) -> None:
+    missing = httpx.get(f"{api}/executions/nope")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    assert httpx.post(f"{api}/executions/nope/cancel").status_code == 404
+    assert httpx.post(f"{api}/executions/nope/events/x", json=1).status_code == 404
+    bad_body = httpx.post(f"{api}/executions", json={"input": 1})
+    assert (bad_body.status_code, bad_body.json()["code"]) == (422, "invalid_request")
+    bad_id = httpx.post(f"{api}/executions", json={"name": "w", "id": "has space"})
+    assert bad_id.status_code == 422
+    not_json = httpx.post(f"{api}/executions", content=b"{oops",
+                          headers={"content-type": "application/json"})
+    assert not_json.status_code in (400, 422)
+    assert "code" in not_json.json()
+    huge = httpx.post(f"{api}/executions", json={"name": "w", "input": "x" * 5000})
+    assert (huge.status_code, huge.json()["code"]) == (413, "payload_too_large")
+    huger = httpx.post(f"{api}/executions", json={"name": "w", "input": "x" * 200_000})
+    assert huger.status_code == 413
+
+
+def test_health_openapi_metrics(api: str) -> None:
+    health = httpx.get(f"{api}/healthz").json()
+    assert health["status"] == "ok"
+    schema = httpx.get(f"{api}/schema/openapi.json").json()
+    assert "/executions/{execution_id}" in schema["paths"]
+    httpx.post(f"{api}/executions", json={"name": "transform-records", "input": 1, "id": "api-m"})
+    _wait_done(api, "api-m")
+    text = httpx.get(f"{api}/metrics").text
+    assert 'zart_executions{state="completed"}' in text
+    completed = next(line for line in text.splitlines()
+                     if line.startswith('zart_executions{state="completed"}'))
+    assert float(completed.split()[-1]) >= 1
+    assert "zart_work_pending" in text
+    assert "zart_timers_overdue" in text
+
+
+def test_bearer_auth(secured: str) -> None:
+    assert httpx.get(f"{secured}/healthz").status_code == 200  # probes need no token
+    denied = httpx.get(f"{secured}/executions")
+    assert (denied.status_code, denied.json()["code"]) == (401, "unauthorized")
+    wrong = httpx.get(f"{secured}/executions", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    ok = httpx.get(f"{secured}/executions", headers={"authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
+
+
+def test_fuzz_from_openapi_no_server_errors(api: str, tmp_path: Path) -> None:
+    """schemathesis generates requests from the API's own schema; none may answer 5xx."""
+    result = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{api}/schema/openapi.json",
+         "--checks", "not_a_server_error", "--max-examples", "25", "--phases", "fuzzing",
+         "--exclude-path", "/metrics", "--no-color"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

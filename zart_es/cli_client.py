@@ -1,0 +1,145 @@
+"""``zart-es`` commands that go through the :class:`Client`: start, status, result, list,
+history (with ``--verify``), cancel, send-event. Tables in a terminal, JSON with --json
+or when piped."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+import msgspec
+
+from .client import Client
+from .errors import ZartError
+from .insight import event_record
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.redis_url, partitions=args.partitions)
+
+
+def _json_arg(text: str, option: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ZartError(f"{option} is not valid JSON: {exc}") from None
+
+
+def _print_json(value: Any) -> None:
+    print(msgspec.json.encode(value, enc_hook=str).decode())
+
+
+def _tables(args: argparse.Namespace) -> bool:
+    return not args.json and sys.stdout.isatty()
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+async def start(args: argparse.Namespace) -> int:
+    """``zart-es start NAME --input JSON [--id ID]``: prints the id."""
+    data = _json_arg(args.input, "--input")
+    async with _client(args) as client:
+        print(await client.start(args.name, data, execution_id=args.id))
+    return 0
+
+
+async def status(args: argparse.Namespace) -> int:
+    """``zart-es status ID``: state, steps done, current step, pending timers."""
+    async with _client(args) as client:
+        detail = await client.describe(args.id)
+    if not _tables(args):
+        _print_json(detail)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in msgspec.structs.asdict(detail).items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    return 0
+
+
+async def result(args: argparse.Namespace) -> int:
+    """``zart-es result ID [--wait] [--timeout S]``: the result as JSON."""
+    async with _client(args) as client:
+        if not args.wait:
+            current = await client.status(args.id)
+            if not current.done:
+                raise ZartError(f"execution {args.id!r} is {current.state}; use --wait to wait")
+        _print_json(await client.result(args.id, timeout=args.timeout))
+    return 0
+
+
+async def listing(args: argparse.Namespace) -> int:
+    """``zart-es list [--status S] [--name N] [--limit K]``."""
+    async with _client(args) as client:
+        rows = await client.list(status=args.status, name=args.name, limit=args.limit)
+    if not _tables(args):
+        _print_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "workflow", "state", "created (UTC)", "events")
+    for row in rows:
+        table.add_row(row.execution_id, row.workflow, row.state, _when(row.created_ms),
+                      str(row.version))
+    Console().print(table)
+    return 0
+
+
+async def history(args: argparse.Namespace) -> int:
+    """``zart-es history ID [--format table|json|jsonl] [--verify]``."""
+    async with _client(args) as client:
+        if args.verify:
+            broken = await client.verify(args.id)
+            if broken is not None:
+                raise ZartError(f"log of {args.id!r} is broken at event #{broken.index}: "
+                                f"{broken.reason}")
+            count = len([e async for e in client.history(args.id)])
+            print(f"log of {args.id!r} verified: {count} events, sequence and hash chain intact")
+            return 0
+        events = [event_record(e) async for e in client.history(args.id)]
+    if args.format == "json" or (args.format == "table" and args.json):
+        _print_json(events)
+    elif args.format == "jsonl" or not sys.stdout.isatty():
+        for event in events:
+            print(msgspec.json.encode(event, enc_hook=str).decode())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("seq", "time (UTC)", "event", "details")
+        for event in events:
+            details = {k: v for k, v in event.items()
+                       if k not in ("type", "seq", "at_ms", "prev_hash")}
+            table.add_row(str(event["seq"]), _when(event["at_ms"]), event["type"],
+                          msgspec.json.encode(details, enc_hook=str).decode())
+        Console().print(table)
+    return 0
+
+
+async def cancel(args: argparse.Namespace) -> int:
+    """``zart-es cancel ID [--reason R]``."""
+    async with _client(args) as client:
+        requested = await client.cancel(args.id, reason=args.reason)
+    print(f"cancel requested for {args.id!r}" if requested
+          else f"execution {args.id!r} has already ended; nothing to cancel")
+    return 0
+
+
+async def send_event(args: argparse.Namespace) -> int:
+    """``zart-es send-event ID NAME --payload JSON [--event-id K]``."""
+    payload = _json_arg(args.payload, "--payload")
+    async with _client(args) as client:
+        delivered = await client.send_event(args.id, args.name, payload,
+                                            event_id=args.event_id)
+    print(f"event {args.name!r} delivered to {args.id!r}" if delivered
+          else f"event id {args.event_id!r} was already delivered to {args.id!r}")
+    return 0
