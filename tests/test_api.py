@@ -175,3 +175,61 @@ def test_fuzz_from_openapi_no_server_errors(api: str, tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_worker_metrics_count_what_it_ran(tmp_path: Path) -> None:
+    # a Redis of its own: the module's other worker must not take these executions
+    with RedisServer(tmp_path / "redis") as redis_server:
+        _scrape_after_a_run(redis_server, tmp_path)
+
+
+def _scrape_after_a_run(redis_server: RedisServer, tmp_path: Path) -> None:
+    port = free_port()
+    worker = spawn_worker(redis_server.url, "workers.examples", log=tmp_path / "w.log",
+                          extra=["--metrics-port", str(port)])
+    try:
+        subprocess.run([sys.executable, "-m", "zart_es", "start", "provision", "--redis-url",
+                        redis_server.url, "--input", '{"config": "m1", "fail_times": 1, '
+                        '"delay": "50ms"}', "--id", "metrics-1"], cwd=ROOT, check=True,
+                       capture_output=True)
+        subprocess.run([sys.executable, "-m", "zart_es", "result", "metrics-1", "--wait",
+                        "--timeout", "20", "--redis-url", redis_server.url], cwd=ROOT,
+                       check=True, capture_output=True)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        stop_worker(worker)
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+               if line and not line.startswith("#")}
+    assert samples['zart_worker_executions_total{outcome="completed",workflow="provision"}'] >= 1
+    assert samples['zart_worker_retries_total{workflow="provision"}'] >= 1
+    assert samples['zart_worker_step_seconds_count{outcome="completed",workflow="provision"}'] >= 1
+
+
+def test_dev_runs_redis_worker_and_api_in_one_process(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zart_es", "dev", "--app", "workers.examples", "--port",
+         str(port), "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**__import__("os").environ, "ZART_REDIS_URL": ""},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "dev server did not come up"
+            time.sleep(0.2)
+        httpx.post(f"{base}/executions", json={"name": "transform-records", "input": 2,
+                                               "id": "dev-1"})
+        assert _wait_done(base, "dev-1")["result"] == 2
+        assert (tmp_path / "data" / "redis" / "appendonlydir").exists() or any(
+            p.name.startswith("appendonly") for p in (tmp_path / "data" / "redis").iterdir())
+    finally:
+        proc.send_signal(__import__("signal").SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()[-2000:]

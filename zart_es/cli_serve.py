@@ -9,6 +9,7 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import ZartError
@@ -73,8 +74,15 @@ async def worker(args: argparse.Namespace) -> int:
 def _uvicorn(app: Any, args: argparse.Namespace) -> Any:
     import uvicorn
 
-    return uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
-                                         log_level="warning", lifespan="on"))
+    class Server(uvicorn.Server):
+        # our own handlers stop the server (and the worker) and exit 0; uvicorn's would
+        # re-raise the signal after shutdown and end the process with it
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                 lifespan="on"))
 
 
 async def api(args: argparse.Namespace) -> int:
@@ -85,8 +93,10 @@ async def api(args: argparse.Namespace) -> int:
     configure_logging()
     app = create_app(args.redis_url, token=args.token, max_input_bytes=args.max_input_bytes,
                      partitions=args.partitions)
+    http = _uvicorn(app, args)
+    _stop_on_signals(lambda: setattr(http, "should_exit", True))
     print(f"zart-es API on http://{args.host}:{args.port} (OpenAPI: /schema)", flush=True)
-    await _uvicorn(app, args).serve()
+    await http.serve()
     return 0
 
 
@@ -112,7 +122,13 @@ async def dev(args: argparse.Namespace) -> int:
         print(f"zart-es dev: Redis {url}, API http://{args.host}:{args.port}, "
               f"workflows {', '.join(engine.registry.names()) or '(none)'}", flush=True)
         work = asyncio.create_task(engine.run())
-        await http.serve()  # returns on SIGINT/SIGTERM (uvicorn handles them)
+
+        def stop() -> None:
+            http.should_exit = True
+            engine.stop()
+
+        _stop_on_signals(stop)
+        await http.serve()
         engine.stop()
         await work
     finally:
