@@ -7,19 +7,20 @@ execution's own stream (``XREAD BLOCK``), so it costs no polling.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
+from redis.exceptions import ClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .audit import ChainBreak, verify_chain
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
-from .config import connect, redact, resolve_partitions, resolve_url
+from .config import RedisClient, connect, redact, resolve_partitions, resolve_url
 from .errors import (
     ConfigError,
     ExecutionEnded,
@@ -45,6 +46,8 @@ from .state import STATES, TERMINAL_STATES
 from .store import Store, to_event
 
 WAIT_SLICE_MS = 5_000
+OUTAGE_SECONDS = 30.0
+"""How long ``result()`` keeps waiting through a lost connection before raising."""
 
 
 class ExecutionStatus(msgspec.Struct, frozen=True):
@@ -84,7 +87,7 @@ class Client:
         partitions: int | None = None,
         prefix: str = "zart",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
     ) -> None:
         self.url = resolve_url(redis_url)
         self.keys = Keys(prefix, resolve_partitions(partitions))
@@ -186,7 +189,8 @@ class Client:
         check_execution_id(execution_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         key = self.keys.log(execution_id)
-        tail: list[Any] = await self.redis.xrevrange(key, count=1)
+        tail: list[Any] = await self._through_outages(
+            lambda: self.redis.xrevrange(key, count=1), deadline)
         if not tail:
             raise ExecutionNotFound(execution_id)
         last_id, event = tail[0][0], to_event(*tail[0])
@@ -200,7 +204,8 @@ class Client:
                 if remaining <= 0:
                     raise ResultTimeout(execution_id, timeout or 0.0)
                 block = max(1, min(block, int(remaining * 1000)))
-            reply: Any = await self.redis.xread({key: last_id}, block=block)
+            reply = await self._through_outages(
+                lambda at=last_id, ms=block: self.redis.xread({key: at}, block=ms), deadline)
             for _key, entries in reply or ():
                 for entry_id, fields in entries:
                     last_id, event = entry_id, to_event(entry_id, fields)
@@ -209,6 +214,22 @@ class Client:
                 else:
                     continue
                 break
+
+    @staticmethod
+    async def _through_outages(read: Callable[[], Awaitable[Any]], deadline: float | None) -> Any:
+        """A read, retried through a lost connection (Redis restart, cluster failover) for
+        up to OUTAGE_SECONDS: it changes nothing, so trying again is always safe."""
+        give_up = time.monotonic() + OUTAGE_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                return await read()
+            except (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError):
+                now = time.monotonic()
+                if now > give_up or (deadline is not None and now > deadline):
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     async def send_event(
         self, execution_id: str, name: str, payload: Any = None, *, event_id: str | None = None

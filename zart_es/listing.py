@@ -11,8 +11,8 @@ import heapq
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 
+from .config import RedisClient
 from .keys import Keys
 
 PAGE = 200
@@ -30,7 +30,7 @@ class ExecutionSummary(msgspec.Struct, frozen=True):
 
 
 async def list_executions(
-    redis: Redis, keys: Keys, *, status: str | None, name: str | None, limit: int
+    redis: RedisClient, keys: Keys, *, status: str | None, name: str | None, limit: int
 ) -> list[ExecutionSummary]:
     """Up to ``limit`` executions, newest first; ``name`` filters by workflow."""
     out: list[ExecutionSummary] = []
@@ -57,7 +57,7 @@ async def list_executions(
 
 
 async def _next_page(
-    redis: Redis, keys: Keys, status: str | None, offsets: list[int], exhausted: list[bool]
+    redis: RedisClient, keys: Keys, status: str | None, offsets: list[int], exhausted: list[bool]
 ) -> list[tuple[float, int, str]]:
     pipe = redis.pipeline(transaction=False)
     live = [p for p in range(keys.partitions) if not exhausted[p]]
@@ -72,7 +72,7 @@ async def _next_page(
     return candidates
 
 
-async def _metas(redis: Redis, keys: Keys, ids: list[str]) -> list[Any]:
+async def _metas(redis: RedisClient, keys: Keys, ids: list[str]) -> list[Any]:
     pipe = redis.pipeline(transaction=False)
     for execution_id in ids:
         pipe.hmget(keys.meta(execution_id), ["w", "st", "c", "u", "v"])

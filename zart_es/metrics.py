@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .keys import GROUP
 from .state import STATES
+from .timers import redis_now_ms
 
 if TYPE_CHECKING:
     from .client import Client
@@ -32,14 +33,12 @@ OVERDUE_MS = 5_000
 async def render_deployment_metrics(client: Client) -> bytes:
     """The deployment's gauges, read from Redis now, in Prometheus text format."""
     keys = client.keys
+    now_ms = await redis_now_ms(client.redis)
     pipe = client.redis.pipeline(transaction=False)
-    pipe.time()
     for p in range(keys.partitions):
         for status in STATES:
             pipe.zcard(keys.index(p, status))
     replies: list[Any] = await pipe.execute()
-    seconds, micros = replies[0]
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
     pipe = client.redis.pipeline(transaction=False)
     for p in range(keys.partitions):
         pipe.zcount(keys.timers(p), "-inf", now_ms)
@@ -49,7 +48,7 @@ async def render_deployment_metrics(client: Client) -> bytes:
 
     by_state = GaugeMetricFamily("zart_executions", "Executions by state", labels=["state"])
     counts = dict.fromkeys(STATES, 0)
-    for i, count in enumerate(replies[1:]):
+    for i, count in enumerate(replies):
         counts[STATES[i % len(STATES)]] += int(count)
     for status, count in counts.items():
         by_state.add_metric([status], count)

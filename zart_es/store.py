@@ -13,10 +13,10 @@ from importlib import resources
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 
-from .autopipe import ScriptPipe
+from .autopipe import script_caller
 from .codec import decode_event, encode_event
+from .config import RedisClient
 from .errors import (
     ConfigError,
     ExecutionEnded,
@@ -54,10 +54,10 @@ def entry_ms(entry_id: bytes) -> int:
 class Store:
     """Reads and writes execution logs of one deployment."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._append = ScriptPipe(redis, load_script("append"))
+        self._append = script_caller(redis, load_script("append"))
         self._keys_of = functools.lru_cache(maxsize=8192)(self._script_keys)
 
     def _script_keys(self, execution_id: str) -> list[str]:

@@ -14,6 +14,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from .aio import reraise_if_cancelling
+from .config import RedisClient
 from .errors import ExecutionEnded, ExecutionNotFound, TimerNotDue
 from .events import Event, ExecutionTimedOut, TimerFired
 from .keys import Keys
@@ -23,6 +24,12 @@ from .timer_names import timeout_of
 log = structlog.get_logger("zart_es.timers")
 
 FIRE_BATCH = 200
+
+
+async def redis_now_ms(redis: RedisClient) -> int:
+    """Redis' clock in ms: the one clock every due time is measured against."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 class TimerPoller:
@@ -60,15 +67,13 @@ class TimerPoller:
     async def tick(self) -> float:
         """Fire every due timer; return seconds until the next is due (capped)."""
         keys = self._keys
+        now_ms = await redis_now_ms(self._store.redis)
         pipe = self._store.redis.pipeline(transaction=False)
-        pipe.time()
         for p in range(keys.partitions):
             pipe.zrange(keys.timers(p), 0, 0, withscores=True)
         replies: list[Any] = await pipe.execute()
-        seconds, micros = replies[0]
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
         next_due: float | None = None
-        for p, earliest in enumerate(replies[1:]):
+        for p, earliest in enumerate(replies):
             if not earliest:
                 continue
             due = earliest[0][1]

@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from .aio import reraise_if_cancelling
+from .autopipe import script_caller
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES
-from .config import connect, resolve_partitions, resolve_url
+from .config import RedisClient, connect, resolve_partitions, resolve_url
 from .errors import LeaseLost
 from .keys import F_EXEC, GROUP, Keys
 from .metrics import WorkerMetrics
@@ -74,7 +74,7 @@ class Worker:
         consumer: str | None = None,
         cache_size: int = 1000,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         if not structlog.is_configured():
@@ -96,7 +96,8 @@ class Worker:
         self.redis = redis if redis is not None else connect(self.url)
         self.store = Store(self.redis, self.keys)
         self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
-        self._lease = self.redis.register_script(load_script("lease"))
+        self._lease = script_caller(self.redis, load_script("lease"), pipelined=False)
+        self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
         self._max_payload = max_payload_bytes
         self.metrics = metrics or WorkerMetrics()
         self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
@@ -160,6 +161,8 @@ class Worker:
                 await self._release(abandoned)
         await _cancel(self._background)
         await self.store.aclose()
+        await self._lease.aclose()
+        await self._release_script.aclose()
         if self._own_redis:
             await self.redis.aclose()
         log.info("worker stopped", consumer=self.consumer)
@@ -210,7 +213,7 @@ class Worker:
     async def _reclaim_partition(self, partition: int, min_idle: int) -> None:
         cursor: bytes | str = "0-0"
         while True:
-            reply: Any = await self.redis.execute_command(  # type: ignore[no-untyped-call]
+            reply: Any = await self.redis.execute_command(
                 "XAUTOCLAIM", self.keys.work(partition), GROUP, self.consumer, min_idle,
                 cursor, "COUNT", 100,
             )
@@ -312,18 +315,7 @@ class Worker:
         for their lease to run out."""
         try:
             for partition, ids in _by_partition(messages).items():
-                stream = self.keys.work(partition)
-                read = self.redis.pipeline(transaction=False)
-                for msg_id in ids:
-                    read.xrange(stream, msg_id, msg_id)
-                entries: list[Any] = await read.execute()
-                pipe = self.redis.pipeline(transaction=True)
-                for entry in entries:
-                    if entry:
-                        pipe.xadd(stream, entry[0][1])
-                pipe.xack(stream, GROUP, *ids)
-                pipe.xdel(stream, *ids)
-                await pipe.execute()
+                await self._release_script([self.keys.work(partition)], [GROUP, *ids])
         except (RedisError, OSError) as exc:
             log.warning("could not release work; it is reclaimed after the lease", error=str(exc))
 
