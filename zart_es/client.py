@@ -8,6 +8,7 @@ execution's own stream (``XREAD BLOCK``), so it costs no polling.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -205,7 +206,7 @@ class Client:
                     raise ResultTimeout(execution_id, timeout or 0.0)
                 block = max(1, min(block, int(remaining * 1000)))
             reply = await self._through_outages(
-                lambda at=last_id, ms=block: self.redis.xread({key: at}, block=ms), deadline)
+                functools.partial(self.redis.xread, {key: last_id}, block=block), deadline)
             for _key, entries in reply or ():
                 for entry_id, fields in entries:
                     last_id, event = entry_id, to_event(entry_id, fields)
