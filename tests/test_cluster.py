@@ -124,7 +124,7 @@ async def test_kill9_workers_on_the_cluster(
         kills = 0
         while True:
             proc = spawn_worker(cluster.url, "tests.apps.crash", env=env, log=tmp_path / "w.log")
-            while proc.poll() is None and not (await client.status(eid)).done:  # noqa: ASYNC110
+            while proc.poll() is None and not (await client.status(eid)).done:
                 await asyncio.sleep(0.05)
             if proc.poll() is None:
                 stop_worker(proc)

@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     _worker_options(worker)
     worker.add_argument("--metrics-port", type=int, default=None,
                         help="serve this worker's Prometheus metrics on this port")
+    worker.add_argument("--heartbeat-file", default=None,
+                        help="touch this file while healthy (for 'zart-es health')")
+
+    health = add("health", "probe: Redis reachable (and a worker's heartbeat fresh); exit 0/1")
+    health.add_argument("--heartbeat-file", default=None,
+                        help="also require this worker heartbeat file to be fresh")
+    health.add_argument("--max-age", type=float, default=30.0,
+                        help="seconds a heartbeat may be old (default 30)")
 
     api = add("api", "serve the HTTP API (uvicorn)")
     _api_options(api)
@@ -60,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the embedded Redis keeps its AOF (when $ZART_REDIS_URL is unset)")
     demo.add_argument("--items", type=int, default=30)
 
+    _client_commands(add)
+    return parser
+
+
+def _client_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     start = add("start", "start an execution; prints its id")
     start.add_argument("name")
     start.add_argument("--input", default="null", help="input as JSON")
@@ -92,7 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("name")
     send.add_argument("--payload", default="null", help="payload as JSON")
     send.add_argument("--event-id", default=None, help="idempotency key")
-    return parser
 
 
 def _worker_options(p: argparse.ArgumentParser) -> None:
@@ -126,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers: dict[str, Handler] = {
         "worker": cli_serve.worker, "api": cli_serve.api, "dev": cli_serve.dev,
+        "health": cli_client.health,
         "demo": cli_serve.demo, "start": cli_client.start, "status": cli_client.status,
         "result": cli_client.result, "list": cli_client.listing,
         "history": cli_client.history, "cancel": cli_client.cancel,

@@ -143,3 +143,26 @@ async def send_event(args: argparse.Namespace) -> int:
     print(f"event {args.name!r} delivered to {args.id!r}" if delivered
           else f"event id {args.event_id!r} was already delivered to {args.id!r}")
     return 0
+
+
+async def health(args: argparse.Namespace) -> int:
+    """``zart-es health [--heartbeat-file F --max-age S]``: a Kubernetes probe.
+
+    Healthy when Redis answers and the deployment's partition count matches; with a
+    heartbeat file, also when the worker touched it within ``--max-age`` seconds.
+    """
+    import os
+    import time
+
+    if args.heartbeat_file:
+        try:
+            age = time.time() - os.stat(args.heartbeat_file).st_mtime
+        except FileNotFoundError:
+            raise ZartError(
+                f"no heartbeat file {args.heartbeat_file!r}: worker not running") from None
+        if age > args.max_age:
+            raise ZartError(f"worker heartbeat is {age:.0f}s old (max {args.max_age:g}s)")
+    async with _client(args) as client:
+        await client.redis.ping()  # type: ignore[misc]
+    print("ok")
+    return 0

@@ -36,6 +36,7 @@ def _worker_from(args: argparse.Namespace, redis_url: str | None) -> Any:
         grace_period=args.grace_period,
         poll_interval=args.poll_interval,
         partitions=args.partitions,
+        heartbeat_file=getattr(args, "heartbeat_file", None),
     )
 
 

@@ -76,6 +76,7 @@ class Worker:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         redis: RedisClient | None = None,
         metrics: WorkerMetrics | None = None,
+        heartbeat_file: str | None = None,
     ) -> None:
         if not structlog.is_configured():
             from .logs import configure_logging
@@ -100,6 +101,8 @@ class Worker:
         self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
         self._max_payload = max_payload_bytes
         self.metrics = metrics or WorkerMetrics()
+        self.heartbeat_file = heartbeat_file
+        """Touched while the worker's loops run: ``zart-es health --heartbeat-file`` reads it."""
         self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
         self._cache_size = cache_size
         self._runs: dict[str, _Run] = {}
@@ -323,7 +326,8 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_timeout / 3)
+            self._touch()
+            await asyncio.sleep(min(self.lease_timeout / 3, 5.0))
             held: list[Message] = [m for r in self._runs.values() for m in r.messages]
             for partition, ids in _by_partition(held).items():
                 try:
@@ -336,6 +340,15 @@ class Worker:
                     continue
                 if lost:
                     self._forget(partition, set(lost))
+
+    def _touch(self) -> None:
+        if self.heartbeat_file:
+            try:
+                with open(self.heartbeat_file, "a"):
+                    os.utime(self.heartbeat_file)
+            except OSError as exc:
+                log.warning("cannot touch heartbeat file", path=self.heartbeat_file,
+                            error=str(exc))
 
     def _forget(self, partition: int, lost: set[bytes]) -> None:
         for execution_id, run in list(self._runs.items()):

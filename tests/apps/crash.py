@@ -90,3 +90,11 @@ async def retrier(ctx: Context, data: RetryData) -> int:
 
     return await ctx.step_with_retry("flaky", attempt, retries=10, backoff=data.backoff,
                                      delay=data.delay, max_delay="10s")
+
+
+@durable("pooled")
+async def pooled(ctx: Context, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await ctx.step(f"p-{i}", lambda i=i: i)
+    return total
