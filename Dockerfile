@@ -1,0 +1,18 @@
+# zart-es: one image for workers, the API and the CLI.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY zart_es ./zart_es
+COPY workers ./workers
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 zart
+COPY --from=build /install /usr/local
+USER 10001
+WORKDIR /home/zart
+ENV PYTHONUNBUFFERED=1 ZART_LOG_LEVEL=INFO
+EXPOSE 8000 9100
+HEALTHCHECK --interval=30s --timeout=5s CMD ["zart-es", "health"]
+ENTRYPOINT ["zart-es"]
+CMD ["worker", "--app", "workers.examples"]

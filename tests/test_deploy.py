@@ -1,0 +1,114 @@
+"""Deployment files, checked without a cluster or a Docker engine: Kubernetes schemas,
+the KEDA ScaledObject, the compose spec, the Dockerfile linter, and that every command
+the manifests run exists in the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from zart_es.cli import build_parser
+from zart_es.keys import Keys
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    assert found, f"{name} is a test dependency (pip install -e '.[test]')"
+    return found
+
+
+def test_kubernetes_manifests_match_the_schemas() -> None:
+    files = [p for p in sorted((DEPLOY / "base").glob("*.yaml"))
+             if p.name not in ("kustomization.yaml", "worker-scaledobject.yaml")]
+    files.append(DEPLOY / "overlays" / "production" / "external-redis.yaml")
+    result = subprocess.run([_tool("kubernetes-validate"), "--strict", *map(str, files)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed" in result.stdout + result.stderr
+
+
+def test_keda_scaled_object() -> None:
+    schema = json.loads((DEPLOY / "schemas" / "keda-scaledobject.schema.json").read_text())
+    (scaled,) = _docs(DEPLOY / "base" / "worker-scaledobject.yaml")
+    jsonschema.validate(scaled, schema)
+    streams = [t["metadata"]["stream"] for t in scaled["spec"]["triggers"]]
+    config = _docs(DEPLOY / "base" / "config.yaml")[0]["data"]
+    keys = Keys(partitions=int(config["ZART_PARTITIONS"]))
+    assert streams == [keys.work(p) for p in range(keys.partitions)]  # the keys we write
+    broken = json.loads(json.dumps(scaled))
+    broken["spec"]["triggers"][0]["metadata"]["pendingEntriesCount"] = 50  # not a string
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_kustomizations_reference_existing_files() -> None:
+    for kustomization in DEPLOY.rglob("kustomization.yaml"):
+        spec = yaml.safe_load(kustomization.read_text())
+        for entry in spec.get("resources", []):
+            assert (kustomization.parent / entry).exists(), (kustomization, entry)
+        for patch in spec.get("patches", []):
+            if "path" in patch:
+                assert (kustomization.parent / patch["path"]).exists(), (kustomization, patch)
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    result = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+         str(ROOT / "docker-compose.yml")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_lints_clean() -> None:
+    result = subprocess.run([_tool("hadolint"), str(ROOT / "Dockerfile")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _commands() -> list[list[str]]:
+    found: list[list[str]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("args", "command") and isinstance(value, list):
+                    found.append([str(v) for v in value])
+                elif key == "test" and isinstance(value, list):
+                    found.append([str(v) for v in value[1:]])  # ["CMD", ...]
+                else:
+                    visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    for path in [*DEPLOY.rglob("*.yaml"), ROOT / "docker-compose.yml"]:
+        for doc in _docs(path):
+            visit(doc)
+    return found
+
+
+def test_every_command_in_the_manifests_exists_in_the_cli() -> None:
+    parser = build_parser()
+    checked = 0
+    for command in _commands():
+        argv = command[1:] if command[0] == "zart-es" else command
+        if argv[0] in ("redis-server", "redis-cli"):
+            continue
+        parser.parse_args(argv)  # exits (SystemExit) on an unknown command or option
+        checked += 1
+    assert checked >= 8
