@@ -1,12 +1,12 @@
-"""Workflows the benchmarks run in worker subprocesses."""
+"""Workflows the benchmarks run in ``zart-es worker`` subprocesses (``--app bench.apps``)."""
 
 from __future__ import annotations
 
 from zart_es import Context, durable
 
 
-@durable("nap")
-async def nap(ctx: Context) -> str:
-    await ctx.step("before", lambda: "ready")
-    await ctx.sleep("1h")
-    return "rested"
+@durable("steps20")
+async def steps20(ctx: Context, n: int) -> int:
+    for i in range(n):
+        await ctx.step(f"s-{i}", lambda: 1)
+    return n

@@ -1,11 +1,19 @@
-"""Shared by the benchmarks: a private Redis, rounds, medians and a report line."""
+"""Shared by the benchmarks: a private Redis, rounds, medians and report lines.
+
+Every benchmark starts its own ``redis-server`` on a free port (AOF on, ``appendfsync
+everysec`` unless said otherwise) in a temporary directory; none touches the shared Redis
+on 127.0.0.1:6379.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+
+from redis.typing import EncodableT, FieldT
 
 from zart_es.embedded import RedisServer
 from zart_es.logs import configure_logging
@@ -13,13 +21,60 @@ from zart_es.logs import configure_logging
 configure_logging(level="WARNING")
 
 ROUNDS = 5
-PAYLOAD = {"s": 1, "p": "x" * 40, "e": b"\x00" * 40}  # what one log entry carries
+# What one step's log entry carries (append.lua writes s=version, p=previous hash (40 hex
+# chars), e=msgpack body: 42 bytes for StepCompleted("s-1234", 1)): the raw baseline
+# writes an entry of the same shape and size.
+PAYLOAD: dict[FieldT, EncodableT] = {"s": 1234, "p": "x" * 40, "e": b"\x00" * 42}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Bind every thread of process ``pid`` to ``cpus``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def placements() -> dict[str, tuple[set[int], set[int]]]:
+    """CPU placements to measure in: name -> (this process's CPUs, redis-server's CPUs).
+
+    On a small machine where the scheduler decides, a round trip to a local Redis costs
+    either a wake-up on the same core (fast: the client's own overhead dominates) or one
+    across cores (an inter-processor interrupt, slow: the round trip dominates), and it
+    flips between the two from run to run. Each benchmark pins both sides and reports
+    both placements instead of a bimodal mix.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: let the scheduler decide
+        return {"unpinned": (set(), set())}
+    if len(cpus) < 2:
+        return {"unpinned": (set(), set())}
+    return {
+        "one shared core": ({cpus[0]}, {cpus[0]}),
+        "separate cores": ({cpus[0]}, {cpus[1]}),
+    }
+
+
+def place(server: RedisServer, mine: set[int], redis: set[int]) -> None:
+    """Pin this process and the private redis-server (empty sets: leave as they are)."""
+    if mine and server.process is not None:
+        pin(os.getpid(), mine)
+        pin(server.process.pid, redis)
+
+
+def unpin(server: RedisServer) -> None:
+    """Let the scheduler place this process and the redis-server again."""
+    everything = os.sched_getaffinity(0) | set(range(os.cpu_count() or 1))
+    with contextlib.suppress(OSError):
+        pin(os.getpid(), everything)
+        if server.process is not None:
+            pin(server.process.pid, everything)
 
 
 @contextlib.contextmanager
 def private_redis(appendfsync: str = "everysec") -> Iterator[RedisServer]:
-    """A redis-server of our own (AOF, everysec by default), never the shared 6379."""
-    with tempfile.TemporaryDirectory() as data:
+    """A redis-server of our own on a free port (AOF on), never the shared 6379."""
+    with tempfile.TemporaryDirectory(prefix="zart-bench-") as data:
         server = RedisServer(data, appendfsync=appendfsync).start()
         try:
             yield server
@@ -27,16 +82,31 @@ def private_redis(appendfsync: str = "everysec") -> Iterator[RedisServer]:
             server.stop()
 
 
-def median(values: list[float]) -> float:
-    """Median of the rounds (the machines are shared and noisy)."""
+def median(values: Sequence[float]) -> float:
+    """Median of the rounds (the machine is shared and noisy)."""
     return statistics.median(values)
 
 
-def report(name: str, ours: list[float], base: list[float], target: float, unit: str) -> bool:
-    """Print medians and the ratio; True when the ratio meets the target."""
-    ratio = median(ours) / median(base)
-    verdict = "meets" if ratio >= target else "MISSES"
-    print(f"{name}: zart-es {median(ours):,.0f} {unit}, baseline {median(base):,.0f} {unit}, "
-          f"ratio {ratio:.2f} (target >= {target}: {verdict}); "
-          f"rounds {[round(x) for x in ours]} vs {[round(x) for x in base]}", flush=True)
-    return ratio >= target
+def rounded(values: Sequence[float], scale: float = 1.0) -> list[int]:
+    """The rounds as integers, for the report line."""
+    return [round(v * scale) for v in values]
+
+
+def report_ratio(
+    name: str, ours: Sequence[float], base: Sequence[float], target: float, unit: str
+) -> tuple[float, bool]:
+    """Print medians and ours/baseline (higher is better); return (ratio, target met).
+
+    ``base[i]`` is measured right around ``ours[i]`` (the mean of a run just before and one
+    just after), so each round's ratio cancels slow drifts of a shared machine's load; the
+    ratio judged is the median of the rounds' ratios.
+    """
+    ratios = [o / b for o, b in zip(ours, base, strict=True)]
+    ratio = median(ratios)
+    met = ratio >= target
+    print(f"{name}:\n    zart-es {median(ours):,.0f} {unit}, baseline {median(base):,.0f} {unit}"
+          f" (medians); ratio {ratio:.2f} (median of rounds' ratios; target >= {target}: "
+          f"{'MET' if met else 'NOT MET'})\n"
+          f"    rounds: zart-es {rounded(ours)}, baseline {rounded(base)}, "
+          f"ratios {[round(x, 2) for x in ratios]}", flush=True)
+    return ratio, met

@@ -69,17 +69,43 @@ class ScriptPipe:
         self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._conn: AbstractConnection | None = None
+        self._wire = asyncio.Lock()
+        """Held while a request is on the connection and its replies are unread."""
         self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, keys: list[str], args: list[bytes | str]) -> Any:
-        """EVALSHA with ``keys`` and ``args``; raises what Redis or the connection raised."""
+        """EVALSHA with ``keys`` and ``args``; raises what Redis or the connection raised.
+
+        With nothing queued and nothing on the wire the caller sends and reads its own
+        reply (no hand-off to the flusher task); otherwise the call joins the next batch.
+        """
+        packed = _resp(b"EVALSHA", self._sha.encode(), b"%d" % len(keys), *keys, *args)
+        if not self._queue and not self._wire.locked():
+            async with self._wire:
+                return await self._send_one(packed)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((_resp(b"EVALSHA", self._sha.encode(), b"%d" % len(keys),
-                                  *keys, *args), future))
+        self._queue.append((packed, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_forever())
         self._wake.set()
         return await future
+
+    async def _send_one(self, packed: bytes) -> Any:
+        try:
+            conn = await self._connection()
+            await conn.send_packed_command(packed, check_health=False)
+            try:
+                return await conn.read_response()
+            except NoScriptError:  # the script cache was flushed under us
+                await conn.send_command("SCRIPT", "LOAD", self._script)
+                await conn.read_response()
+                await conn.send_packed_command(packed, check_health=False)
+                return await conn.read_response()
+        except ResponseError:
+            raise  # an error reply: the connection is still in step
+        except BaseException:
+            await self._drop_connection()  # unread replies may be pending: never reuse it
+            raise
 
     async def aclose(self) -> None:
         """Stop the flusher and close the connection; queued calls fail."""
@@ -101,7 +127,8 @@ class ScriptPipe:
                 batch = [call for call in self._queue[:MAX_BATCH] if not call[1].done()]
                 del self._queue[:MAX_BATCH]
                 if batch:  # calls whose callers were cancelled before sending are dropped
-                    await self._send(batch)
+                    async with self._wire:
+                        await self._send(batch)
 
     async def _send(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
         try:
