@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from zart_es.audit import verify_chain
-from zart_es.state import COMPLETED, FAILED, fold
+from zart_es.state import TERMINAL_STATES, fold
 from zart_es.store import to_event
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.msgpack"))
@@ -32,7 +32,7 @@ def test_recorded_logs_decode_fold_and_verify(path: Path) -> None:
                   for (entry_id, _), fields in zip(log["entries"], raw, strict=True)]
         state = fold(events)
         assert state.execution_id == execution_id
-        assert state.status in (COMPLETED, FAILED)
+        assert state.status in TERMINAL_STATES
         assert state.version == len(events)
 
 
