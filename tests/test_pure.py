@@ -20,12 +20,9 @@ from zart_es.errors import (
     ConfigError,
     InvalidDuration,
     InvalidExecutionId,
-    LeaseLost,
     PayloadDecodeError,
     PayloadNotEncodable,
     PayloadTooLarge,
-    Suspend,
-    ZartError,
 )
 from zart_es.keys import Keys, check_execution_id
 
@@ -165,35 +162,6 @@ def test_every_key_of_an_execution_shares_its_partition_tag(eid: str, partitions
 def test_bad_execution_ids(bad: str) -> None:
     with pytest.raises(InvalidExecutionId):
         check_execution_id(bad)
-
-
-# -- public surface -----------------------------------------------------------------------
-
-
-def test_public_names() -> None:
-    assert zart_es.__all__ == [
-        "Cancelled", "ChildFailedError", "Client", "ConfigError", "Context",
-        "DuplicateStepName", "DuplicateWorkflow", "EventTimeout", "ExecutionEnded",
-        "ExecutionFailedError", "ExecutionNotFound", "ExecutionStatus", "ExecutionSummary",
-        "InvalidDuration", "InvalidExecutionId", "InvalidStepName", "NondeterminismError",
-        "PayloadDecodeError", "PayloadError", "PayloadNotEncodable", "PayloadTooLarge",
-        "RedisUnavailable", "Registry", "ResultTimeout", "StepFailedError", "StoreError",
-        "TaskError", "UnknownWorkflow", "VersionConflict", "Worker", "ZartError",
-        "__version__", "default_registry", "durable",
-    ]
-    for name in zart_es.__all__:
-        assert hasattr(zart_es, name)
-
-
-def test_error_tree() -> None:
-    errors = [getattr(zart_es, n) for n in zart_es.__all__
-              if isinstance(getattr(zart_es, n), type) and n.endswith(("Error", "Workflow",
-                                                                          "Name", "Id"))]
-    for error in errors:
-        assert issubclass(error, ZartError), error
-    for control in (Suspend, LeaseLost, zart_es.Cancelled):
-        assert issubclass(control, BaseException)
-        assert not issubclass(control, Exception)  # `except Exception:` cannot swallow it
 
 
 # -- registry -----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def decode_event(body: bytes, *, seq: int, at_ms: int, prev_hash: str) -> AnyEve
     """Decode one stored event body and attach its envelope."""
     try:
         event = _event_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise PayloadDecodeError(f"event #{seq}", str(exc)) from None
     return msgspec.structs.replace(event, seq=seq, at_ms=at_ms, prev_hash=prev_hash)
 
@@ -52,7 +52,8 @@ def decode_value(data: bytes, type_: Any, what: str) -> Any:
     decoder = _any_decoder if type_ is None or type_ is Any else _decoder_for(type_)
     try:
         return decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        # msgspec reports a msgpack string that is not UTF-8 as UnicodeDecodeError
         raise PayloadDecodeError(what, str(exc)) from None
 
 

@@ -14,6 +14,9 @@ from .errors import InvalidDuration
 Duration = timedelta | int | float | str
 """What every ``delay=``, ``timeout=`` and ``ctx.sleep()`` accepts."""
 
+MAX_MS = 100 * 365 * 86_400_000
+"""A century: longer durations are refused (they could not be recorded as timers)."""
+
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
@@ -31,9 +34,12 @@ def to_ms(value: Duration) -> int:
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise InvalidDuration(value, "negative")
-        return _ceil_ms(value // timedelta(microseconds=1))
+        return _bounded(value, _ceil_ms(value // timedelta(microseconds=1)))
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise InvalidDuration(value, "too large") from None
     elif isinstance(value, str):
         return _parse_text(value)
     else:
@@ -46,7 +52,13 @@ def to_ms(value: Duration) -> int:
         raise InvalidDuration(value, "negative")
     # whole microseconds first: float noise (266774.905 * 1000 = 266774905.00000003)
     # must not add a millisecond; then round up, so a timer never fires early
-    return _ceil_ms(round(seconds * 1_000_000))
+    return _bounded(value, _ceil_ms(round(seconds * 1_000_000)))
+
+
+def _bounded(value: object, ms: int) -> int:
+    if ms > MAX_MS:
+        raise InvalidDuration(value, "longer than a century")
+    return ms
 
 
 def _ceil_ms(microseconds: int) -> int:
@@ -58,19 +70,27 @@ def _parse_text(text: str) -> int:
     if not compact:
         raise InvalidDuration(text, "empty")
     try:
-        return to_ms(float(compact))
+        number = float(compact)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise InvalidDuration(text, "not finite")
+        if number < 0:
+            raise InvalidDuration(text, "negative")
+        return _bounded(text, to_ms(number))
     if compact.startswith("-"):
         raise InvalidDuration(text, "negative")
     if not _WHOLE.fullmatch(compact):
         raise InvalidDuration(
             text, "use a number and a unit: ms, s, m, h or d (e.g. '5m', '1h30m')"
         )
-    total_us = 0
+    total_us = 0.0
     for number, unit in _PART.findall(compact):
-        total_us += round(float(number) * _UNITS_MS[unit] * 1000)
-    return _ceil_ms(total_us)
+        total_us += float(number) * _UNITS_MS[unit] * 1000
+    if not math.isfinite(total_us) or total_us > MAX_MS * 1000:
+        raise InvalidDuration(text, "longer than a century")
+    return _bounded(text, _ceil_ms(round(total_us)))
 
 
 def format_ms(ms: int) -> str:

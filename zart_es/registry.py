@@ -54,6 +54,12 @@ class Registry:
                 f"not {len(params)} parameters"
             )
         hints = _hints(fn)
+        if len(params) == 2 and params[1].name in fn.__annotations__ \
+                and params[1].name not in hints:
+            raise ConfigError(
+                f"@durable({name!r}): cannot resolve the annotation "
+                f"{fn.__annotations__[params[1].name]!r} of parameter {params[1].name!r}"
+            )
         input_type = hints.get(params[1].name, Any) if len(params) == 2 else None
         workflow = Workflow(
             name=name,
@@ -104,10 +110,23 @@ def durable(
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The function's resolved annotations, one by one: a name imported only under
+    ``TYPE_CHECKING`` (often ``Context``) must not cost the input its type."""
     try:
         return typing.get_type_hints(fn)
     except Exception:
-        return {}
+        pass
+    resolved: dict[str, Any] = {}
+    namespace = getattr(fn, "__globals__", {})
+    for name, annotation in getattr(fn, "__annotations__", {}).items():
+        if not isinstance(annotation, str):
+            resolved[name] = annotation
+            continue
+        try:
+            resolved[name] = eval(annotation, namespace)
+        except Exception:
+            continue
+    return resolved
 
 
 def _ignore_input(fn: Callable[[Context], Awaitable[Any]]) -> WorkflowFn:
