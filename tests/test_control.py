@@ -402,3 +402,24 @@ async def test_list_by_status_and_name(env: tuple[Client, Registry]) -> None:
     assert [s.execution_id for s in await client.list(name="ok", limit=2)] == ids[:-3:-1]
     with pytest.raises(Exception, match="unknown status"):
         await client.list(status="nope")
+
+
+async def test_a_child_that_times_out_fails_the_parent_call(env: tuple[Client, Registry]) -> None:
+    """Regression: the deadline used to close the child's log without a work message, so
+    the parent was never told and waited forever."""
+    client, registry = env
+
+    @durable("slow-child", registry=registry, timeout="300ms")
+    async def slow_child(ctx: Context) -> None:
+        await ctx.sleep(30)
+
+    @durable("waiting-parent", registry=registry)
+    async def waiting_parent(ctx: Context) -> str:
+        try:
+            await ctx.call("slow-child")
+        except ChildFailedError as exc:
+            return exc.status
+        return "child completed"
+
+    eid = await client.start("waiting-parent")
+    assert await client.result(eid, timeout=10) == "timed_out"

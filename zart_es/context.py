@@ -397,7 +397,11 @@ class Context:
         self._journal.observe_step(started, "completed")
         encoded = encode_value(value, f"result of step {name!r}", self._max_payload)
         await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt))
-        # the record may be another worker's (it won the race): return what the log says
+        # the record may be another worker's (it won the race): return what the log says,
+        # a success or a failure
+        failure = self._state.failed_steps.get(name)
+        if failure is not None:
+            raise StepFailedError(name, failure.error_type, failure.message, failure.attempt)
         return self._decode(name, self._state.steps[name], type_)
 
     async def _record_failure(

@@ -287,7 +287,8 @@ def _ended(state: ExecutionState, _e: Any) -> bool:
 _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = {
     StepCompleted: lambda s, e: e.step in s.steps or e.step in s.failed_steps,
     StepFailed: lambda s, e: e.step in s.steps or e.step in s.failed_steps,
-    RetryScheduled: lambda s, e: e.timer in s.timers,
+    RetryScheduled: lambda s, e: (e.timer in s.timers or e.step in s.steps
+                                  or e.step in s.failed_steps),
     TimerSet: lambda s, e: e.timer in s.timers,
     TimerFired: _timer_fired_already,
     EventConsumed: lambda s, e: e.wait in s.consumed,

@@ -107,9 +107,9 @@ class TimerPoller:
         event: Event = (TimerFired(timer=timer) if timeout_ms is None
                         else ExecutionTimedOut(timeout_ms=timeout_ms))
         try:
-            await self._store.append(
-                execution_id, -1, event, enqueue=timeout_ms is None, consume_timer=member
-            )
+            # a work message either way: after a deadline, the next run finds the log
+            # closed and reports to a parent execution, if there is one
+            await self._store.append(execution_id, -1, event, enqueue=True, consume_timer=member)
         except (TimerNotDue, ExecutionEnded):
             return
         except ExecutionNotFound:
