@@ -327,3 +327,14 @@ async def test_failed_execution_log_is_complete(env: tuple[Client, Registry], re
     assert events[0].prev_hash == ""
     assert all(e.prev_hash for e in events[1:])
     assert len({e.prev_hash for e in events}) == len(events)
+
+
+async def test_start_after_the_server_closed_idle_connections(redis_url: str) -> None:
+    """Regression: the append connection, closed by the server while idle (restart,
+    timeout, CLIENT KILL), made the next start() fail."""
+    async with Client(redis_url) as client:
+        await client.start("w", None, execution_id="before-kill")
+        await client.redis.execute_command(  # type: ignore[no-untyped-call]
+            "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert await client.start("w", None, execution_id="after-kill") == "after-kill"
+        assert (await client.status("after-kill")).state == "pending"

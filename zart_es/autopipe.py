@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from .config import RedisClient
@@ -91,21 +92,34 @@ class ScriptPipe:
         return await future
 
     async def _send_one(self, packed: bytes) -> Any:
-        try:
-            conn = await self._connection()
-            await conn.send_packed_command(packed, check_health=False)
+        for attempt in (1, 2):
+            reused = self._conn is not None
             try:
-                return await conn.read_response()
-            except NoScriptError:  # the script cache was flushed under us
-                await conn.send_command("SCRIPT", "LOAD", self._script)
-                await conn.read_response()
-                await conn.send_packed_command(packed, check_health=False)
-                return await conn.read_response()
-        except ResponseError:
-            raise  # an error reply: the connection is still in step
-        except BaseException:
-            await self._drop_connection()  # unread replies may be pending: never reuse it
-            raise
+                return await self._roundtrip(packed)
+            except ResponseError:
+                raise  # an error reply: the connection is still in step
+            except (RedisConnectionError, ConnectionError, OSError):
+                await self._drop_connection()
+                # a reused connection may have been closed while idle (Redis restart, idle
+                # timeout): once more on a fresh one. Re-sending is safe: appends are
+                # version-checked, creations and tokens idempotent
+                if not reused or attempt == 2:
+                    raise
+            except BaseException:
+                await self._drop_connection()  # unread replies may be pending: never reuse it
+                raise
+        raise AssertionError("unreachable")
+
+    async def _roundtrip(self, packed: bytes) -> Any:
+        conn = await self._connection()
+        await conn.send_packed_command(packed, check_health=False)
+        try:
+            return await conn.read_response()
+        except NoScriptError:  # the script cache was flushed under us
+            await conn.send_command("SCRIPT", "LOAD", self._script)
+            await conn.read_response()
+            await conn.send_packed_command(packed, check_health=False)
+            return await conn.read_response()
 
     async def aclose(self) -> None:
         """Stop the flusher and close the connection; queued calls fail."""

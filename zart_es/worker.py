@@ -271,9 +271,14 @@ class Worker:
                 if outcome is Outcome.HANDED_OFF:
                     await self._release(run.messages)
                     return
-                if not run.again:
+                if run.again:
+                    continue
+                acked = list(run.messages)
+                await self._ack(acked)
+                if len(run.messages) == len(acked):
                     break
-            await self._ack(run.messages)
+                # a message came in while acking (an event, a timer): it is ours to run
+                run.messages = run.messages[len(acked):]
             self.completed_runs += 1
         except asyncio.CancelledError:
             raise
