@@ -423,3 +423,49 @@ async def test_a_child_that_times_out_fails_the_parent_call(env: tuple[Client, R
 
     eid = await client.start("waiting-parent")
     assert await client.result(eid, timeout=10) == "timed_out"
+
+
+async def test_child_id_owned_by_someone_else_fails_clearly(
+    env: tuple[Client, Registry]
+) -> None:
+    """Regression: ctx.call with an existing, unrelated execution id waited forever."""
+    client, registry = env
+
+    @durable("kid", registry=registry)
+    async def kid(ctx: Context) -> int:
+        return 1
+
+    @durable("claims-taken-id", registry=registry)
+    async def claims(ctx: Context) -> int:
+        return int(await ctx.call("kid", execution_id="taken-child"))
+
+    await client.start("kid", None, execution_id="taken-child")  # not a child of anyone
+    eid = await client.start("claims-taken-id")
+    with pytest.raises(ExecutionFailedError, match="already belongs to another execution"):
+        await client.result(eid, timeout=10)
+
+
+async def test_resolved_wait_takes_its_timer_off_the_wheel(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    """Regression: a wait's timeout timer stayed on the wheel after the event came, then
+    fired and set the status of a sleeping execution to pending."""
+    client, registry = env
+
+    @durable("waits-then-sleeps", registry=registry)
+    async def waits(ctx: Context) -> None:
+        await ctx.wait_for_event("go", timeout="1s")
+        await ctx.sleep(30)
+
+    eid = await client.start("waits-then-sleeps")
+    wheel = client.keys.timers(client.keys.partition_of(eid))
+
+    async def timers_on_wheel(expected: list[str]) -> bool:
+        members = await redis.zrange(wheel, 0, -1)
+        return sorted(m.decode().split(" ", 1)[1] for m in members) == expected
+
+    await wait_for(lambda: timers_on_wheel(["event:go#0:timer"]), timeout=5)
+    await client.send_event(eid, "go", 1)
+    await wait_for(lambda: timers_on_wheel(["sleep-0"]), timeout=5)
+    await asyncio.sleep(1.3)
+    assert (await client.status(eid)).state == "sleeping"

@@ -19,6 +19,7 @@ from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .context import Context
 from .errors import (
     Cancelled,
+    ConfigError,
     ExecutionEnded,
     ExecutionNotFound,
     Interrupted,
@@ -33,6 +34,7 @@ from .events import (
     TERMINAL_EVENTS,
     ChildCompleted,
     Event,
+    EventConsumed,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
@@ -44,7 +46,7 @@ from .metrics import WorkerMetrics
 from .registry import Registry, Workflow
 from .state import ExecutionState, already_recorded, apply
 from .store import Store
-from .timer_names import timeout_timer
+from .timer_names import timeout_timer, wait_timer
 
 log = structlog.get_logger("zart_es.runner")
 
@@ -106,7 +108,15 @@ class StoreJournal:
         """Create the child's log (a no-op if it exists: replays start it once)."""
         event = ExecutionStarted(execution_id=child_id, workflow=workflow, input=payload,
                                  parent_id=self._execution_id)
-        await self.store.create(event, child_id, workflow)
+        if await self.store.create(event, child_id, workflow):
+            return
+        first = await self.store.read_first(child_id)
+        if not isinstance(first, ExecutionStarted) or first.parent_id != self._execution_id:
+            # it would never report back to us: refuse rather than wait forever
+            raise ConfigError(
+                f"execution id {child_id!r} already belongs to another execution; "
+                "give ctx.call/start_child an unused execution_id"
+            )
 
     async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
         """Append at the folded version; on a lost race, catch up and decide again."""
@@ -140,10 +150,15 @@ class StoreJournal:
             return
 
     def _pending_timers(self, event: Event) -> tuple[str, ...]:
-        """Timers a terminal event takes off the wheel (nothing will wait for them)."""
-        if not isinstance(event, TERMINAL_EVENTS):
-            return ()
-        return tuple(name for name, timer in self.state.timers.items() if not timer.fired)
+        """Timers an event takes off the wheel: a terminal event all that are pending, a
+        resolved event wait its timeout (nothing will wait for them)."""
+        if isinstance(event, TERMINAL_EVENTS):
+            return tuple(name for name, timer in self.state.timers.items() if not timer.fired)
+        if isinstance(event, EventConsumed):
+            timer = self.state.timers.get(wait_timer(event.wait))
+            if timer is not None and not timer.fired:
+                return (wait_timer(event.wait),)
+        return ()
 
 
 async def run_execution(

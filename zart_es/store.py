@@ -182,6 +182,11 @@ class Store:
                 return out
             start = b"(" + page[-1][0]
 
+    async def read_first(self, execution_id: str) -> AnyEvent | None:
+        """The log's first event (its ``ExecutionStarted``), or None without a log."""
+        first: list[Any] = await self.redis.xrange(self.keys.log(execution_id), count=1)
+        return to_event(*first[0]) if first else None
+
     async def meta(self, execution_id: str) -> dict[bytes, bytes]:
         """The execution's meta hash (empty when it does not exist)."""
         meta: dict[bytes, bytes] = await self.redis.hgetall(  # type: ignore[misc]
