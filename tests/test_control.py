@@ -469,3 +469,33 @@ async def test_resolved_wait_takes_its_timer_off_the_wheel(
     await wait_for(lambda: timers_on_wheel(["sleep-0"]), timeout=5)
     await asyncio.sleep(1.3)
     assert (await client.status(eid)).state == "sleeping"
+
+
+async def test_gather_branches_keep_their_own_children_across_replays(
+    env: tuple[Client, Registry]
+) -> None:
+    """Regression: child ids came from one counter shared by gather's branches, so a
+    replay that reached it in another order swapped the branches' results."""
+    client, registry = env
+
+    @durable("wf-a", registry=registry)
+    async def wf_a(ctx: Context) -> str:
+        return "A"
+
+    @durable("wf-b", registry=registry)
+    async def wf_b(ctx: Context) -> str:
+        return "B"
+
+    @durable("two-children", registry=registry)
+    async def two_children(ctx: Context) -> list[str]:
+        async def left() -> str:
+            await ctx.step("slow", lambda: asyncio.sleep(0.05))  # recorded: instant on replay
+            return str(await ctx.call("wf-a"))
+
+        async def right() -> str:
+            return str(await ctx.call("wf-b"))
+
+        return await ctx.gather(left(), right())
+
+    eid = await client.start("two-children")
+    assert await client.result(eid, timeout=10) == ["A", "B"]

@@ -9,10 +9,12 @@ already recorded cost a dictionary lookup each.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import time
 import uuid as uuid_module
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
@@ -181,9 +183,15 @@ class Context:
         error.
         """
         self._check_running()
+        # each branch numbers its sleeps, waits, children, now() and uuid() in a scope of
+        # its own: which branch reaches a counter first changes between runs
+        scope = f"{_scope.get()}g{self._next('gather')}-"
+        loop = asyncio.get_running_loop()
+        branches = [loop.create_task(_awaited(call), context=_scoped(f"{scope}{i}."))
+                    for i, call in enumerate(calls)]
         self._replay.concurrent += 1
         try:
-            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            outcomes = await asyncio.gather(*branches, return_exceptions=True)
         finally:
             self._replay.concurrent -= 1
         for outcome in outcomes:
@@ -205,7 +213,7 @@ class Context:
         """
         self._check_running()
         delay_ms = to_ms(duration)
-        name = sleep_timer(self._next("sleep"))
+        name = _scope.get() + sleep_timer(self._next("sleep"))
         timer = self._state.timers.get(name)
         if timer is None:
             if delay_ms == 0:
@@ -235,7 +243,7 @@ class Context:
         """
         self._check_running()
         check_workflow_name(name, what="event name")
-        key = f"event:{name}#{self._next('event:' + name)}"
+        key = f"event:{_scope.get()}{name}#{self._next('event:' + name)}"
         state = self._state
         index = state.consumed.get(key)
         if index is None:
@@ -273,12 +281,13 @@ class Context:
 
     async def now(self) -> datetime:
         """The current time (UTC), recorded on first use: replays see the same instant."""
-        return await self.step(f"now-{self._next('now')}", lambda: datetime.now(UTC),
+        return await self.step(f"{_scope.get()}now-{self._next('now')}", lambda: datetime.now(UTC),
                                type=datetime)
 
     async def uuid(self) -> str:
         """A random UUID (hex), recorded on first use: replays see the same value."""
-        return await self.step(f"uuid-{self._next('uuid')}", lambda: uuid_module.uuid4().hex,
+        return await self.step(f"{_scope.get()}uuid-{self._next('uuid')}",
+                               lambda: uuid_module.uuid4().hex,
                                type=str)
 
     # -- child executions ---------------------------------------------------------------
@@ -294,7 +303,7 @@ class Context:
         """
         self._check_running()
         check_workflow_name(workflow)
-        n = self._next("child")
+        n = f"{_scope.get()}child-{self._next('child')}"
         child_id = check_execution_id(execution_id or _child_id(self.execution_id, n))
         call = f"child:{child_id}"
         self._claim(call)
@@ -329,8 +338,10 @@ class Context:
     # -- internals ----------------------------------------------------------------------
 
     def _next(self, counter: str) -> int:
-        n = self._counters.get(counter, 0)
-        self._counters[counter] = n + 1
+        """The next number of ``counter`` in the current scope (a gather branch's own)."""
+        key = _scope.get() + counter
+        n = self._counters.get(key, 0)
+        self._counters[key] = n + 1
         return n
 
     def _check_running(self) -> None:
@@ -439,11 +450,25 @@ class Context:
         return decode_value(data, type_, f"recorded result of step {name!r}")
 
 
-def _child_id(parent_id: str, n: int) -> str:
-    """Deterministic id of the parent's ``n``-th child (shortened if it would be too long)."""
-    candidate = f"{parent_id}.child-{n}"
+def _child_id(parent_id: str, call: str) -> str:
+    """Deterministic id of a parent's child call (``child-0``, ``g0-1.child-0`` in a
+    gather branch), shortened if it would be too long."""
+    candidate = f"{parent_id}.{call}"
     if len(candidate) <= 200:
         return candidate
     digest = uuid_module.uuid5(uuid_module.NAMESPACE_OID, parent_id).hex[:16]
-    return f"{parent_id[:160]}.{digest}.child-{n}"
+    return f"{parent_id[:150]}.{digest}.{call[-30:]}"
+
+
+_scope: ContextVar[str] = ContextVar("zart_gather_scope", default="")
+
+
+def _scoped(scope: str) -> contextvars.Context:
+    context = contextvars.copy_context()
+    context.run(_scope.set, scope)
+    return context
+
+
+async def _awaited(call: Awaitable[Any]) -> Any:
+    return await call
 

@@ -78,7 +78,10 @@ def _parse_text(text: str) -> int:
             raise InvalidDuration(text, "not finite")
         if number < 0:
             raise InvalidDuration(text, "negative")
-        return _bounded(text, to_ms(number))
+        try:
+            return to_ms(number)
+        except InvalidDuration as exc:
+            raise InvalidDuration(text, exc.reason) from None  # name what the user wrote
     if compact.startswith("-"):
         raise InvalidDuration(text, "negative")
     if not _WHOLE.fullmatch(compact):
