@@ -12,9 +12,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from .cli import EXIT_ERROR
 from .errors import ZartError
-
-EXIT_ERROR = 1
 
 
 def _import_apps(modules: list[str]) -> None:

@@ -131,7 +131,3 @@ class WorkerMetrics:
         self.step_times.observe(workflow, outcome, time.perf_counter() - started)
         if outcome == "retry":
             self.retries.labels(workflow).inc()
-
-    def render(self) -> bytes:
-        """Prometheus text of this worker's metrics."""
-        return generate_latest(self.registry)

@@ -112,7 +112,6 @@ class Worker:
         self._intake: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
         self._main: asyncio.Task[None] | None = None
-        self.completed_runs = 0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -279,7 +278,6 @@ class Worker:
                     break
                 # a message came in while acking (an event, a timer): it is ours to run
                 run.messages = run.messages[len(acked):]
-            self.completed_runs += 1
         except asyncio.CancelledError:
             raise
         except Exception:
