@@ -121,6 +121,79 @@ def test_events_and_cancel(api: str) -> None:
     assert (late.status_code, late.json()["code"]) == (409, "execution_ended")
 
 
+def test_wait_long_polls_until_the_end(api: str) -> None:
+    httpx.post(f"{api}/executions", json={"name": "job-poller", "id": "api-w",
+                                          "input": {"runs_for": 60, "every": 0.2}})
+    started = time.monotonic()
+    early = httpx.get(f"{api}/executions/api-w/wait", params={"timeout": 0.5}, timeout=10)
+    assert time.monotonic() - started >= 0.5
+    assert (early.status_code, early.json()["done"]) == (200, False)
+    httpx.post(f"{api}/executions/api-w/cancel")
+    done = httpx.get(f"{api}/executions/api-w/wait", params={"timeout": 20}, timeout=30).json()
+    assert (done["done"], done["state"]) == (True, "cancelled")
+    too_long = httpx.get(f"{api}/executions/api-w/wait", params={"timeout": 301})
+    assert too_long.status_code == 422
+    missing = httpx.get(f"{api}/executions/nope/wait", params={"timeout": 0})
+    assert missing.status_code == 404
+
+
+def test_stats_count_by_state_and_workflow(api: str) -> None:
+    before = httpx.get(f"{api}/stats").json()
+    httpx.post(f"{api}/executions", json={"name": "transform-records", "input": 1,
+                                          "id": "api-s"})
+    _wait_done(api, "api-s")
+    after = httpx.get(f"{api}/stats").json()
+    assert after["total"] == before["total"] + 1
+    completed = after["by_workflow"]["transform-records"]["completed"]
+    assert completed == before["by_workflow"].get("transform-records", {}).get("completed",
+                                                                               0) + 1
+    assert after["by_state"]["completed"] == before["by_state"]["completed"] + 1
+    assert sum(after["by_state"].values()) == after["total"]
+
+
+def test_admin_repairs_a_failed_execution(api: str) -> None:
+    body = {"name": "provision", "id": "api-r",
+            "input": {"config": "api-repair", "fail_times": 6, "delay": "10ms"}}
+    httpx.post(f"{api}/executions", json=body)
+    assert _wait_done(api, "api-r")["state"] == "failed"  # 1 try + 5 retries, all failed
+    retried = httpx.post(f"{api}/admin/executions/api-r/retry-step", json={"reason": "up"})
+    assert (retried.status_code, retried.json()) == (202, {"id": "api-r", "step": "provision"})
+    assert _wait_done(api, "api-r")["state"] == "completed"
+    again = httpx.post(f"{api}/admin/executions/api-r/retry-step", json={})
+    assert (again.status_code, again.json()["code"]) == (409, "repair_refused")
+    unknown = httpx.post(f"{api}/admin/executions/api-r/rerun", json={"steps": ["nope"]})
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_step")
+    restarted = httpx.post(f"{api}/admin/executions/api-r/restart", json={})
+    assert (restarted.status_code, restarted.json()["run"]) == (202, 1)
+    assert _wait_done(api, "api-r")["state"] == "completed"
+    types = [e["type"] for e in httpx.get(f"{api}/executions/api-r/history").json()]
+    assert types.count("StepRetryRequested") == 1
+    assert types.count("RunRestarted") == 1
+
+
+def test_admin_pause_and_resume_a_workflow(api: str) -> None:
+    added = httpx.post(f"{api}/admin/pauses", json={"workflow": "chunked-processing",
+                                                    "reason": "load test"})
+    assert added.json() == {"rule": "workflow:chunked-processing", "changed": True,
+                            "resumed": 0}
+    rules = httpx.get(f"{api}/admin/pauses").json()
+    assert [(r["rule"], r["reason"]) for r in rules] == [("workflow:chunked-processing",
+                                                          "load test")]
+    time.sleep(0.5)  # workers refresh their copy of the rules every poll interval (<= 1 s)
+    httpx.post(f"{api}/executions", json={"name": "chunked-processing", "id": "api-p",
+                                          "input": {"total": 100, "chunk_size": 10}})
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{api}/executions/api-p").json()["state"] != "paused":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    lifted = httpx.delete(f"{api}/admin/pauses/workflow/chunked-processing")
+    assert lifted.json() == {"rule": "workflow:chunked-processing", "changed": True,
+                             "resumed": 1}
+    assert _wait_done(api, "api-p")["result"] == sum(range(100))
+    bad = httpx.post(f"{api}/admin/pauses", json={"workflow": "a", "queue": "b"})
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+
+
 def test_error_codes(api: str) -> None:
     missing = httpx.get(f"{api}/executions/nope")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")

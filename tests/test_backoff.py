@@ -25,7 +25,7 @@ def delays(policy: RetryPolicy, count: int) -> list[int]:
 def test_build_converts_durations_to_ms() -> None:
     policy = RetryPolicy.build(retries=10, backoff="exponential", delay="5s", max_delay="5m")
     assert policy == RetryPolicy(
-        retries=10, backoff="exponential", delay_ms=5_000, max_delay_ms=300_000
+        retries=10, backoff="exponential", delay_ms=5_000, max_delay_ms=300_000, jitter=True
     )
 
 
@@ -80,7 +80,8 @@ def test_bad_durations_are_invalid_duration(delay: Any, max_delay: Any) -> None:
 
 
 def test_exponential_sequence() -> None:
-    policy = RetryPolicy.build(retries=10, backoff="exponential", delay="1s", max_delay="1m")
+    policy = RetryPolicy.build(retries=10, backoff="exponential", delay="1s", max_delay="1m",
+                               jitter=False)
     assert delays(policy, 9) == [
         1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000,
     ]
@@ -89,7 +90,8 @@ def test_exponential_sequence() -> None:
 def test_exponential_from_the_design_example() -> None:
     # step_with_retry("provision", ..., retries=10, backoff="exponential", delay="5s",
     # max_delay="5m")
-    policy = RetryPolicy.build(retries=10, backoff="exponential", delay="5s", max_delay="5m")
+    policy = RetryPolicy.build(retries=10, backoff="exponential", delay="5s", max_delay="5m",
+                               jitter=False)
     assert delays(policy, 10) == [
         5_000, 10_000, 20_000, 40_000, 80_000, 160_000,
         300_000, 300_000, 300_000, 300_000,
@@ -122,7 +124,8 @@ def test_no_delay_before_the_first_attempt(attempt: int) -> None:
 @pytest.mark.parametrize("kind", ["exponential", "linear", "fixed"])
 @pytest.mark.parametrize("attempt", [1_000, 10**6, 10**18, 2**100])
 def test_huge_attempt_numbers_are_capped_cheaply(kind: str, attempt: int) -> None:
-    policy = RetryPolicy.build(retries=10, backoff=kind, delay="1s", max_delay="10m")
+    policy = RetryPolicy.build(retries=10, backoff=kind, delay="1s", max_delay="10m",
+                               jitter=False)
     expected = 1_000 if kind == "fixed" else 600_000
     assert policy.delay_before(attempt) == expected
 
@@ -151,6 +154,7 @@ def policies(draw: st.DrawFn, kind: st.SearchStrategy[str] = kinds) -> RetryPoli
         backoff=draw(kind),
         delay=timedelta(milliseconds=delay),
         max_delay=timedelta(milliseconds=max_delay),
+        jitter=False,  # the closed forms; jitter has its own properties below
     )
 
 
@@ -196,3 +200,40 @@ def test_growing_backoff_reaches_max_eventually(policy: RetryPolicy, attempt: in
         assert policy.delay_before(far + attempt) == policy.max_delay_ms
     else:
         assert policy.delay_before(far + attempt) == policy.delay_ms
+
+
+# -- jitter --------------------------------------------------------------------------------
+
+
+def test_jitter_is_on_by_default_and_deterministic_per_seed() -> None:
+    policy = RetryPolicy.build(retries=10, backoff="exponential", delay="1s", max_delay="1m")
+    assert policy.jitter
+    first = [policy.delay_before(a, seed="exec-1:charge") for a in range(2, 10)]
+    assert first == [policy.delay_before(a, seed="exec-1:charge") for a in range(2, 10)]
+    other = [policy.delay_before(a, seed="exec-2:charge") for a in range(2, 10)]
+    assert first != other  # two executions failing together do not retry in lockstep
+
+
+@given(seed=st.text(max_size=40), attempt=st.integers(2, 80),
+       delay_ms=st.integers(0, 10**9), cap_ms=st.integers(0, 10**10))
+def test_jittered_delay_is_between_half_and_the_full_delay(
+    seed: str, attempt: int, delay_ms: int, cap_ms: int
+) -> None:
+    policy = RetryPolicy(retries=100, backoff="exponential", delay_ms=delay_ms,
+                         max_delay_ms=max(cap_ms, delay_ms), jitter=True)
+    plain = RetryPolicy(retries=100, backoff="exponential", delay_ms=delay_ms,
+                        max_delay_ms=max(cap_ms, delay_ms))
+    full = plain.delay_before(attempt)
+    assert full - full // 2 - 1 <= policy.delay_before(attempt, seed=seed) <= full
+
+
+def test_jitter_leaves_linear_and_fixed_alone() -> None:
+    for kind in ("linear", "fixed"):
+        policy = RetryPolicy.build(retries=5, backoff=kind, delay="1s", max_delay="1m")
+        assert policy.delay_before(3, seed="x") == policy.delay_before(3, seed="y")
+
+
+def test_jitter_must_be_a_bool() -> None:
+    with pytest.raises(ConfigError, match="jitter"):
+        RetryPolicy.build(retries=1, backoff="fixed", delay="1s", max_delay="1s",
+                          jitter="yes")  # type: ignore[arg-type]

@@ -325,6 +325,10 @@ def _field_strategy(type_: Any) -> st.SearchStrategy[Any]:
         return st.binary(max_size=12)
     if type_ is int:
         return int64
+    if type_ == int | None:
+        return st.none() | int64
+    if type_ == list[str]:
+        return st.lists(st.text(max_size=12), max_size=4)
     raise AssertionError(f"add a strategy for event field type {type_!r}")
 
 
@@ -373,7 +377,8 @@ def test_envelope_is_not_in_the_body(cls: type[ev.Event]) -> None:
 
 
 def _example(cls: type[ev.Event]) -> ev.Event:
-    values: dict[type, Any] = {str: "v", bytes: b"\x01", int: 7}
+    values: dict[Any, Any] = {str: "v", bytes: b"\x01", int: 7, int | None: 3,
+                              list[str]: ["v"]}
     return cls(**{
         f.name: values[f.type]
         for f in msgspec.structs.fields(cls)

@@ -9,6 +9,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from zart_es import Client, Context, Registry, Worker, durable
+from zart_es.backoff import RetryPolicy
 from zart_es.embedded import RedisServer
 from zart_es.events import (
     ExecutionCompleted,
@@ -97,13 +98,19 @@ async def test_retry_attempts_follow_backoff_and_survive_worker_restart(
             stop_worker(second)
     attempts = effect_times(effects, "attempt")
     assert [k for k, _ in attempts] == ["1", "2", "3", "4"]  # the count was not reset
-    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(attempts)]
-    for gap, delay in zip(gaps, (0.4, 0.8, 1.6), strict=True):
-        assert gap >= delay - 0.01, gaps  # spaced by the exponential backoff
-        assert gap <= delay + 1.5, gaps  # and the restart did not restart the wait
     events = await read_log(redis, eid)
     scheduled = [e for e in events if isinstance(e, RetryScheduled)]
-    assert [(e.attempt, e.delay_ms) for e in scheduled] == [(2, 400), (3, 800), (4, 1600)]
+    # exponential backoff with its deterministic jitter: each delay in [d/2, d]
+    policy = RetryPolicy.build(10, "exponential", "400ms", "10s")
+    expected = [policy.delay_before(a, seed=f"{eid}:flaky") for a in (2, 3, 4)]
+    assert [(e.attempt, e.delay_ms) for e in scheduled] == list(zip((2, 3, 4), expected,
+                                                                    strict=True))
+    for full, delay in zip((400, 800, 1600), expected, strict=True):
+        assert full // 2 <= delay <= full
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(attempts)]
+    for gap, delay in zip(gaps, (d / 1000 for d in expected), strict=True):
+        assert gap >= delay - 0.01, gaps  # spaced by the backoff
+        assert gap <= delay + 1.5, gaps  # and the restart did not restart the wait
     assert scheduled[0].error_type == "ConnectionError"
 
 

@@ -49,7 +49,7 @@ PUBLIC = [
     "durable",
 ]
 
-CONTROL_FLOW = {"Suspend", "Cancelled", "LeaseLost", "Interrupted"}
+CONTROL_FLOW = {"Suspend", "Cancelled", "LeaseLost", "Interrupted", "Paused"}
 """Engine control flow: BaseException, so a user's ``except Exception:`` cannot swallow it."""
 
 ERROR_CLASSES: dict[str, type[BaseException]] = {

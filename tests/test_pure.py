@@ -68,7 +68,7 @@ def test_combined_units_add_up(h: int, m: int, s: int, ms: int) -> None:
 
 def test_backoff_sequences() -> None:
     def seq(kind: str) -> list[int]:
-        policy = RetryPolicy.build(5, kind, "1s", "10s")
+        policy = RetryPolicy.build(5, kind, "1s", "10s", jitter=False)
         return [policy.delay_before(a) for a in range(2, 8)]
 
     assert seq("exponential") == [1000, 2000, 4000, 8000, 10000, 10000]
@@ -88,7 +88,7 @@ def test_bad_retry_policies(args: tuple[Any, ...], message: str) -> None:
 @given(st.sampled_from(["exponential", "linear", "fixed"]), st.integers(1, 10_000),
        st.integers(0, 10**7), st.integers(2, 10_000))
 def test_backoff_is_monotone_and_capped(kind: str, delay: int, extra: int, attempt: int) -> None:
-    policy = RetryPolicy.build(10, kind, delay / 1000, (delay + extra) / 1000)
+    policy = RetryPolicy.build(10, kind, delay / 1000, (delay + extra) / 1000, jitter=False)
     a, b = policy.delay_before(attempt), policy.delay_before(attempt + 1)
     assert policy.delay_ms <= a <= b <= policy.max_delay_ms
 

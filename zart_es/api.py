@@ -6,7 +6,8 @@ docs/architecture.md. No engine logic lives here: every route is one Client call
 
 Errors are JSON ``{"code": ..., "message": ...}`` with a stable code: ``not_found``
 (404), ``execution_ended`` (409), ``invalid_request`` (422), ``payload_too_large`` (413),
-``unauthorized`` (401), ``redis_unavailable`` (503).
+``unauthorized`` (401), ``redis_unavailable`` (503), ``repair_refused`` (409),
+``unknown_step`` (422).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from litestar.status_codes import (
 )
 from redis.exceptions import RedisError
 
-from . import __version__
+from . import __version__, api_admin
 from .client import Client
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES
 from .errors import (
@@ -48,10 +49,12 @@ from .errors import (
     PayloadError,
     PayloadTooLarge,
     RedisUnavailable,
+    RepairRefused,
+    UnknownStep,
     ZartError,
 )
 from .insight import ExecutionDetail, event_record
-from .listing import ExecutionSummary
+from .listing import ExecutionSummary, Stats
 from .metrics import render_deployment_metrics
 from .state import STATES
 
@@ -134,6 +137,24 @@ async def get_execution(request: Request[Any, Any, Any], execution_id: str) -> E
     return await _client(request).describe(execution_id)
 
 
+@get("/executions/{execution_id:str}/wait", summary="Long-poll until the execution ends")
+async def wait_execution(
+    request: Request[Any, Any, Any], execution_id: str,
+    timeout: float = Parameter(default=30.0, ge=0, le=300),
+) -> ExecutionDetail:
+    """Answers as soon as the execution ends, or after ``timeout`` seconds (at most 300)
+    with its current state; ``done`` tells which. A failed end is a 200 like any other."""
+    client = _client(request)
+    await client.wait(execution_id, timeout)
+    return await client.describe(execution_id)
+
+
+@get("/stats", summary="Executions by state and by workflow")
+async def stats(request: Request[Any, Any, Any]) -> Stats:
+    """Counts kept by the append script: no scan of executions."""
+    return await _client(request).stats()
+
+
 @get("/executions/{execution_id:str}/history", summary="The execution's event log",
      media_type=MediaType.JSON)
 async def get_history(
@@ -190,6 +211,8 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 _STATUS_OF: list[tuple[type[BaseException], int, str]] = [
     (ExecutionNotFound, HTTP_404_NOT_FOUND, "not_found"),
     (ExecutionEnded, HTTP_409_CONFLICT, "execution_ended"),
+    (RepairRefused, HTTP_409_CONFLICT, "repair_refused"),
+    (UnknownStep, HTTP_422_UNPROCESSABLE_ENTITY, "unknown_step"),
     (PayloadTooLarge, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "payload_too_large"),
     (InvalidExecutionId, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
     (PayloadError, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
@@ -268,7 +291,8 @@ def create_app(
 
     return Litestar(
         route_handlers=[start_execution, list_executions, get_execution, get_history,
-                        cancel_execution, deliver_event, healthz, metrics],
+                        cancel_execution, deliver_event, healthz, metrics, wait_execution,
+                        stats, *api_admin.ROUTES],
         lifespan=[lifespan],
         guards=[_bearer_guard(token)] if token else [],
         exception_handlers={ZartError: _error, HTTPException: _error, RedisError: _error,

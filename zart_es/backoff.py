@@ -1,7 +1,13 @@
-"""Backoff maths for ``ctx.step_with_retry``: pure, no clock, no randomness."""
+"""Backoff maths for ``ctx.step_with_retry``: pure, no clock, no randomness.
+
+Jitter is drawn from a hash of (seed, attempt) rather than a random generator: the same
+execution and step always get the same delays (tests can predict them), while different
+executions failing together spread out instead of retrying in lockstep.
+"""
 
 from __future__ import annotations
 
+import zlib
 from typing import Literal
 
 import msgspec
@@ -23,6 +29,8 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     backoff: str
     delay_ms: int
     max_delay_ms: int
+    jitter: bool = False
+    """Exponential delays are drawn from [delay/2, delay] (deterministically per seed)."""
 
     @classmethod
     def build(
@@ -31,6 +39,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         backoff: str,
         delay: Duration,
         max_delay: Duration,
+        jitter: bool = True,
     ) -> RetryPolicy:
         """Validate user arguments into a policy; a :class:`ConfigError` names the bad one."""
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -40,13 +49,18 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         delay_ms, max_ms = to_ms(delay), to_ms(max_delay)
         if max_ms < delay_ms:
             raise ConfigError(f"max_delay ({max_delay!r}) is shorter than delay ({delay!r})")
-        return cls(retries=retries, backoff=backoff, delay_ms=delay_ms, max_delay_ms=max_ms)
+        if not isinstance(jitter, bool):
+            raise ConfigError(f"jitter must be True or False, got {jitter!r}")
+        return cls(retries=retries, backoff=backoff, delay_ms=delay_ms, max_delay_ms=max_ms,
+                   jitter=jitter)
 
-    def delay_before(self, attempt: int) -> int:
+    def delay_before(self, attempt: int, *, seed: str = "") -> int:
         """Milliseconds to wait before ``attempt`` (2 = the first retry), capped at max_delay.
 
         exponential: delay, 2*delay, 4*delay, ...; linear: delay, 2*delay, 3*delay, ...;
-        fixed: delay every time.
+        fixed: delay every time. With ``jitter`` an exponential delay d becomes a value in
+        [d/2, d] chosen by ``seed`` and ``attempt`` ("equal jitter"): never later than
+        without jitter, and the same for the same seed.
         """
         if attempt < 2:
             raise ValueError(f"attempt {attempt} has no delay before it; retries start at 2")
@@ -58,4 +72,13 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         else:
             # cap the exponent first: 2**n for large n would be a huge int for nothing
             raw = self.delay_ms * (1 << min(n - 1, 62))
-        return min(raw, self.max_delay_ms)
+        capped = min(raw, self.max_delay_ms)
+        if self.jitter and self.backoff == "exponential":
+            return jittered(capped, seed, attempt)
+        return capped
+
+
+def jittered(delay_ms: int, seed: str, attempt: int) -> int:
+    """``delay_ms`` minus up to half of it, the fraction taken from crc32(seed, attempt)."""
+    fraction = zlib.crc32(f"{seed}\n{attempt}".encode()) / 2**32
+    return delay_ms - int(delay_ms / 2 * fraction)

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=30)
 
     _client_commands(add)
+    from .cli_ops import add_commands
+
+    parser.set_defaults(ops=add_commands(add))
     return parser
 
 
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "result": cli_client.result, "list": cli_client.listing,
         "history": cli_client.history, "cancel": cli_client.cancel,
         "send-event": cli_client.send_event,
+        **args.ops,
     }
     try:
         return _run(handlers[args.command](args))

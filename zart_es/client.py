@@ -8,6 +8,8 @@ execution's own stream (``XREAD BLOCK``), so it costs no polling.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import functools
 import time
 import uuid
@@ -19,6 +21,7 @@ from redis.exceptions import ClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import admin, pauses
 from .audit import ChainBreak, verify_chain
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES, decode_value, encode_value
 from .config import RedisClient, connect, redact, resolve_partitions, resolve_url
@@ -42,7 +45,7 @@ from .events import (
 )
 from .insight import ExecutionDetail, describe
 from .keys import Keys, check_execution_id, check_workflow_name
-from .listing import ExecutionSummary, list_executions
+from .listing import ExecutionSummary, Stats, count_executions, list_executions
 from .state import STATES, TERMINAL_STATES
 from .store import Store, to_event
 
@@ -278,6 +281,77 @@ class Client:
         await self._ready()
         return await list_executions(self.redis, self.keys, status=status, name=name,
                                      limit=limit)
+
+    # -- repair and pause (docs/operations.md) ------------------------------------------
+
+    async def retry_step(
+        self, execution_id: str, step: str | None = None, *, reason: str = "", by: str = ""
+    ) -> str:
+        """Run a failed execution's failed ``step`` again (the latest failed one when
+        omitted); every other recorded result is kept. Returns the step.
+
+        Raises :class:`RepairRefused` unless the execution ended ``failed``, and
+        :class:`UnknownStep` for a step it never recorded.
+        """
+        await self._ready()
+        return await admin.retry_step(self.store, check_execution_id(execution_id), step,
+                                      by=by, reason=reason)
+
+    async def rerun(
+        self, execution_id: str, steps: builtins.list[str], *, reason: str = "", by: str = ""
+    ) -> builtins.list[str]:
+        """Forget the results of ``steps`` and of every durable call recorded after the
+        first of them, and run the ended execution again from there. Returns the calls
+        forgotten."""
+        await self._ready()
+        return await admin.rerun(self.store, check_execution_id(execution_id), list(steps),
+                                 by=by, reason=reason)
+
+    async def restart(self, execution_id: str, *, reason: str = "", by: str = "") -> int:
+        """Run an ended execution again from scratch with its original input, under the
+        same id; the old run's events stay in its log. Returns the new run number."""
+        await self._ready()
+        return await admin.restart(self.store, check_execution_id(execution_id), by=by,
+                                   reason=reason)
+
+    async def pause(
+        self, *, workflow: str | None = None, queue: str | None = None, reason: str = "",
+        by: str = "",
+    ) -> bool:
+        """Hold every execution of ``workflow`` (or of ``queue``) at its next step boundary
+        until :meth:`resume`; new ones wait before their first step. False if that rule
+        was already in force."""
+        rule = pauses.rule_name(workflow, queue)
+        await self._ready()
+        return await pauses.add_rule(self.redis, self.keys, rule, reason=reason, by=by)
+
+    async def resume(
+        self, *, workflow: str | None = None, queue: str | None = None, by: str = ""
+    ) -> int:
+        """Lift the pause rule and let the executions it held continue; returns how many
+        were resumed here (workers resume any left over)."""
+        rule = pauses.rule_name(workflow, queue)
+        await self._ready()
+        return await pauses.remove_rule(self.store, rule, by=by)
+
+    async def pauses(self) -> builtins.list[pauses.PauseRule]:
+        """The pause rules in force."""
+        await self._ready()
+        return await pauses.list_rules(self.redis, self.keys)
+
+    async def stats(self) -> Stats:
+        """How many executions are in each state, overall and per workflow."""
+        await self._ready()
+        return await count_executions(self.redis, self.keys)
+
+    async def wait(self, execution_id: str, timeout: float) -> ExecutionStatus:
+        """Wait up to ``timeout`` seconds for the execution to end; its status either way
+        (``done`` says which). Unlike :meth:`result` it never raises for a failed end."""
+        if timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 seconds, got {timeout}")
+        with contextlib.suppress(ExecutionFailedError, ResultTimeout):
+            await self.result(execution_id, timeout=timeout)
+        return await self.status(execution_id)
 
     async def describe(self, execution_id: str) -> ExecutionDetail:
         """Status plus what the folded log says: steps done, current step, timers pending."""

@@ -26,11 +26,13 @@ from .durations import Duration, format_ms, to_ms
 from .errors import (
     Cancelled,
     ChildFailedError,
+    ConfigError,
     DuplicateStepName,
     EventTimeout,
     Interrupted,
     InvalidStepName,
     LeaseLost,
+    Paused,
     StepFailedError,
     Suspend,
 )
@@ -47,7 +49,7 @@ from .keys import check_execution_id, check_workflow_name
 from .replay import ReplayTracker
 from .state import COMPLETED, ExecutionState
 from .stepfn import call_step_fn, return_type
-from .timer_names import retry_timer, sleep_timer, wait_timer
+from .timer_names import named_sleep_timer, retry_timer, sleep_timer, wait_timer
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -56,7 +58,7 @@ MAX_STEP_NAME = 200
 log = structlog.get_logger("zart_es.step")
 
 StepFn = Callable[[], T | Awaitable[T]]
-_CONTROL = (Suspend, Interrupted, LeaseLost, Cancelled)
+_CONTROL = (Suspend, Interrupted, LeaseLost, Cancelled, Paused)
 
 
 class Context:
@@ -115,13 +117,13 @@ class Context:
     async def step_with_retry(
         self, name: str, fn: Callable[[], Awaitable[T]], *, retries: int = 10,
         backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
-        type: Any = None,
+        jitter: bool = True, type: Any = None,
     ) -> T: ...
     @overload
     async def step_with_retry(
         self, name: str, fn: Callable[[], T], *, retries: int = 10,
         backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
-        type: Any = None,
+        jitter: bool = True, type: Any = None,
     ) -> T: ...
     async def step_with_retry(
         self,
@@ -132,17 +134,20 @@ class Context:
         backoff: str = "exponential",
         delay: Duration = "5s",
         max_delay: Duration = "5m",
+        jitter: bool = True,
         type: Any = None,
     ) -> Any:
         """Like :meth:`step`, but a failure schedules a retry on a durable timer.
 
         Attempt n+1 waits ``delay`` (fixed), ``n * delay`` (linear) or ``2**(n-1) * delay``
-        (exponential), capped at ``max_delay``. Each failure appends ``RetryScheduled``: a
-        restart neither resets the attempt count nor shortens the wait. After ``retries``
-        retries the step fails with :class:`StepFailedError` carrying the last exception's
-        type and message.
+        (exponential), capped at ``max_delay``. With ``jitter`` (the default) an
+        exponential delay d is shortened to a value in [d/2, d] derived from the execution
+        id, the step and the attempt, so executions that fail together spread out.
+        Each failure appends ``RetryScheduled``: a restart neither resets the attempt
+        count nor shortens the wait. After ``retries`` retries the step fails with
+        :class:`StepFailedError` carrying the last exception's type and message.
         """
-        policy = RetryPolicy.build(retries, backoff, delay, max_delay)
+        policy = RetryPolicy.build(retries, backoff, delay, max_delay, jitter)
         return await self._step(name, fn, type, policy)
 
     @overload
@@ -204,26 +209,57 @@ class Context:
 
     # -- time and events ----------------------------------------------------------------
 
-    async def sleep(self, duration: Duration) -> None:
+    async def sleep(self, duration: Duration, *, name: str | None = None) -> None:
         """Wait ``duration`` on a durable timer (``timedelta``, seconds, or ``"5m"``).
 
         The timer lives in Redis: it keeps running while no worker is up, never fires
         early, and after a restart fires at the original due time. Sleeps are numbered
-        in the order the workflow reaches them (``sleep-0``, ``sleep-1``, ...).
+        in the order the workflow reaches them (``sleep-0``, ``sleep-1``, ...) unless
+        given a ``name`` (unique in the execution, like a step name): a named sleep keeps
+        its identity when sleeps are added or removed before it in a new code version.
         """
         self._check_running()
         delay_ms = to_ms(duration)
-        name = _scope.get() + sleep_timer(self._next("sleep"))
+        await self._sleep(self._sleep_name(name), NewTimer("", delay_ms), duration)
+
+    async def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
+        """Wait on a durable timer until ``when`` (a timezone-aware ``datetime``).
+
+        Due at that instant on Redis' clock; a ``when`` already past returns at once.
+        The due time is recorded, so a replay waits for the same instant.
+        """
+        self._check_running()
+        if not isinstance(when, datetime) or when.tzinfo is None \
+                or when.utcoffset() is None:
+            raise ConfigError(
+                f"sleep_until needs a timezone-aware datetime, got {when!r} "
+                "(use datetime(..., tzinfo=UTC))"
+            )
+        due_ms = int(when.timestamp() * 1000)
+        name_ = self._sleep_name(name)
+        past = due_ms <= int(time.time() * 1000)
+        await self._sleep(name_, NewTimer("", due_ms=0 if past else due_ms), when)
+
+    def _sleep_name(self, name: str | None) -> str:
+        if name is None:
+            return _scope.get() + sleep_timer(self._next("sleep"))
+        if not isinstance(name, str) or not name:
+            raise InvalidStepName(name, "a sleep's name must be a non-empty string")
+        self._claim(f"sleep:{name}")
+        return _scope.get() + named_sleep_timer(name)
+
+    async def _sleep(self, name: str, spec: NewTimer, asked: object) -> None:
         timer = self._state.timers.get(name)
         if timer is None:
-            if delay_ms == 0:
+            if spec.delay_ms == 0 and spec.due_ms == 0:
                 return
             self._new_call(name)
             await self._journal.record(
-                TimerSet(timer=name, delay_ms=delay_ms), timer=NewTimer(name, delay_ms)
+                TimerSet(timer=name, delay_ms=spec.delay_ms, due_ms=spec.due_ms),
+                timer=NewTimer(name, spec.delay_ms, spec.due_ms),
             )
             log.info("sleeping", execution_id=self.execution_id, timer=name,
-                     delay=format_ms(delay_ms))
+                     until=str(asked))
             timer = self._state.timers[name]
         else:
             self._replay.visit(self._state, name)
@@ -304,7 +340,8 @@ class Context:
         self._check_running()
         check_workflow_name(workflow)
         n = f"{_scope.get()}child-{self._next('child')}"
-        child_id = check_execution_id(execution_id or _child_id(self.execution_id, n))
+        base = execution_id or _child_id(self.execution_id, n)
+        child_id = check_execution_id(_unretired(base, self._state.retired_children))
         call = f"child:{child_id}"
         self._claim(call)
         if call in self._state.children:
@@ -361,6 +398,9 @@ class Context:
         self._replay.deliver_cancel(self._state)
         if self._journal.interrupted():
             raise Interrupted  # the worker drains: new work goes to another worker
+        rule = self._journal.pause_rule()
+        if rule is not None:
+            raise Paused(rule)  # stop at this step boundary until the rule is lifted
 
     def _claim(self, name: str) -> None:
         self._check_running()
@@ -425,7 +465,7 @@ class Context:
         error_type, message = type(exc).__name__, str(exc)
         bound = log.bind(execution_id=self.execution_id, step=name, attempt=attempt)
         if policy is not None and attempt <= policy.retries:
-            delay_ms = policy.delay_before(attempt + 1)
+            delay_ms = policy.delay_before(attempt + 1, seed=f"{self.execution_id}:{name}")
             timer = retry_timer(name, attempt + 1)
             bound.warning("step failed, retry scheduled", error=f"{error_type}: {message}",
                           delay=format_ms(delay_ms))
@@ -458,6 +498,16 @@ def _child_id(parent_id: str, call: str) -> str:
         return candidate
     digest = uuid_module.uuid5(uuid_module.NAMESPACE_OID, parent_id).hex[:16]
     return f"{parent_id[:150]}.{digest}.{call[-30:]}"
+
+
+def _unretired(child_id: str, retired: set[str]) -> str:
+    """A child id not used by a run an operator restarted or re-ran (``<id>.r<k>``): the
+    old child has ended and would never report to this run."""
+    candidate, k = child_id, 0
+    while candidate in retired:
+        k += 1
+        candidate = f"{child_id}.r{k}"
+    return candidate
 
 
 _scope: ContextVar[str] = ContextVar("zart_gather_scope", default="")

@@ -22,6 +22,8 @@
     ├── ChildFailedError              a child execution (ctx.call) did not complete
     ├── NondeterminismError           replayed code asked for another durable call than recorded
     ├── TaskError                     raised by user code to fail its execution on purpose
+    ├── RepairRefused                 an admin operation that makes no sense for the execution now
+    ├── UnknownStep                   an admin operation named a step that was never recorded
     └── StoreError                    Redis answered something the engine cannot accept
         ├── VersionConflict           an append lost the optimistic-concurrency race
         ├── ExecutionEnded            an append to a log that already has its terminal event
@@ -31,8 +33,9 @@
 Engine control flow is not an error and derives from ``BaseException`` so that a user's
 ``except Exception:`` cannot swallow it: :class:`Suspend` (the execution waits for a
 durable timer), :class:`Cancelled` (the execution was asked to stop), :class:`LeaseLost`
-(another worker took the execution over) and :class:`Interrupted` (this worker is
-shutting down; the execution continues elsewhere).
+(another worker took the execution over), :class:`Interrupted` (this worker is
+shutting down; the execution continues elsewhere) and :class:`Paused` (a pause rule holds
+the execution at a step boundary).
 """
 
 from __future__ import annotations
@@ -256,6 +259,27 @@ class ExecutionEnded(StoreError):
         self.version = version
 
 
+class RepairRefused(ZartError):
+    """An admin operation (retry a step, restart, re-run, resume) that makes no sense for
+    the execution as it is; nothing was recorded."""
+
+    def __init__(self, execution_id: str, why: str) -> None:
+        self.execution_id = execution_id
+        self.why = why
+        super().__init__(f"cannot repair execution {execution_id!r}: {why}")
+
+
+class UnknownStep(ZartError, LookupError):
+    """An admin operation named a step the execution never recorded."""
+
+    def __init__(self, execution_id: str, step: str, known: list[str]) -> None:
+        self.execution_id = execution_id
+        self.step = step
+        shown = ", ".join(repr(k) for k in known[:20]) or "none"
+        super().__init__(f"execution {execution_id!r} has no recorded step {step!r} "
+                         f"(recorded: {shown})")
+
+
 class TimerNotDue(StoreError):
     """The timer is not in the wheel any more (fired already) or not due yet."""
 
@@ -293,3 +317,11 @@ class LeaseLost(BaseException):
 
 class Interrupted(BaseException):
     """This worker is draining: stop before the next step; another worker continues."""
+
+
+class Paused(BaseException):
+    """A pause rule covers the execution: it stops before its next new durable call."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule

@@ -28,6 +28,10 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults
     input: bytes
     parent_id: str = ""
     """Set for a child execution: its parent hears of its end (``ChildCompleted``)."""
+    queue_key: str = ""
+    """The key (tenant) whose concurrency and rate limits of the workflow's queue apply."""
+    priority: int | None = None
+    """Admission priority in the workflow's queue (None: the queue's own)."""
 
 
 class StepCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -139,6 +143,57 @@ class ChildCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=T
     message: str = ""
 
 
+class StepRetryRequested(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """An operator asked to run failed step ``step`` again: the failed execution reopens
+    and resumes from that step; every other recorded result is kept."""
+
+    step: str
+    by: str = ""
+    reason: str = ""
+
+
+class StepsInvalidated(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """An operator asked to re-run from ``steps``: the durable calls in ``forgotten`` (the
+    chosen ones and every call recorded after the first of them) are forgotten and run
+    again; the ended execution reopens."""
+
+    steps: list[str]
+    forgotten: list[str]
+    by: str = ""
+    reason: str = ""
+
+
+class RunRestarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """An operator restarted the ended execution from scratch with its original input.
+    Everything before this event is the history of run ``run - 1``, kept for audit."""
+
+    run: int
+    by: str = ""
+    reason: str = ""
+
+
+class ExecutionPaused(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The pause rule ``rule`` (``workflow:<name>`` / ``queue:<name>``) stopped the
+    execution at a step boundary; it waits for ``ExecutionResumed``."""
+
+    rule: str
+
+
+class ExecutionResumed(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The pause rule was lifted; the execution continues (timers that fell due meanwhile
+    have fired and are seen now)."""
+
+    rule: str = ""
+
+
+class QueueAdmitted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The execution got a slot of queue ``queue`` for key ``key`` and may run; it holds the
+    slot until it ends."""
+
+    queue: str
+    key: str = ""
+
+
 AnyEvent = (
     ExecutionStarted
     | StepCompleted
@@ -155,7 +210,16 @@ AnyEvent = (
     | ExecutionCancelled
     | ChildStarted
     | ChildCompleted
+    | StepRetryRequested
+    | StepsInvalidated
+    | RunRestarted
+    | ExecutionPaused
+    | ExecutionResumed
+    | QueueAdmitted
 )
+
+REOPENING_EVENTS: tuple[type[Event], ...] = (StepRetryRequested, StepsInvalidated, RunRestarted)
+"""Admin events that may follow a terminal event: they reopen the ended execution."""
 
 TERMINAL_EVENTS: tuple[type[Event], ...] = (
     ExecutionCompleted,

@@ -35,6 +35,8 @@ class ExecutionDetail(msgspec.Struct, frozen=True):
     result: Any = None
     error: str | None = None
     cancel_requested: bool = False
+    done: bool = False
+    """True once the execution has ended, whichever way."""
 
 
 def describe(status: ExecutionStatus, entries: list[tuple[bytes, AnyEvent]]) -> ExecutionDetail:
@@ -57,6 +59,7 @@ def describe(status: ExecutionStatus, entries: list[tuple[bytes, AnyEvent]]) -> 
         result=status.result,
         error=status.error,
         cancel_requested=state.cancel_requested is not None,
+        done=status.done,
     )
 
 

@@ -34,6 +34,10 @@ class Journal(Protocol):
         """True when the run should stop before starting new work (the worker drains)."""
         ...
 
+    def pause_rule(self) -> str | None:
+        """The pause rule holding this execution, by the worker's cached copy (None: none)."""
+        ...
+
     def observe_step(self, started: float, outcome: str) -> None:
         """A step function ran (from ``started``, perf_counter) with ``outcome``:
         completed, retry or failed (for metrics; no durable effect)."""

@@ -78,6 +78,11 @@ class Keys:
         """One status index of a partition (``None``: every execution)."""
         return f"{self.index_prefix(partition)}{status or 'all'}"
 
+    def counts(self, partition: int) -> str:
+        """Hash of the partition's executions by ``<workflow>\n<status>`` (the append
+        script keeps it current; derived from the index prefix, as the script does)."""
+        return f"{self.index_prefix(partition)}@counts"
+
     def log(self, execution_id: str) -> str:
         """The execution's append-only event stream: the truth."""
         return f"{self._tag(self.partition_of(execution_id))}:x:{execution_id}"
@@ -89,6 +94,35 @@ class Keys:
     def config(self) -> str:
         """Deployment settings every client and worker must agree on (partition count)."""
         return f"{self.prefix}:config"
+
+    def audit(self) -> str:
+        """Stream of deployment-level changes (schedules, pause rules): who, what, when."""
+        return f"{self.prefix}:audit"
+
+    def schedules(self) -> str:
+        """Hash: schedule name -> its msgpack-encoded definition."""
+        return f"{self.prefix}:schedules"
+
+    def schedule_state(self) -> str:
+        """Hash: schedule name -> msgpack-encoded progress (last occurrence, execution)."""
+        return f"{self.prefix}:schedules:state"
+
+    def pauses(self) -> str:
+        """Hash of active pause rules: ``workflow:<name>`` / ``queue:<name>`` -> reason."""
+        return f"{self.prefix}:pauses"
+
+    def paused(self, partition: int) -> str:
+        """Sorted set of the partition's paused executions (score = ms paused)."""
+        return f"{self._tag(partition)}:paused"
+
+    def queue_slot(self, queue: str, key: str) -> str:
+        """Prefix of one queue key's admission keys (``running``, ``waiting``, ``starts``);
+        all share one hash tag, so the admission script touches one slot."""
+        return f"{{{self.prefix}:q:{queue}:{key}}}:"
+
+    def queue_index(self) -> str:
+        """Set of ``<queue> <key>`` pairs that have admitted or waiting executions."""
+        return f"{self.prefix}:queues"
 
     @staticmethod
     def timer_member(execution_id: str, timer: str) -> str:

@@ -14,6 +14,7 @@ import msgspec
 
 from .config import RedisClient
 from .keys import Keys
+from .state import STATES
 
 PAGE = 200
 
@@ -92,3 +93,32 @@ def _summary(execution_id: str, meta: list[bytes | None]) -> ExecutionSummary | 
         updated_ms=int(updated or 0),
         version=int(version or 0),
     )
+
+
+class Stats(msgspec.Struct, frozen=True):
+    """Executions of the deployment by state, and by workflow and state."""
+
+    total: int
+    by_state: dict[str, int]
+    by_workflow: dict[str, dict[str, int]]
+
+
+async def count_executions(redis: RedisClient, keys: Keys) -> Stats:
+    """Sum the partitions' count hashes (one pipelined read, no scan of executions)."""
+    pipe = redis.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.hgetall(keys.counts(p))
+    replies: list[dict[bytes, bytes]] = await pipe.execute()
+    by_state = dict.fromkeys(STATES, 0)
+    by_workflow: dict[str, dict[str, int]] = {}
+    for counts in replies:
+        for field, value in counts.items():
+            workflow, _, state = field.decode().rpartition("\n")
+            n = int(value)
+            if n <= 0:
+                continue
+            by_state[state] = by_state.get(state, 0) + n
+            per = by_workflow.setdefault(workflow, {})
+            per[state] = per.get(state, 0) + n
+    return Stats(total=sum(by_state.values()), by_state=by_state,
+                 by_workflow=dict(sorted(by_workflow.items())))

@@ -34,6 +34,8 @@ class Workflow:
     """Type the input is decoded to (the annotation of the second parameter), or Any."""
     result_type: Any
     timeout_ms: int | None
+    queue: str | None = None
+    """The queue whose limits and pause rules apply to its executions."""
 
 
 class Registry:
@@ -42,7 +44,10 @@ class Registry:
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
 
-    def register(self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None) -> Workflow:
+    def register(
+        self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
+        queue: str | None = None,
+    ) -> Workflow:
         """Register ``fn`` under ``name``; the same function twice is a no-op."""
         check_workflow_name(name)
         if not inspect.iscoroutinefunction(fn):
@@ -67,6 +72,7 @@ class Registry:
             input_type=input_type,
             result_type=hints.get("return", Any),
             timeout_ms=None if timeout is None else to_ms(timeout),
+            queue=None if queue is None else check_workflow_name(queue, what="queue name"),
         )
         existing = self._workflows.get(name)
         if existing is not None and _origin(existing.fn) != _origin(fn):
@@ -93,17 +99,23 @@ default_registry = Registry()
 
 
 def durable(
-    name: str, *, timeout: Duration | None = None, registry: Registry | None = None
+    name: str,
+    *,
+    timeout: Duration | None = None,
+    queue: str | None = None,
+    registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an ``async def`` workflow under ``name``.
 
     ``timeout`` (e.g. ``"6h"``) is a durable deadline counted from the start: when its
     timer fires the execution ends ``timed_out``, and a step still in flight then is not
-    recorded. The function is returned unchanged, so it stays callable in unit tests.
+    recorded. ``queue`` names the queue (see :func:`zart_es.queue`) whose concurrency,
+    rate and priority govern when its executions may start, and whose pause rule holds
+    them. The function is returned unchanged, so it stays callable in unit tests.
     """
 
     def register(fn: F) -> F:
-        (registry or default_registry).register(name, fn, timeout=timeout)
+        (registry or default_registry).register(name, fn, timeout=timeout, queue=queue)
         return fn
 
     return register

@@ -24,6 +24,7 @@ from .errors import (
     ExecutionNotFound,
     Interrupted,
     LeaseLost,
+    Paused,
     PayloadError,
     Suspend,
     TaskError,
@@ -38,11 +39,14 @@ from .events import (
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResumed,
     ExecutionStarted,
     TimerSet,
 )
 from .journal import NewTimer
 from .metrics import WorkerMetrics
+from .pauses import PauseRules
 from .registry import Registry, Workflow
 from .state import ExecutionState, already_recorded, apply
 from .store import Store
@@ -61,6 +65,8 @@ class Outcome(enum.Enum):
     """The execution waits for a durable timer; a work message will wake it."""
     HANDED_OFF = "handed_off"
     """The worker is draining; the execution must be handed to another worker."""
+    AGAIN = "again"
+    """The run stopped for a pause rule that turned out to be lifted already: run again."""
 
 
 class StoreJournal:
@@ -69,7 +75,8 @@ class StoreJournal:
     Keeps the id of the last entry folded, so that catching up reads only newer entries.
     """
 
-    __slots__ = ("_execution_id", "_lock", "draining", "last_entry", "metrics", "state", "store")
+    __slots__ = ("_execution_id", "_lock", "draining", "last_entry", "metrics", "pauses",
+                 "queue_name", "state", "store")
 
     def __init__(
         self,
@@ -82,6 +89,8 @@ class StoreJournal:
         self._execution_id = execution_id
         self.draining: Callable[[], bool] = _never
         self.metrics: WorkerMetrics | None = None
+        self.pauses: PauseRules | None = None
+        self.queue_name: str | None = None
         # one append at a time: concurrent branches (ctx.gather) must not fold twice
         self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
@@ -98,6 +107,21 @@ class StoreJournal:
     def interrupted(self) -> bool:
         """Whether the worker running this journal is draining."""
         return self.draining()
+
+    def pause_rule(self) -> str | None:
+        """The pause rule holding this execution, by the worker's cached copy."""
+        if self.pauses is None:
+            return None
+        return self.pauses.covering(self.state.workflow, self.queue_name)
+
+    async def held(self, rule: str) -> bool:
+        """Whether ``rule`` is really in force (the cached copy is refreshed if not)."""
+        if self.pauses is None:
+            return False
+        if await self.pauses.confirm(rule):
+            return True
+        await self.pauses.refresh()
+        return False
 
     def observe_step(self, started: float, outcome: str) -> None:
         """Feed the worker's step-duration histogram, if it has one."""
@@ -195,9 +219,20 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
             workflow=state.workflow, error=str(exc),
         )
         return await _end(journal, _failure(exc))
+    journal.queue_name = workflow.queue
+    rule = journal.pause_rule()
+    if state.paused_by is not None:
+        if rule is not None and await journal.held(rule):
+            return Outcome.WAITING  # still held: timers and events wait in the log
+        await journal.record(ExecutionResumed(rule=state.paused_by))
+    elif rule is not None and await _hold(journal, rule):
+        return Outcome.WAITING  # a rule covers it: stop before running anything
     if workflow.timeout_ms is not None:
         await _arm_deadline(journal, workflow.timeout_ms)
-    return await _run_workflow(journal, workflow, data, max_payload_bytes)
+    while True:
+        outcome = await _run_workflow(journal, workflow, data, max_payload_bytes)
+        if outcome is not Outcome.AGAIN:
+            return outcome
 
 
 async def _run_workflow(
@@ -206,7 +241,7 @@ async def _run_workflow(
     ctx = Context(journal, max_payload_bytes=limit)
     try:
         result = await workflow.fn(ctx, data)
-    except (Suspend, Interrupted, Cancelled) as pause:
+    except (Suspend, Interrupted, Cancelled, Paused) as pause:
         return await _paused(journal, pause)
     except Exception as exc:  # the workflow's own failure ends it
         if ctx.suspended:  # it swallowed Suspend and raised something else while unwinding
@@ -249,11 +284,24 @@ async def _end(journal: StoreJournal, event: Event) -> Outcome:
 
 
 async def _paused(journal: StoreJournal, pause: BaseException) -> Outcome:
+    if isinstance(pause, Paused):
+        return Outcome.WAITING if await _hold(journal, pause.rule) else Outcome.AGAIN
     if isinstance(pause, Cancelled):
         log.info("execution cancelled", execution_id=journal.state.execution_id,
                  reason=pause.reason)
         return await _end(journal, ExecutionCancelled(reason=pause.reason))
     return Outcome.HANDED_OFF if isinstance(pause, Interrupted) else Outcome.WAITING
+
+
+async def _hold(journal: StoreJournal, rule: str) -> bool:
+    """Record that ``rule`` holds the execution, if it really is in force."""
+    if journal.pauses is None or not await journal.held(rule):
+        return False
+    execution_id = journal.state.execution_id
+    await journal.pauses.hold(execution_id, rule)
+    await journal.record(ExecutionPaused(rule=rule))
+    log.info("execution paused", execution_id=execution_id, rule=rule)
+    return True
 
 
 async def _notify_parent(journal: StoreJournal) -> None:

@@ -22,14 +22,21 @@ from .events import (
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResumed,
     ExecutionStarted,
     ExecutionTimedOut,
+    QueueAdmitted,
     RetryScheduled,
+    RunRestarted,
     StepCompleted,
     StepFailed,
+    StepRetryRequested,
+    StepsInvalidated,
     TimerFired,
     TimerSet,
 )
+from .timer_names import RETRY_PREFIX, retry_step_of, wait_timer
 
 PENDING = "pending"
 RUNNING = "running"
@@ -38,8 +45,9 @@ COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
 TIMED_OUT = "timed_out"
+PAUSED = "paused"
 
-STATES = (PENDING, RUNNING, SLEEPING, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
+STATES = (PENDING, RUNNING, SLEEPING, PAUSED, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
 TERMINAL_STATES = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
 
 
@@ -108,6 +116,17 @@ class ExecutionState(msgspec.Struct):
     """Durable calls (steps, sleeps, waits, children) in the order first recorded."""
     ordered: set[str] = msgspec.field(default_factory=set)
     """The names in ``order``, for O(1) membership."""
+    run: int = 0
+    """How often an operator restarted the execution (``RunRestarted``)."""
+    retired_children: set[str] = msgspec.field(default_factory=set)
+    """Ids of children whose calls were forgotten by a restart or re-run: a new call at
+    the same place starts a new child instead of re-reading the ended one."""
+    paused_by: str | None = None
+    """The pause rule holding the execution, while it is paused."""
+    queue_key: str = ""
+    priority: int | None = None
+    admitted: str | None = None
+    """The queue whose slot the execution holds (``QueueAdmitted``), if any."""
 
     @property
     def terminal(self) -> bool:
@@ -116,7 +135,11 @@ class ExecutionState(msgspec.Struct):
 
 
 def status_after(event: Event) -> str | None:
-    """The status an execution has right after ``event`` (None: unchanged)."""
+    """The status ``event`` gives an execution (None: unchanged).
+
+    A paused execution stays ``paused`` through everything but ``ExecutionResumed`` and
+    its end (see :func:`apply`; the append script applies the same rule).
+    """
     if isinstance(event, _KEEPS_STATUS):
         return None
     if isinstance(event, TimerSet) and event.purpose == "timeout":
@@ -135,17 +158,27 @@ _STATUS_AFTER: dict[type[Event], str] = {
     ExecutionFailed: FAILED,
     ExecutionTimedOut: TIMED_OUT,
     ExecutionCancelled: CANCELLED,
+    StepRetryRequested: PENDING,
+    StepsInvalidated: PENDING,
+    RunRestarted: PENDING,
+    ExecutionPaused: PAUSED,
+    ExecutionResumed: PENDING,
 }
 
 # events that do not change the status (delivered from outside, while anything goes on)
-_KEEPS_STATUS = (EventReceived, CancelRequested, ChildCompleted)
+_KEEPS_STATUS = (EventReceived, CancelRequested, ChildCompleted, QueueAdmitted)
+
+
+def keeps_paused(status: str, event: Event) -> bool:
+    """Whether a paused execution stays paused although ``event`` names ``status``."""
+    return status not in TERMINAL_STATES and not isinstance(event, ExecutionResumed)
 
 
 def apply(state: ExecutionState, event: Event) -> ExecutionState:
     """Fold one event into ``state`` (in place, and returned for chaining)."""
     state.version += 1
     status = status_after(event)
-    if status is not None:
+    if status is not None and not (state.status == PAUSED and keeps_paused(status, event)):
         state.status = status
     fold_one = _APPLY.get(type(event))
     if fold_one is not None:
@@ -156,6 +189,7 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
 def _started(state: ExecutionState, e: Any) -> None:
     state.execution_id, state.workflow, state.input = e.execution_id, e.workflow, e.input
     state.started_ms, state.parent_id = e.at_ms, e.parent_id
+    state.queue_key, state.priority = e.queue_key, e.priority
 
 
 def _step_completed(state: ExecutionState, e: Any) -> None:
@@ -229,6 +263,69 @@ def _cancelled(state: ExecutionState, e: Any) -> None:
     state.error = Failure("Cancelled", e.reason or "cancelled")
 
 
+def _reopened(state: ExecutionState) -> None:
+    # an operator reopened the ended execution: its end and any old cancel request go
+    state.result = None
+    state.error = None
+    state.cancel_requested = None
+    state.admitted = None  # its queue slot was given back when it ended
+
+
+def _step_retry_requested(state: ExecutionState, e: Any) -> None:
+    _reopened(state)
+    _forget_step(state, e.step)
+
+
+def _steps_invalidated(state: ExecutionState, e: Any) -> None:
+    _reopened(state)
+    forgotten = set(e.forgotten)
+    for name in forgotten:
+        _forget_step(state, name)
+        state.timers.pop(name, None)  # a sleep
+        state.timers.pop(wait_timer(name), None)  # an event wait's timeout
+        state.consumed.pop(name, None)
+        child = state.children.pop(name, None)
+        if child is not None:
+            state.child_results.pop(child.child_id, None)
+            state.retired_children.add(child.child_id)
+    state.order = [name for name in state.order if name not in forgotten]
+    state.ordered -= forgotten
+
+
+def _run_restarted(state: ExecutionState, e: Any) -> None:
+    retired = state.retired_children | {c.child_id for c in state.children.values()}
+    fresh = ExecutionState(
+        execution_id=state.execution_id, workflow=state.workflow, input=state.input,
+        version=state.version, started_ms=e.at_ms, status=state.status,
+        parent_id=state.parent_id, run=e.run, retired_children=retired,
+        queue_key=state.queue_key, priority=state.priority,
+    )
+    for field in ExecutionState.__struct_fields__:
+        setattr(state, field, getattr(fresh, field))
+
+
+def _forget_step(state: ExecutionState, name: str) -> None:
+    state.steps.pop(name, None)
+    state.failed_steps.pop(name, None)
+    state.attempts.pop(name, None)
+    state.last_errors.pop(name, None)
+    for timer in [t for t in state.timers
+                  if t.startswith(RETRY_PREFIX) and retry_step_of(t) == name]:
+        del state.timers[timer]
+
+
+def _paused(state: ExecutionState, e: Any) -> None:
+    state.paused_by = e.rule
+
+
+def _resumed(state: ExecutionState, _e: Any) -> None:
+    state.paused_by = None
+
+
+def _admitted(state: ExecutionState, e: Any) -> None:
+    state.admitted = e.queue
+
+
 _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     ExecutionStarted: _started,
     StepCompleted: _step_completed,
@@ -245,6 +342,12 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     ExecutionFailed: _failed,
     ExecutionTimedOut: _timed_out,
     ExecutionCancelled: _cancelled,
+    StepRetryRequested: _step_retry_requested,
+    StepsInvalidated: _steps_invalidated,
+    RunRestarted: _run_restarted,
+    ExecutionPaused: _paused,
+    ExecutionResumed: _resumed,
+    QueueAdmitted: _admitted,
 }
 
 
@@ -297,4 +400,7 @@ _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = {
     ExecutionFailed: _ended,
     ExecutionTimedOut: _ended,
     ExecutionCancelled: _ended,
+    ExecutionPaused: lambda s, _e: s.paused_by is not None,
+    ExecutionResumed: lambda s, _e: s.paused_by is None,
+    QueueAdmitted: lambda s, _e: s.admitted is not None,
 }

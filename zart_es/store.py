@@ -21,11 +21,12 @@ from .errors import (
     ConfigError,
     ExecutionEnded,
     ExecutionNotFound,
+    RepairRefused,
     StoreError,
     TimerNotDue,
     VersionConflict,
 )
-from .events import TERMINAL_EVENTS, AnyEvent, Event
+from .events import REOPENING_EVENTS, TERMINAL_EVENTS, AnyEvent, Event, ExecutionResumed
 from .journal import NewTimer
 from .keys import F_BODY, F_PREV, F_SEQ, Keys
 from .state import status_after
@@ -105,8 +106,9 @@ class Store:
         :class:`ExecutionNotFound` or (with ``consume_timer``) :class:`TimerNotDue`;
         in each case nothing was written.
         """
+        mode = "reopen" if isinstance(event, REOPENING_EVENTS) else "next"
         reply = await self._call(
-            execution_id, "next", expected, event,
+            execution_id, mode, expected, event,
             enqueue=enqueue, timer=timer, consume_timer=consume_timer, drop_timers=drop_timers,
             token=token,
         )
@@ -125,6 +127,8 @@ class Store:
                 raise ExecutionNotFound(execution_id)
             case b"duplicate":
                 return None
+            case b"open":
+                raise RepairRefused(execution_id, "it has not ended")
             case b"gone":
                 raise TimerNotDue(consume_timer, "no longer in the wheel")
             case b"early":
@@ -147,10 +151,13 @@ class Store:
         token: str = "",
     ) -> list[Any]:
         keys = self.keys
+        status = status_after(event) or ""
+        if isinstance(event, ExecutionResumed):
+            status = "!" + status
         control = "\n".join((
             mode,
             str(expected),
-            status_after(event) or "",
+            status,
             "1" if enqueue else "0",
             keys.timer_member(execution_id, timer.name) if timer else "",
             str(timer.delay_ms) if timer else "0",

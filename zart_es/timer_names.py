@@ -13,9 +13,22 @@ def sleep_timer(n: int) -> str:
     return f"sleep-{n}"
 
 
+def named_sleep_timer(name: str) -> str:
+    """A ``ctx.sleep(..., name=name)``."""
+    return f"sleep:{name}"
+
+
+RETRY_PREFIX = "retry:"
+
+
 def retry_timer(step: str, attempt: int) -> str:
     """The timer that releases ``attempt`` of ``step``."""
-    return f"retry:{attempt}:{step}"
+    return f"{RETRY_PREFIX}{attempt}:{step}"
+
+
+def retry_step_of(timer: str) -> str:
+    """The step a retry timer belongs to (inverse of :func:`retry_timer`)."""
+    return timer.removeprefix(RETRY_PREFIX).partition(":")[2]
 
 
 def wait_timer(wait: str) -> str:

@@ -27,6 +27,7 @@ from .config import RedisClient, connect, resolve_partitions, resolve_url
 from .errors import LeaseLost
 from .keys import F_EXEC, GROUP, Keys
 from .metrics import WorkerMetrics
+from .pauses import PauseRules, resume_released
 from .registry import Registry, default_registry
 from .runner import Outcome, StoreJournal, run_execution
 from .store import Store, load_script
@@ -35,6 +36,8 @@ from .timers import TimerPoller
 log = structlog.get_logger("zart_es.worker")
 
 READ_BLOCK_MS = 2000
+PAUSE_SWEEP_EVERY = 10
+"""Refreshes of the pause rules between two sweeps for executions whose rule is gone."""
 RETRY_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 Message = tuple[int, bytes]  # (partition, work message id)
@@ -97,6 +100,8 @@ class Worker:
         self.redis = redis if redis is not None else connect(self.url)
         self.store = Store(self.redis, self.keys)
         self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
+        self.pauses = PauseRules(self.redis, self.keys)
+        self._poll_interval = poll_interval
         self._lease = script_caller(self.redis, load_script("lease"), pipelined=False)
         self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
         self._max_payload = max_payload_bytes
@@ -118,6 +123,7 @@ class Worker:
     async def run(self) -> None:
         """Work until :meth:`stop` is called, then drain within the grace period."""
         await self.store.check_config()
+        await self.pauses.refresh()
         for p in range(self.keys.partitions):
             await self._ensure_group(p)
         log.info("worker started", consumer=self.consumer, partitions=self.keys.partitions,
@@ -127,6 +133,7 @@ class Worker:
         self._background = [
             asyncio.create_task(self.poller.run()),
             asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._watch_pauses()),
         ]
         try:
             await self._stopping.wait()
@@ -291,6 +298,7 @@ class Worker:
         journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)
         journal.draining = self._stopping.is_set
         journal.metrics = self.metrics
+        journal.pauses = self.pauses
         await journal.catch_up()
         state = journal.state
         if state.version == 0:
@@ -324,6 +332,24 @@ class Worker:
                 await self._release_script([self.keys.work(partition)], [GROUP, *ids])
         except (RedisError, OSError) as exc:
             log.warning("could not release work; it is reclaimed after the lease", error=str(exc))
+
+    # -- pause rules ----------------------------------------------------------------
+
+    async def _watch_pauses(self) -> None:
+        """Refresh the cached pause rules; now and then resume executions whose rule is
+        gone (a resume that stopped half-way, or a pause recorded from a stale cache)."""
+        interval = max(0.2, min(self._poll_interval, 1.0))
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval)
+            rounds += 1
+            try:
+                active = await self.pauses.refresh()
+                if rounds % PAUSE_SWEEP_EVERY == 0:
+                    await resume_released(self.store, set(active))
+            except (RedisError, OSError) as exc:
+                reraise_if_cancelling(exc)
+                log.warning("refreshing pause rules failed", error=str(exc))
 
     # -- leases ---------------------------------------------------------------------
 

@@ -6,11 +6,14 @@
 --
 -- KEYS[1] log stream   KEYS[2] meta hash   KEYS[3] timer wheel   KEYS[4] work stream
 -- KEYS[5] prefix of the partition's status indexes (zsets "<prefix><status>", member =
---         execution id, score = creation ms; same hash tag, so the same slot)
+--         execution id, score = creation ms; same hash tag, so the same slot) and of its
+--         counts hash "<prefix>@counts" (field "<workflow>\n<status>" -> executions)
 -- ARGV[1] control fields joined by "\n" (one argument: each argument costs client time):
---   1 mode: "new" (create; idempotent on the execution id) or "next"
+--   1 mode: "new" (create; idempotent on the execution id), "next", or "reopen" (an
+--     operator's repair event: only after the terminal event, which it lifts)
 --   2 expected version, or "-1" for "append whatever the version"
---   3 status after this event ("": unchanged)
+--   3 status after this event ("": unchanged; "!<status>": also ends a pause, which
+--     otherwise keeps the status "paused" until the execution ends)
 --   4 "1" to enqueue a work message
 --   5 timer member to add, or ""
 --   6 that timer's delay in ms after this entry's time
@@ -23,7 +26,7 @@
 --   13.. timer members to drop from the wheel (a terminal event's pending timers)
 -- ARGV[2] event body (msgpack)
 -- Returns {"ok", entry id, seq} | {"exists"} | {"missing"} | {"conflict", version}
---       | {"ended", version} | {"gone"} | {"early", due} | {"duplicate"}
+--       | {"ended", version} | {"gone"} | {"early", due} | {"duplicate"} | {"open", version}
 
 local c = {}
 for part in string.gmatch(ARGV[1] .. '\n', '([^\n]*)\n') do c[#c + 1] = part end
@@ -33,7 +36,7 @@ local terminal, execution_id, workflow, token = c[9], c[10], c[11], c[12]
 local body = ARGV[2]
 local log, meta, timers, work, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local cur = redis.call('HMGET', meta, 'v', 'h', 'end', 'st', 'c')
+local cur = redis.call('HMGET', meta, 'v', 'h', 'end', 'st', 'c', 'w')
 local version, prev = tonumber(cur[1]), cur[2] or ''
 if mode == 'new' then
   if version then return {'exists'} end
@@ -43,8 +46,12 @@ elseif not version then
 end
 
 if cur[3] then
-  if consume ~= '' then redis.call('ZREM', timers, consume) end
-  return {'ended', version}
+  if mode ~= 'reopen' then
+    if consume ~= '' then redis.call('ZREM', timers, consume) end
+    return {'ended', version}
+  end
+elseif mode == 'reopen' then
+  return {'open', version}
 end
 if expected >= 0 and version ~= expected then return {'conflict', version} end
 if token ~= '' and redis.call('HSETNX', meta, 'k:' .. token, 1) == 0 then
@@ -60,7 +67,14 @@ if consume ~= '' then
   redis.call('ZREM', timers, consume)
 end
 
-if status == '' then status = cur[4] end  -- events from outside keep the status
+if status == '' then
+  status = cur[4]  -- events from outside keep the status
+elseif string.sub(status, 1, 1) == '!' then
+  status = string.sub(status, 2)
+elseif cur[4] == 'paused' and terminal ~= '1' then
+  status = 'paused'
+end
+if mode == 'reopen' then redis.call('HDEL', meta, 'end', 'k:cancel') end
 local id = redis.call('XADD', log, '*', 's', version, 'p', prev, 'e', body)
 local ms = tonumber(string.match(id, '^(%d+)'))
 local hash = redis.sha1hex(prev .. '\n' .. version .. '\n' .. body)
@@ -70,11 +84,14 @@ if mode == 'new' then
              'c', ms, 'u', ms)
   redis.call('ZADD', index .. 'all', ms, execution_id)
   redis.call('ZADD', index .. status, ms, execution_id)
+  redis.call('HINCRBY', index .. '@counts', workflow .. '\n' .. status, 1)
 else
   redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', status, 'u', ms)
   if cur[4] ~= status then
     redis.call('ZREM', index .. cur[4], execution_id)
     redis.call('ZADD', index .. status, tonumber(cur[5]), execution_id)
+    redis.call('HINCRBY', index .. '@counts', cur[6] .. '\n' .. cur[4], -1)
+    redis.call('HINCRBY', index .. '@counts', cur[6] .. '\n' .. status, 1)
   end
 end
 if terminal == '1' then redis.call('HSET', meta, 'end', ms) end

@@ -1,0 +1,326 @@
+"""Operating executions: repair (retry a step, re-run, restart) and pause rules, each on
+real executions run by an in-process worker over a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from zart_es import Client, ConfigError, Context, Registry, Worker, durable
+from zart_es.errors import RepairRefused, UnknownStep
+from zart_es.events import (
+    ExecutionPaused,
+    ExecutionResumed,
+    RunRestarted,
+    StepCompleted,
+    StepRetryRequested,
+    StepsInvalidated,
+    TimerFired,
+)
+
+from .helpers import read_log, wait_for
+
+
+@pytest.fixture
+async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
+    async with Client(redis_url) as client, Worker(
+        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
+    ):
+        yield client, registry
+
+
+class Calls:
+    """How often each step function ran, and which ones should fail on their next run."""
+
+    def __init__(self) -> None:
+        self.runs: collections.Counter[str] = collections.Counter()
+        self.failing: set[str] = set()
+
+    def step(self, name: str, value: int) -> int:
+        self.runs[name] += 1
+        if name in self.failing:
+            raise ConnectionError(f"{name} is down")
+        return value
+
+
+def _pipeline(registry: Registry, calls: Calls, name: str = "pipeline") -> None:
+    @durable(name, registry=registry)
+    async def pipeline(ctx: Context, base: int) -> int:
+        a = await ctx.step("a", lambda: calls.step("a", base))
+        b = await ctx.step("b", lambda: calls.step("b", a + 1))
+        await ctx.sleep(0.02)
+        return await ctx.step("c", lambda: calls.step("c", b * 10))
+
+
+# -- retry a failed step --------------------------------------------------------------------
+
+
+async def test_retry_step_resumes_from_the_failed_step(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    calls = Calls()
+    calls.failing.add("b")
+    _pipeline(registry, calls)
+    eid = await client.start("pipeline", 1)
+    assert (await client.wait(eid, 10)).state == "failed"
+
+    with pytest.raises(RepairRefused, match="did not fail"):
+        await client.retry_step(eid, "a")
+    with pytest.raises(UnknownStep, match="'nope'"):
+        await client.retry_step(eid, "nope")
+
+    calls.failing.clear()  # the outage is over
+    assert await client.retry_step(eid, reason="db back", by="ops") == "b"
+    assert await client.result(eid, timeout=10) == 20
+    assert calls.runs == {"a": 1, "b": 2, "c": 1}  # a's result was kept
+    log = await read_log(redis, eid)
+    retry = next(e for e in log if isinstance(e, StepRetryRequested))
+    assert (retry.step, retry.by, retry.reason) == ("b", "ops", "db back")
+    assert await client.verify(eid) is None  # the chain holds across the repair
+
+
+async def test_repairs_are_refused_while_running_or_for_the_wrong_end(
+    env: tuple[Client, Registry]
+) -> None:
+    client, registry = env
+
+    @durable("napper", registry=registry)
+    async def napper(ctx: Context) -> str:
+        await ctx.sleep(30)
+        return "late"
+
+    @durable("fine", registry=registry)
+    async def fine(ctx: Context) -> int:
+        return await ctx.step("one", lambda: 1)
+
+    running = await client.start("napper")
+    await wait_for(lambda: _state(client, running, "sleeping"))
+    for repair in (client.retry_step(running), client.restart(running),
+                   client.rerun(running, ["sleep-0"])):
+        with pytest.raises(RepairRefused, match="only an ended execution"):
+            await repair
+    done = await client.start("fine")
+    assert await client.result(done, timeout=10) == 1
+    with pytest.raises(RepairRefused, match="not failed"):
+        await client.retry_step(done)
+    with pytest.raises(RepairRefused, match="at least one step"):
+        await client.rerun(done, [])
+    with pytest.raises(UnknownStep, match=r"'two'.*'one'"):
+        await client.rerun(done, ["two"])
+    assert (await client.status(running)).state == "sleeping"  # nothing was recorded
+
+
+async def test_retry_step_of_a_workflow_failure_is_refused(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+
+    @durable("raiser", registry=registry)
+    async def raiser(ctx: Context) -> None:
+        await ctx.step("ok", lambda: 1)
+        raise ValueError("workflow logic said no")
+
+    eid = await client.start("raiser")
+    await client.wait(eid, 10)
+    with pytest.raises(RepairRefused, match="no step failed"):
+        await client.retry_step(eid)
+
+
+# -- selective re-run -----------------------------------------------------------------------
+
+
+async def test_rerun_forgets_the_chosen_step_and_everything_after(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    calls = Calls()
+    _pipeline(registry, calls)
+    eid = await client.start("pipeline", 1)
+    assert await client.result(eid, timeout=10) == 20
+
+    forgotten = await client.rerun(eid, ["b"], reason="bad data in b")
+    assert forgotten == ["b", "sleep-0", "c"]
+    assert await client.result(eid, timeout=10) == 20
+    assert calls.runs == {"a": 1, "b": 2, "c": 2}
+    log = await read_log(redis, eid)
+    assert sum(isinstance(e, StepsInvalidated) for e in log) == 1
+    assert [e.step for e in log if isinstance(e, StepCompleted)] == ["a", "b", "c", "b", "c"]
+    assert sum(isinstance(e, TimerFired) for e in log) == 2  # the sleep ran again too
+
+
+async def test_rerun_starts_a_fresh_child_for_a_forgotten_child_call(
+    env: tuple[Client, Registry]
+) -> None:
+    client, registry = env
+    runs: list[str] = []
+
+    @durable("child-work", registry=registry)
+    async def child(ctx: Context, n: int) -> int:
+        runs.append(ctx.execution_id)
+        return await ctx.step("double", lambda: n * 2)
+
+    @durable("parent-work", registry=registry)
+    async def parent(ctx: Context) -> int:
+        n = await ctx.step("n", lambda: 21)
+        return int(await ctx.call("child-work", n))
+
+    eid = await client.start("parent-work", execution_id="parent-1")
+    assert await client.result(eid, timeout=10) == 42
+    await client.rerun(eid, ["n"])
+    assert await client.result(eid, timeout=10) == 42
+    assert runs == ["parent-1.child-0", "parent-1.child-0.r1"]
+
+
+# -- restart --------------------------------------------------------------------------------
+
+
+async def test_restart_runs_again_from_scratch_and_keeps_the_old_run(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    calls = Calls()
+    calls.failing.add("c")
+    _pipeline(registry, calls)
+    eid = await client.start("pipeline", 4)
+    assert (await client.wait(eid, 10)).state == "failed"
+    calls.failing.clear()
+    assert await client.restart(eid, by="ops") == 1
+    assert await client.result(eid, timeout=10) == 50
+    assert calls.runs == {"a": 2, "b": 2, "c": 2}
+    assert await client.restart(eid) == 2  # a completed execution may run again too
+    assert await client.result(eid, timeout=10) == 50
+    log = await read_log(redis, eid)
+    assert [e.run for e in log if isinstance(e, RunRestarted)] == [1, 2]
+    assert await client.verify(eid) is None
+
+
+async def test_a_restarted_run_can_be_cancelled_again(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+
+    @durable("cancellable", registry=registry)
+    async def cancellable(ctx: Context) -> None:
+        await ctx.sleep(30)
+
+    eid = await client.start("cancellable")
+    await wait_for(lambda: _state(client, eid, "sleeping"))
+    assert await client.cancel(eid)
+    assert (await client.wait(eid, 10)).state == "cancelled"
+    await client.restart(eid)
+    await wait_for(lambda: _state(client, eid, "sleeping"))
+    assert await client.cancel(eid)  # the first run's request does not count for this one
+    assert (await client.wait(eid, 10)).state == "cancelled"
+
+
+# -- pause rules ----------------------------------------------------------------------------
+
+
+async def test_pause_holds_executions_and_resume_lets_them_finish(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    ticks: collections.Counter[str] = collections.Counter()
+
+    @durable("ticker", registry=registry)
+    async def ticker(ctx: Context) -> int:
+        for i in range(6):
+            await ctx.step(f"tick-{i}", lambda: ticks.update([ctx.execution_id]))
+            await ctx.sleep(0.15)
+        return 6
+
+    ids = [await client.start("ticker") for _ in range(3)]
+    await wait_for(lambda: _all(client, ids, "sleeping"))
+    assert await client.pause(workflow="ticker", reason="maintenance", by="ops")
+    assert not await client.pause(workflow="ticker")  # already in force
+    await wait_for(lambda: _all(client, ids, "paused"), timeout=10)
+    held = dict(ticks)
+    late = await client.start("ticker")  # started while paused: waits before its first step
+    await wait_for(lambda: _state(client, late, "paused"), timeout=10)
+    await asyncio.sleep(0.6)
+    assert dict(ticks) == held
+    assert late not in ticks
+    for eid in ids:
+        log = await read_log(redis, eid)
+        paused_at = next(e.seq for e in log if isinstance(e, ExecutionPaused))
+        assert not any(isinstance(e, StepCompleted) and e.seq > paused_at for e in log)
+    assert [r.rule for r in await client.pauses()] == ["workflow:ticker"]
+
+    assert await client.resume(workflow="ticker") == 4
+    for eid in [*ids, late]:
+        assert await client.result(eid, timeout=20) == 6
+    assert all(ticks[eid] == 6 for eid in [*ids, late])
+    assert await client.pauses() == []
+    log = await read_log(redis, ids[0])
+    assert sum(isinstance(e, ExecutionResumed) for e in log) == 1
+
+
+async def test_timers_falling_due_while_paused_are_seen_on_resume(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    done: list[str] = []
+
+    @durable("sleepy", registry=registry)
+    async def sleepy(ctx: Context) -> str:
+        await ctx.step("before", lambda: 1)
+        await ctx.sleep(0.5)
+        await ctx.step("after", lambda: done.append("after"))
+        return "woke"
+
+    eid = await client.start("sleepy")
+    await wait_for(lambda: _state(client, eid, "sleeping"))
+    await client.pause(workflow="sleepy")
+    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    await client.send_event(eid, "poke")  # wakes it: the worker finds the rule and holds it
+    await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
+
+    async def fired_while_paused() -> bool:
+        log = await read_log(redis, eid)
+        paused_at = next(e.seq for e in log if isinstance(e, ExecutionPaused))
+        return any(isinstance(e, TimerFired) and e.seq > paused_at for e in log)
+
+    await wait_for(fired_while_paused, timeout=10)
+    assert (await client.status(eid)).state == "paused"
+    assert not done
+    await client.resume(workflow="sleepy")
+    assert await client.result(eid, timeout=10) == "woke"
+    assert done == ["after"]
+
+
+async def test_workers_resume_what_a_lifted_rule_held(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+
+    @durable("held", registry=registry)
+    async def held(ctx: Context) -> str:
+        await ctx.step("first", lambda: 1)
+        return "done"
+
+    await client.pause(workflow="held")
+    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    eid = await client.start("held")
+    await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
+    # the rule disappears without a resume (a resume that crashed half-way)
+    await redis.hdel(client.keys.pauses(), "workflow:held")  # type: ignore[misc]
+    assert await client.result(eid, timeout=15) == "done"
+
+
+async def test_pause_needs_exactly_one_target(env: tuple[Client, Registry]) -> None:
+    client, _ = env
+    with pytest.raises(ConfigError, match="exactly one"):
+        await client.pause()
+    with pytest.raises(ConfigError, match="exactly one"):
+        await client.pause(workflow="a", queue="b")
+    with pytest.raises(ConfigError, match="queue name"):
+        await client.resume(queue="")
+
+
+async def _state(client: Client, eid: str, state: str) -> bool:
+    return (await client.status(eid)).state == state
+
+
+async def _all(client: Client, ids: list[str], state: str) -> bool:
+    return all([await _state(client, eid, state) for eid in ids])
