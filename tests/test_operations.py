@@ -308,6 +308,27 @@ async def test_workers_resume_what_a_lifted_rule_held(
     assert await client.result(eid, timeout=15) == "done"
 
 
+async def test_a_paused_execution_can_be_cancelled(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+    compensated: list[str] = []
+
+    @durable("pausable", registry=registry)
+    async def pausable(ctx: Context) -> None:
+        try:
+            await ctx.step("work", lambda: 1)
+        except BaseException:
+            await ctx.step("undo", lambda: compensated.append("undo"))
+            raise
+
+    await client.pause(workflow="pausable")
+    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    eid = await client.start("pausable")
+    await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
+    assert await client.cancel(eid, reason="not needed")
+    assert (await client.wait(eid, 10)).state == "cancelled"
+    await client.resume(workflow="pausable")
+
+
 async def test_pause_needs_exactly_one_target(env: tuple[Client, Registry]) -> None:
     client, _ = env
     with pytest.raises(ConfigError, match="exactly one"):

@@ -109,8 +109,9 @@ class StoreJournal:
         return self.draining()
 
     def pause_rule(self) -> str | None:
-        """The pause rule holding this execution, by the worker's cached copy."""
-        if self.pauses is None:
+        """The pause rule holding this execution, by the worker's cached copy. None once
+        it was asked to cancel: a cancel goes through a pause (compensation runs)."""
+        if self.pauses is None or self.state.cancel_requested is not None:
             return None
         return self.pauses.covering(self.state.workflow, self.queue_name)
 
