@@ -499,3 +499,21 @@ async def test_gather_branches_keep_their_own_children_across_replays(
 
     eid = await client.start("two-children")
     assert await client.result(eid, timeout=10) == ["A", "B"]
+
+
+async def test_concurrent_waits_for_one_event_name_take_different_events(
+    env: tuple[Client, Registry]
+) -> None:
+    client, registry = env
+
+    @durable("two-waiters", registry=registry)
+    async def two_waiters(ctx: Context) -> list[str]:
+        await ctx.step("ready", lambda: 1)
+        got = await ctx.gather(ctx.wait_for_event("go", type=str),
+                               ctx.wait_for_event("go", type=str))
+        return sorted(got)
+
+    eid = await client.start("two-waiters")
+    await client.send_event(eid, "go", "first")
+    await client.send_event(eid, "go", "second")
+    assert await client.result(eid, timeout=10) == ["first", "second"]

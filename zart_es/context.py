@@ -294,16 +294,20 @@ class Context:
 
     async def _resolve_wait(self, key: str, name: str, timeout: Duration | None) -> int:
         state = self._state
-        taken = {i for k, i in state.consumed.items() if k.startswith(f"event:{name}#")}
-        arrived = state.received.get(name, [])
-        candidate = next((i for i in range(len(arrived)) if i not in taken), None)
         timer_name = wait_timer(key)
-        timer = state.timers.get(timer_name)
-        if candidate is not None and (
-            timer is None or not timer.fired or arrived[candidate].seq < timer.fired_seq
-        ):
+        while True:
+            taken = state.taken.get(name, {})
+            arrived = state.received.get(name, [])
+            candidate = next((i for i in range(len(arrived)) if i not in taken), None)
+            timer = state.timers.get(timer_name)
+            if candidate is None or (timer is not None and timer.fired
+                                     and arrived[candidate].seq > timer.fired_seq):
+                break
             await self._journal.record(EventConsumed(wait=key, name=name, index=candidate))
-            return state.consumed[key]
+            if key in state.consumed:
+                return state.consumed[key]
+            # a concurrent wait (a gather branch) took that event first: take the next
+        timer = state.timers.get(timer_name)
         if timer is not None and timer.fired:
             await self._journal.record(EventConsumed(wait=key, name=name, index=-1))
             return state.consumed[key]

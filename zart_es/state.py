@@ -106,6 +106,8 @@ class ExecutionState(msgspec.Struct):
     """Events delivered from outside, by name, in arrival order."""
     consumed: dict[str, int] = msgspec.field(default_factory=dict)
     """Resolved waits: wait key -> index into ``received[name]`` (-1: timed out)."""
+    taken: dict[str, dict[int, str]] = msgspec.field(default_factory=dict)
+    """Events taken by resolved waits: event name -> index -> the wait that took it."""
     cancel_requested: str | None = None
     """The reason given, once a ``CancelRequested`` arrived."""
     children: dict[str, Child] = msgspec.field(default_factory=dict)
@@ -231,6 +233,8 @@ def _event_received(state: ExecutionState, e: Any) -> None:
 def _event_consumed(state: ExecutionState, e: Any) -> None:
     _ordered(state, e.wait)
     state.consumed[e.wait] = e.index
+    if e.index >= 0:
+        state.taken.setdefault(e.name, {})[e.index] = e.wait
 
 
 def _cancel_requested(state: ExecutionState, e: Any) -> None:
@@ -283,7 +287,10 @@ def _steps_invalidated(state: ExecutionState, e: Any) -> None:
         _forget_step(state, name)
         state.timers.pop(name, None)  # a sleep
         state.timers.pop(wait_timer(name), None)  # an event wait's timeout
-        state.consumed.pop(name, None)
+        if state.consumed.pop(name, None) is not None:
+            for by_index in state.taken.values():
+                for index in [i for i, wait in by_index.items() if wait == name]:
+                    del by_index[index]
         child = state.children.pop(name, None)
         if child is not None:
             state.child_results.pop(child.child_id, None)
@@ -394,7 +401,9 @@ _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = {
                                   or e.step in s.failed_steps),
     TimerSet: lambda s, e: e.timer in s.timers,
     TimerFired: _timer_fired_already,
-    EventConsumed: lambda s, e: e.wait in s.consumed,
+    # a wait is resolved once; an event is taken by one wait (concurrent waits for the
+    # same name decide under the journal's lock: the loser looks again)
+    EventConsumed: lambda s, e: e.wait in s.consumed or e.index in s.taken.get(e.name, {}),
     ChildStarted: lambda s, e: e.call in s.children,
     ExecutionCompleted: _ended,
     ExecutionFailed: _ended,
