@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -517,3 +518,62 @@ async def test_concurrent_waits_for_one_event_name_take_different_events(
     await client.send_event(eid, "go", "first")
     await client.send_event(eid, "go", "second")
     assert await client.result(eid, timeout=10) == ["first", "second"]
+
+
+class _ProcessDied(BaseException):
+    """Stands for the worker process dying in the middle of a compensation."""
+
+
+async def test_cancel_at_a_sleep_is_replayed_there_even_after_the_timer_fired(
+    redis_url: str, redis: Redis
+) -> None:
+    """A run got Cancelled at a pending sleep and recorded a compensation step, then died;
+    the timer fired before the next run. The replay must get Cancelled at the same sleep
+    (the cancel came first in the log), not walk past it into NondeterminismError."""
+    from zart_es.keys import Keys
+    from zart_es.runner import StoreJournal, run_execution
+    from zart_es.store import Store
+    from zart_es.timers import TimerPoller
+
+    registry = Registry()
+    dies = [True]
+
+    def undo_more() -> int:
+        if dies.pop() if dies else False:
+            raise _ProcessDied
+        return 2
+
+    @durable("compensating", registry=registry)
+    async def compensating(ctx: Context) -> str:
+        try:
+            await ctx.sleep(0.2)
+            await ctx.step("after", lambda: 1)
+        except Cancelled:
+            await ctx.step("undo", lambda: 1)
+            await ctx.step("undo-more", undo_more)
+            raise
+        return "finished"
+
+    store = Store(redis, Keys())
+    try:
+        async with Client(redis_url) as client:
+            eid = await client.start("compensating")
+            await run_execution(await _journal(store, eid, StoreJournal), registry)
+            await client.cancel(eid)
+            with pytest.raises(_ProcessDied):
+                await run_execution(await _journal(store, eid, StoreJournal), registry)
+            await asyncio.sleep(0.3)
+            assert await TimerPoller(store, Keys()).tick() >= 0  # the sleep's timer fires
+            log = await read_log(redis, eid)
+            assert any(isinstance(e, TimerFired) for e in log)
+            await run_execution(await _journal(store, eid, StoreJournal), registry)
+            status = await client.status(eid)
+            assert (status.state, status.error) == ("cancelled", "Cancelled: cancelled")
+    finally:
+        await store.aclose()
+
+
+async def _journal(store: Any, eid: str, cls: Any) -> Any:
+    journal = cls(store, eid)
+    await journal.catch_up()
+    return journal

@@ -263,8 +263,9 @@ class Context:
             timer = self._state.timers[name]
         else:
             self._replay.visit(self._state, name)
+        self._replay.deliver_cancel_at_wait(self._state,
+                                            timer.fired_seq if timer.fired else None)
         if not timer.fired:
-            self._replay.deliver_cancel(self._state)
             raise self._suspend()
 
     async def wait_for_event(
@@ -369,8 +370,8 @@ class Context:
         :class:`ChildFailedError` here. The parent waits durably (no worker is held)."""
         child_id = await self.start_child(workflow, data, execution_id=execution_id)
         done = self._state.child_results.get(child_id)
+        self._replay.deliver_cancel_at_wait(self._state, None if done is None else done.seq)
         if done is None:
-            self._replay.deliver_cancel(self._state)
             raise self._suspend()
         if done.status != COMPLETED:
             raise ChildFailedError(child_id, done.status, done.error_type, done.message)

@@ -36,6 +36,16 @@ class ReplayTracker:
         if self._frontier < len(order):
             raise NondeterminismError(order[self._frontier], name, self._frontier)
 
+    def deliver_cancel_at_wait(self, state: ExecutionState, ended_seq: int | None) -> None:
+        """At a recorded durable wait (sleep, child call) that ended at log position
+        ``ended_seq`` (None: not yet): deliver a cancel request that came before that end.
+
+        Decided by log order, not by what a run happens to see: a run that found the
+        wait pending got Cancelled here, so every replay must get it here too.
+        """
+        if ended_seq is None or ended_seq > state.cancel_seq:
+            self.deliver_cancel(state)
+
     def deliver_cancel(self, state: ExecutionState) -> None:
         """Raise Cancelled once per run, at the first new call after a cancel request."""
         if state.cancel_requested is not None and not self.cancel_delivered:

@@ -110,6 +110,8 @@ class ExecutionState(msgspec.Struct):
     """Events taken by resolved waits: event name -> index -> the wait that took it."""
     cancel_requested: str | None = None
     """The reason given, once a ``CancelRequested`` arrived."""
+    cancel_seq: int = -1
+    """Position of that ``CancelRequested`` in the log."""
     children: dict[str, Child] = msgspec.field(default_factory=dict)
     """Child executions by call site."""
     child_results: dict[str, ChildCompleted] = msgspec.field(default_factory=dict)
@@ -240,6 +242,7 @@ def _event_consumed(state: ExecutionState, e: Any) -> None:
 def _cancel_requested(state: ExecutionState, e: Any) -> None:
     if state.cancel_requested is None:
         state.cancel_requested = e.reason
+        state.cancel_seq = e.seq
 
 
 def _child_started(state: ExecutionState, e: Any) -> None:
@@ -272,6 +275,7 @@ def _reopened(state: ExecutionState) -> None:
     state.result = None
     state.error = None
     state.cancel_requested = None
+    state.cancel_seq = -1
     state.admitted = None  # its queue slot was given back when it ended
 
 
