@@ -577,3 +577,22 @@ async def _journal(store: Any, eid: str, cls: Any) -> Any:
     journal = cls(store, eid)
     await journal.catch_up()
     return journal
+
+
+async def test_a_gather_branch_waiting_does_not_stop_its_siblings(
+    env: tuple[Client, Registry]
+) -> None:
+    """Branch 0 waits for an event that branch 1's step sends: branch 1 must still run."""
+    client, registry = env
+
+    @durable("self-trigger", registry=registry)
+    async def self_trigger(ctx: Context) -> str:
+        async def trigger() -> bool:
+            return await client.send_event(ctx.execution_id, "go", "triggered")
+
+        got, _sent = await ctx.gather(ctx.wait_for_event("go", type=str),
+                                      ctx.step("trigger", trigger))
+        return str(got)
+
+    eid = await client.start("self-trigger")
+    assert await client.result(eid, timeout=10) == "triggered"

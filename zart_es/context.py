@@ -75,6 +75,7 @@ class Context:
         self._seen: set[str] = set()
         self._counters: dict[str, int] = {}
         self._suspended = False
+        self._root_halt = [False]
         self._replay = ReplayTracker()
 
     @property
@@ -200,6 +201,8 @@ class Context:
         finally:
             self._replay.concurrent -= 1
         for outcome in outcomes:
+            if isinstance(outcome, Suspend):
+                raise self._suspend()  # this scope waits too, now that its branches ended
             if isinstance(outcome, _CONTROL):
                 raise outcome
         for outcome in outcomes:
@@ -387,14 +390,17 @@ class Context:
         return n
 
     def _check_running(self) -> None:
-        if self._suspended:
+        if (_halt.get() or self._root_halt)[0]:
             # a `finally:` or `except BaseException:` of the workflow called us after it
             # was suspended: do nothing durable, keep unwinding
             raise Suspend
 
     def _suspend(self) -> Suspend:
-        """Mark this run suspended; the caller raises what this returns."""
+        """Mark this run (and the current gather branch) suspended; the caller raises what
+        this returns. Sibling branches go on to their own durable calls: one of them may
+        be what the suspended branch waits for."""
         self._suspended = True
+        (_halt.get() or self._root_halt)[0] = True
         return Suspend()
 
     def _new_call(self, name: str) -> None:
@@ -516,11 +522,14 @@ def _unretired(child_id: str, retired: set[str]) -> str:
 
 
 _scope: ContextVar[str] = ContextVar("zart_gather_scope", default="")
+_halt: ContextVar[list[bool] | None] = ContextVar("zart_gather_halt", default=None)
+"""Whether the current gather branch was suspended (None outside gather: the run's own)."""
 
 
 def _scoped(scope: str) -> contextvars.Context:
     context = contextvars.copy_context()
     context.run(_scope.set, scope)
+    context.run(_halt.set, [False])
     return context
 
 
