@@ -34,12 +34,15 @@ PUBLIC = [
     "PayloadError",
     "PayloadNotEncodable",
     "PayloadTooLarge",
+    "Queue",
     "RedisUnavailable",
     "Registry",
+    "RepairRefused",
     "ResultTimeout",
     "StepFailedError",
     "StoreError",
     "TaskError",
+    "UnknownStep",
     "UnknownWorkflow",
     "VersionConflict",
     "Worker",
@@ -47,6 +50,7 @@ PUBLIC = [
     "__version__",
     "default_registry",
     "durable",
+    "queue",
 ]
 
 CONTROL_FLOW = {"Suspend", "Cancelled", "LeaseLost", "Interrupted", "Paused"}

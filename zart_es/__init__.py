@@ -25,16 +25,19 @@ from .errors import (
     PayloadNotEncodable,
     PayloadTooLarge,
     RedisUnavailable,
+    RepairRefused,
     ResultTimeout,
     StepFailedError,
     StoreError,
     TaskError,
+    UnknownStep,
     UnknownWorkflow,
     VersionConflict,
     ZartError,
 )
 from .listing import ExecutionSummary
-from .registry import Registry, default_registry, durable
+from .queues import Queue
+from .registry import Registry, default_registry, durable, queue
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -61,12 +64,15 @@ __all__ = [
     "PayloadError",
     "PayloadNotEncodable",
     "PayloadTooLarge",
+    "Queue",
     "RedisUnavailable",
     "Registry",
+    "RepairRefused",
     "ResultTimeout",
     "StepFailedError",
     "StoreError",
     "TaskError",
+    "UnknownStep",
     "UnknownWorkflow",
     "VersionConflict",
     "Worker",
@@ -74,4 +80,5 @@ __all__ = [
     "__version__",
     "default_registry",
     "durable",
+    "queue",
 ]

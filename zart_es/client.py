@@ -46,6 +46,7 @@ from .events import (
 from .insight import ExecutionDetail, describe
 from .keys import Keys, check_execution_id, check_workflow_name
 from .listing import ExecutionSummary, Stats, count_executions, list_executions
+from .queues import check_priority, check_queue_key
 from .state import STATES, TERMINAL_STATES
 from .store import Store, to_event
 
@@ -123,23 +124,35 @@ class Client:
             raise RedisUnavailable(redact(self.url), str(exc)) from None
         self._checked = True
 
-    async def start(self, name: str, data: Any = None, execution_id: str | None = None) -> str:
+    async def start(
+        self, name: str, data: Any = None, execution_id: str | None = None, *,
+        queue_key: str = "", priority: int | None = None,
+    ) -> str:
         """Start workflow ``name`` with input ``data``; returns the execution id.
 
         Idempotent on ``execution_id``: starting an id that exists starts nothing and
         returns the id (a different workflow under that id is a :class:`ConfigError`).
+        For a workflow of a queue, ``queue_key`` (a tenant, say) picks whose concurrency
+        and rate limits apply and ``priority`` overrides the queue's own.
         """
-        return (await self.submit(name, data, execution_id)).execution_id
+        started = await self.submit(name, data, execution_id, queue_key=queue_key,
+                                    priority=priority)
+        return started.execution_id
 
     async def submit(
-        self, name: str, data: Any = None, execution_id: str | None = None
+        self, name: str, data: Any = None, execution_id: str | None = None, *,
+        queue_key: str = "", priority: int | None = None,
     ) -> Started:
         """:meth:`start`, also saying whether this call created the execution."""
         check_workflow_name(name)
         execution_id = check_execution_id(execution_id or uuid.uuid4().hex)
+        check_queue_key(queue_key)
+        if priority is not None:
+            check_priority(priority)
         payload = encode_value(data, f"input of workflow {name!r}", self._max_payload)
         await self._ready()
-        event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload)
+        event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
+                                 queue_key=queue_key, priority=priority)
         created = await self.store.create(event, execution_id, name)
         if not created:
             existing = (await self.store.meta(execution_id)).get(b"w", b"").decode()

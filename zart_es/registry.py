@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from .durations import Duration, to_ms
 from .errors import ConfigError, DuplicateWorkflow, UnknownWorkflow
 from .keys import check_workflow_name
+from .queues import Queue
 
 if typing.TYPE_CHECKING:
     from .context import Context
@@ -43,10 +44,11 @@ class Registry:
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
+        self._queues: dict[str, Queue] = {}
 
     def register(
         self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
-        queue: str | None = None,
+        queue: str | Queue | None = None,
     ) -> Workflow:
         """Register ``fn`` under ``name``; the same function twice is a no-op."""
         check_workflow_name(name)
@@ -72,13 +74,31 @@ class Registry:
             input_type=input_type,
             result_type=hints.get("return", Any),
             timeout_ms=None if timeout is None else to_ms(timeout),
-            queue=None if queue is None else check_workflow_name(queue, what="queue name"),
+            queue=self._queue_name(queue),
         )
         existing = self._workflows.get(name)
         if existing is not None and _origin(existing.fn) != _origin(fn):
             raise DuplicateWorkflow(name)
         self._workflows[name] = workflow
         return workflow
+
+    def add_queue(self, queue: Queue) -> Queue:
+        """Declare a queue's limits; the same declaration twice is a no-op."""
+        existing = self._queues.get(queue.name)
+        if existing is not None and existing != queue:
+            raise ConfigError(f"queue {queue.name!r} is already declared as {existing!r}")
+        self._queues[queue.name] = queue
+        return queue
+
+    def queue(self, name: str) -> Queue:
+        """The queue declared as ``name``; an undeclared name is a queue without limits
+        (still a target for pause rules)."""
+        return self._queues.get(name) or Queue(name=name)
+
+    def queues(self) -> dict[str, Queue]:
+        """Every queue a registered workflow uses or that was declared, by name."""
+        names = set(self._queues) | {w.queue for w in self._workflows.values() if w.queue}
+        return {name: self.queue(name) for name in sorted(names)}
 
     def get(self, name: str) -> Workflow:
         """The workflow registered as ``name``; :class:`UnknownWorkflow` otherwise."""
@@ -91,6 +111,13 @@ class Registry:
         """Registered workflow names, sorted."""
         return sorted(self._workflows)
 
+    def _queue_name(self, queue: str | Queue | None) -> str | None:
+        if queue is None:
+            return None
+        if isinstance(queue, Queue):
+            return self.add_queue(queue).name
+        return self.queue(queue).name  # validates the name
+
     def __contains__(self, name: object) -> bool:
         return name in self._workflows
 
@@ -102,7 +129,7 @@ def durable(
     name: str,
     *,
     timeout: Duration | None = None,
-    queue: str | None = None,
+    queue: str | Queue | None = None,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an ``async def`` workflow under ``name``.
@@ -119,6 +146,28 @@ def durable(
         return fn
 
     return register
+
+
+def queue(
+    name: str,
+    *,
+    concurrency: int | None = None,
+    priority: int = 0,
+    rate: float | None = None,
+    registry: Registry | None = None,
+) -> Queue:
+    """Declare queue ``name`` for ``@durable(..., queue=name)`` workflows.
+
+    ``concurrency``: at most this many of its executions run at once per queue key
+    (``Client.start(..., queue_key="tenant-1")``; one shared key when none is given),
+    across all workers; an execution holds its slot from admission to its end (while it
+    sleeps too). ``priority`` (-1000..1000): waiting executions with a higher one are
+    admitted first (``Client.start(..., priority=)`` overrides it per execution).
+    ``rate``: at most this many admissions per second per queue key.
+    """
+    return (registry or default_registry).add_queue(
+        Queue(name=name, concurrency=concurrency, priority=priority, rate=rate)
+    )
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -42,11 +42,13 @@ from .events import (
     ExecutionPaused,
     ExecutionResumed,
     ExecutionStarted,
+    QueueAdmitted,
     TimerSet,
 )
 from .journal import NewTimer
 from .metrics import WorkerMetrics
 from .pauses import PauseRules
+from .queues import Queue, QueueGate
 from .registry import Registry, Workflow
 from .state import ExecutionState, already_recorded, apply
 from .store import Store
@@ -67,6 +69,8 @@ class Outcome(enum.Enum):
     """The worker is draining; the execution must be handed to another worker."""
     AGAIN = "again"
     """The run stopped for a pause rule that turned out to be lifted already: run again."""
+    QUEUED = "queued"
+    """The execution waits for a slot of its queue; a release (or the sweeper) wakes it."""
 
 
 class StoreJournal:
@@ -75,8 +79,8 @@ class StoreJournal:
     Keeps the id of the last entry folded, so that catching up reads only newer entries.
     """
 
-    __slots__ = ("_execution_id", "_lock", "draining", "last_entry", "metrics", "pauses",
-                 "queue_name", "state", "store")
+    __slots__ = ("_execution_id", "_lock", "draining", "gate", "last_entry", "metrics",
+                 "pauses", "queue_name", "retry_in_ms", "state", "store")
 
     def __init__(
         self,
@@ -91,6 +95,9 @@ class StoreJournal:
         self.metrics: WorkerMetrics | None = None
         self.pauses: PauseRules | None = None
         self.queue_name: str | None = None
+        self.gate: QueueGate | None = None
+        self.retry_in_ms: int | None = None
+        """Set when the queue's rate window (not its cap) keeps the execution waiting."""
         # one append at a time: concurrent branches (ctx.gather) must not fold twice
         self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
@@ -228,6 +235,8 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
         await journal.record(ExecutionResumed(rule=state.paused_by))
     elif rule is not None and await _hold(journal, rule):
         return Outcome.WAITING  # a rule covers it: stop before running anything
+    if workflow.queue is not None and not await _admitted(journal, registry.queue(workflow.queue)):
+        return Outcome.QUEUED
     if workflow.timeout_ms is not None:
         await _arm_deadline(journal, workflow.timeout_ms)
     while True:
@@ -292,6 +301,23 @@ async def _paused(journal: StoreJournal, pause: BaseException) -> Outcome:
                  reason=pause.reason)
         return await _end(journal, ExecutionCancelled(reason=pause.reason))
     return Outcome.HANDED_OFF if isinstance(pause, Interrupted) else Outcome.WAITING
+
+
+async def _admitted(journal: StoreJournal, queue: Queue) -> bool:
+    """Whether the execution holds a slot of ``queue`` (asking the gate for one if not).
+
+    A cancelled execution needs no slot to end; without a gate (a runner used on its
+    own) queues are not enforced."""
+    state = journal.state
+    if state.admitted is not None or state.cancel_requested is not None or journal.gate is None:
+        return True
+    admission = await journal.gate.admit_detail(queue, state.queue_key, state.execution_id,
+                                                state.priority, state.started_ms)
+    if not admission.admitted:
+        journal.retry_in_ms = admission.retry_in_ms
+        return False
+    await journal.record(QueueAdmitted(queue=queue.name, key=state.queue_key))
+    return True
 
 
 async def _hold(journal: StoreJournal, rule: str) -> bool:

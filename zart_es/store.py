@@ -28,7 +28,7 @@ from .errors import (
 )
 from .events import REOPENING_EVENTS, TERMINAL_EVENTS, AnyEvent, Event, ExecutionResumed
 from .journal import NewTimer
-from .keys import F_BODY, F_PREV, F_SEQ, Keys
+from .keys import F_BODY, F_EXEC, F_PREV, F_SEQ, Keys
 from .state import status_after
 
 READ_PAGE = 5000
@@ -173,6 +173,24 @@ class Store:
             keys=self._keys_of(execution_id), args=[control, encode_event(event)],
         )
         return reply
+
+    async def wake(self, execution_ids: list[str]) -> None:
+        """Send each execution a work message (it runs again and decides for itself)."""
+        if not execution_ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for execution_id in execution_ids:
+            partition = self.keys.partition_of(execution_id)
+            pipe.xadd(self.keys.work(partition), {F_EXEC: execution_id})
+        await pipe.execute()
+
+    async def ended(self, execution_ids: list[str]) -> list[bool]:
+        """For each id: has the execution ended (or does it not exist)?"""
+        pipe = self.redis.pipeline(transaction=False)
+        for execution_id in execution_ids:
+            pipe.hmget(self.keys.meta(execution_id), ["v", "end"])
+        replies: list[list[bytes | None]] = await pipe.execute()
+        return [version is None or end is not None for version, end in replies]
 
     async def read(
         self, execution_id: str, after: bytes | None = None

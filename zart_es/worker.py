@@ -28,8 +28,10 @@ from .errors import LeaseLost
 from .keys import F_EXEC, GROUP, Keys
 from .metrics import WorkerMetrics
 from .pauses import PauseRules, resume_released
+from .queues import QueueGate
 from .registry import Registry, default_registry
 from .runner import Outcome, StoreJournal, run_execution
+from .state import ExecutionState
 from .store import Store, load_script
 from .timers import TimerPoller
 
@@ -80,6 +82,7 @@ class Worker:
         redis: RedisClient | None = None,
         metrics: WorkerMetrics | None = None,
         heartbeat_file: str | None = None,
+        queue_sweep_interval: float = 1.0,
     ) -> None:
         if not structlog.is_configured():
             from .logs import configure_logging
@@ -101,6 +104,9 @@ class Worker:
         self.store = Store(self.redis, self.keys)
         self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
         self.pauses = PauseRules(self.redis, self.keys)
+        self.gate = QueueGate(self.redis, self.keys)
+        self._queue_sweep = queue_sweep_interval
+        self._later: set[asyncio.TimerHandle] = set()
         self._poll_interval = poll_interval
         self._lease = script_caller(self.redis, load_script("lease"), pipelined=False)
         self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
@@ -134,6 +140,7 @@ class Worker:
             asyncio.create_task(self.poller.run()),
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._watch_pauses()),
+            asyncio.create_task(self._sweep_queues()),
         ]
         try:
             await self._stopping.wait()
@@ -169,6 +176,9 @@ class Worker:
                 await _cancel(late)
                 await self._release(abandoned)
         await _cancel(self._background)
+        for handle in self._later:
+            handle.cancel()
+        await self.gate.aclose()
         await self.store.aclose()
         await self._lease.aclose()
         await self._release_script.aclose()
@@ -299,6 +309,7 @@ class Worker:
         journal.draining = self._stopping.is_set
         journal.metrics = self.metrics
         journal.pauses = self.pauses
+        journal.gate = self.gate
         await journal.catch_up()
         state = journal.state
         if state.version == 0:
@@ -310,6 +321,12 @@ class Worker:
         outcome = await run_execution(journal, self.registry, max_payload_bytes=self._max_payload)
         if outcome is Outcome.ENDED and not was_terminal:
             self.metrics.executions.labels(state.workflow, state.status).inc()
+        if outcome is Outcome.ENDED:
+            await self._release_slot(state)
+        if outcome is Outcome.QUEUED:
+            if journal.retry_in_ms is not None:  # only the rate window holds it: try again
+                self._later_wake([execution_id], journal.retry_in_ms)
+            outcome = Outcome.WAITING
         if outcome is Outcome.WAITING:
             self._cache[execution_id] = journal
             while len(self._cache) > self._cache_size:
@@ -332,6 +349,57 @@ class Worker:
                 await self._release_script([self.keys.work(partition)], [GROUP, *ids])
         except (RedisError, OSError) as exc:
             log.warning("could not release work; it is reclaimed after the lease", error=str(exc))
+
+    # -- queues ---------------------------------------------------------------------
+
+    async def _release_slot(self, state: ExecutionState) -> None:
+        """An execution of a queue ended: give its slot back, wake the waiters that fit."""
+        if state.workflow not in self.registry:
+            return
+        name = self.registry.get(state.workflow).queue
+        if name is None:
+            return
+        queue = self.registry.queue(name)
+        wake = await self.gate.release_detail(queue, state.queue_key, state.execution_id)
+        await self.store.wake(wake.ids)
+        if wake.retry_in_ms is not None:
+            self._later_wake([], wake.retry_in_ms, queue.name, state.queue_key)
+
+    def _later_wake(self, ids: list[str], delay_ms: int, queue: str = "", key: str = "") -> None:
+        """Wake ``ids`` (or the waiters of a queue key) once a rate window has room; the
+        sweeper does the same should this process stop first."""
+        async def wake() -> None:
+            try:
+                woken = list(ids)
+                if queue:
+                    woken += (await self.gate.wake(self.registry.queue(queue), key)).ids
+                await self.store.wake(woken)
+            except (RedisError, OSError) as exc:
+                log.warning("waking queued executions failed; the sweeper will",
+                            error=str(exc))
+
+        def fire() -> None:
+            self._later.discard(handle)
+            task = asyncio.create_task(wake())
+            self._background.append(task)
+            task.add_done_callback(self._background.remove)
+
+        handle = asyncio.get_running_loop().call_later(delay_ms / 1000, fire)
+        self._later.add(handle)
+
+    async def _sweep_queues(self) -> None:
+        """Repair what crashes left in the queues: slots of executions that ended without
+        giving them back, waiters whose wake-up was lost."""
+        while True:
+            await asyncio.sleep(self._queue_sweep)
+            queues = self.registry.queues()
+            if not queues:
+                continue
+            try:
+                await self.store.wake(await self.gate.sweep(queues, self.store.ended))
+            except (RedisError, OSError) as exc:
+                reraise_if_cancelling(exc)
+                log.warning("queue sweep failed", error=str(exc))
 
     # -- pause rules ----------------------------------------------------------------
 

@@ -1,0 +1,178 @@
+"""Queues enforced by real workers: a per-tenant cap held across worker processes,
+priority order under load, rate limits, queue pause rules, the sweeper's repairs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from zart_es import Client, ConfigError, Context, Registry, Worker, durable, queue
+from zart_es.events import QueueAdmitted
+from zart_es.queues import Queue, QueueGate
+
+from .helpers import effect_times, read_log, spawn_worker, stop_worker, wait_for
+
+
+def _max_in_flight(path: Path) -> dict[str, int]:
+    """Most ``begin``s without their ``end`` at any moment, per tenant."""
+    marks = [(t, 1, key) for key, t in effect_times(path, "begin")]
+    marks += [(t, -1, key) for key, t in effect_times(path, "end")]
+    running: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    for _t, delta, key in sorted(marks, key=lambda m: (m[0], m[1])):  # ends first on ties
+        running[key] = running.get(key, 0) + delta
+        peak[key] = max(peak.get(key, 0), running[key])
+    return peak
+
+
+async def test_a_per_tenant_cap_of_two_holds_across_four_workers(
+    redis_url: str, redis: Redis, effects: Path, tmp_path: Path
+) -> None:
+    tenants = ["t0", "t1", "t2", "t3"]
+    workers = [spawn_worker(redis_url, "tests.apps.queued", log=tmp_path / "w.log",
+                            extra=["--concurrency", "40"]) for _ in range(4)]
+    try:
+        async with Client(redis_url) as client:
+            ids = [await client.start("tenant-job", {"tenant": tenant, "seconds": 0.02},
+                                      queue_key=tenant)
+                   for tenant, _ in zip(itertools.cycle(tenants), range(200), strict=False)]
+            results = [await client.result(eid, timeout=60) for eid in ids]
+    finally:
+        codes = [stop_worker(w) for w in workers]
+    assert sorted(set(results)) == tenants
+    assert codes == [0, 0, 0, 0]
+    assert len(effect_times(effects, "end")) == 200
+    assert _max_in_flight(effects) == dict.fromkeys(tenants, 2)  # measured, per tenant
+    admitted = [e for e in await read_log(redis, ids[0]) if isinstance(e, QueueAdmitted)]
+    assert [(e.queue, e.key) for e in admitted] == [("tenants", "t0")]
+    async with QueueGate(redis, Client(redis_url).keys, pipelined=False) as gate:
+        for tenant in tenants:  # every slot was given back
+            assert await gate.counts(Queue(name="tenants", concurrency=2), tenant) == (0, 0)
+
+
+@pytest.fixture
+async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
+    async with Client(redis_url) as client, Worker(
+        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05,
+        queue_sweep_interval=0.2,
+    ), Worker(
+        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05,
+        queue_sweep_interval=0.2,
+    ):
+        yield client, registry
+
+
+async def test_higher_priority_executions_are_admitted_first(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    queue("serial", concurrency=1, registry=registry)
+    order: list[str] = []
+
+    @durable("serial-job", queue="serial", registry=registry)
+    async def serial_job(ctx: Context, label: str) -> None:
+        if label == "blocker":
+            await ctx.wait_for_event("go")
+        await ctx.step("run", lambda: order.append(label))
+
+    blocker = await client.start("serial-job", "blocker")
+
+    async def blocker_admitted() -> bool:
+        return any(isinstance(e, QueueAdmitted) for e in await read_log(redis, blocker))
+
+    await wait_for(blocker_admitted)
+    low, high = [], []
+    for i in range(8):  # start order counts at millisecond resolution
+        low.append(await client.start("serial-job", f"low-{i}"))
+        await asyncio.sleep(0.002)
+    for i in range(8):
+        high.append(await client.start("serial-job", f"high-{i}", priority=5))
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.3)  # all of them are waiting for the one slot
+    assert [(await client.status(eid)).state for eid in [*low, *high]] == ["pending"] * 16
+    await client.send_event(blocker, "go")
+    for eid in [blocker, *low, *high]:
+        await client.result(eid, timeout=20)
+    assert order == ["blocker", *(f"high-{i}" for i in range(8)),
+                     *(f"low-{i}" for i in range(8))]
+
+
+async def test_rate_limit_spaces_admissions(env: tuple[Client, Registry], redis: Redis) -> None:
+    client, registry = env
+    queue("metered", rate=4, registry=registry)
+
+    @durable("metered-job", queue="metered", registry=registry)
+    async def metered_job(ctx: Context) -> None:
+        await ctx.step("call", lambda: 1)
+
+    ids = [await client.start("metered-job", queue_key="api") for _ in range(10)]
+    for eid in ids:
+        await client.result(eid, timeout=20)
+    admitted = sorted([e.at_ms for eid in ids for e in await read_log(redis, eid)
+                       if isinstance(e, QueueAdmitted)])
+    assert len(admitted) == 10
+    for first, fifth in zip(admitted, admitted[4:], strict=False):
+        assert fifth - first >= 1000 - 5  # at most 4 in any second (Redis' clock)
+    assert admitted[-1] - admitted[0] < 6000  # and the rate window's wake-ups kept it moving
+
+
+async def test_pausing_a_queue_holds_its_executions(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+    queue("mail", concurrency=5, registry=registry)
+
+    @durable("mail-job", queue="mail", registry=registry)
+    async def mail_job(ctx: Context) -> str:
+        return str(await ctx.step("send", lambda: "sent"))
+
+    await client.pause(queue="mail", reason="spam wave")
+    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    eid = await client.start("mail-job")
+    await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
+    await client.resume(queue="mail")
+    assert await client.result(eid, timeout=10) == "sent"
+
+
+async def test_the_sweeper_frees_slots_an_ended_execution_kept(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    capped = queue("capped", concurrency=1, registry=registry)
+
+    @durable("capped-job", queue="capped", registry=registry)
+    async def capped_job(ctx: Context) -> str:
+        return str(await ctx.step("x", lambda: "ran"))
+
+    first = await client.start("capped-job")
+    assert await client.result(first, timeout=10) == "ran"
+    # a worker died between the end and the release: the slot is still taken
+    slot = client.keys.queue_slot("capped", "")
+    await redis.zadd(slot + "running", {first: 1})
+    await redis.sadd(client.keys.queue_index(), "capped ")  # type: ignore[misc]
+    second = await client.start("capped-job")
+    assert await client.result(second, timeout=10) == "ran"  # the sweeper gave it back
+    async with QueueGate(redis, client.keys, pipelined=False) as gate:
+        assert await gate.counts(capped, "") == (0, 0)
+
+
+async def test_bad_queue_settings_are_clear_errors(env: tuple[Client, Registry]) -> None:
+    client, registry = env
+    with pytest.raises(ConfigError, match="concurrency"):
+        queue("bad", concurrency=0, registry=registry)
+    with pytest.raises(ConfigError, match="rate"):
+        queue("bad", rate=-1, registry=registry)
+    queue("twice", concurrency=1, registry=registry)
+    with pytest.raises(ConfigError, match="already declared"):
+        queue("twice", concurrency=2, registry=registry)
+    with pytest.raises(ConfigError, match="queue key"):
+        await client.start("anything", queue_key="has space")
+    with pytest.raises(ConfigError, match="priority"):
+        await client.start("anything", priority=5000)
+
+
+async def _state(client: Client, eid: str, state: str) -> bool:
+    return (await client.status(eid)).state == state
