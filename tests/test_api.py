@@ -194,6 +194,34 @@ def test_admin_pause_and_resume_a_workflow(api: str) -> None:
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
 
 
+def test_schedules_routes(api: str) -> None:
+    body = {"name": "api-sched", "workflow": "transform-records", "input": 1, "every": "1s"}
+    created = httpx.post(f"{api}/schedules", json=body)
+    assert created.status_code == 201
+    assert (created.json()["every_ms"], created.json()["input"]) == (1000, 1)
+    assert len(created.json()["next"]) == 3
+    taken = httpx.post(f"{api}/schedules", json=body)
+    assert (taken.status_code, taken.json()["code"]) == (409, "schedule_exists")
+    bad = httpx.post(f"{api}/schedules", json={**body, "name": "x", "every": None,
+                                               "cron": "not cron"})
+    assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+    deadline = time.monotonic() + 15
+    while True:  # the worker's scheduler starts occurrences with derived ids
+        rows = httpx.get(f"{api}/executions", params={"name": "transform-records"}).json()
+        ours = [r["execution_id"] for r in rows if r["execution_id"].startswith("api-sched-")]
+        if ours:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert httpx.post(f"{api}/schedules/api-sched/pause").json()["paused"] is True
+    shown = httpx.get(f"{api}/schedules/api-sched").json()
+    assert shown["state"]["started"] >= 1
+    assert [s["name"] for s in httpx.get(f"{api}/schedules").json()] == ["api-sched"]
+    assert httpx.delete(f"{api}/schedules/api-sched").json() == {"name": "api-sched",
+                                                                 "removed": True}
+    assert httpx.get(f"{api}/schedules/api-sched").status_code == 404
+
+
 def test_error_codes(api: str) -> None:
     missing = httpx.get(f"{api}/executions/nope")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")

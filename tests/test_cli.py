@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .helpers import ROOT, spawn_worker, stop_worker
@@ -107,5 +108,55 @@ def test_list_cancel_send_event(redis_url: str, tmp_path: Path) -> None:
         rows = json.loads(zart(redis_url, "list", "--status", "cancelled").stdout)
         assert [r["execution_id"] for r in rows] == ["cli-poll"]
         assert "nothing to cancel" in zart(redis_url, "cancel", "cli-poll").stdout
+    finally:
+        stop_worker(worker)
+
+
+def test_operator_commands_repair_pause_and_schedule(redis_url: str, tmp_path: Path) -> None:
+    worker = spawn_worker(redis_url, "workers.examples", log=tmp_path / "w.log")
+    try:
+        zart(redis_url, "start", "provision", "--id", "cli-r", "--input",
+             '{"config": "cli-repair", "fail_times": 6, "delay": "10ms"}')
+        failed = zart(redis_url, "result", "cli-r", "--wait", "--timeout", "20")
+        assert failed.returncode == 1  # all 6 attempts failed
+        retried = zart(redis_url, "retry-step", "cli-r", "--reason", "cloud is back")
+        assert retried.stdout.strip() == "execution 'cli-r' reopened: step 'provision' runs again"
+        done = zart(redis_url, "result", "cli-r", "--wait", "--timeout", "20")
+        assert json.loads(done.stdout)["config"] == "cli-repair"
+        refused = zart(redis_url, "retry-step", "cli-r")
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("zart-es: error: cannot repair execution 'cli-r': it "
+                                         "ended completed")
+        assert "run 1" in zart(redis_url, "restart", "cli-r").stdout
+
+        assert "paused" in zart(redis_url, "pause", "--workflow", "durable-loop").stdout
+        rules = json.loads(zart(redis_url, "pauses", "--json").stdout)
+        assert [r["rule"] for r in rules] == ["workflow:durable-loop"]
+        assert "resumed" in zart(redis_url, "resume", "--workflow", "durable-loop").stdout
+
+        added = zart(redis_url, "schedule", "add", "cli-every", "transform-records",
+                     "--every", "1s", "--input", "2")
+        assert added.returncode == 0, added.stderr
+        assert added.stdout.startswith("schedule 'cli-every' added; next occurrence ")
+        again = zart(redis_url, "schedule", "add", "cli-every", "transform-records",
+                     "--every", "1s")
+        assert again.returncode == 1
+        assert "exists already" in again.stderr
+        bad = zart(redis_url, "schedule", "add", "cli-bad", "x", "--cron", "61 * * * *")
+        assert bad.returncode == 1
+        assert bad.stderr.startswith("zart-es: error: ")
+        deadline = time.monotonic() + 15
+        while True:  # a worker's scheduler starts the occurrences
+            rows = json.loads(zart(redis_url, "schedule", "list", "--json").stdout)
+            if rows[0]["state"] and rows[0]["state"]["started"] >= 1:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert "paused" in zart(redis_url, "schedule", "pause", "cli-every").stdout
+        shown = json.loads(zart(redis_url, "schedule", "show", "cli-every").stdout)
+        assert shown["paused"] is True
+        assert "removed" in zart(redis_url, "schedule", "remove", "cli-every").stdout
+        stats = json.loads(zart(redis_url, "stats", "--json").stdout)
+        assert stats["by_workflow"]["provision"]["completed"] == 1
     finally:
         stop_worker(worker)

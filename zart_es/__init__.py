@@ -27,6 +27,8 @@ from .errors import (
     RedisUnavailable,
     RepairRefused,
     ResultTimeout,
+    ScheduleExists,
+    ScheduleNotFound,
     StepFailedError,
     StoreError,
     TaskError,
@@ -38,9 +40,10 @@ from .errors import (
 from .listing import ExecutionSummary
 from .queues import Queue
 from .registry import Registry, default_registry, durable, queue
+from .schedules import Scheduler, Schedules
 from .worker import Worker
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Cancelled",
@@ -69,6 +72,10 @@ __all__ = [
     "Registry",
     "RepairRefused",
     "ResultTimeout",
+    "ScheduleExists",
+    "ScheduleNotFound",
+    "Scheduler",
+    "Schedules",
     "StepFailedError",
     "StoreError",
     "TaskError",

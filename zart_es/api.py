@@ -7,7 +7,7 @@ docs/architecture.md. No engine logic lives here: every route is one Client call
 Errors are JSON ``{"code": ..., "message": ...}`` with a stable code: ``not_found``
 (404), ``execution_ended`` (409), ``invalid_request`` (422), ``payload_too_large`` (413),
 ``unauthorized`` (401), ``redis_unavailable`` (503), ``repair_refused`` (409),
-``unknown_step`` (422).
+``unknown_step`` (422), ``schedule_exists`` (409).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from litestar.status_codes import (
 )
 from redis.exceptions import RedisError
 
-from . import __version__, api_admin
+from . import __version__, api_admin, api_schedules
 from .client import Client
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES
 from .errors import (
@@ -50,6 +50,8 @@ from .errors import (
     PayloadTooLarge,
     RedisUnavailable,
     RepairRefused,
+    ScheduleExists,
+    ScheduleNotFound,
     UnknownStep,
     ZartError,
 )
@@ -210,6 +212,8 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 _STATUS_OF: list[tuple[type[BaseException], int, str]] = [
     (ExecutionNotFound, HTTP_404_NOT_FOUND, "not_found"),
+    (ScheduleNotFound, HTTP_404_NOT_FOUND, "not_found"),
+    (ScheduleExists, HTTP_409_CONFLICT, "schedule_exists"),
     (ExecutionEnded, HTTP_409_CONFLICT, "execution_ended"),
     (RepairRefused, HTTP_409_CONFLICT, "repair_refused"),
     (UnknownStep, HTTP_422_UNPROCESSABLE_ENTITY, "unknown_step"),
@@ -292,7 +296,7 @@ def create_app(
     return Litestar(
         route_handlers=[start_execution, list_executions, get_execution, get_history,
                         cancel_execution, deliver_event, healthz, metrics, wait_execution,
-                        stats, *api_admin.ROUTES],
+                        stats, *api_admin.ROUTES, *api_schedules.ROUTES],
         lifespan=[lifespan],
         guards=[_bearer_guard(token)] if token else [],
         exception_handlers={ZartError: _error, HTTPException: _error, RedisError: _error,

@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=30)
 
     _client_commands(add)
-    from .cli_ops import add_commands
+    from . import cli_ops, cli_schedule
 
-    parser.set_defaults(ops=add_commands(add))
+    parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_schedule.add_commands(add, common)})
     return parser
 
 
@@ -119,6 +119,8 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-period", type=float, default=10.0,
                    help="seconds in-flight executions get to finish on SIGTERM")
     p.add_argument("--poll-interval", type=float, default=0.5)
+    p.add_argument("--no-scheduler", action="store_true",
+                   help="do not start the occurrences of recurring schedules here")
     p.add_argument("--log-json", action="store_true", default=None,
                    help="JSON log lines (default when stderr is not a terminal)")
 

@@ -36,6 +36,7 @@ def _worker_from(args: argparse.Namespace, redis_url: str | None) -> Any:
         poll_interval=args.poll_interval,
         partitions=args.partitions,
         heartbeat_file=getattr(args, "heartbeat_file", None),
+        run_scheduler=not args.no_scheduler,
     )
 
 

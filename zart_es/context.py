@@ -223,7 +223,7 @@ class Context:
         """
         self._check_running()
         delay_ms = to_ms(duration)
-        await self._sleep(self._sleep_name(name), NewTimer("", delay_ms), duration)
+        await self._sleep(self._sleep_name(name), NewTimer("", delay_ms))
 
     async def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
         """Wait on a durable timer until ``when`` (a timezone-aware ``datetime``).
@@ -241,7 +241,7 @@ class Context:
         due_ms = int(when.timestamp() * 1000)
         name_ = self._sleep_name(name)
         past = due_ms <= int(time.time() * 1000)
-        await self._sleep(name_, NewTimer("", due_ms=0 if past else due_ms), when)
+        await self._sleep(name_, NewTimer("", due_ms=0 if past else due_ms))
 
     def _sleep_name(self, name: str | None) -> str:
         if name is None:
@@ -251,7 +251,7 @@ class Context:
         self._claim(f"sleep:{name}")
         return _scope.get() + named_sleep_timer(name)
 
-    async def _sleep(self, name: str, spec: NewTimer, asked: object) -> None:
+    async def _sleep(self, name: str, spec: NewTimer) -> None:
         timer = self._state.timers.get(name)
         if timer is None:
             if spec.delay_ms == 0 and spec.due_ms == 0:
@@ -261,9 +261,9 @@ class Context:
                 TimerSet(timer=name, delay_ms=spec.delay_ms, due_ms=spec.due_ms),
                 timer=NewTimer(name, spec.delay_ms, spec.due_ms),
             )
-            log.info("sleeping", execution_id=self.execution_id, timer=name,
-                     until=str(asked))
             timer = self._state.timers[name]
+            log.info("sleeping", execution_id=self.execution_id, timer=name,
+                     due_ms=timer.due_ms)
         else:
             self._replay.visit(self._state, name)
         self._replay.deliver_cancel_at_wait(self._state,

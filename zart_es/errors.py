@@ -4,7 +4,8 @@
 
     ZartError                         root of everything the library raises on purpose
     ├── ConfigError                   bad settings: partitions mismatch, bad URL, bad duration
-    │   └── InvalidDuration           "5 parsecs", negative or non-finite durations
+    │   ├── InvalidDuration           "5 parsecs", negative or non-finite durations
+    │   └── ScheduleExists            adding a schedule whose name is taken (without replace)
     ├── InvalidExecutionId            an execution id with characters outside the allowed set
     ├── InvalidStepName               empty, too long, or with control characters
     ├── DuplicateStepName             one step name used twice in one run of an execution
@@ -24,6 +25,7 @@
     ├── TaskError                     raised by user code to fail its execution on purpose
     ├── RepairRefused                 an admin operation that makes no sense for the execution now
     ├── UnknownStep                   an admin operation named a step that was never recorded
+    ├── ScheduleNotFound              no recurring schedule with that name
     └── StoreError                    Redis answered something the engine cannot accept
         ├── VersionConflict           an append lost the optimistic-concurrency race
         ├── ExecutionEnded            an append to a log that already has its terminal event
@@ -278,6 +280,24 @@ class UnknownStep(ZartError, LookupError):
         shown = ", ".join(repr(k) for k in known[:20]) or "none"
         super().__init__(f"execution {execution_id!r} has no recorded step {step!r} "
                          f"(recorded: {shown})")
+
+
+class ScheduleNotFound(ZartError, LookupError):
+    """No schedule with this name (HTTP: 404 ``not_found``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule {name!r}")
+        self.name = name
+
+
+class ScheduleExists(ConfigError):
+    """``add`` of a name that is already a schedule, without ``replace=True``
+    (HTTP: 409 ``schedule_exists``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} exists already (add it with replace=True to "
+                         "redefine it)")
+        self.name = name
 
 
 class TimerNotDue(StoreError):

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from .aio import reraise_if_cancelling
 from .autopipe import script_caller
+from .client import Client
 from .codec import DEFAULT_MAX_PAYLOAD_BYTES
 from .config import RedisClient, connect, resolve_partitions, resolve_url
 from .errors import LeaseLost
@@ -31,6 +32,7 @@ from .pauses import PauseRules, resume_released
 from .queues import QueueGate
 from .registry import Registry, default_registry
 from .runner import Outcome, StoreJournal, run_execution
+from .schedules import Scheduler
 from .state import ExecutionState
 from .store import Store, load_script
 from .timers import TimerPoller
@@ -83,6 +85,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         heartbeat_file: str | None = None,
         queue_sweep_interval: float = 1.0,
+        run_scheduler: bool = True,
     ) -> None:
         if not structlog.is_configured():
             from .logs import configure_logging
@@ -107,6 +110,9 @@ class Worker:
         self.gate = QueueGate(self.redis, self.keys)
         self._queue_sweep = queue_sweep_interval
         self._later: set[asyncio.TimerHandle] = set()
+        self.run_scheduler = run_scheduler
+        """Start the occurrences of recurring schedules (any number of workers may)."""
+        self._schedule_client: Client | None = None
         self._poll_interval = poll_interval
         self._lease = script_caller(self.redis, load_script("lease"), pipelined=False)
         self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
@@ -142,6 +148,12 @@ class Worker:
             asyncio.create_task(self._watch_pauses()),
             asyncio.create_task(self._sweep_queues()),
         ]
+        if self.run_scheduler:
+            self._schedule_client = Client(self.url, partitions=self.keys.partitions,
+                                           prefix=self.keys.prefix, redis=self.redis)
+            scheduler = Scheduler(self._schedule_client,
+                                  poll_interval=max(0.05, min(self._poll_interval, 1.0)))
+            self._background.append(asyncio.create_task(scheduler.run()))
         try:
             await self._stopping.wait()
         finally:
@@ -179,6 +191,8 @@ class Worker:
         for handle in self._later:
             handle.cancel()
         await self.gate.aclose()
+        if self._schedule_client is not None:
+            await self._schedule_client.close()
         await self.store.aclose()
         await self._lease.aclose()
         await self._release_script.aclose()

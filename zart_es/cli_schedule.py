@@ -1,0 +1,98 @@
+"""``zart-es schedule add|list|show|remove|pause|resume``: recurring schedules through
+:class:`~zart_es.schedules.Schedules` (docs/schedules.md)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .cli_client import _client, _json_arg, _print_json, _tables, _when
+from .cli_ops import _operator
+from .schedule_times import schedule_to_dict
+from .schedules import Schedules
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def add_commands(
+    add: Callable[[str, str], argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> dict[str, Handler]:
+    """Add ``schedule`` and its subcommands (each takes the ``common`` connection
+    options); returns the handler by name."""
+    schedule = add("schedule", "recurring schedules: add, list, show, remove, pause, resume")
+    sub = schedule.add_subparsers(dest="schedule_command", required=True)
+    new = sub.add_parser("add", help="define a schedule (or --replace one)", parents=[common])
+    new.add_argument("name")
+    new.add_argument("workflow")
+    when = new.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help='cron expression, e.g. "0 2 * * *" (6th field: seconds)')
+    when.add_argument("--every", help='interval, e.g. "15m" (whole seconds, >= 1s)')
+    new.add_argument("--input", default="null", help="workflow input as JSON")
+    new.add_argument("--timezone", default="UTC", help="IANA time zone of --cron")
+    new.add_argument("--overlap", default="skip",
+                     choices=("skip", "cancel_and_restart", "always"))
+    new.add_argument("--id-template", default="{schedule}-{occurrence}")
+    new.add_argument("--replace", action="store_true", help="redefine an existing schedule")
+    sub.add_parser("list", help="every schedule, with its progress", parents=[common])
+    for name, text in (("show", "one schedule, its progress and next occurrences"),
+                       ("remove", "delete a schedule"),
+                       ("pause", "start no occurrences until resumed"),
+                       ("resume", "start occurrences again (from now on)")):
+        sub.add_parser(name, help=text, parents=[common]).add_argument("name")
+    return {"schedule": schedule_command}
+
+
+async def schedule_command(args: argparse.Namespace) -> int:
+    """Dispatch ``zart-es schedule <subcommand>``."""
+    async with _client(args) as client:
+        schedules = Schedules(client)
+        match args.schedule_command:
+            case "add":
+                data = _json_arg(args.input, "--input")
+                created = await schedules.add(
+                    args.name, args.workflow, data, cron=args.cron, every=args.every,
+                    timezone=args.timezone, overlap=args.overlap,
+                    id_template=args.id_template, replace=args.replace, by=_operator())
+                upcoming = await schedules.next_occurrences(created.name, 1)
+                print(f"schedule {created.name!r} added; next occurrence "
+                      f"{upcoming[0].isoformat() if upcoming else 'none'}")
+            case "list":
+                rows = [(s, await schedules.state(s.name)) for s in await schedules.list()]
+                _print_schedules(args, rows)
+            case "show":
+                one = await schedules.get(args.name)
+                _print_json({**schedule_to_dict(one),
+                             "state": await schedules.state(one.name),
+                             "next": [t.isoformat() for t in
+                                      await schedules.next_occurrences(one.name, 5)]})
+            case "remove":
+                removed = await schedules.remove(args.name, by=_operator())
+                print(f"schedule {args.name!r} removed" if removed
+                      else f"no schedule {args.name!r}; nothing removed")
+            case "pause":
+                await schedules.pause(args.name, by=_operator())
+                print(f"schedule {args.name!r} paused")
+            case "resume":
+                await schedules.resume(args.name, by=_operator())
+                print(f"schedule {args.name!r} resumed")
+    return 0
+
+
+def _print_schedules(args: argparse.Namespace, rows: list[tuple[Any, Any]]) -> None:
+    if not _tables(args):
+        _print_json([{**schedule_to_dict(s), "state": state} for s, state in rows])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "workflow", "when", "overlap", "paused", "last (UTC)", "started",
+                  "skipped")
+    for s, state in rows:
+        when = s.cron or f"every {s.every_ms // 1000}s"
+        if s.cron and s.timezone != "UTC":
+            when += f" ({s.timezone})"
+        table.add_row(s.name, s.workflow, when, s.overlap, "yes" if s.paused else "",
+                      _when(state.last_ms) if state else "", str(state.started if state else 0),
+                      str(state.skipped if state else 0))
+    Console().print(table)
