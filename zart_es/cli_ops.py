@@ -87,8 +87,7 @@ async def pause(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         added = await client.pause(workflow=args.workflow, queue=args.queue,
                                    reason=args.reason, by=_operator())
-    what = f"workflow {args.workflow!r}" if args.workflow else f"queue {args.queue!r}"
-    print(f"{what} paused" if added else f"{what} was already paused")
+    print(f"{_target(args)} paused" if added else f"{_target(args)} was already paused")
     return 0
 
 
@@ -97,9 +96,12 @@ async def resume(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         resumed = await client.resume(workflow=args.workflow, queue=args.queue,
                                       by=_operator())
-    what = f"workflow {args.workflow!r}" if args.workflow else f"queue {args.queue!r}"
-    print(f"{what} resumed; {resumed} held executions continue")
+    print(f"{_target(args)} resumed; {resumed} held executions continue")
     return 0
+
+
+def _target(args: argparse.Namespace) -> str:
+    return f"workflow {args.workflow!r}" if args.workflow else f"queue {args.queue!r}"
 
 
 async def list_pauses(args: argparse.Namespace) -> int:

@@ -45,9 +45,7 @@ import msgspec
 import structlog
 
 # croniter ships no type information: this module's _Cron is the one typed doorway to it
-from redis.exceptions import RedisError
-
-from .aio import reraise_if_cancelling
+from .aio import tick_forever
 from .autopipe import script_caller
 from .client import Client
 from .codec import decode_value, encode_value
@@ -297,22 +295,11 @@ class Scheduler:
         ``poll_interval``), so a schedule that fires every second is not late by a
         whole tick.
         """
-        while True:
-            try:
-                await self.tick()
-                wait = self._next_wait
-            except (RedisError, OSError) as exc:
-                reraise_if_cancelling(exc)
-                log.warning("schedule tick failed, retrying", error=str(exc))
-                wait = self._poll
-            self._wake.clear()
-            # a plain Event wait plus call_later: unlike wait_for/timeout on 3.11, it never
-            # loses a cancellation that arrives together with the deadline
-            alarm = asyncio.get_running_loop().call_later(wait, self._wake.set)
-            try:
-                await self._wake.wait()
-            finally:
-                alarm.cancel()
+        async def tick() -> float:
+            await self.tick()
+            return self._next_wait
+
+        await tick_forever(tick, self._wake, self._poll, log, "schedule tick")
 
     async def tick(self, now_ms: int | None = None) -> builtins.list[str]:
         """Start what is due at ``now_ms`` (default: Redis' clock) for every schedule not

@@ -11,9 +11,8 @@ import asyncio
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 
-from .aio import reraise_if_cancelling
+from .aio import tick_forever
 from .config import RedisClient
 from .errors import ExecutionEnded, ExecutionNotFound, TimerNotDue
 from .events import Event, ExecutionTimedOut, TimerFired
@@ -48,21 +47,7 @@ class TimerPoller:
 
     async def run(self) -> None:
         """Poll forever (until cancelled); Redis errors are logged and retried."""
-        while True:
-            try:
-                wait = await self.tick()
-            except (RedisError, OSError) as exc:
-                reraise_if_cancelling(exc)
-                log.warning("timer poll failed, retrying", error=str(exc))
-                wait = self._poll
-            self._wake.clear()
-            # a plain Event wait plus call_later: unlike wait_for/timeout on 3.11, it never
-            # loses a cancellation that arrives together with the deadline
-            alarm = asyncio.get_running_loop().call_later(wait, self._wake.set)
-            try:
-                await self._wake.wait()
-            finally:
-                alarm.cancel()
+        await tick_forever(self.tick, self._wake, self._poll, log, "timer poll")
 
     async def tick(self) -> float:
         """Fire every due timer; return seconds until the next is due (capped)."""
