@@ -338,3 +338,22 @@ async def test_start_after_the_server_closed_idle_connections(redis_url: str) ->
             "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         assert await client.start("w", None, execution_id="after-kill") == "after-kill"
         assert (await client.status("after-kill")).state == "pending"
+
+
+async def test_a_malformed_work_message_is_dropped_and_reading_goes_on(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+
+    @durable("after-garbage", registry=registry)
+    async def after_garbage(ctx: Context) -> str:
+        return str(await ctx.step("one", lambda: "ok"))
+
+    eid = "after-garbage-1"
+    partition = client.keys.partition_of(eid)
+    await redis.xadd(client.keys.work(partition), {"not-x": "garbage"})
+    await asyncio.sleep(0.2)  # the reader met it first
+    await client.start("after-garbage", execution_id=eid)
+    assert await client.result(eid, timeout=10) == "ok"
+    pending = await redis.xpending(client.keys.work(partition), "workers")
+    assert pending["pending"] == 0

@@ -260,9 +260,20 @@ class Worker:
                 return
 
     def _dispatch_all(self, partition: int, messages: Iterable[Any]) -> None:
+        malformed: list[Message] = []
         for msg_id, fields in messages:
             fields_dict = fields if isinstance(fields, dict) else _pairs(fields)
-            self._dispatch(partition, msg_id, fields_dict[F_EXEC].decode())
+            execution_id = fields_dict.get(F_EXEC)
+            if execution_id is None:  # not written by zart-es: drop it, keep reading
+                log.warning("work message without an execution id dropped",
+                            partition=partition, message=msg_id, fields=str(fields_dict)[:200])
+                malformed.append((partition, msg_id))
+                continue
+            self._dispatch(partition, msg_id, execution_id.decode(errors="replace"))
+        if malformed:
+            task = asyncio.create_task(self._ack_quietly(malformed))
+            self._background.append(task)
+            task.add_done_callback(self._background.remove)
         if len(self._runs) >= self.concurrency:
             self._room.clear()
 
@@ -354,6 +365,13 @@ class Worker:
             pipe.xack(stream, GROUP, *ids)
             pipe.xdel(stream, *ids)
         await pipe.execute()
+
+    async def _ack_quietly(self, messages: list[Message]) -> None:
+        try:
+            await self._ack(messages)
+        except (RedisError, OSError) as exc:
+            log.warning("could not drop malformed work; it comes back after the lease",
+                        error=str(exc))
 
     async def _release(self, messages: list[Message]) -> None:
         """Hand abandoned messages back at once (a fresh message each) instead of waiting
