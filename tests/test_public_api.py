@@ -55,6 +55,7 @@ PUBLIC = [
     "default_registry",
     "durable",
     "queue",
+    "schedule",
 ]
 
 CONTROL_FLOW = {"Suspend", "Cancelled", "LeaseLost", "Interrupted", "Paused"}

@@ -29,6 +29,7 @@ from zart_es import (
     Registry,
     Worker,
     durable,
+    schedule,
 )
 from zart_es.errors import ScheduleExists, ScheduleNotFound
 from zart_es.keys import Keys
@@ -546,3 +547,44 @@ def test_catch_up_starts_at_most_one_per_tick(s: Schedule, after: int,
     assert len(started) + skipped == len(handled)
     assert set(started) <= set(handled)
 
+
+
+async def test_schedules_declared_in_code_are_stored_by_workers(redis_url: str) -> None:
+    registry = Registry()
+
+    @durable("declared-job", registry=registry)
+    async def declared_job(ctx: Context, n: int) -> int:
+        return n
+
+    schedule("every-second", "declared-job", 7, every="1s", registry=registry)
+    with pytest.raises(ConfigError, match="cron"):
+        schedule("broken", "declared-job", cron="nope", registry=registry)
+    async with Client(redis_url) as client:
+        schedules = Schedules(client)
+        async def stored_every() -> int:
+            with contextlib.suppress(ScheduleNotFound):
+                return (await schedules.get("every-second")).every_ms
+            return 0
+
+        async with Worker(redis_url, registry=registry, poll_interval=0.05):
+            assert await wait_for(stored_every, timeout=10) == 1000
+
+            async def started() -> bool:
+                state = await schedules.state("every-second")
+                return state is not None and state.started >= 1
+
+            await wait_for(started, timeout=10)
+        await schedules.pause("every-second")
+        # a second start-up with the same declaration changes nothing (the pause stays)
+        async with Worker(redis_url, registry=registry, poll_interval=0.05):
+            await asyncio.sleep(0.3)
+            assert (await schedules.get("every-second")).paused
+        changed = Registry()
+        changed.add_schedule(msgspec.structs.replace(registry.schedules()[0], every="2s"))
+        async with Worker(redis_url, registry=changed, poll_interval=0.05):
+            await wait_for(lambda: _is(stored_every, 2000), timeout=10)
+            assert (await schedules.get("every-second")).paused  # updated, pause kept
+
+
+async def _is(read: Any, value: Any) -> bool:
+    return bool(await read() == value)

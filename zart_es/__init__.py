@@ -39,7 +39,7 @@ from .errors import (
 )
 from .listing import ExecutionSummary
 from .queues import Queue
-from .registry import Registry, default_registry, durable, queue
+from .registry import Registry, default_registry, durable, queue, schedule
 from .schedules import Scheduler, Schedules
 from .worker import Worker
 
@@ -88,4 +88,5 @@ __all__ = [
     "default_registry",
     "durable",
     "queue",
+    "schedule",
 ]

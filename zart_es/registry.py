@@ -17,6 +17,7 @@ from .durations import Duration, to_ms
 from .errors import ConfigError, DuplicateWorkflow, UnknownWorkflow
 from .keys import check_workflow_name
 from .queues import Queue
+from .schedule_times import ScheduleSpec
 
 if typing.TYPE_CHECKING:
     from .context import Context
@@ -45,6 +46,7 @@ class Registry:
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
         self._queues: dict[str, Queue] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     def register(
         self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
@@ -99,6 +101,19 @@ class Registry:
         """Every queue a registered workflow uses or that was declared, by name."""
         names = set(self._queues) | {w.queue for w in self._workflows.values() if w.queue}
         return {name: self.queue(name) for name in sorted(names)}
+
+    def add_schedule(self, spec: ScheduleSpec) -> ScheduleSpec:
+        """Declare a recurring schedule; workers store it at start-up (see
+        :func:`schedule`). The same declaration twice is a no-op."""
+        existing = self._schedules.get(spec.name)
+        if existing is not None and existing != spec:
+            raise ConfigError(f"schedule {spec.name!r} is already declared as {existing!r}")
+        self._schedules[spec.name] = spec.check()
+        return spec
+
+    def schedules(self) -> list[ScheduleSpec]:
+        """The schedules declared in code, by name."""
+        return [self._schedules[name] for name in sorted(self._schedules)]
 
     def get(self, name: str) -> Workflow:
         """The workflow registered as ``name``; :class:`UnknownWorkflow` otherwise."""
@@ -168,6 +183,31 @@ def queue(
     return (registry or default_registry).add_queue(
         Queue(name=name, concurrency=concurrency, priority=priority, rate=rate)
     )
+
+
+def schedule(
+    name: str,
+    workflow: str,
+    data: Any = None,
+    *,
+    cron: str | None = None,
+    every: Duration | None = None,
+    timezone: str = "UTC",
+    overlap: str = "skip",
+    id_template: str = "{schedule}-{occurrence}",
+    registry: Registry | None = None,
+) -> ScheduleSpec:
+    """Declare a recurring schedule in code, next to its workflow.
+
+    Every worker serving this registry stores it at start-up (added if missing, replaced
+    if its settings changed, left alone if identical; a pause set by an operator is
+    kept). Settings are those of :meth:`zart_es.Schedules.add` and are checked here.
+    Removing the declaration does not delete the stored schedule: use
+    ``zart-es schedule remove``.
+    """
+    spec = ScheduleSpec(name=name, workflow=workflow, data=data, cron=cron, every=every,
+                        timezone=timezone, overlap=overlap, id_template=id_template)
+    return (registry or default_registry).add_schedule(spec)
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -259,6 +259,65 @@ def check_every(every: Duration) -> int:
     return ms
 
 
+def build_schedule(
+    name: str,
+    workflow: str,
+    payload: bytes,
+    *,
+    cron: str | None,
+    every: Duration | None,
+    timezone: str,
+    overlap: str,
+    id_template: str,
+) -> Schedule:
+    """Check every setting and build the definition (``created_ms`` 0); a bad setting
+    raises :class:`ConfigError` naming it."""
+    check_schedule_name(name)
+    check_workflow_name(workflow)
+    if (cron is None) == (every is None):
+        raise ConfigError("give exactly one of cron or every")
+    cron_text = check_cron(cron) if cron is not None else ""
+    every_ms = 0
+    if every is not None:
+        every_ms = check_every(every)
+        if timezone != "UTC":
+            raise ConfigError("timezone applies to cron schedules only; every counts "
+                              "from the Unix epoch")
+    check_timezone(timezone)
+    if overlap not in OVERLAP_POLICIES:
+        raise ConfigError(f"unknown overlap policy {overlap!r}; use one of "
+                          f"{', '.join(OVERLAP_POLICIES)}")
+    check_id_template(id_template, name, workflow)
+    return Schedule(name=name, workflow=workflow, input=payload, cron=cron_text,
+                    every_ms=every_ms, timezone=timezone, overlap=overlap,
+                    id_template=id_template)
+
+
+class ScheduleSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A schedule declared in code (:func:`zart_es.schedule`), applied by every worker
+    at start-up with :meth:`Schedules.ensure`."""
+
+    name: str
+    workflow: str
+    data: Any = None
+    cron: str | None = None
+    every: Any = None
+    timezone: str = "UTC"
+    overlap: str = "skip"
+    id_template: str = "{schedule}-{occurrence}"
+
+    def settings(self) -> dict[str, Any]:
+        """The arguments of :meth:`Schedules.add`."""
+        return {f: getattr(self, f) for f in self.__struct_fields__}
+
+    def check(self) -> ScheduleSpec:
+        """Validate every setting now (at declaration), not first at a worker's start."""
+        build_schedule(self.name, self.workflow, b"", cron=self.cron, every=self.every,
+                       timezone=self.timezone, overlap=self.overlap,
+                       id_template=self.id_template)
+        return self
+
+
 def schedule_to_dict(s: Schedule) -> dict[str, Any]:
     """The schedule as plain data for JSON (its input decoded)."""
     return {**msgspec.structs.asdict(s),

@@ -58,18 +58,13 @@ from .errors import (
     ScheduleExists,
     ScheduleNotFound,
 )
-from .keys import check_workflow_name
 from .pauses import audit
 from .schedule_times import (
     MAX_NEXT_OCCURRENCES,
-    OVERLAP_POLICIES,
     Schedule,
+    ScheduleSpec,
     ScheduleState,
-    check_cron,
-    check_every,
-    check_id_template,
-    check_schedule_name,
-    check_timezone,
+    build_schedule,
     detail_json,
     due,
     next_occurrence,
@@ -130,28 +125,11 @@ class Schedules:
         without it an existing name raises :class:`ScheduleExists`. Bad settings raise
         :class:`ConfigError`, an unencodable or oversized ``data`` a ``PayloadError``.
         """
-        check_schedule_name(name)
-        check_workflow_name(workflow)
-        if (cron is None) == (every is None):
-            raise ConfigError("give exactly one of cron or every")
-        cron_text = check_cron(cron) if cron is not None else ""
-        every_ms = 0
-        if every is not None:
-            every_ms = check_every(every)
-            if timezone != "UTC":
-                raise ConfigError("timezone applies to cron schedules only; every counts "
-                                  "from the Unix epoch")
-        check_timezone(timezone)
-        if overlap not in OVERLAP_POLICIES:
-            raise ConfigError(f"unknown overlap policy {overlap!r}; use one of "
-                              f"{', '.join(OVERLAP_POLICIES)}")
-        check_id_template(id_template, name, workflow)
         payload = encode_value(data, f"input of schedule {name!r}", self.client._max_payload)
+        schedule = build_schedule(name, workflow, payload, cron=cron, every=every,
+                                  timezone=timezone, overlap=overlap, id_template=id_template)
         await self.client._ready()
-        schedule = Schedule(name=name, workflow=workflow, input=payload, cron=cron_text,
-                            every_ms=every_ms, timezone=timezone, overlap=overlap,
-                            id_template=id_template,
-                            created_ms=await redis_now_ms(self._redis))
+        schedule = msgspec.structs.replace(schedule, created_ms=await redis_now_ms(self._redis))
         raw = _encoder.encode(schedule)
         key = self._keys.schedules()
         if await self._redis.hsetnx(key, name, raw):  # type: ignore[arg-type,misc]
@@ -165,6 +143,25 @@ class Schedules:
             raise ScheduleExists(name)
         await audit(self._redis, self._keys, what, name=name, detail=detail_json(schedule), by=by)
         return schedule
+
+    async def ensure(self, spec: ScheduleSpec, *, by: str = "") -> Schedule:
+        """Make the stored schedule match ``spec`` (declared in code with
+        :func:`zart_es.schedule`; every worker calls this at start-up): add it if missing,
+        leave it alone if identical, replace it (keeping a pause) if it changed."""
+        try:
+            return await self.add(**spec.settings(), by=by)
+        except ScheduleExists:
+            pass
+        existing = await self.get(spec.name)
+        payload = encode_value(spec.data, f"input of schedule {spec.name!r}",
+                               self.client._max_payload)
+        wanted = build_schedule(spec.name, spec.workflow, payload, cron=spec.cron,
+                                every=spec.every, timezone=spec.timezone,
+                                overlap=spec.overlap, id_template=spec.id_template)
+        if msgspec.structs.replace(existing, created_ms=0, paused=False) == wanted:
+            return existing
+        replaced = await self.add(**spec.settings(), replace=True, by=by)
+        return await self.pause(spec.name, by=by) if existing.paused else replaced
 
     async def get(self, name: str) -> Schedule:
         """The definition of ``name``; raises :class:`ScheduleNotFound`."""

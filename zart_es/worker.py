@@ -32,7 +32,7 @@ from .pauses import PauseRules, resume_released
 from .queues import QueueGate
 from .registry import Registry, default_registry
 from .runner import Outcome, StoreJournal, run_execution
-from .schedules import Scheduler
+from .schedules import Scheduler, Schedules
 from .state import ExecutionState
 from .store import Store, load_script
 from .timers import TimerPoller
@@ -138,6 +138,11 @@ class Worker:
         await self.pauses.refresh()
         for p in range(self.keys.partitions):
             await self._ensure_group(p)
+        if self.run_scheduler:
+            self._schedule_client = Client(self.url, partitions=self.keys.partitions,
+                                           prefix=self.keys.prefix, redis=self.redis)
+            for spec in self.registry.schedules():  # declared in code: stored (or updated)
+                await Schedules(self._schedule_client).ensure(spec, by=self.consumer)
         log.info("worker started", consumer=self.consumer, partitions=self.keys.partitions,
                  concurrency=self.concurrency, workflows=self.registry.names())
         self._intake = [asyncio.create_task(self._read(p)) for p in range(self.keys.partitions)]
@@ -148,9 +153,7 @@ class Worker:
             asyncio.create_task(self._watch_pauses()),
             asyncio.create_task(self._sweep_queues()),
         ]
-        if self.run_scheduler:
-            self._schedule_client = Client(self.url, partitions=self.keys.partitions,
-                                           prefix=self.keys.prefix, redis=self.redis)
+        if self._schedule_client is not None:
             scheduler = Scheduler(self._schedule_client,
                                   poll_interval=max(0.05, min(self._poll_interval, 1.0)))
             self._background.append(asyncio.create_task(scheduler.run()))
