@@ -33,6 +33,13 @@ event_bodies = st.one_of(
     st.builds(ev.ExecutionFailed, error_type=names, message=names),
     st.builds(ev.ExecutionTimedOut, timeout_ms=small),
     st.builds(ev.ExecutionCancelled, reason=names),
+    st.builds(ev.StepRetryRequested, step=names, forgotten=st.lists(names, max_size=3)),
+    st.builds(ev.StepsInvalidated, steps=st.lists(names, max_size=2),
+              forgotten=st.lists(names, max_size=4)),
+    st.builds(ev.RunRestarted, run=small),
+    st.builds(ev.ExecutionPaused, rule=names),
+    st.builds(ev.ExecutionResumed, rule=names),
+    st.builds(ev.QueueAdmitted, queue=names, key=names),
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, ConfigError, Context, Registry, Worker, durable
-from zart_es.errors import RepairRefused, UnknownStep
+from zart_es.errors import RepairRefused, StepFailedError, UnknownStep
 from zart_es.events import (
     ExecutionPaused,
     ExecutionResumed,
@@ -345,3 +345,55 @@ async def _state(client: Client, eid: str, state: str) -> bool:
 
 async def _all(client: Client, ids: list[str], state: str) -> bool:
     return all([await _state(client, eid, state) for eid in ids])
+
+
+async def test_retry_step_forgets_what_the_workflow_did_about_the_failure(
+    env: tuple[Client, Registry]
+) -> None:
+    """The workflow handled the step's failure (a compensation) and failed; retrying the
+    step runs the success path, not into a NondeterminismError."""
+    client, registry = env
+    calls = Calls()
+    calls.failing.add("charge")
+
+    @durable("compensated", registry=registry)
+    async def compensated(ctx: Context) -> str:
+        try:
+            await ctx.step("charge", lambda: calls.step("charge", 1))
+        except StepFailedError:
+            await ctx.step("notify-failure", lambda: calls.step("notify-failure", 0))
+            raise
+        await ctx.step("ship", lambda: calls.step("ship", 2))
+        return "shipped"
+
+    eid = await client.start("compensated")
+    assert (await client.wait(eid, 10)).state == "failed"
+    calls.failing.clear()
+    assert await client.retry_step(eid) == "charge"
+    assert await client.result(eid, timeout=10) == "shipped"
+    assert calls.runs == {"charge": 2, "notify-failure": 1, "ship": 1}
+
+
+async def test_a_repaired_run_gets_a_fresh_deadline(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+    slow = {"first": True}
+
+    async def maybe_slow() -> str:
+        if slow.pop("first", False):
+            await asyncio.sleep(2)
+        return "fast"
+
+    @durable("deadlined", registry=registry, timeout="600ms")
+    async def deadlined(ctx: Context) -> str:
+        await ctx.step("prepare", lambda: 1)
+        return str(await ctx.step("work", maybe_slow))
+
+    eid = await client.start("deadlined")
+    assert (await client.wait(eid, 10)).state == "timed_out"
+    await asyncio.sleep(0.7)  # the original deadline is long past
+    with pytest.raises(UnknownStep, match="'prepare'"):  # in flight, never recorded
+        await client.rerun(eid, ["work"])
+    await client.rerun(eid, ["prepare"])
+    assert await client.result(eid, timeout=10) == "fast"  # a new 600 ms from the rerun

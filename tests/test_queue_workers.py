@@ -176,3 +176,54 @@ async def test_bad_queue_settings_are_clear_errors(env: tuple[Client, Registry])
 
 async def _state(client: Client, eid: str, state: str) -> bool:
     return (await client.status(eid)).state == state
+
+
+async def test_a_paused_waiter_does_not_block_its_queue(env: tuple[Client, Registry]) -> None:
+    """Workflows A and B share a queue with one slot; A is paused while an A execution
+    waits: it gives its place up, and B runs when the slot frees."""
+    client, registry = env
+    shared = queue("shared", concurrency=1, registry=registry)
+
+    async def slow() -> str:
+        await asyncio.sleep(0.4)
+        return "a"
+
+    @durable("wf-a", queue=shared, registry=registry)
+    async def wf_a(ctx: Context) -> str:
+        return str(await ctx.step("s", slow))
+
+    @durable("wf-b", queue=shared, registry=registry)
+    async def wf_b(ctx: Context) -> str:
+        return str(await ctx.step("s", lambda: "b"))
+
+    first = await client.start("wf-a")
+    await asyncio.sleep(0.15)  # admitted, its step in flight
+    waiting = await client.start("wf-a")
+    await asyncio.sleep(0.15)
+    await client.pause(workflow="wf-a")
+    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    other = await client.start("wf-b")
+    assert await client.result(first, timeout=10) == "a"
+    assert await client.result(other, timeout=10) == "b"
+    assert (await client.status(waiting)).state == "paused"
+    await client.resume(workflow="wf-a")
+    assert await client.result(waiting, timeout=10) == "a"
+
+
+async def test_rate_limited_executions_run_once_across_workers(
+    env: tuple[Client, Registry]
+) -> None:
+    """Executions held only by the rate window wake themselves; no release or sweep wakes
+    them a second time (two wake-ups would let two workers run one execution)."""
+    client, registry = env
+    queue("metered-twice", rate=3, registry=registry)
+    runs: list[str] = []
+
+    @durable("metered-once", queue="metered-twice", registry=registry)
+    async def metered_once(ctx: Context) -> None:
+        await ctx.step("call", lambda: runs.append(ctx.execution_id))
+
+    ids = [await client.start("metered-once") for _ in range(9)]
+    for eid in ids:
+        await client.result(eid, timeout=20)
+    assert sorted(runs) == sorted(ids)  # each step function ran exactly once

@@ -29,8 +29,15 @@ _Planner = Callable[["ExecutionState"], Event]
 """Builds the repair event from the current state (raising if it makes no sense)."""
 
 
-def plan_retry(state: ExecutionState, step: str | None) -> str:
-    """The failed step to retry (the most recent failed one when ``step`` is None)."""
+def plan_retry(state: ExecutionState, step: str | None) -> tuple[str, list[str]]:
+    """The failed step to retry (the most recent failed one when ``step`` is None) and
+    the calls recorded after it, which are forgotten with its failure (whatever the
+    workflow did because the step failed: compensation steps, say)."""
+    chosen = _failed_step(state, step)
+    return chosen, state.order[state.order.index(chosen) + 1:]
+
+
+def _failed_step(state: ExecutionState, step: str | None) -> str:
     _check_ended(state)
     if state.status != FAILED:
         raise RepairRefused(state.execution_id,
@@ -82,8 +89,8 @@ async def retry_step(
 
     def event(state: ExecutionState) -> Event:
         nonlocal chosen
-        chosen = plan_retry(state, step)
-        return StepRetryRequested(step=chosen, by=by, reason=reason)
+        chosen, after = plan_retry(state, step)
+        return StepRetryRequested(step=chosen, by=by, reason=reason, forgotten=after)
 
     await _append_planned(store, execution_id, event)
     return chosen
@@ -123,8 +130,12 @@ async def _append_planned(store: Store, execution_id: str, plan: _Planner) -> No
         if not entries:
             raise ExecutionNotFound(execution_id)
         state = fold(event for _, event in entries)
+        # timers that never fired died with the end: take them off the wheel for good,
+        # so none fires into the new run
+        dead = tuple(name for name, timer in state.timers.items() if not timer.fired)
         try:
-            await store.append(execution_id, state.version, plan(state), enqueue=True)
+            await store.append(execution_id, state.version, plan(state), enqueue=True,
+                               drop_timers=dead)
         except VersionConflict:
             continue  # appended to meanwhile: plan again on the new state
         return

@@ -145,11 +145,14 @@ class ChildCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=T
 
 class StepRetryRequested(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """An operator asked to run failed step ``step`` again: the failed execution reopens
-    and resumes from that step; every other recorded result is kept."""
+    and resumes from that step. Results recorded before it are kept; ``forgotten`` lists
+    the calls recorded after it (a compensation that handled the failure, say), which run
+    again if the code reaches them."""
 
     step: str
     by: str = ""
     reason: str = ""
+    forgotten: list[str] = []
 
 
 class StepsInvalidated(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

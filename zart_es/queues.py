@@ -55,7 +55,7 @@ import msgspec
 
 from .autopipe import ScriptCaller, script_caller
 from .config import RedisClient
-from .errors import ConfigError
+from .errors import ConfigError, InvalidExecutionId
 from .keys import Keys, check_execution_id, check_workflow_name
 from .store import load_script
 
@@ -84,6 +84,21 @@ def check_priority(priority: object) -> int:
         raise ConfigError(f"queue priority must be an integer from {-PRIORITY_LIMIT} to "
                           f"{PRIORITY_LIMIT}, got {priority!r}")
     return priority
+
+
+def check_admission(member: str) -> str:
+    """An admission is an execution id, optionally followed by a space and a token (the
+    position of a repair that reopened it): each run of an execution holds its own."""
+    execution_id, _, token = member.partition(" ")
+    check_execution_id(execution_id)
+    if token and not token.isdigit():
+        raise InvalidExecutionId(member)
+    return member
+
+
+def execution_ids(members: list[str]) -> list[str]:
+    """The execution ids of admissions (what to send work messages to)."""
+    return [m.partition(" ")[0] for m in members]
 
 
 def check_queue_key(key: object) -> str:
@@ -218,7 +233,7 @@ class QueueGate:
         waits is woken by a :meth:`release` (or the sweeper) and must call this again.
         """
         check_queue_key(key)
-        check_execution_id(execution_id)
+        check_admission(execution_id)
         prio = queue.priority if priority is None else check_priority(priority)
         arrival = "" if arrival_ms is None else str(int(arrival_ms))
         status, retry = await self._call(queue, key, "admit", execution_id, str(prio), arrival)
@@ -238,7 +253,7 @@ class QueueGate:
     async def release_detail(self, queue: Queue, key: str, execution_id: str) -> Wake:
         """:meth:`release`, with the counts and the rate-window retry hint."""
         check_queue_key(key)
-        check_execution_id(execution_id)
+        check_admission(execution_id)
         return await self._drop(queue, key, [execution_id])
 
     async def wake(self, queue: Queue, key: str) -> Wake:

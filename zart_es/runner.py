@@ -48,7 +48,7 @@ from .events import (
 from .journal import NewTimer
 from .metrics import WorkerMetrics
 from .pauses import PauseRules
-from .queues import Queue, QueueGate
+from .queues import Queue, QueueGate, execution_ids
 from .registry import Registry, Workflow
 from .state import ExecutionState, already_recorded, apply
 from .store import Store
@@ -80,7 +80,7 @@ class StoreJournal:
     """
 
     __slots__ = ("_execution_id", "_lock", "draining", "gate", "last_entry", "metrics",
-                 "pauses", "queue_name", "retry_in_ms", "state", "store")
+                 "pauses", "queue", "retry_in_ms", "state", "store")
 
     def __init__(
         self,
@@ -94,7 +94,8 @@ class StoreJournal:
         self.draining: Callable[[], bool] = _never
         self.metrics: WorkerMetrics | None = None
         self.pauses: PauseRules | None = None
-        self.queue_name: str | None = None
+        self.queue: Queue | None = None
+        """The queue of the execution's workflow (set once the workflow is known)."""
         self.gate: QueueGate | None = None
         self.retry_in_ms: int | None = None
         """Set when the queue's rate window (not its cap) keeps the execution waiting."""
@@ -120,7 +121,8 @@ class StoreJournal:
         it was asked to cancel: a cancel goes through a pause (compensation runs)."""
         if self.pauses is None or self.state.cancel_requested is not None:
             return None
-        return self.pauses.covering(self.state.workflow, self.queue_name)
+        return self.pauses.covering(self.state.workflow,
+                                    None if self.queue is None else self.queue.name)
 
     async def held(self, rule: str) -> bool:
         """Whether ``rule`` is really in force (the cached copy is refreshed if not)."""
@@ -227,7 +229,7 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
             workflow=state.workflow, error=str(exc),
         )
         return await _end(journal, _failure(exc))
-    journal.queue_name = workflow.queue
+    journal.queue = None if workflow.queue is None else registry.queue(workflow.queue)
     rule = journal.pause_rule()
     if state.paused_by is not None:
         if rule is not None and await journal.held(rule):
@@ -235,7 +237,7 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
         await journal.record(ExecutionResumed(rule=state.paused_by))
     elif rule is not None and await _hold(journal, rule):
         return Outcome.WAITING  # a rule covers it: stop before running anything
-    if workflow.queue is not None and not await _admitted(journal, registry.queue(workflow.queue)):
+    if journal.queue is not None and not await _admitted(journal, journal.queue):
         return Outcome.QUEUED
     if workflow.timeout_ms is not None:
         await _arm_deadline(journal, workflow.timeout_ms)
@@ -282,7 +284,7 @@ async def _arm_deadline(journal: StoreJournal, timeout_ms: int) -> None:
     state = journal.state
     name = timeout_timer(timeout_ms)
     if name not in state.timers:
-        due = state.started_ms + timeout_ms
+        due = (state.opened_ms or state.started_ms) + timeout_ms
         await journal.record(
             TimerSet(timer=name, due_ms=due, purpose="timeout"), timer=NewTimer(name, due_ms=due)
         )
@@ -311,7 +313,7 @@ async def _admitted(journal: StoreJournal, queue: Queue) -> bool:
     state = journal.state
     if state.admitted is not None or state.cancel_requested is not None or journal.gate is None:
         return True
-    admission = await journal.gate.admit_detail(queue, state.queue_key, state.execution_id,
+    admission = await journal.gate.admit_detail(queue, state.queue_key, state.admission,
                                                 state.priority, state.started_ms)
     if not admission.admitted:
         journal.retry_in_ms = admission.retry_in_ms
@@ -321,12 +323,26 @@ async def _admitted(journal: StoreJournal, queue: Queue) -> bool:
 
 
 async def _hold(journal: StoreJournal, rule: str) -> bool:
-    """Record that ``rule`` holds the execution, if it really is in force."""
+    """Record that ``rule`` holds the execution, if it really is in force.
+
+    A held execution gives its queue slot (or its place among the waiters) back, so a
+    paused workflow does not block the others of its queue. If the rule was lifted while
+    the pause was being recorded (a resume that ran in between may have missed it), the
+    execution resumes itself at once.
+    """
     if journal.pauses is None or not await journal.held(rule):
         return False
-    execution_id = journal.state.execution_id
+    state = journal.state
+    execution_id = state.execution_id
     await journal.pauses.hold(execution_id, rule)
     await journal.record(ExecutionPaused(rule=rule))
+    if journal.queue is not None and journal.gate is not None:
+        wake = await journal.gate.release_detail(journal.queue, state.queue_key,
+                                                 state.admission)
+        await journal.store.wake(execution_ids(wake.ids))
+    if not await journal.held(rule):
+        await journal.record(ExecutionResumed(rule=rule))
+        return False
     log.info("execution paused", execution_id=execution_id, rule=rule)
     return True
 

@@ -36,7 +36,7 @@ from .events import (
     TimerFired,
     TimerSet,
 )
-from .timer_names import RETRY_PREFIX, retry_step_of, wait_timer
+from .timer_names import RETRY_PREFIX, TIMEOUT_PREFIX, retry_step_of, wait_timer
 
 PENDING = "pending"
 RUNNING = "running"
@@ -131,6 +131,18 @@ class ExecutionState(msgspec.Struct):
     priority: int | None = None
     admitted: str | None = None
     """The queue whose slot the execution holds (``QueueAdmitted``), if any."""
+    opened_seq: int = 0
+    """Position of the event that last reopened the execution (a repair), 0 if none."""
+    opened_ms: int = 0
+    """When that was (0: never; the run started at ``started_ms``)."""
+
+    @property
+    def admission(self) -> str:
+        """What this run holds a queue slot as: the id, plus the reopening's position
+        after a repair (a late release of the previous run must not free this run's)."""
+        if self.opened_seq == 0:
+            return self.execution_id
+        return f"{self.execution_id} {self.opened_seq}"
 
     @property
     def terminal(self) -> bool:
@@ -270,23 +282,34 @@ def _cancelled(state: ExecutionState, e: Any) -> None:
     state.error = Failure("Cancelled", e.reason or "cancelled")
 
 
-def _reopened(state: ExecutionState) -> None:
+def _reopened(state: ExecutionState, e: Any) -> None:
     # an operator reopened the ended execution: its end and any old cancel request go
+    state.opened_seq, state.opened_ms = e.seq, e.at_ms
     state.result = None
     state.error = None
     state.cancel_requested = None
     state.cancel_seq = -1
     state.admitted = None  # its queue slot was given back when it ended
+    state.paused_by = None  # a pause rule still in force holds the new run afresh
+    # timers that never fired died with the end (the reopening append takes them off the
+    # wheel); a call that needs one again records a new one. The deadline is armed anew,
+    # counted from the reopening.
+    for name in [n for n, timer in state.timers.items()
+                 if not timer.fired or n.startswith(TIMEOUT_PREFIX)]:
+        del state.timers[name]
 
 
 def _step_retry_requested(state: ExecutionState, e: Any) -> None:
-    _reopened(state)
-    _forget_step(state, e.step)
+    _reopened(state, e)
+    _forget_calls(state, {e.step, *e.forgotten})
 
 
 def _steps_invalidated(state: ExecutionState, e: Any) -> None:
-    _reopened(state)
-    forgotten = set(e.forgotten)
+    _reopened(state, e)
+    _forget_calls(state, set(e.forgotten))
+
+
+def _forget_calls(state: ExecutionState, forgotten: set[str]) -> None:
     for name in forgotten:
         _forget_step(state, name)
         state.timers.pop(name, None)  # a sleep
@@ -309,6 +332,7 @@ def _run_restarted(state: ExecutionState, e: Any) -> None:
         execution_id=state.execution_id, workflow=state.workflow, input=state.input,
         version=state.version, started_ms=e.at_ms, status=state.status,
         parent_id=state.parent_id, run=e.run, retired_children=retired,
+        opened_seq=e.seq, opened_ms=e.at_ms,
         queue_key=state.queue_key, priority=state.priority,
     )
     for field in ExecutionState.__struct_fields__:
@@ -327,6 +351,7 @@ def _forget_step(state: ExecutionState, name: str) -> None:
 
 def _paused(state: ExecutionState, e: Any) -> None:
     state.paused_by = e.rule
+    state.admitted = None  # a held execution gives its queue slot back (see runner._hold)
 
 
 def _resumed(state: ExecutionState, _e: Any) -> None:

@@ -184,13 +184,16 @@ class Store:
             pipe.xadd(self.keys.work(partition), {F_EXEC: execution_id})
         await pipe.execute()
 
-    async def ended(self, execution_ids: list[str]) -> list[bool]:
-        """For each id: has the execution ended (or does it not exist)?"""
+    async def ended(self, admissions: list[str]) -> list[bool]:
+        """For each queue admission (an execution id, or ``"<id> <token>"`` for a run an
+        operator reopened): has that run ended (or the execution gone)?"""
         pipe = self.redis.pipeline(transaction=False)
-        for execution_id in execution_ids:
-            pipe.hmget(self.keys.meta(execution_id), ["v", "end"])
+        for admission in admissions:
+            pipe.hmget(self.keys.meta(admission.partition(" ")[0]), ["v", "end", "o"])
         replies: list[list[bytes | None]] = await pipe.execute()
-        return [version is None or end is not None for version, end in replies]
+        return [version is None or end is not None
+                or (opened or b"0").decode() != (admission.partition(" ")[2] or "0")
+                for admission, (version, end, opened) in zip(admissions, replies, strict=True)]
 
     async def read(
         self, execution_id: str, after: bytes | None = None

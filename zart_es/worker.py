@@ -29,7 +29,7 @@ from .errors import LeaseLost
 from .keys import F_EXEC, GROUP, Keys
 from .metrics import WorkerMetrics
 from .pauses import PauseRules, resume_released
-from .queues import QueueGate
+from .queues import QueueGate, execution_ids
 from .registry import Registry, default_registry
 from .runner import Outcome, StoreJournal, run_execution
 from .schedules import Scheduler, Schedules
@@ -395,8 +395,8 @@ class Worker:
         if name is None:
             return
         queue = self.registry.queue(name)
-        wake = await self.gate.release_detail(queue, state.queue_key, state.execution_id)
-        await self.store.wake(wake.ids)
+        wake = await self.gate.release_detail(queue, state.queue_key, state.admission)
+        await self.store.wake(execution_ids(wake.ids))
         if wake.retry_in_ms is not None:
             self._later_wake([], wake.retry_in_ms, queue.name, state.queue_key)
 
@@ -407,7 +407,8 @@ class Worker:
             try:
                 woken = list(ids)
                 if queue:
-                    woken += (await self.gate.wake(self.registry.queue(queue), key)).ids
+                    woken += execution_ids(
+                        (await self.gate.wake(self.registry.queue(queue), key)).ids)
                 await self.store.wake(woken)
             except (RedisError, OSError) as exc:
                 log.warning("waking queued executions failed; the sweeper will",
@@ -431,7 +432,8 @@ class Worker:
             if not queues:
                 continue
             try:
-                await self.store.wake(await self.gate.sweep(queues, self.store.ended))
+                await self.store.wake(execution_ids(
+                    await self.gate.sweep(queues, self.store.ended)))
             except (RedisError, OSError) as exc:
                 reraise_if_cancelling(exc)
                 log.warning("queue sweep failed", error=str(exc))

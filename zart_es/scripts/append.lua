@@ -74,7 +74,10 @@ elseif string.sub(status, 1, 1) == '!' then
 elseif cur[4] == 'paused' and terminal ~= '1' then
   status = 'paused'
 end
-if mode == 'reopen' then redis.call('HDEL', meta, 'end', 'k:cancel') end
+if mode == 'reopen' then
+  redis.call('HDEL', meta, 'end', 'k:cancel')
+  redis.call('HSET', meta, 'o', version)  -- the run's token (see ExecutionState.admission)
+end
 local id = redis.call('XADD', log, '*', 's', version, 'p', prev, 'e', body)
 local ms = tonumber(string.match(id, '^(%d+)'))
 local hash = redis.sha1hex(prev .. '\n' .. version .. '\n' .. body)

@@ -101,12 +101,15 @@ if op == 'admit' then
     end
     return {1, -1}
   end
-  -- parked again (an older or higher-priority execution came first): the next release
-  -- may wake it at once
-  redis.call('ZREM', woken, id)
-  if rank < free then
+  if rank < free and retry >= 0 then
+    -- only the rate window holds it: its worker wakes it when the window opens, so no
+    -- release or sweep wakes it meanwhile (two wake-ups: two workers running it)
+    redis.call('ZADD', woken, now + retry, id)
     return {0, retry}
   end
+  -- parked (older or higher-priority executions come first): the next release that has
+  -- room for it wakes it
+  redis.call('ZREM', woken, id)
   return {0, -1}
 end
 
