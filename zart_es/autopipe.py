@@ -167,8 +167,12 @@ class ScriptPipe:
             await self._fail(batch, exc)
             return
         if retry:
-            await conn.send_command("SCRIPT", "LOAD", self._script)
-            await conn.read_response()
+            try:
+                await conn.send_command("SCRIPT", "LOAD", self._script)
+                await conn.read_response()
+            except Exception as exc:  # settle them: their callers would wait forever
+                await self._fail(retry, exc)
+                return
             self._queue[:0] = retry
 
     async def _fail(

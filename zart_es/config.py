@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
@@ -40,6 +40,12 @@ RedisClient: TypeAlias = Redis | RedisCluster
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
+_TIMEOUTS: dict[str, Any] = {"socket_timeout": 30.0, "socket_connect_timeout": 10.0}
+"""A reply later than 30 s means a dead peer (a half-open connection after a network
+partition): fail the call (it is retried) instead of waiting for the kernel's keepalive,
+which takes hours. The engine's longest blocking read is 5 s. A URL's own
+``socket_timeout=`` / ``socket_connect_timeout=`` query options win."""
+
 
 def connect(url: str) -> RedisClient:
     """An asyncio client for ``url`` (bytes replies; hiredis parser when installed).
@@ -54,10 +60,10 @@ def connect(url: str) -> RedisClient:
         # a topology refresh each time, for about 10 s before giving up on a command
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=16)
         return RedisCluster.from_url(plain, decode_responses=False, socket_keepalive=True,
-                                     retry=retry)
+                                     retry=retry, **_TIMEOUTS)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"unsupported Redis URL scheme {parts.scheme!r} in {redact(url)}")
-    return Redis.from_url(url, decode_responses=False, socket_keepalive=True)
+    return Redis.from_url(url, decode_responses=False, socket_keepalive=True, **_TIMEOUTS)
 
 
 def redact(url: str) -> str:
