@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import msgspec
 
-from zart_es import Context, TaskError, durable
+from zart_es import Context, TaskError, durable, queue
 
 from . import services
 from .services import Item, Record
@@ -129,3 +129,29 @@ async def provision(ctx: Context, data: ProvisionData) -> dict[str, str]:
         "provision", lambda: services.provision(data.config, data.fail_times),
         retries=5, backoff="exponential", delay=data.delay, max_delay="5s",
     )
+
+
+queue("emails", concurrency=2)
+"""At most two emails in flight per tenant (``Client.start(..., queue_key=tenant)``)."""
+
+
+class EmailData(msgspec.Struct, frozen=True):
+    """Input of the email example."""
+
+    tenant: str
+    to: str
+
+
+@durable("send-email", queue="emails")
+async def send_email(ctx: Context, data: EmailData) -> str:
+    """Throttled per tenant by the ``emails`` queue, across every worker."""
+    return await ctx.step("send", lambda: services.send_email(data.tenant, data.to))
+
+
+@durable("checkout")
+async def checkout(ctx: Context, order: str) -> str:
+    """A payment step without retries: during an outage the execution fails, and an
+    operator's ``retry_step`` resumes it at the charge once the provider is back."""
+    reserved = await ctx.step("reserve", lambda: f"reserved:{order}")
+    charged = await ctx.step("charge", lambda: services.charge_card(order))
+    return f"{reserved} {charged}"

@@ -112,3 +112,21 @@ def provision(config: str, fail_times: int) -> dict[str, str]:
         raise ConnectionError(f"cloud API unavailable (call {calls})")
     return {"config": config, "instance": f"i-{abs(hash(config)) % 10_000:04d}",
             "at": datetime.now(UTC).isoformat()}
+
+
+async def send_email(tenant: str, to: str) -> str:
+    """The mail provider: one message (side effect, with its start and end times, so a
+    demo can see how many were in flight at once)."""
+    record_effect("email-begin", f"{tenant}:{to}:{time.time():.6f}")
+    await asyncio.sleep(0.2)
+    record_effect("email-end", f"{tenant}:{to}:{time.time():.6f}")
+    return f"sent:{to}"
+
+
+def charge_card(order: str) -> str:
+    """The payment provider: down while the file named by ``$ZART_DEMO_OUTAGE`` exists."""
+    outage = os.environ.get("ZART_DEMO_OUTAGE")
+    if outage and os.path.exists(outage):
+        raise ConnectionError("payment provider unavailable")
+    record_effect("charge", order)
+    return f"charged:{order}"

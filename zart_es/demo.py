@@ -20,6 +20,7 @@ from typing import Any
 
 from .client import Client
 from .embedded import RedisServer
+from .schedules import Schedules
 
 LEASE = "2"
 
@@ -69,7 +70,8 @@ async def run_demo(data_dir: str, items: int = 30, partitions: int | None = None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     effects = base / f"effects-{stamp}.log"
     env = {**os.environ, "ZART_REDIS_URL": url, "ZART_DEMO_EFFECTS": str(effects),
-           "ZART_DEMO_STEP_SECONDS": "0.1"}
+           "ZART_DEMO_STEP_SECONDS": "0.1",
+           "ZART_DEMO_OUTAGE": str(base / f"outage-{stamp}")}
     if partitions is not None:
         env["ZART_PARTITIONS"] = str(partitions)
     workers: list[subprocess.Popen[bytes]] = []
@@ -80,6 +82,7 @@ async def run_demo(data_dir: str, items: int = 30, partitions: int | None = None
             run = _Run(client, screen, workers, base, env, stamp, effects)
             ok = await _crash_and_resume(run, items)
             ok = await _other_examples(client, screen, stamp) and ok
+            ok = await _operations(run) and ok
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -168,3 +171,66 @@ async def _other_examples(client: Client, screen: _Screen, stamp: str) -> bool:
             screen.say(f"  {label}: FAILED {exc}")
             ok = False
     return ok
+
+
+async def _operations(run: _Run) -> bool:
+    """A queue's per-tenant cap, an operator's repair, a pause and a schedule."""
+    client, screen, stamp = run.client, run.screen, run.stamp
+    screen.say("\n3. operating executions")
+    emails = [await client.start("send-email", {"tenant": "acme", "to": f"user{i}@acme.test"},
+                                 queue_key="acme", execution_id=f"demo-email-{i}-{stamp}")
+              for i in range(6)]
+    for eid in emails:
+        await client.result(eid, timeout=60)
+    peak = _peak_in_flight(await asyncio.to_thread(run.effects.read_text))
+    screen.say(f"  queue 'emails' (cap 2 per tenant): 6 emails for acme sent, at most "
+               f"{peak} in flight at once")
+    ok = peak == 2
+
+    outage = Path(run.env["ZART_DEMO_OUTAGE"])
+    await asyncio.to_thread(outage.touch)
+    order = await client.start("checkout", "order-7", execution_id=f"demo-checkout-{stamp}")
+    failed = await client.wait(order, 60)
+    screen.say(f"  checkout during a payment outage: {failed.state} ({failed.error})")
+    await asyncio.to_thread(outage.unlink)
+    step = await client.retry_step(order, reason="provider is back", by="demo")
+    repaired = await client.result(order, timeout=60)
+    screen.say(f"  retry_step({step!r}) after the outage: {repaired} "
+               "(the reservation was not made again)")
+    ok = ok and failed.state == "failed" and repaired.startswith("reserved:")
+
+    await client.pause(workflow="transform-records", reason="demo", by="demo")
+    await asyncio.sleep(1.2)  # workers refresh their copy of the rules within a second
+    held = await client.start("transform-records", 3, execution_id=f"demo-paused-{stamp}")
+    while (await client.status(held)).state != "paused":
+        screen.progress("pause rule: waiting for the new execution to be held")
+        await asyncio.sleep(0.05)
+    resumed = await client.resume(workflow="transform-records", by="demo")
+    value = await client.result(held, timeout=60)
+    screen.say(f"  paused 'transform-records': a new execution waited 'paused'; resume let "
+               f"{resumed} go on -> {value}")
+    ok = ok and value == 3
+
+    schedules = Schedules(client)
+    name = f"demo-every-second-{stamp}"
+    await schedules.add(name, "durable-loop", {"count": 2}, every="1s", by="demo")
+    while (state := await schedules.state(name)) is None or state.started < 2:
+        screen.progress("schedule every 1s: waiting for two occurrences")
+        await asyncio.sleep(0.1)
+    await schedules.remove(name, by="demo")
+    screen.say(f"  schedule every 1s: started {state.started} executions "
+               f"(ids {name}-<occurrence>), then removed")
+    return ok
+
+
+def _peak_in_flight(effects: str) -> int:
+    marks: list[tuple[float, int]] = []
+    for line in effects.splitlines():
+        kind, _, key = line.partition(" ")
+        if kind in ("email-begin", "email-end"):
+            marks.append((float(key.rsplit(":", 1)[1]), 1 if kind == "email-begin" else -1))
+    peak = running = 0
+    for _t, delta in sorted(marks):
+        running += delta
+        peak = max(peak, running)
+    return peak

@@ -128,7 +128,7 @@ async def _resume_one(store: Store, execution_id: str, rule: str) -> bool:
             continue  # something else was appended meanwhile: look again
         except (ExecutionEnded, ExecutionNotFound):
             return False
-        log.info("execution resumed", execution_id=execution_id, rule=rule)
+        log.debug("execution resumed", execution_id=execution_id, rule=rule)
         return True
 
 
