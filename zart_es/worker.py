@@ -50,11 +50,14 @@ Message = tuple[int, bytes]  # (partition, work message id)
 class _Run:
     """One execution being driven by this process, and the messages it will ack."""
 
-    __slots__ = ("again", "messages", "task")
+    __slots__ = ("acking", "again", "messages", "task")
 
     def __init__(self, message: Message) -> None:
         self.messages: list[Message] = [message]
         self.again = False
+        self.acking = False
+        """True while its messages are being acknowledged: a heartbeat then finds them
+        gone, which is not a lost lease."""
         self.task: asyncio.Task[None] | None = None
 
 
@@ -317,12 +320,18 @@ class Worker:
                     return
                 if run.again:
                     continue
-                acked = list(run.messages)
-                await self._ack(acked)
-                if len(run.messages) == len(acked):
+                acked = set(run.messages)
+                run.acking = True
+                try:
+                    await self._ack(list(acked))
+                finally:
+                    run.acking = False
+                # by identity, not position: the heartbeat may have replaced the list
+                # meanwhile (dropping messages it found acked)
+                run.messages = [m for m in run.messages if m not in acked]
+                if not run.messages:
                     break
                 # a message came in while acking (an event, a timer): it is ours to run
-                run.messages = run.messages[len(acked):]
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -487,7 +496,7 @@ class Worker:
     def _forget(self, partition: int, lost: set[bytes]) -> None:
         for execution_id, run in list(self._runs.items()):
             run.messages = [m for m in run.messages if not (m[0] == partition and m[1] in lost)]
-            if not run.messages and run.task is not None:
+            if not run.messages and run.task is not None and not run.acking:
                 log.warning("lease lost; another worker owns the execution now",
                             execution_id=execution_id)
                 run.task.cancel()
