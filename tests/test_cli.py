@@ -48,6 +48,13 @@ def test_errors_are_one_line_without_traceback(redis_url: str) -> None:
     assert bad_json.returncode == 1
     assert bad_json.stderr.startswith("zart-es: error: --input is not valid JSON")
     assert len(bad_json.stderr.strip().splitlines()) == 1
+    for number in ("NaN", "Infinity", "1e400"):
+        odd = zart(redis_url, "start", "w", "--input", number)
+        assert odd.returncode == 1
+        assert odd.stderr.startswith("zart-es: error: --input is not valid JSON")
+    unknown = zart(redis_url, "schedule", "remove", "no-such")
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "zart-es: error: no schedule "
+                                                               "'no-such'")
     bad_app = zart(redis_url, "worker", "--app", "no_such_module_here")
     assert bad_app.returncode == 1
     assert "cannot import --app 'no_such_module_here'" in bad_app.stderr

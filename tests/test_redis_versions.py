@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Client, Context, Registry, Worker, durable
+from zart_es import Client, ConfigError, Context, Registry, Worker, durable
 from zart_es.embedded import RedisServer, find_redis_server
 from zart_es.keys import GROUP, Keys
 
@@ -70,3 +70,22 @@ async def test_heartbeat_keeps_a_long_step_from_being_reclaimed(server: RedisSer
             async with Worker(server.url, registry=registry, lease_timeout=0.5, consumer="two"):
                 assert await client.result(eid, timeout=15) == "slow done"
     assert calls == ["slow"]  # the second worker never took the execution over
+
+
+def test_a_taken_port_is_never_mistaken_for_our_server(tmp_path: Path) -> None:
+    """Another process's Redis answering on the chosen port is not "started"."""
+    first = RedisServer(tmp_path / "a").start()
+    try:
+        clash = RedisServer(tmp_path / "b", port=first.port)
+        with pytest.raises(ConfigError, match="taken by another process"):
+            clash.start()
+        moved = RedisServer(tmp_path / "c")
+        moved.port = first.port  # as if free_port() had raced another test run
+        moved.start()
+        try:
+            assert moved.port != first.port
+            assert moved.ping()
+        finally:
+            moved.stop()
+    finally:
+        first.stop()

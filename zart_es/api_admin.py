@@ -116,13 +116,16 @@ async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> Paus
 
 @delete("/admin/pauses/{kind:str}/{name:str}", status_code=HTTP_200_OK,
         summary="Lift a pause rule")
-async def remove_pause(request: Request[Any, Any, Any], kind: str, name: str) -> PauseChange:
-    """``kind`` is ``workflow`` or ``queue``; the executions the rule held continue."""
+async def remove_pause(
+    request: Request[Any, Any, Any], kind: str, name: str, by: str = ""
+) -> PauseChange:
+    """``kind`` is ``workflow`` or ``queue``; the executions the rule held continue.
+    ``?by=`` names the operator in the audit stream."""
     if kind not in ("workflow", "queue"):
         raise ConfigError(f"kind must be workflow or queue, got {kind!r}")
     client = _client(request)
     before = {r.rule for r in await client.pauses()}
-    resumed = await client.resume(**{kind: name})
+    resumed = await client.resume(**{kind: name}, by=by)
     return PauseChange(f"{kind}:{name}", f"{kind}:{name}" in before, resumed)
 
 

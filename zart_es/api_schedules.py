@@ -83,26 +83,33 @@ async def get_schedule(request: Request[Any, Any, Any], name: str) -> ScheduleVi
 
 
 @delete("/schedules/{name:str}", status_code=HTTP_200_OK, summary="Delete a schedule")
-async def remove_schedule(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
-    """Executions it started are not touched. 404 for an unknown name."""
+async def remove_schedule(
+    request: Request[Any, Any, Any], name: str, by: str = ""
+) -> dict[str, Any]:
+    """Executions it started are not touched. 404 for an unknown name. ``?by=`` names the
+    operator in the audit stream."""
     schedules = _schedules(request)
     await schedules.get(name)  # 404 when unknown
-    return {"name": name, "removed": await schedules.remove(name)}
+    return {"name": name, "removed": await schedules.remove(name, by=by)}
 
 
 @post("/schedules/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a schedule")
-async def pause_schedule(request: Request[Any, Any, Any], name: str) -> ScheduleView:
+async def pause_schedule(
+    request: Request[Any, Any, Any], name: str, by: str = ""
+) -> ScheduleView:
     """Occurrences that fall while paused are not started, not even on resume."""
     schedules = _schedules(request)
-    await schedules.pause(name)
+    await schedules.pause(name, by=by)
     return await _view(schedules, name)
 
 
 @post("/schedules/{name:str}/resume", status_code=HTTP_200_OK, summary="Resume a schedule")
-async def resume_schedule(request: Request[Any, Any, Any], name: str) -> ScheduleView:
+async def resume_schedule(
+    request: Request[Any, Any, Any], name: str, by: str = ""
+) -> ScheduleView:
     """Occurrences from now on are started again."""
     schedules = _schedules(request)
-    await schedules.resume(name)
+    await schedules.resume(name, by=by)
     return await _view(schedules, name)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
 from typing import Any
 
@@ -23,9 +24,22 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _json_arg(text: str, option: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise ZartError(f"{option} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # NaN / Infinity, or a number too large for a float
+        raise ZartError(f"{option} is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} does not fit a 64-bit float")
+    return value
 
 
 def _print_json(value: Any) -> None:

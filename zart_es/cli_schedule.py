@@ -9,6 +9,7 @@ from typing import Any
 
 from .cli_client import _client, _json_arg, _print_json, _tables, _when
 from .cli_ops import _operator
+from .errors import ScheduleNotFound
 from .schedule_times import schedule_to_dict
 from .schedules import Schedules
 
@@ -67,9 +68,9 @@ async def schedule_command(args: argparse.Namespace) -> int:
                              "next": [t.isoformat() for t in
                                       await schedules.next_occurrences(one.name, 5)]})
             case "remove":
-                removed = await schedules.remove(args.name, by=_operator())
-                print(f"schedule {args.name!r} removed" if removed
-                      else f"no schedule {args.name!r}; nothing removed")
+                if not await schedules.remove(args.name, by=_operator()):
+                    raise ScheduleNotFound(args.name)
+                print(f"schedule {args.name!r} removed")
             case "pause":
                 await schedules.pause(args.name, by=_operator())
                 print(f"schedule {args.name!r} paused")

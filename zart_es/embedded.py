@@ -77,6 +77,7 @@ class RedisServer:
         extra: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self._port_chosen = port is None
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
         self.appendfsync = appendfsync
@@ -89,7 +90,21 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers PING.
+
+        A port picked by :func:`free_port` may be taken by another process before the
+        server binds it (two test runs racing): then it tries another port, and never
+        mistakes the other process's Redis for its own.
+        """
+        for _ in range(5):
+            if self._start_once(timeout):
+                return self
+            if not self._port_chosen:
+                break
+            self.port = free_port()
+        raise ConfigError(f"port {self.port} is taken by another process")
+
+    def _start_once(self, timeout: float) -> bool:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -105,12 +120,35 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 log_text = (self.data_dir / "redis.log").read_text(errors="replace")[-500:]
+                if "already in use" in log_text:
+                    return False
                 raise ConfigError(f"redis-server exited at start: {log_text.strip()}")
             if self.ping():
-                return self
+                if self._answering_pid() == self.process.pid:
+                    return True
+                self.kill()  # another process's Redis answered on "our" port
+                return False
             time.sleep(0.02)
         self.kill()
         raise ConfigError(f"redis-server did not answer on port {self.port} within {timeout}s")
+
+    def _answering_pid(self) -> int | None:
+        """The process id of the Redis answering on the port (``INFO server``)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"INFO server\r\n")
+                data = b""
+                while b"process_id:" not in data or not data.endswith(b"\r\n"):
+                    chunk = s.recv(8192)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return None
+        for line in data.split(b"\r\n"):
+            if line.startswith(b"process_id:"):
+                return int(line.split(b":", 1)[1])
+        return None
 
     def ping(self) -> bool:
         """True if the server answers PING."""

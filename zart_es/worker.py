@@ -517,9 +517,21 @@ def _backoff(failures: int) -> float:
     return RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF)) - 1]
 
 
+CANCEL_WAIT = 15.0
+"""How long stopping waits for a cancelled loop before it names it and goes on."""
+
+
 async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
     pending = [t for t in tasks if not t.done()]
     for task in pending:
         task.cancel()
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
+    if not pending:
+        return
+    _, stuck = await asyncio.wait(pending, timeout=CANCEL_WAIT)
+    for task in stuck:  # a loop that swallowed its cancellation: say where, do not hang
+        frames = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack())
+        log.error("task did not stop when cancelled; shutting down without it",
+                  task=task.get_name(), at=frames)
+    for task in pending:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: no "exception never retrieved" noise
