@@ -10,7 +10,7 @@ import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
 
-from zart_es import Registry
+from zart_es import Client, Registry, Worker
 from zart_es.embedded import RedisServer, find_redis_server
 from zart_es.logs import configure_logging
 
@@ -45,6 +45,15 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 def registry() -> Registry:
     """A fresh workflow registry (the default one is left alone)."""
     return Registry()
+
+
+@pytest.fixture
+async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
+    """A Client and an in-process Worker (1 s lease, 50 ms polls) serving ``registry``."""
+    async with Client(redis_url) as client, Worker(
+        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
+    ):
+        yield client, registry
 
 
 @pytest.fixture

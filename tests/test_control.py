@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ from zart_es.events import (
 )
 
 from .helpers import count_effects, kill9, read_log, spawn_worker, stop_worker, wait_for
-
-
-@pytest.fixture
-async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
-    async with Client(redis_url) as client, Worker(
-        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
-    ):
-        yield client, registry
 
 
 async def _status(client: Client, eid: str, state: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,12 +23,11 @@ from zart_es import (
     ResultTimeout,
     StepFailedError,
     TaskError,
-    Worker,
     durable,
 )
 from zart_es.events import ExecutionFailed, ExecutionStarted, StepCompleted, StepFailed
 
-from .helpers import read_log
+from .helpers import read_log, wait_for
 
 
 class Point(msgspec.Struct, frozen=True):
@@ -41,14 +39,6 @@ class Point(msgspec.Struct, frozen=True):
 class Box:
     label: str
     points: list[Point]
-
-
-@pytest.fixture
-async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
-    async with Client(redis_url) as client, Worker(
-        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
-    ):
-        yield client, registry
 
 
 async def test_step_values_round_trip_with_their_types(env: tuple[Client, Registry]) -> None:
@@ -355,5 +345,9 @@ async def test_a_malformed_work_message_is_dropped_and_reading_goes_on(
     await asyncio.sleep(0.2)  # the reader met it first
     await client.start("after-garbage", execution_id=eid)
     assert await client.result(eid, timeout=10) == "ok"
-    pending = await redis.xpending(client.keys.work(partition), "workers")
-    assert pending["pending"] == 0
+
+    async def nothing_pending() -> bool:  # the worker acks just after the result lands
+        pending = await redis.xpending(client.keys.work(partition), "workers")
+        return bool(pending["pending"] == 0)
+
+    assert await wait_for(nothing_pending, timeout=10)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Client, ConfigError, Context, Registry, Worker, durable
+from zart_es import Client, ConfigError, Context, Registry, durable
 from zart_es.errors import RepairRefused, StepFailedError, UnknownStep
 from zart_es.events import (
     ExecutionPaused,
@@ -23,14 +22,6 @@ from zart_es.events import (
 )
 
 from .helpers import read_log, wait_for
-
-
-@pytest.fixture
-async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
-    async with Client(redis_url) as client, Worker(
-        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
-    ):
-        yield client, registry
 
 
 class Calls:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Client, Context, Registry, Worker, durable
+from zart_es import Client, Context, Registry, durable
 from zart_es.backoff import RetryPolicy
 from zart_es.events import RetryScheduled, TimerSet
 
 from .helpers import read_log
-
-
-@pytest.fixture
-async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
-    async with Client(redis_url) as client, Worker(
-        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
-    ):
-        yield client, registry
 
 
 async def test_named_sleep_is_recorded_under_its_name(
