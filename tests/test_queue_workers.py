@@ -227,3 +227,46 @@ async def test_rate_limited_executions_run_once_across_workers(
     for eid in ids:
         await client.result(eid, timeout=20)
     assert sorted(runs) == sorted(ids)  # each step function ran exactly once
+
+
+async def test_the_higher_priority_queue_of_a_pool_is_served_first(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    """Two queues share one slot through a pool; the urgent queue's executions overtake
+    the bulk queue's that waited longer."""
+    client, registry = env
+    queue("bulk-mail", concurrency=1, pool="mail", registry=registry)
+    queue("urgent-mail", concurrency=1, priority=10, pool="mail", registry=registry)
+    with pytest.raises(ConfigError, match="share its limits"):
+        queue("odd-mail", concurrency=3, pool="mail", registry=registry)
+    order: list[str] = []
+
+    @durable("bulk-send", queue="bulk-mail", registry=registry)
+    async def bulk_send(ctx: Context, label: str) -> None:
+        if label == "blocker":
+            await ctx.wait_for_event("go")
+        await ctx.step("send", lambda: order.append(label))
+
+    @durable("urgent-send", queue="urgent-mail", registry=registry)
+    async def urgent_send(ctx: Context, label: str) -> None:
+        await ctx.step("send", lambda: order.append(label))
+
+    blocker = await client.start("bulk-send", "blocker")
+
+    async def blocker_admitted() -> bool:
+        return any(isinstance(e, QueueAdmitted) for e in await read_log(redis, blocker))
+
+    await wait_for(blocker_admitted)
+    ids = []
+    for i in range(4):
+        ids.append(await client.start("bulk-send", f"bulk-{i}"))
+        await asyncio.sleep(0.002)
+    for i in range(4):
+        ids.append(await client.start("urgent-send", f"urgent-{i}"))
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.3)  # all waiting for the pool's one slot
+    await client.send_event(blocker, "go")
+    for eid in [blocker, *ids]:
+        await client.result(eid, timeout=20)
+    assert order == ["blocker", *(f"urgent-{i}" for i in range(4)),
+                     *(f"bulk-{i}" for i in range(4))]

@@ -123,12 +123,24 @@ class Queue(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int | None = None
     priority: int = 0
     rate: float | None = None
+    pool: str | None = None
+    """Queues of one pool share its limits and its waiting line: the higher-priority
+    queue of the pool is served first (every queue of a pool declares the same
+    ``concurrency`` and ``rate``)."""
+
+    @property
+    def slot(self) -> str:
+        """Whose admission keys this queue uses: its pool's, or its own."""
+        return self.pool or self.name
 
     def __post_init__(self) -> None:
-        check_workflow_name(self.name, what="queue name")
-        if _NAME_FORBIDDEN.search(self.name):
-            raise ConfigError(f"queue name must not contain spaces, ':', '{{' or '}}', "
-                              f"got {self.name!r}")
+        for what, value in (("queue name", self.name), ("queue pool", self.pool)):
+            if value is None:
+                continue
+            check_workflow_name(value, what=what)
+            if _NAME_FORBIDDEN.search(value):
+                raise ConfigError(f"{what} must not contain spaces, ':', '{{' or '}}', "
+                                  f"got {value!r}")
         if self.concurrency is not None and (
                 not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool)
                 or self.concurrency < 1):
@@ -209,7 +221,7 @@ class QueueGate:
         allowed, window = queue.rate_window
         cap = -1 if queue.concurrency is None else queue.concurrency
         return await self._script(
-            self._slot_keys(queue.name, key),
+            self._slot_keys(queue.slot, key),
             [op, str(cap), str(allowed), repr(window), str(MAX_WAKE), self._rewake, *args],
         )
 
@@ -304,7 +316,7 @@ class QueueGate:
         return to_wake
 
     async def _sweep_one(self, queue: Queue, key: str, ended: Ended) -> Wake:
-        prefix = self._keys.queue_slot(queue.name, key)
+        prefix = self._keys.queue_slot(queue.slot, key)
         check = [_text(i) for i in await self._redis.zrange(prefix + "running", 0, -1)]
         returned: set[str] = set()
         alive: list[str] = []  # returned to be woken, and not ended: wake them

@@ -89,6 +89,14 @@ class Registry:
         existing = self._queues.get(queue.name)
         if existing is not None and existing != queue:
             raise ConfigError(f"queue {queue.name!r} is already declared as {existing!r}")
+        if queue.pool is not None:
+            for other in self._queues.values():
+                if other.pool == queue.pool and (other.concurrency, other.rate) != (
+                        queue.concurrency, queue.rate):
+                    raise ConfigError(
+                        f"queues of pool {queue.pool!r} share its limits: {queue.name!r} "
+                        f"declares concurrency={queue.concurrency}, rate={queue.rate}, "
+                        f"{other.name!r} concurrency={other.concurrency}, rate={other.rate}")
         self._queues[queue.name] = queue
         return queue
 
@@ -169,6 +177,7 @@ def queue(
     concurrency: int | None = None,
     priority: int = 0,
     rate: float | None = None,
+    pool: str | None = None,
     registry: Registry | None = None,
 ) -> Queue:
     """Declare queue ``name`` for ``@durable(..., queue=name)`` workflows.
@@ -178,10 +187,12 @@ def queue(
     across all workers; an execution holds its slot from admission to its end (while it
     sleeps too). ``priority`` (-1000..1000): waiting executions with a higher one are
     admitted first (``Client.start(..., priority=)`` overrides it per execution).
-    ``rate``: at most this many admissions per second per queue key.
+    ``rate``: at most this many admissions per second per queue key. Queues naming the
+    same ``pool`` share its limits and one waiting line per key, so the pool's
+    higher-priority queue is served first (they must declare the same limits).
     """
     return (registry or default_registry).add_queue(
-        Queue(name=name, concurrency=concurrency, priority=priority, rate=rate)
+        Queue(name=name, concurrency=concurrency, priority=priority, rate=rate, pool=pool)
     )
 
 
