@@ -142,5 +142,7 @@ async def dev(args: argparse.Namespace) -> int:
 async def demo(args: argparse.Namespace) -> int:
     """``zart-es demo``: see :mod:`zart_es.demo`."""
     from .demo import run_demo
+    from .logs import configure_logging
 
+    configure_logging(json=False, level="WARNING")  # the demo prints its own story
     return await run_demo(data_dir=args.data_dir, items=args.items, partitions=args.partitions)
