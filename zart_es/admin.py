@@ -19,14 +19,14 @@ operation look again instead of acting on a stale view.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from .errors import ExecutionNotFound, RepairRefused, UnknownStep, VersionConflict
 from .events import Event, RunRestarted, StepRetryRequested, StepsInvalidated
 from .state import FAILED, ExecutionState, fold
 from .store import Store
 
-_Planner = Callable[["ExecutionState"], Event]
-"""Builds the repair event from the current state (raising if it makes no sense)."""
+E = TypeVar("E", bound=Event)
 
 
 def plan_retry(state: ExecutionState, step: str | None) -> tuple[str, list[str]]:
@@ -85,57 +85,51 @@ async def retry_step(
     store: Store, execution_id: str, step: str | None = None, *, by: str = "", reason: str = ""
 ) -> str:
     """Reopen a failed execution at its failed ``step``; returns the step."""
-    chosen = ""
 
-    def event(state: ExecutionState) -> Event:
-        nonlocal chosen
+    def event(state: ExecutionState) -> StepRetryRequested:
         chosen, after = plan_retry(state, step)
         return StepRetryRequested(step=chosen, by=by, reason=reason, forgotten=after)
 
-    await _append_planned(store, execution_id, event)
-    return chosen
+    return (await _append_planned(store, execution_id, event)).step
 
 
 async def rerun(
     store: Store, execution_id: str, steps: list[str], *, by: str = "", reason: str = ""
 ) -> list[str]:
     """Reopen an ended execution from ``steps``; returns every call forgotten."""
-    forgotten: list[str] = []
 
-    def event(state: ExecutionState) -> Event:
-        nonlocal forgotten
-        forgotten = plan_rerun(state, steps)
-        return StepsInvalidated(steps=list(steps), forgotten=forgotten, by=by, reason=reason)
+    def event(state: ExecutionState) -> StepsInvalidated:
+        return StepsInvalidated(steps=list(steps), forgotten=plan_rerun(state, steps), by=by,
+                                reason=reason)
 
-    await _append_planned(store, execution_id, event)
-    return forgotten
+    return (await _append_planned(store, execution_id, event)).forgotten
 
 
 async def restart(store: Store, execution_id: str, *, by: str = "", reason: str = "") -> int:
     """Start an ended execution over with its original input; returns the new run number."""
-    run = 0
 
-    def event(state: ExecutionState) -> Event:
-        nonlocal run
-        run = plan_restart(state)
-        return RunRestarted(run=run, by=by, reason=reason)
+    def event(state: ExecutionState) -> RunRestarted:
+        return RunRestarted(run=plan_restart(state), by=by, reason=reason)
 
-    await _append_planned(store, execution_id, event)
-    return run
+    return (await _append_planned(store, execution_id, event)).run
 
 
-async def _append_planned(store: Store, execution_id: str, plan: _Planner) -> None:
+async def _append_planned(
+    store: Store, execution_id: str, plan: Callable[[ExecutionState], E]
+) -> E:
+    """Append the event ``plan`` builds from the folded log (which raises if the repair
+    makes no sense); on a lost race, read and plan again. Returns the event appended."""
     while True:
         entries = await store.read(execution_id)
         if not entries:
             raise ExecutionNotFound(execution_id)
         state = fold(event for _, event in entries)
-        # timers that never fired died with the end: take them off the wheel for good,
-        # so none fires into the new run
-        dead = tuple(name for name, timer in state.timers.items() if not timer.fired)
+        repair = plan(state)
         try:
-            await store.append(execution_id, state.version, plan(state), enqueue=True,
-                               drop_timers=dead)
+            # timers that never fired died with the end: off the wheel for good, so none
+            # fires into the new run
+            await store.append(execution_id, state.version, repair, enqueue=True,
+                               drop_timers=state.pending_timers())
         except VersionConflict:
             continue  # appended to meanwhile: plan again on the new state
-        return
+        return repair

@@ -232,8 +232,7 @@ class Context:
         The due time is recorded, so a replay waits for the same instant.
         """
         self._check_running()
-        if not isinstance(when, datetime) or when.tzinfo is None \
-                or when.utcoffset() is None:
+        if not isinstance(when, datetime) or when.utcoffset() is None:
             raise ConfigError(
                 f"sleep_until needs a timezone-aware datetime, got {when!r} "
                 "(use datetime(..., tzinfo=UTC))"

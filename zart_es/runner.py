@@ -187,7 +187,7 @@ class StoreJournal:
         """Timers an event takes off the wheel: a terminal event all that are pending, a
         resolved event wait its timeout (nothing will wait for them)."""
         if isinstance(event, TERMINAL_EVENTS):
-            return tuple(name for name, timer in self.state.timers.items() if not timer.fired)
+            return self.state.pending_timers()
         if isinstance(event, EventConsumed):
             timer = self.state.timers.get(wait_timer(event.wait))
             if timer is not None and not timer.fired:

@@ -144,6 +144,10 @@ class ExecutionState(msgspec.Struct):
             return self.execution_id
         return f"{self.execution_id} {self.opened_seq}"
 
+    def pending_timers(self) -> tuple[str, ...]:
+        """Timers on the wheel that have not fired (an end takes them off it)."""
+        return tuple(name for name, timer in self.timers.items() if not timer.fired)
+
     @property
     def terminal(self) -> bool:
         """True once a terminal event was folded: nothing may be appended after it."""
@@ -294,8 +298,8 @@ def _reopened(state: ExecutionState, e: Any) -> None:
     # timers that never fired died with the end (the reopening append takes them off the
     # wheel); a call that needs one again records a new one. The deadline is armed anew,
     # counted from the reopening.
-    for name in [n for n, timer in state.timers.items()
-                 if not timer.fired or n.startswith(TIMEOUT_PREFIX)]:
+    dead = {*state.pending_timers(), *(n for n in state.timers if n.startswith(TIMEOUT_PREFIX))}
+    for name in dead:
         del state.timers[name]
 
 
