@@ -388,3 +388,35 @@ async def test_a_repaired_run_gets_a_fresh_deadline(
         await client.rerun(eid, ["work"])
     await client.rerun(eid, ["prepare"])
     assert await client.result(eid, timeout=10) == "fast"  # a new 600 ms from the rerun
+
+
+async def test_a_repair_takes_the_old_runs_pending_timers_off_the_wheel(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    """The deadline ended the execution while a sleep was pending (the poller does not
+    fold, so that timer stayed on the wheel); the repair removes it, so it cannot fire
+    into the new run, which does not sleep."""
+    client, registry = env
+    runs: list[int] = []
+
+    @durable("sleepy-deadline", registry=registry, timeout="300ms")
+    async def sleepy_deadline(ctx: Context) -> str:
+        runs.append(1)
+        if len(runs) == 1:
+            await ctx.sleep(60, name="long")
+        return str(await ctx.wait_for_event("go", type=str))
+
+    eid = await client.start("sleepy-deadline")
+    assert (await client.wait(eid, 10)).state == "timed_out"
+    wheel = client.keys.timers(client.keys.partition_of(eid))
+    member = client.keys.timer_member(eid, "sleep:long")
+    assert await redis.zscore(wheel, member) is not None  # left behind by the deadline
+    await client.restart(eid)
+    assert await redis.zscore(wheel, member) is None
+    await wait_for(lambda: _ran_twice(runs))
+    await client.send_event(eid, "go", "went")
+    assert await client.result(eid, timeout=10) == "went"
+
+
+async def _ran_twice(runs: list[int]) -> bool:
+    return len(runs) >= 2
