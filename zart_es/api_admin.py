@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from .client import Client
 from .errors import ConfigError
-from .pauses import PauseRule
+from .pauses import PauseRule, rule_name
 
 
 class RetryStepRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -110,8 +110,7 @@ async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> Paus
     """Executions stop at their next step boundary; ``changed`` is false if already paused."""
     added = await _client(request).pause(workflow=data.workflow, queue=data.queue,
                                          reason=data.reason, by=data.by)
-    rule = f"workflow:{data.workflow}" if data.workflow is not None else f"queue:{data.queue}"
-    return PauseChange(rule, added)
+    return PauseChange(rule_name(data.workflow, data.queue), added)
 
 
 @delete("/admin/pauses/{kind:str}/{name:str}", status_code=HTTP_200_OK,

@@ -10,7 +10,8 @@ from litestar import Request, delete, get, post
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from .client import Client
-from .schedule_times import ScheduleState, schedule_to_dict
+from .errors import ScheduleNotFound
+from .schedule_times import DEFAULT_ID_TEMPLATE, ScheduleState, schedule_to_dict
 from .schedules import Schedules
 
 
@@ -24,7 +25,7 @@ class ScheduleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     every: str | int | None = None
     timezone: str = "UTC"
     overlap: str = "skip"
-    id_template: str = "{schedule}-{occurrence}"
+    id_template: str = DEFAULT_ID_TEMPLATE
     replace: bool = False
     by: str = ""
 
@@ -88,9 +89,9 @@ async def remove_schedule(
 ) -> dict[str, Any]:
     """Executions it started are not touched. 404 for an unknown name. ``?by=`` names the
     operator in the audit stream."""
-    schedules = _schedules(request)
-    await schedules.get(name)  # 404 when unknown
-    return {"name": name, "removed": await schedules.remove(name, by=by)}
+    if not await _schedules(request).remove(name, by=by):
+        raise ScheduleNotFound(name)
+    return {"name": name, "removed": True}
 
 
 @post("/schedules/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a schedule")

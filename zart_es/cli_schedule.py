@@ -10,7 +10,7 @@ from typing import Any
 from .cli_client import _client, _json_arg, _print_json, _tables, _when
 from .cli_ops import _operator
 from .errors import ScheduleNotFound
-from .schedule_times import schedule_to_dict
+from .schedule_times import DEFAULT_ID_TEMPLATE, OVERLAP_POLICIES, schedule_to_dict
 from .schedules import Schedules
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -31,9 +31,8 @@ def add_commands(
     when.add_argument("--every", help='interval, e.g. "15m" (whole seconds, >= 1s)')
     new.add_argument("--input", default="null", help="workflow input as JSON")
     new.add_argument("--timezone", default="UTC", help="IANA time zone of --cron")
-    new.add_argument("--overlap", default="skip",
-                     choices=("skip", "cancel_and_restart", "always"))
-    new.add_argument("--id-template", default="{schedule}-{occurrence}")
+    new.add_argument("--overlap", default="skip", choices=OVERLAP_POLICIES)
+    new.add_argument("--id-template", default=DEFAULT_ID_TEMPLATE)
     new.add_argument("--replace", action="store_true", help="redefine an existing schedule")
     sub.add_parser("list", help="every schedule, with its progress", parents=[common])
     for name, text in (("show", "one schedule, its progress and next occurrences"),

@@ -281,7 +281,7 @@ class QueueGate:
 
     async def _drop(self, queue: Queue, key: str, ids: list[str]) -> Wake:
         woken, retry, running, waiting = await self._call(queue, key, "drop", *ids)
-        return Wake(ids=[_text(i) for i in woken], retry_in_ms=retry if retry >= 0 else None,
+        return Wake(ids=[i.decode() for i in woken], retry_in_ms=retry if retry >= 0 else None,
                     running=int(running), waiting=int(waiting))
 
     async def sweep(self, queues: Mapping[str, Queue], ended: Ended) -> list[str]:
@@ -297,7 +297,7 @@ class QueueGate:
         index = self._keys.queue_index()
         to_wake: list[str] = []
         async for raw in self._redis.sscan_iter(index, count=500):
-            pair = _text(raw)
+            pair = raw.decode()
             name, _, key = pair.partition(" ")
             queue = queues.get(name)
             if queue is None:
@@ -317,13 +317,11 @@ class QueueGate:
 
     async def _sweep_one(self, queue: Queue, key: str, ended: Ended) -> Wake:
         prefix = self._keys.queue_slot(queue.slot, key)
-        check = [_text(i) for i in await self._redis.zrange(prefix + "running", 0, -1)]
+        check = [i.decode() for i in await self._redis.zrange(prefix + "running", 0, -1)]
         returned: set[str] = set()
         alive: list[str] = []  # returned to be woken, and not ended: wake them
         while True:
-            flags = await ended(check) if check else []
-            if len(flags) != len(check):
-                raise ValueError(f"ended() returned {len(flags)} flags for {len(check)} ids")
+            flags = await ended(check) if check else []  # zip(strict) checks the count
             gone = [i for i, flag in zip(check, flags, strict=True) if flag]
             alive += [i for i, flag in zip(check, flags, strict=True)
                       if not flag and i in returned]
@@ -333,7 +331,3 @@ class QueueGate:
             returned.update(check)
             if not check:
                 return msgspec.structs.replace(wake, ids=alive)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

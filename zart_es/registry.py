@@ -17,7 +17,7 @@ from .durations import Duration, to_ms
 from .errors import ConfigError, DuplicateWorkflow, UnknownWorkflow
 from .keys import check_workflow_name
 from .queues import Queue
-from .schedule_times import ScheduleSpec
+from .schedule_times import DEFAULT_ID_TEMPLATE, ScheduleSpec
 
 if typing.TYPE_CHECKING:
     from .context import Context
@@ -205,7 +205,7 @@ def schedule(
     every: Duration | None = None,
     timezone: str = "UTC",
     overlap: str = "skip",
-    id_template: str = "{schedule}-{occurrence}",
+    id_template: str = DEFAULT_ID_TEMPLATE,
     registry: Registry | None = None,
 ) -> ScheduleSpec:
     """Declare a recurring schedule in code, next to its workflow.

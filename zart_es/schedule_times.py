@@ -36,6 +36,9 @@ TEMPLATE_FIELDS = frozenset({"schedule", "occurrence", "workflow"})
 CRON_ALIASES = frozenset(
     {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"})
 
+DEFAULT_ID_TEMPLATE = "{schedule}-{occurrence}"
+"""Execution ids of occurrences, unless a schedule gives its own template."""
+
 MISSED_COUNT_LIMIT = 10_000
 """At most this many missed cron occurrences are counted (in ``skipped``) per catch-up."""
 
@@ -58,7 +61,7 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     every_ms: int = 0
     timezone: str = "UTC"
     overlap: str = "skip"
-    id_template: str = "{schedule}-{occurrence}"
+    id_template: str = DEFAULT_ID_TEMPLATE
     paused: bool = False
     created_ms: int = 0
 
@@ -304,7 +307,7 @@ class ScheduleSpec(msgspec.Struct, frozen=True, kw_only=True):
     every: Any = None
     timezone: str = "UTC"
     overlap: str = "skip"
-    id_template: str = "{schedule}-{occurrence}"
+    id_template: str = DEFAULT_ID_TEMPLATE
 
     def settings(self) -> dict[str, Any]:
         """The arguments of :meth:`Schedules.add`."""

@@ -44,7 +44,6 @@ from zoneinfo import ZoneInfo
 import msgspec
 import structlog
 
-# croniter ships no type information: this module's _Cron is the one typed doorway to it
 from .aio import tick_forever
 from .autopipe import script_caller
 from .client import Client
@@ -60,6 +59,7 @@ from .errors import (
 )
 from .pauses import audit
 from .schedule_times import (
+    DEFAULT_ID_TEMPLATE,
     MAX_NEXT_OCCURRENCES,
     Schedule,
     ScheduleSpec,
@@ -112,7 +112,7 @@ class Schedules:
         every: Duration | None = None,
         timezone: str = "UTC",
         overlap: str = "skip",
-        id_template: str = "{schedule}-{occurrence}",
+        id_template: str = DEFAULT_ID_TEMPLATE,
         replace: bool = False,
         by: str = "",
     ) -> Schedule:
@@ -383,10 +383,9 @@ class Scheduler:
             pending_cancel=previous if running else "")
 
     async def _running(self, execution_id: str) -> bool:
-        try:
-            return not (await self.client.status(execution_id)).done
-        except ExecutionNotFound:
-            return False
+        """Whether the execution exists and has not ended (one read of its meta hash)."""
+        meta = await self.client.store.meta(execution_id)
+        return bool(meta) and b"end" not in meta
 
     async def _start(
         self, schedule: Schedule, state: ScheduleState, started: builtins.list[str]

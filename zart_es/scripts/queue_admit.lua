@@ -131,10 +131,10 @@ if op == 'drop' then
       end
     end
   end
-  if redis.call('ZCARD', waiting) == 0 then
+  local nwaiting = redis.call('ZCARD', waiting)
+  if nwaiting == 0 then
     redis.call('DEL', woken)
   end
-  local nwaiting = redis.call('ZCARD', waiting)
   if not (rfree < free and nwaiting > math.max(rfree, 0)) then
     retry = -1
   end
