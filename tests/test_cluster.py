@@ -168,3 +168,33 @@ async def test_master_failover_while_executions_run(tmp_path: Path) -> None:
                 steps = [e.step for e in events if isinstance(e, StepCompleted)]
                 assert steps == [f"s-{i}" for i in range(15)], eid
                 assert sum(isinstance(e, ExecutionCompleted) for e in events) == 1
+
+
+async def test_script_calls_survive_a_failover_to_a_node_without_the_script(
+        tmp_path: Path) -> None:
+    """A killed primary's replica takes over with an empty script cache, while the
+    client's cached topology may still call it a replica: script calls must run again."""
+    from zart_es.autopipe import SlotScript
+
+    with LocalCluster(tmp_path / "noscript") as cluster:
+        redis = connect(cluster.url)
+        try:
+            key = "{noscript}k"
+            script = SlotScript(redis, "return redis.call('INCR', KEYS[1])")
+            assert await script([key], []) == 1
+            owner = redis.get_node_from_key(key)  # type: ignore[union-attr]
+            next(n for n in cluster.nodes if n.port == owner.port).kill()
+            deadline = asyncio.get_running_loop().time() + 20
+            errors: list[str] = []
+            while True:
+                try:
+                    count = await script([key], [])
+                    break
+                except Exception as exc:  # noqa: BLE001 -- the failover's errors, then none
+                    errors.append(type(exc).__name__)
+                    assert asyncio.get_running_loop().time() < deadline, errors[-5:]
+                    await asyncio.sleep(0.05)
+            assert "NoScriptError" not in errors
+            assert [count, await script([key], [])] == [count, count + 1]
+        finally:
+            await redis.aclose()

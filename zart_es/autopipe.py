@@ -41,8 +41,14 @@ def script_caller(redis: RedisClient, script: str, *, pipelined: bool = True) ->
 
 
 class SlotScript:
-    """EVALSHA through the client (cluster-aware routing), loading the script on NOSCRIPT
-    (a new or failed-over node starts with an empty script cache)."""
+    """EVALSHA through the client (cluster-aware routing); on NOSCRIPT (a new or
+    failed-over node starts with an empty script cache) the call is sent once as EVAL,
+    which runs the script and caches it on the node that owns the keys' slot.
+
+    Not SCRIPT LOAD: a cluster client sends that to the primaries of its cached topology,
+    which after a failover need not include the promoted replica that answered NOSCRIPT,
+    so the EVALSHA after it failed again, on every call, until the topology was refreshed.
+    """
 
     def __init__(self, redis: RedisClient, script: str) -> None:
         self._redis = redis
@@ -53,8 +59,7 @@ class SlotScript:
         try:
             return await self._redis.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
-            await self._redis.script_load(self._script)
-            return await self._redis.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await self._redis.eval(self._script, len(keys), *keys, *args)  # type: ignore[misc]
 
     async def aclose(self) -> None:
         """Nothing of its own to close: the client's connections are the caller's."""
