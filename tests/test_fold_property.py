@@ -39,7 +39,7 @@ event_bodies = st.one_of(
     st.builds(ev.RunRestarted, run=small),
     st.builds(ev.ExecutionPaused, rule=names),
     st.builds(ev.ExecutionResumed, rule=names),
-    st.builds(ev.QueueAdmitted, queue=names, key=names),
+    st.builds(ev.QueueAdmitted, queue=names, key=names, admitted_ms=small),
 )
 
 

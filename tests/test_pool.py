@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -79,4 +80,5 @@ def test_health_probe(redis_url: str, tmp_path: Path) -> None:
     os.utime(beat, (old, old))
     stale = health("--redis-url", redis_url, "--heartbeat-file", str(beat), "--max-age", "30")
     assert stale.returncode == 1
-    assert "heartbeat is 120s old" in stale.stderr
+    # 120 s plus the time the probe took to start on a loaded machine
+    assert re.search(r"heartbeat is 1[2-4]\ds old \(max 30s\)", stale.stderr), stale.stderr

@@ -113,11 +113,11 @@ async def test_rate_limit_spaces_admissions(env: tuple[Client, Registry], redis:
     ids = [await client.start("metered-job", queue_key="api") for _ in range(10)]
     for eid in ids:
         await client.result(eid, timeout=20)
-    admitted = sorted([e.at_ms for eid in ids for e in await read_log(redis, eid)
+    admitted = sorted([e.admitted_ms for eid in ids for e in await read_log(redis, eid)
                        if isinstance(e, QueueAdmitted)])
     assert len(admitted) == 10
     for first, fifth in zip(admitted, admitted[4:], strict=False):
-        assert fifth - first >= 1000 - 5  # at most 4 in any second (Redis' clock)
+        assert fifth - first >= 1000  # at most 4 in any second, by the gate's (Redis') clock
     assert admitted[-1] - admitted[0] < 6000  # and the rate window's wake-ups kept it moving
 
 

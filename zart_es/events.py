@@ -191,10 +191,13 @@ class ExecutionResumed(Event, frozen=True, kw_only=True, tag=True, omit_defaults
 
 class QueueAdmitted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """The execution got a slot of queue ``queue`` for key ``key`` and may run; it holds the
-    slot until it ends."""
+    slot until it ends. ``admitted_ms`` is when the queue's gate admitted it (Redis' clock:
+    the one its rate window counts in; ``at_ms`` is the later append); 0 where a log was
+    written before the field existed."""
 
     queue: str
     key: str = ""
+    admitted_ms: int = 0
 
 
 AnyEvent = (

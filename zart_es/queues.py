@@ -166,11 +166,13 @@ class Admission(msgspec.Struct, frozen=True, kw_only=True):
     """What :meth:`QueueGate.admit_detail` decided.
 
     ``retry_in_ms`` is set when the execution waits only for the rate window (it fits the
-    cap): ask again after that many ms. Otherwise a release will wake it.
+    cap): ask again after that many ms. Otherwise a release will wake it. ``at_ms`` is
+    when the gate admitted it (Redis' clock, the clock the rate window counts in).
     """
 
     admitted: bool
     retry_in_ms: int | None = None
+    at_ms: int | None = None
 
 
 class Wake(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,10 +250,12 @@ class QueueGate:
         check_admission(execution_id)
         prio = queue.priority if priority is None else check_priority(priority)
         arrival = "" if arrival_ms is None else str(int(arrival_ms))
-        status, retry = await self._call(queue, key, "admit", execution_id, str(prio), arrival)
+        status, retry, *since = await self._call(queue, key, "admit", execution_id, str(prio),
+                                                 arrival)
         # after the script: a sweeper that removed the pair meanwhile sees it again
         await self._redis.sadd(self._keys.queue_index(), f"{queue.name} {key}")  # type: ignore[misc]
-        return Admission(admitted=status > 0, retry_in_ms=retry if retry >= 0 else None)
+        return Admission(admitted=status > 0, retry_in_ms=retry if retry >= 0 else None,
+                         at_ms=int(since[0]) if since else None)
 
     async def release(self, queue: Queue, key: str, execution_id: str) -> list[str]:
         """Forget the execution (running or waiting); return the waiting ids that fit now.

@@ -318,7 +318,8 @@ async def _admitted(journal: StoreJournal, queue: Queue) -> bool:
     if not admission.admitted:
         journal.retry_in_ms = admission.retry_in_ms
         return False
-    await journal.record(QueueAdmitted(queue=queue.name, key=state.queue_key))
+    await journal.record(QueueAdmitted(queue=queue.name, key=state.queue_key,
+                                       admitted_ms=admission.at_ms or 0))
     return True
 
 

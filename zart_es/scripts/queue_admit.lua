@@ -19,9 +19,9 @@
 -- admit: ARGV[7] execution id, ARGV[8] priority, ARGV[9] arrival ms (the execution's
 --   creation time: waiting executions of one priority are admitted in the order they were
 --   started, whichever worker saw them first; "" = now, raised past the band's last)
---   reply {2, -1} already running, {1, -1} admitted now, {0, retry} waiting; retry is the
---   ms until the rate window lets one more in when only the window holds this one back,
---   else -1 (a release will wake it)
+--   reply {2, -1, admitted ms} already running, {1, -1, now} admitted now, {0, retry}
+--   waiting; retry is the ms until the rate window lets one more in when only the window
+--   holds this one back, else -1 (a release will wake it)
 -- drop: ARGV[7..] execution ids to remove from running and waiting (none: just look)
 --   reply {ids that fit now, retry, running count, waiting count}; retry as for admit,
 --   for waiting executions that fit the cap but not the rate window
@@ -69,8 +69,9 @@ end
 
 if op == 'admit' then
   local id, priority = ARGV[7], tonumber(ARGV[8])
-  if redis.call('ZSCORE', running, id) then
-    return {2, -1}
+  local since = redis.call('ZSCORE', running, id)
+  if since then
+    return {2, -1, tonumber(since)}
   end
   if not redis.call('ZSCORE', waiting, id) then
     local base = -priority * BAND
@@ -99,7 +100,7 @@ if op == 'admit' then
       redis.call('ZADD', starts, now, member)
       redis.call('PEXPIRE', starts, math.ceil(window) + 1000)
     end
-    return {1, -1}
+    return {1, -1, now}
   end
   if rank < free and retry >= 0 then
     -- only the rate window holds it: its worker wakes it when the window opens, so no
