@@ -190,7 +190,7 @@ async def test_script_calls_survive_a_failover_to_a_node_without_the_script(
                 try:
                     count = await script([key], [])
                     break
-                except Exception as exc:  # noqa: BLE001 -- the failover's errors, then none
+                except Exception as exc:
                     errors.append(type(exc).__name__)
                     assert asyncio.get_running_loop().time() < deadline, errors[-5:]
                     await asyncio.sleep(0.05)

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import math
 import sys
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -50,6 +51,23 @@ def _tables(args: argparse.Namespace) -> bool:
     return not args.json and sys.stdout.isatty()
 
 
+def _show(args: argparse.Namespace, value: Any, columns: Sequence[str],
+          rows: Iterable[Sequence[str]], *, title: str | None = None) -> None:
+    """Print ``value`` as JSON, or, on a terminal without ``--json``, ``rows`` as a table
+    (no header when ``columns`` is empty). ``rows`` is only consumed for the table."""
+    if not _tables(args):
+        _print_json(value)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    bare: dict[str, Any] = {} if columns else {"show_header": False, "box": None}
+    table = Table(*columns, title=title, **bare)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
 def _when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
@@ -66,16 +84,8 @@ async def status(args: argparse.Namespace) -> int:
     """``zart-es status ID``: state, steps done, current step, pending timers."""
     async with _client(args) as client:
         detail = await client.describe(args.id)
-    if not _tables(args):
-        _print_json(detail)
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
-    for key, value in msgspec.structs.asdict(detail).items():
-        table.add_row(key, str(value))
-    Console().print(table)
+    _show(args, detail, (), ((key, str(value))
+                             for key, value in msgspec.structs.asdict(detail).items()))
     return 0
 
 
@@ -94,17 +104,9 @@ async def listing(args: argparse.Namespace) -> int:
     """``zart-es list [--status S] [--name N] [--limit K]``."""
     async with _client(args) as client:
         rows = await client.list(status=args.status, name=args.name, limit=args.limit)
-    if not _tables(args):
-        _print_json(rows)
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "workflow", "state", "created (UTC)", "events")
-    for row in rows:
-        table.add_row(row.execution_id, row.workflow, row.state, _when(row.created_ms),
-                      str(row.version))
-    Console().print(table)
+    _show(args, rows, ("id", "workflow", "state", "created (UTC)", "events"),
+          ((row.execution_id, row.workflow, row.state, _when(row.created_ms), str(row.version))
+           for row in rows))
     return 0
 
 

@@ -9,7 +9,7 @@ import getpass
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .cli_client import _client, _print_json, _tables, _when
+from .cli_client import _client, _show, _when
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -108,16 +108,8 @@ async def list_pauses(args: argparse.Namespace) -> int:
     """``zart-es pauses``."""
     async with _client(args) as client:
         rules = await client.pauses()
-    if not _tables(args):
-        _print_json(rules)
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("rule", "since (UTC)", "by", "reason")
-    for rule in rules:
-        table.add_row(rule.rule, _when(rule.at_ms), rule.by, rule.reason)
-    Console().print(table)
+    _show(args, rules, ("rule", "since (UTC)", "by", "reason"),
+          ((rule.rule, _when(rule.at_ms), rule.by, rule.reason) for rule in rules))
     return 0
 
 
@@ -125,15 +117,9 @@ async def stats(args: argparse.Namespace) -> int:
     """``zart-es stats``."""
     async with _client(args) as client:
         counts = await client.stats()
-    if not _tables(args):
-        _print_json(counts)
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
     states = [s for s, n in counts.by_state.items() if n]
-    table = Table("workflow", *states, title=f"{counts.total} executions")
-    for workflow, per in counts.by_workflow.items():
-        table.add_row(workflow, *(str(per.get(s, 0)) for s in states))
-    Console().print(table)
+    _show(args, counts, ("workflow", *states),
+          ((workflow, *(str(per.get(s, 0)) for s in states))
+           for workflow, per in counts.by_workflow.items()),
+          title=f"{counts.total} executions")
     return 0

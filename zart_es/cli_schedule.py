@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .cli_client import _client, _json_arg, _print_json, _tables, _when
+from .cli_client import _client, _json_arg, _print_json, _show, _when
 from .cli_ops import _operator
 from .errors import ScheduleNotFound
 from .schedule_times import DEFAULT_ID_TEMPLATE, OVERLAP_POLICIES, schedule_to_dict
@@ -80,19 +80,12 @@ async def schedule_command(args: argparse.Namespace) -> int:
 
 
 def _print_schedules(args: argparse.Namespace, rows: list[tuple[Any, Any]]) -> None:
-    if not _tables(args):
-        _print_json([{**schedule_to_dict(s), "state": state} for s, state in rows])
-        return
-    from rich.console import Console
-    from rich.table import Table
+    def when(s: Any) -> str:
+        text = s.cron or f"every {s.every_ms // 1000}s"
+        return text + (f" ({s.timezone})" if s.cron and s.timezone != "UTC" else "")
 
-    table = Table("name", "workflow", "when", "overlap", "paused", "last (UTC)", "started",
-                  "skipped")
-    for s, state in rows:
-        when = s.cron or f"every {s.every_ms // 1000}s"
-        if s.cron and s.timezone != "UTC":
-            when += f" ({s.timezone})"
-        table.add_row(s.name, s.workflow, when, s.overlap, "yes" if s.paused else "",
-                      _when(state.last_ms) if state else "", str(state.started if state else 0),
-                      str(state.skipped if state else 0))
-    Console().print(table)
+    _show(args, [{**schedule_to_dict(s), "state": state} for s, state in rows],
+          ("name", "workflow", "when", "overlap", "paused", "last (UTC)", "started", "skipped"),
+          ((s.name, s.workflow, when(s), s.overlap, "yes" if s.paused else "",
+            _when(state.last_ms) if state else "", str(state.started if state else 0),
+            str(state.skipped if state else 0)) for s, state in rows))
