@@ -23,6 +23,7 @@ from zart_es import (
     ResultTimeout,
     StepFailedError,
     TaskError,
+    Worker,
     durable,
 )
 from zart_es.events import ExecutionFailed, ExecutionStarted, StepCompleted, StepFailed
@@ -351,3 +352,28 @@ async def test_a_malformed_work_message_is_dropped_and_reading_goes_on(
         return bool(pending["pending"] == 0)
 
     assert await wait_for(nothing_pending, timeout=10)
+
+
+async def test_a_step_that_blocks_the_event_loop_is_reported(
+        redis_url: str, registry: Registry) -> None:
+    """A sync step that blocks stops heartbeats: the worker counts it (and logs a warning
+    naming the fix), so an operator sees why leases run out."""
+    import time as clock
+
+    @durable("blocker", registry=registry)
+    async def blocker(ctx: Context) -> int:
+        return await ctx.step("block", lambda: clock.sleep(1.0) or 1)
+
+    # heartbeat every 0.5 s; a 1 s block delays one by at least 0.5 s, whatever the phase
+    async with Client(redis_url) as client, Worker(
+            redis_url, registry=registry, lease_timeout=1.5, poll_interval=0.05) as worker:
+        def blocked() -> float:
+            value = worker.metrics.registry.get_sample_value(
+                "zart_worker_event_loop_blocked_seconds_total")
+            assert value is not None
+            return value
+
+        assert blocked() == 0
+        assert await client.result(await client.start("blocker"), timeout=20) == 1
+        await asyncio.sleep(0.6)
+        assert blocked() >= 0.25

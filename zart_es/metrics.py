@@ -125,6 +125,10 @@ class WorkerMetrics:
         self.conflicts = Counter("zart_worker_append_conflicts",
                                  "Appends refused because the log moved on",
                                  registry=self.registry)
+        self.loop_blocked = Counter(
+            "zart_worker_event_loop_blocked_seconds",
+            "How late the lease heartbeat ran because the event loop was blocked (a step "
+            "function doing sync I/O or time.sleep)", registry=self.registry)
 
     def step(self, workflow: str, started: float, outcome: str) -> None:
         """Record one step function's run (``started`` from time.perf_counter())."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -468,9 +469,19 @@ class Worker:
     # -- leases ---------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
+        interval = min(self.lease_timeout / 3, 5.0)
         while True:
             self._touch()
-            await asyncio.sleep(min(self.lease_timeout / 3, 5.0))
+            asleep = time.monotonic()
+            await asyncio.sleep(interval)
+            stalled = time.monotonic() - asleep - interval
+            if stalled > interval / 2:
+                # the loop did not run: a step function blocked it (sync I/O, time.sleep)
+                self.metrics.loop_blocked.inc(stalled)
+                log.warning("event loop blocked; leases may have run out, so blocked steps "
+                            "can run again on another worker: make blocking step functions "
+                            "async or wrap them in asyncio.to_thread",
+                            blocked_s=round(stalled, 1), lease_timeout_s=self.lease_timeout)
             held: list[Message] = [m for r in self._runs.values() for m in r.messages]
             for partition, ids in _by_partition(held).items():
                 try:
