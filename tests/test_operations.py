@@ -19,6 +19,7 @@ from zart_es.events import (
     StepRetryRequested,
     StepsInvalidated,
     TimerFired,
+    TimerSet,
 )
 
 from .helpers import read_log, wait_for
@@ -420,3 +421,36 @@ async def test_a_repair_takes_the_old_runs_pending_timers_off_the_wheel(
 
 async def _ran_twice(runs: list[int]) -> bool:
     return len(runs) >= 2
+
+
+async def test_the_old_runs_step_in_flight_does_not_continue_the_repaired_run(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    """The deadline ends the run while step 'b' is in flight; a restart reopens the log
+    before 'b' returns. 'b's late result must not be recorded into the new run, nor the
+    old coroutine go on with it: the new run starts from scratch, with its own deadline."""
+    client, registry = env
+    calls: collections.Counter[str] = collections.Counter()
+
+    async def slow_b() -> int:
+        calls["b"] += 1
+        await asyncio.sleep(2.0 if calls["b"] == 1 else 0)
+        return 2
+
+    @durable("zombie-restart", registry=registry, timeout="1s")
+    async def zombie_restart(ctx: Context) -> str:
+        await ctx.step("a", lambda: calls.update(["a"]) or 1)
+        await ctx.step("b", slow_b)
+        await ctx.step("c", lambda: calls.update(["c"]) or 3)
+        return "done"
+
+    eid = await client.start("zombie-restart")
+    assert (await client.wait(eid, 10)).state == "timed_out"
+    await client.restart(eid)
+    assert await client.result(eid, timeout=15) == "done"
+    log = await read_log(redis, eid)
+    reopened = next(i for i, e in enumerate(log) if isinstance(e, RunRestarted))
+    new_run = log[reopened + 1:]
+    assert [e.step for e in new_run if isinstance(e, StepCompleted)] == ["a", "b", "c"]
+    assert any(isinstance(e, TimerSet) and e.purpose == "timeout" for e in new_run)
+    assert calls == {"a": 2, "b": 2, "c": 1}

@@ -160,6 +160,7 @@ class StoreJournal:
             await self._record(event, timer)
 
     async def _record(self, event: Event, timer: NewTimer | None) -> None:
+        run = self.state.opened_seq
         while True:
             try:
                 appended = await self.store.append(
@@ -170,6 +171,11 @@ class StoreJournal:
                 if self.metrics is not None:
                     self.metrics.conflicts.inc()
                 await self.catch_up()
+                if self.state.opened_seq != run:
+                    # the run this coroutine belongs to ended and an operator's repair
+                    # reopened the execution: the new run is not ours to continue (its
+                    # work message starts it afresh, here or on another worker)
+                    raise LeaseLost from None
                 if already_recorded(self.state, event):
                     return
                 if self.state.terminal:
