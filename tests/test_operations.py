@@ -189,6 +189,32 @@ async def test_restart_runs_again_from_scratch_and_keeps_the_old_run(
     assert await client.verify(eid) is None
 
 
+async def test_a_restart_keeps_the_events_the_execution_was_sent(
+    env: tuple[Client, Registry]
+) -> None:
+    """'go' arrived while the first run slept and 'a' then failed before any wait took
+    it; 'seen' was taken by the first run. The restarted run takes both again (the
+    sender of 'go' would find its re-send refused as a duplicate of 'go-1')."""
+    client, registry = env
+    calls = Calls()
+    calls.failing.add("a")
+
+    @durable("events-then-fail", registry=registry)
+    async def events_then_fail(ctx: Context) -> str:
+        seen = await ctx.wait_for_event("seen", type=str)
+        await ctx.sleep(0.3)
+        await ctx.step("a", lambda: calls.step("a", 1))
+        return seen + " " + await ctx.wait_for_event("go", type=str)
+
+    eid = await client.start("events-then-fail")
+    await client.send_event(eid, "seen", "first")
+    await client.send_event(eid, "go", "payload-1", event_id="go-1")
+    assert (await client.wait(eid, 10)).state == "failed"
+    calls.failing.clear()
+    await client.restart(eid)
+    assert await client.result(eid, timeout=10) == "first payload-1"
+
+
 async def test_a_restarted_run_can_be_cancelled_again(env: tuple[Client, Registry]) -> None:
     client, registry = env
 

@@ -332,10 +332,13 @@ def _forget_calls(state: ExecutionState, forgotten: set[str]) -> None:
 
 def _run_restarted(state: ExecutionState, e: Any) -> None:
     retired = state.retired_children | {c.child_id for c in state.children.values()}
+    # the events delivered to the execution stay (none is taken yet in the new run): its
+    # sender may never send them again, and their idempotency keys refuse a re-send
     fresh = ExecutionState(
         execution_id=state.execution_id, workflow=state.workflow, input=state.input,
         version=state.version, started_ms=e.at_ms, status=state.status,
         parent_id=state.parent_id, run=e.run, retired_children=retired,
+        received=state.received,
         opened_seq=e.seq, opened_ms=e.at_ms,
         queue_key=state.queue_key, priority=state.priority,
     )
