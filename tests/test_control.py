@@ -188,6 +188,43 @@ async def test_cancel_runs_compensation_and_ends_cancelled(
     assert await client.cancel(eid) is False  # already finished: a no-op that says so
 
 
+async def test_a_compensation_that_waits_durably_ends_cancelled(
+    env: tuple[Client, Registry]
+) -> None:
+    """Cancelled at a new call; the compensation's retry waits on a durable timer, so the
+    run suspends and a later run replays it: that replay must be cancelled at the same
+    call, not fail as nondeterministic because the log has 'release' where 'charge' is."""
+    client, registry = env
+    gate = asyncio.Event()
+    tries: list[int] = []
+
+    def release() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ConnectionError("stock service blip")
+        return "released"
+
+    @durable("compensate-with-retry", registry=registry)
+    async def order(ctx: Context) -> str:
+        try:
+            await ctx.step("reserve", lambda: "reserved")
+            await ctx.step("wait-a-bit", gate.wait)  # the cancel arrives meanwhile
+            await ctx.step("charge", lambda: "charged")  # Cancelled here
+            return "done"
+        except Cancelled:
+            await ctx.step_with_retry("release", release, retries=3, backoff="fixed",
+                                      delay="200ms")
+            raise
+
+    eid = await client.start("compensate-with-retry")
+    await asyncio.sleep(0.3)
+    await client.cancel(eid, reason="customer asked")
+    gate.set()
+    status = await client.wait(eid, 10)
+    assert status.state == "cancelled", status
+    assert len(tries) == 2
+
+
 async def _has_step(redis: Redis, eid: str, step: str) -> bool:
     return any(isinstance(e, StepCompleted) and e.step == step for e in await read_log(redis, eid))
 

@@ -403,9 +403,13 @@ class Context:
         return Suspend()
 
     def _new_call(self, name: str) -> None:
-        """Checks before a durable call that is not recorded yet does anything."""
-        self._replay.visit(self._state, name)
+        """Checks before a durable call that is not recorded yet does anything.
+
+        A pending cancel comes first: the run that got it here recorded no call here but
+        its compensation's, so a replay must be cancelled here too before the order of
+        recorded calls is checked."""
         self._replay.deliver_cancel(self._state)
+        self._replay.visit(self._state, name)
         if self._journal.interrupted():
             raise Interrupted  # the worker drains: new work goes to another worker
         rule = self._journal.pause_rule()
