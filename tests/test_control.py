@@ -210,11 +210,11 @@ async def test_a_compensation_that_waits_durably_ends_cancelled(
             await ctx.step("reserve", lambda: "reserved")
             await ctx.step("wait-a-bit", gate.wait)  # the cancel arrives meanwhile
             await ctx.step("charge", lambda: "charged")  # Cancelled here
-            return "done"
         except Cancelled:
             await ctx.step_with_retry("release", release, retries=3, backoff="fixed",
                                       delay="200ms")
             raise
+        return "done"
 
     eid = await client.start("compensate-with-retry")
     await asyncio.sleep(0.3)

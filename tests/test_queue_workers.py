@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Client, ConfigError, Context, Registry, Worker, durable, queue
+from zart_es import Cancelled, Client, ConfigError, Context, Registry, Worker, durable, queue
 from zart_es.events import QueueAdmitted
 from zart_es.queues import Queue, QueueGate
 
@@ -270,3 +271,75 @@ async def test_the_higher_priority_queue_of_a_pool_is_served_first(
         await client.result(eid, timeout=20)
     assert order == ["blocker", *(f"urgent-{i}" for i in range(4)),
                      *(f"bulk-{i}" for i in range(4))]
+
+
+async def test_a_cancelled_waiter_leaves_the_line_before_its_compensation_ends(
+        env: tuple[Client, Registry]) -> None:
+    """Cap 1: 'first' runs, 'w1' and 'w2' wait. 'w1' is cancelled and compensates slowly,
+    without a slot; when 'first' ends, 'w2' gets the slot at once, not after 'w1' ended."""
+    client, registry = env
+    queue("single-file", concurrency=1, registry=registry)
+    began: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def work(tag: str, seconds: float) -> str:
+        began[tag] = loop.time()
+        await asyncio.sleep(seconds)
+        ended[tag] = loop.time()
+        return tag
+
+    @durable("single-file-job", queue="single-file", registry=registry)
+    async def job(ctx: Context, seconds: float) -> str:
+        try:
+            return await ctx.step("work", lambda: work(ctx.execution_id, seconds))
+        except Cancelled:
+            await ctx.step("undo", lambda: work(ctx.execution_id + ":undo", 3.0))
+            raise
+
+    await client.start("single-file-job", 0.6, execution_id="first")
+    await wait_for(lambda: _true("first" in began))
+    await client.start("single-file-job", 0.1, execution_id="w1")
+    await client.start("single-file-job", 0.1, execution_id="w2")
+    await asyncio.sleep(0.2)
+    await client.cancel("w1", reason="not needed")
+    assert await client.result("w2", timeout=15) == "w2"
+    assert (await client.wait("w1", 10)).state == "cancelled"
+    assert "w1" not in began  # it never ran its work
+    assert began["w2"] - ended["first"] < 1.5  # not held behind w1's 3 s compensation
+    assert began["w2"] < ended["w1:undo"]
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_paused_execution_whose_worker_died_gives_its_slot_back(
+        redis_url: str, tmp_path: Path) -> None:
+    """kill -9 between recording a pause and giving the queue slot back: the next worker
+    that looks at the still-held execution gives it back, so the queue's other workflow
+    is not blocked for as long as the pause lasts."""
+    dying = spawn_worker(redis_url, "tests.apps.queued", log=tmp_path / "w.log",
+                         env={"QUEUED_DIE_BEFORE_SLOT_RETURN": "1"})
+    survivor = None
+    try:
+        async with Client(redis_url) as client:
+            held = await client.start("holdable")
+            await wait_for(lambda: _state_is(client, held, "sleeping"), timeout=20)
+            await client.pause(workflow="holdable", reason="incident")
+            assert await asyncio.to_thread(dying.wait, 20) == -signal.SIGKILL
+            assert (await client.status(held)).state == "paused"
+            survivor = spawn_worker(redis_url, "tests.apps.queued", log=tmp_path / "w.log")
+            other = await client.start("neighbour")
+            assert await client.result(other, timeout=20) == "neighbour done"
+            assert (await client.status(held)).state == "paused"
+            await client.resume(workflow="holdable")
+            assert await client.result(held, timeout=20) == "held done"
+    finally:
+        for proc in (dying, survivor):
+            if proc is not None:
+                stop_worker(proc)
+
+
+async def _state_is(client: Client, execution_id: str, state: str) -> bool:
+    return (await client.status(execution_id)).state == state

@@ -239,7 +239,10 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
     rule = journal.pause_rule()
     if state.paused_by is not None:
         if rule is not None and await journal.held(rule):
-            return Outcome.WAITING  # still held: timers and events wait in the log
+            # still held: timers and events wait in the log. Its slot goes back (again:
+            # harmless) in case the run that recorded the pause died before doing so
+            await _give_slot_back(journal)
+            return Outcome.WAITING
         await journal.record(ExecutionResumed(rule=state.paused_by))
     elif rule is not None and await _hold(journal, rule):
         return Outcome.WAITING  # a rule covers it: stop before running anything
@@ -317,7 +320,12 @@ async def _admitted(journal: StoreJournal, queue: Queue) -> bool:
     A cancelled execution needs no slot to end; without a gate (a runner used on its
     own) queues are not enforced."""
     state = journal.state
-    if state.admitted is not None or state.cancel_requested is not None or journal.gate is None:
+    if state.admitted is not None or journal.gate is None:
+        return True
+    if state.cancel_requested is not None:
+        # it ends without a slot: out of the waiting line now, so the execution behind
+        # it is not kept from a free slot while its compensation runs
+        await _give_slot_back(journal)
         return True
     admission = await journal.gate.admit_detail(queue, state.queue_key, state.admission,
                                                 state.priority, state.started_ms)
@@ -343,15 +351,22 @@ async def _hold(journal: StoreJournal, rule: str) -> bool:
     execution_id = state.execution_id
     await journal.pauses.hold(execution_id, rule)
     await journal.record(ExecutionPaused(rule=rule))
-    if journal.queue is not None and journal.gate is not None:
-        wake = await journal.gate.release_detail(journal.queue, state.queue_key,
-                                                 state.admission)
-        await journal.store.wake(execution_ids(wake.ids))
+    await _give_slot_back(journal)
     if not await journal.held(rule):
         await journal.record(ExecutionResumed(rule=rule))
         return False
     log.info("execution paused", execution_id=execution_id, rule=rule)
     return True
+
+
+async def _give_slot_back(journal: StoreJournal) -> None:
+    """Leave the queue (its slot, or its place among the waiters) and wake the waiters
+    that fit now. Repeating it is harmless."""
+    if journal.queue is not None and journal.gate is not None:
+        state = journal.state
+        wake = await journal.gate.release_detail(journal.queue, state.queue_key,
+                                                 state.admission)
+        await journal.store.wake(execution_ids(wake.ids))
 
 
 async def _notify_parent(journal: StoreJournal) -> None:
