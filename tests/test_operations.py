@@ -410,7 +410,7 @@ async def test_a_repaired_run_gets_a_fresh_deadline(
 
     eid = await client.start("deadlined")
     assert (await client.wait(eid, 10)).state == "timed_out"
-    await asyncio.sleep(0.7)  # the original deadline is long past
+    await asyncio.sleep(1.6)  # the original deadline is long past; the slow step returned
     with pytest.raises(UnknownStep, match="'prepare'"):  # in flight, never recorded
         await client.rerun(eid, ["work"])
     await client.rerun(eid, ["prepare"])
@@ -460,10 +460,11 @@ async def test_the_old_runs_step_in_flight_does_not_continue_the_repaired_run(
 
     async def slow_b() -> int:
         calls["b"] += 1
-        await asyncio.sleep(2.0 if calls["b"] == 1 else 0)
+        # returns after the restart; the new run then has most of its second left
+        await asyncio.sleep(1.8 if calls["b"] == 1 else 0)
         return 2
 
-    @durable("zombie-restart", registry=registry, timeout="1s")
+    @durable("zombie-restart", registry=registry, timeout="1500ms")
     async def zombie_restart(ctx: Context) -> str:
         await ctx.step("a", lambda: calls.update(["a"]) or 1)
         await ctx.step("b", slow_b)
@@ -480,3 +481,24 @@ async def test_the_old_runs_step_in_flight_does_not_continue_the_repaired_run(
     assert [e.step for e in new_run if isinstance(e, StepCompleted)] == ["a", "b", "c"]
     assert any(isinstance(e, TimerSet) and e.purpose == "timeout" for e in new_run)
     assert calls == {"a": 2, "b": 2, "c": 1}
+
+
+async def test_a_deadline_ends_an_execution_held_since_before_its_first_run(
+    env: tuple[Client, Registry]
+) -> None:
+    """Started while a rule covers its workflow, the execution is held before it runs
+    anything; its deadline still counts from the start and ends it during the pause."""
+    client, registry = env
+
+    @durable("held-from-the-start", registry=registry, timeout="800ms")
+    async def held_from_the_start(ctx: Context) -> str:
+        return str(await ctx.step("work", lambda: "worked"))
+
+    await client.pause(workflow="held-from-the-start", reason="incident")
+    await asyncio.sleep(1.1)  # every worker's copy of the rules has it
+    eid = await client.start("held-from-the-start")
+    status = await client.wait(eid, 10)
+    assert status.state == "timed_out", status
+    assert (await client.pauses())[0].rule == "workflow:held-from-the-start"  # still paused
+    await client.resume(workflow="held-from-the-start")
+    assert (await client.status(eid)).state == "timed_out"

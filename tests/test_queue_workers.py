@@ -8,6 +8,7 @@ import itertools
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -343,3 +344,51 @@ async def test_a_paused_execution_whose_worker_died_gives_its_slot_back(
 
 async def _state_is(client: Client, execution_id: str, state: str) -> bool:
     return (await client.status(execution_id)).state == state
+
+
+async def test_a_pause_lifted_while_it_is_recorded_asks_for_the_slot_again(
+        redis_url: str, registry: Registry) -> None:
+    """The operator resumes exactly between the held execution giving its slot back and
+    the worker checking the rule again: the worker resumes the execution itself, and it
+    must queue for a slot again (the waiter it woke has it now), not run beside it."""
+    queue("narrow", concurrency=1, registry=registry)
+    inside: list[str] = []
+    most: list[int] = [0]
+
+    async def busy(tag: str, seconds: float) -> str:
+        inside.append(tag)
+        most[0] = max(most[0], len(inside))
+        await asyncio.sleep(seconds)
+        inside.remove(tag)
+        return tag
+
+    @durable("narrow-a", queue="narrow", registry=registry)
+    async def narrow_a(ctx: Context) -> str:
+        await ctx.step("s1", lambda: busy("a1", 0.6))
+        return await ctx.step("s2", lambda: busy("a2", 0.6))
+
+    @durable("narrow-b", queue="narrow", registry=registry)
+    async def narrow_b(ctx: Context) -> str:
+        return await ctx.step("s1", lambda: busy("b1", 0.6))
+
+    async with Client(redis_url) as client:
+        worker = Worker(redis_url, registry=registry, lease_timeout=2, poll_interval=0.05)
+        release = worker.gate.release_detail
+        resumed: list[int] = []
+
+        async def release_then_resume(q: Queue, key: str, admission: str) -> Any:
+            wake = await release(q, key, admission)
+            if admission == "a" and not resumed:  # the hold of 'a': the operator resumes
+                resumed.append(await client.resume(workflow="narrow-a"))
+            return wake
+
+        worker.gate.release_detail = release_then_resume  # type: ignore[method-assign]
+        async with worker:
+            await client.start("narrow-a", execution_id="a")
+            await wait_for(lambda: _true("a1" in inside))
+            await client.start("narrow-b", execution_id="b")  # waits for the only slot
+            await client.pause(workflow="narrow-a", reason="incident")  # 'a' stops after s1
+            assert await client.result("a", timeout=20) == "a2"
+            assert await client.result("b", timeout=20) == "b1"
+    assert resumed
+    assert most[0] == 1

@@ -42,6 +42,7 @@ from .events import (
     ExecutionPaused,
     ExecutionResumed,
     ExecutionStarted,
+    ExecutionTimedOut,
     QueueAdmitted,
     TimerSet,
 )
@@ -53,6 +54,7 @@ from .registry import Registry, Workflow
 from .state import ExecutionState, already_recorded, apply
 from .store import Store
 from .timer_names import timeout_timer, wait_timer
+from .timers import redis_now_ms
 
 log = structlog.get_logger("zart_es.runner")
 
@@ -236,6 +238,26 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
         )
         return await _end(journal, _failure(exc))
     journal.queue = None if workflow.queue is None else registry.queue(workflow.queue)
+    held = await _held_before_running(journal, workflow)
+    if held is not None:
+        return held
+    while True:
+        # again after a pause that was lifted while it was recorded: that gave the slot back
+        if journal.queue is not None and not await _admitted(journal, journal.queue):
+            return Outcome.QUEUED
+        outcome = await _run_workflow(journal, workflow, data, max_payload_bytes)
+        if outcome is not Outcome.AGAIN:
+            return outcome
+
+
+async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Outcome | None:
+    """What keeps the execution from running now (its deadline, a pause rule), or None.
+
+    The deadline is armed first, so it runs while the execution is paused or waits for a
+    queue slot."""
+    state = journal.state
+    if workflow.timeout_ms is not None and await _deadline_passed(journal, workflow.timeout_ms):
+        return await _end(journal, ExecutionTimedOut(timeout_ms=workflow.timeout_ms))
     rule = journal.pause_rule()
     if state.paused_by is not None:
         if rule is not None and await journal.held(rule):
@@ -246,14 +268,7 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
         await journal.record(ExecutionResumed(rule=state.paused_by))
     elif rule is not None and await _hold(journal, rule):
         return Outcome.WAITING  # a rule covers it: stop before running anything
-    if journal.queue is not None and not await _admitted(journal, journal.queue):
-        return Outcome.QUEUED
-    if workflow.timeout_ms is not None:
-        await _arm_deadline(journal, workflow.timeout_ms)
-    while True:
-        outcome = await _run_workflow(journal, workflow, data, max_payload_bytes)
-        if outcome is not Outcome.AGAIN:
-            return outcome
+    return None
 
 
 async def _run_workflow(
@@ -287,16 +302,23 @@ async def _complete(
     return await _end(journal, ExecutionCompleted(result=encoded))
 
 
-async def _arm_deadline(journal: StoreJournal, timeout_ms: int) -> None:
-    """On the first run, put the deadline on the wheel (due = start + timeout); the timer
-    poller ends the execution ``timed_out`` when it fires, whatever is in flight."""
+async def _deadline_passed(journal: StoreJournal, timeout_ms: int) -> bool:
+    """On the first run (of the execution or of a repair), put the deadline on the wheel
+    (due = start + timeout) before anything else, pause rules and queues included: the
+    timer poller ends the execution ``timed_out`` when it fires, whatever it is doing or
+    waiting for. True if it was due already (a backlog kept every worker from the
+    execution that long): it ends now, before running anything."""
     state = journal.state
     name = timeout_timer(timeout_ms)
-    if name not in state.timers:
-        due = (state.opened_ms or state.started_ms) + timeout_ms
-        await journal.record(
-            TimerSet(timer=name, due_ms=due, purpose="timeout"), timer=NewTimer(name, due_ms=due)
-        )
+    if name in state.timers:
+        return False
+    due = (state.opened_ms or state.started_ms) + timeout_ms
+    if due <= await redis_now_ms(journal.store.redis):
+        return True
+    await journal.record(
+        TimerSet(timer=name, due_ms=due, purpose="timeout"), timer=NewTimer(name, due_ms=due)
+    )
+    return False
 
 
 async def _end(journal: StoreJournal, event: Event) -> Outcome:
