@@ -9,7 +9,7 @@ import collections
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Client, ConfigError, Context, Registry, durable
+from zart_es import Client, ConfigError, Context, Registry, Worker, durable
 from zart_es.errors import RepairRefused, StepFailedError, UnknownStep
 from zart_es.events import (
     ExecutionPaused,
@@ -21,6 +21,7 @@ from zart_es.events import (
     TimerFired,
     TimerSet,
 )
+from zart_es.pauses import PauseRules, resume_released
 
 from .helpers import read_log, wait_for
 
@@ -502,3 +503,40 @@ async def test_a_deadline_ends_an_execution_held_since_before_its_first_run(
     assert (await client.pauses())[0].rule == "workflow:held-from-the-start"  # still paused
     await client.resume(workflow="held-from-the-start")
     assert (await client.status(eid)).state == "timed_out"
+
+
+async def test_a_sweep_with_an_old_copy_of_the_rules_keeps_a_hold_being_recorded(
+    redis_url: str, registry: Registry
+) -> None:
+    """A worker's sweep, with a copy of the rules from before a pause, runs right after
+    another worker put a held execution in the paused set (before it recorded the
+    pause): the member must stay, so the resume later finds the execution and frees it."""
+    ran: list[int] = []
+
+    @durable("swept-while-held", registry=registry)
+    async def swept_while_held(ctx: Context) -> str:
+        await ctx.step("work", lambda: ran.append(1) or 1)
+        return "done"
+
+    async with Client(redis_url) as client:
+        worker = Worker(redis_url, registry=registry, lease_timeout=1, poll_interval=0.05)
+        before = set(await PauseRules(client.redis, client.keys).refresh())  # no rules yet
+        hold = worker.pauses.hold
+
+        async def hold_then_old_sweep(execution_id: str, rule: str) -> None:
+            await hold(execution_id, rule)
+            await resume_released(worker.store, before)  # another worker's sweep, now
+
+        worker.pauses.hold = hold_then_old_sweep  # type: ignore[method-assign]
+        async with worker:
+            await client.pause(workflow="swept-while-held")
+            await asyncio.sleep(1.1)  # every worker's copy of the rules has it
+            eid = await client.start("swept-while-held")
+            await wait_for(lambda: _state_is(client, eid, "paused"))
+            assert await client.resume(workflow="swept-while-held") == 1
+            assert await client.result(eid, timeout=10) == "done"
+    assert ran == [1]
+
+
+async def _state_is(client: Client, execution_id: str, state: str) -> bool:
+    return (await client.status(execution_id)).state == state

@@ -97,12 +97,17 @@ async def resume_released(store: Store, active: set[str] | None = None) -> int:
     """Resume every paused execution whose rule is no longer active (``active``: the rules
     in force; read from Redis when None). Safe to run anywhere, any number of times."""
     redis, keys = store.redis, store.keys
-    if active is None:
-        active = {f.decode() for f in await redis.hkeys(keys.pauses())}  # type: ignore[misc]
     pipe = redis.pipeline(transaction=False)
     for p in range(keys.partitions):
         pipe.zrange(keys.paused(p), 0, -1)
     members: list[list[bytes]] = await pipe.execute()
+    if active is None or any(m.decode().partition("\n")[2] not in active
+                             for held in members for m in held):
+        # read after the members: a worker puts a member in only after it saw its rule in
+        # Redis, so a rule this misses was lifted. A copy from before (``active``) may not
+        # know a new rule whose first hold is being recorded right now, whose member must
+        # not be taken for a lifted rule's
+        active = {f.decode() for f in await redis.hkeys(keys.pauses())}  # type: ignore[misc]
     resumed = 0
     for p, held in enumerate(members):
         for member in held:
