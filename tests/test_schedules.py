@@ -588,3 +588,28 @@ async def test_schedules_declared_in_code_are_stored_by_workers(redis_url: str) 
 
 async def _is(read: Any, value: Any) -> bool:
     return bool(await read() == value)
+
+
+async def test_a_worker_without_a_scheduler_still_stores_declared_schedules(
+        redis_url: str) -> None:
+    """--no-scheduler keeps a worker from starting occurrences, not from storing the
+    schedules its module declares (a separate Scheduler process starts them)."""
+    registry = Registry()
+
+    @durable("declared-elsewhere", registry=registry)
+    async def declared_elsewhere(ctx: Context) -> int:
+        return 1
+
+    schedule("stored-by-any", "declared-elsewhere", every="1s", registry=registry)
+    async with Client(redis_url) as client:
+        schedules = Schedules(client)
+        async with Worker(redis_url, registry=registry, poll_interval=0.05,
+                          run_scheduler=False):
+            async def stored() -> bool:
+                with contextlib.suppress(ScheduleNotFound):
+                    return (await schedules.get("stored-by-any")).every_ms == 1000
+                return False
+
+            await wait_for(stored, timeout=10)
+            await asyncio.sleep(1.5)
+            assert await schedules.state("stored-by-any") is None  # nothing started here

@@ -142,10 +142,12 @@ class Worker:
         await self.pauses.refresh()
         for p in range(self.keys.partitions):
             await self._ensure_group(p)
-        if self.run_scheduler:
+        if self.run_scheduler or self.registry.schedules():
             self._schedule_client = Client(self.url, partitions=self.keys.partitions,
                                            prefix=self.keys.prefix, redis=self.redis)
-            for spec in self.registry.schedules():  # declared in code: stored (or updated)
+            # declared in code: stored (or updated) by every worker, also by one that
+            # leaves starting their occurrences to other processes (--no-scheduler)
+            for spec in self.registry.schedules():
                 await Schedules(self._schedule_client).ensure(spec, by=self.consumer)
         log.info("worker started", consumer=self.consumer, partitions=self.keys.partitions,
                  concurrency=self.concurrency, workflows=self.registry.names())
@@ -157,7 +159,7 @@ class Worker:
             asyncio.create_task(self._watch_pauses()),
             asyncio.create_task(self._sweep_queues()),
         ]
-        if self._schedule_client is not None:
+        if self.run_scheduler and self._schedule_client is not None:
             scheduler = Scheduler(self._schedule_client,
                                   poll_interval=max(0.05, min(self._poll_interval, 1.0)))
             self._background.append(asyncio.create_task(scheduler.run()))
