@@ -10,7 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from zart_es import events as ev
@@ -226,6 +226,7 @@ def test_whole_seconds_are_exact(seconds: int) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False))
+@example(562949953.7540005)  # a float product seconds * 1e6 had lost 0.54 us here
 def test_float_seconds_never_round_down(seconds: float) -> None:
     ms = to_ms(seconds)
     exact_ms = Fraction(seconds) * 1000

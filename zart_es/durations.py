@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from fractions import Fraction
 
 from .errors import InvalidDuration
 
@@ -50,9 +51,10 @@ def to_ms(value: Duration) -> int:
         raise InvalidDuration(value, "not finite")
     if seconds < 0:
         raise InvalidDuration(value, "negative")
-    # whole microseconds first: float noise (266774.905 * 1000 = 266774905.00000003)
-    # must not add a millisecond; then round up, so a timer never fires early
-    return _bounded(value, _ceil_ms(round(seconds * 1_000_000)))
+    # whole microseconds first, exactly (a float product rounds: at 5.6e8 s it lost 0.54
+    # us), so float noise (266774.905 s is 266774.90499999997 s) does not add a
+    # millisecond; then round up, so a timer never fires early
+    return _bounded(value, _ceil_ms(round(Fraction(seconds) * 1_000_000)))
 
 
 def _bounded(value: object, ms: int) -> int:
