@@ -540,3 +540,36 @@ async def test_a_sweep_with_an_old_copy_of_the_rules_keeps_a_hold_being_recorded
 
 async def _state_is(client: Client, execution_id: str, state: str) -> bool:
     return (await client.status(execution_id)).state == state
+
+
+async def test_a_worker_with_an_old_copy_of_the_rules_keeps_a_paused_execution_paused(
+    redis_url: str, registry: Registry
+) -> None:
+    """A worker whose copy of the rules does not know the rule yet (it refreshes at most
+    every second) runs a paused execution because an event arrived: it must ask Redis
+    about the rule that paused it, not resume it on its stale copy."""
+
+    @durable("woken-while-paused", registry=registry)
+    async def woken_while_paused(ctx: Context) -> str:
+        await ctx.sleep(0.3)
+        return str(await ctx.wait_for_event("go", type=str))
+
+    async with Client(redis_url) as client, Worker(
+            redis_url, registry=registry, lease_timeout=1, poll_interval=0.05) as worker:
+        eid = await client.start("woken-while-paused")
+        await client.pause(workflow="woken-while-paused")
+        await wait_for(lambda: _state_is(client, eid, "paused"))
+
+        async def stale_refresh() -> frozenset[str]:
+            worker.pauses.active = frozenset()  # a copy from before the pause
+            return worker.pauses.active
+
+        worker.pauses.refresh = stale_refresh  # type: ignore[method-assign]
+        worker.pauses.active = frozenset()
+        await client.send_event(eid, "go", "went")  # a work message: the worker runs it
+        await asyncio.sleep(0.5)
+        assert (await client.status(eid)).state == "paused"
+        assert not [e for e in await read_log(client.redis, eid)
+                    if isinstance(e, ExecutionResumed)]
+        await client.resume(workflow="woken-while-paused")
+        assert await client.result(eid, timeout=10) == "went"

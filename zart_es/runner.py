@@ -260,6 +260,8 @@ async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Out
         return await _end(journal, ExecutionTimedOut(timeout_ms=workflow.timeout_ms))
     rule = journal.pause_rule()
     if state.paused_by is not None:
+        if rule is None and state.cancel_requested is None:
+            rule = state.paused_by  # this worker's copy may not know the rule yet: ask Redis
         if rule is not None and await journal.held(rule):
             # still held: timers and events wait in the log. Its slot goes back (again:
             # harmless) in case the run that recorded the pause died before doing so
