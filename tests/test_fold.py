@@ -329,10 +329,11 @@ def test_timer_fired_for_an_unknown_timer_changes_no_timer() -> None:
     assert not already_recorded(state, ev.TimerFired(timer="nope"))
 
 
-def test_timeout_timer_keeps_the_execution_running() -> None:
+def test_timeout_timer_keeps_the_status() -> None:
+    """Armed before pause rules and queues are asked: a waiter is still pending."""
     state = fold(log(START, ev.TimerSet(timer="timeout:60000", delay_ms=60_000,
                                         purpose="timeout")))
-    assert state.status == RUNNING
+    assert state.status == PENDING
     assert state.order == []
     assert "timeout:60000" in state.timers
 
@@ -421,7 +422,7 @@ def test_children() -> None:
                            delay_ms=1), SLEEPING),
         (ev.TimerSet(timer="sleep-0", delay_ms=1), SLEEPING),
         (ev.TimerSet(timer="w:timer", delay_ms=1, purpose="event"), SLEEPING),
-        (ev.TimerSet(timer="timeout:1", delay_ms=1, purpose="timeout"), RUNNING),
+        (ev.TimerSet(timer="timeout:1", delay_ms=1, purpose="timeout"), None),
         (ev.TimerFired(timer="t"), PENDING),
         (ev.ExecutionCompleted(result=b""), COMPLETED),
         (ev.ExecutionFailed(error_type="E", message="m"), FAILED),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
@@ -573,3 +574,39 @@ async def test_a_worker_with_an_old_copy_of_the_rules_keeps_a_paused_execution_p
                     if isinstance(e, ExecutionResumed)]
         await client.resume(workflow="woken-while-paused")
         assert await client.result(eid, timeout=10) == "went"
+
+
+async def test_the_old_runs_finally_block_does_not_write_into_the_repaired_run(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    """After its in-flight step's append is refused (a restart reopened the log), the old
+    run's `finally:` calls another step: it must not run or be recorded into the new run."""
+    client, registry = env
+    calls: collections.Counter[str] = collections.Counter()
+    runs: list[int] = []
+
+    async def slow() -> int:
+        calls["b"] += 1
+        await asyncio.sleep(2.0 if calls["b"] == 1 else 0)
+        return calls["b"]
+
+    @durable("finally-zombie", registry=registry, timeout="1500ms")
+    async def finally_zombie(ctx: Context) -> str:
+        runs.append(len(runs) + 1)
+        me = len(runs)
+        try:
+            await ctx.step("b", slow)
+        finally:
+            await ctx.step("cleanup", lambda: calls.update(["cleanup"]) or f"run #{me}")
+        return "done"
+
+    eid = await client.start("finally-zombie")
+    assert (await client.wait(eid, 10)).state == "timed_out"
+    await client.restart(eid)
+    assert await client.result(eid, timeout=15) == "done"
+    log = await read_log(redis, eid)
+    reopened = next(i for i, e in enumerate(log) if isinstance(e, RunRestarted))
+    cleanups = [msgspec.msgpack.decode(e.result) for e in log[reopened + 1:]
+                if isinstance(e, StepCompleted) and e.step == "cleanup"]
+    assert cleanups == ["run #2"]
+    assert calls["cleanup"] == 1  # the old run's cleanup function never started

@@ -392,3 +392,27 @@ async def test_a_pause_lifted_while_it_is_recorded_asks_for_the_slot_again(
             assert await client.result("b", timeout=20) == "b1"
     assert resumed
     assert most[0] == 1
+
+
+async def test_a_waiter_with_a_deadline_stays_pending_until_admitted(
+        env: tuple[Client, Registry]) -> None:
+    """Its deadline is armed before the gate is asked; that does not make it 'running'."""
+    client, registry = env
+    solo = Queue(name="solo-line", concurrency=1)
+
+    @durable("solo-holder", queue=solo, registry=registry)
+    async def holder(ctx: Context) -> str:
+        await ctx.sleep(1.5)
+        return "h"
+
+    @durable("solo-waiter", queue=solo, registry=registry, timeout="1m")
+    async def waiter(ctx: Context) -> str:
+        return str(await ctx.step("s", lambda: "w"))
+
+    held = await client.start("solo-holder")
+    await wait_for(lambda: _state_is(client, held, "sleeping"))
+    waiting = await client.start("solo-waiter")
+    await asyncio.sleep(0.5)
+    assert (await client.status(waiting)).state == "pending"
+    assert waiting in [e.execution_id for e in await client.list(status="pending")]
+    assert await client.result(waiting, timeout=15) == "w"

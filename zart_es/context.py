@@ -393,6 +393,10 @@ class Context:
             # a `finally:` or `except BaseException:` of the workflow called us after it
             # was suspended: do nothing durable, keep unwinding
             raise Suspend
+        if self._journal.superseded():
+            # a repair reopened the execution under this run (a gather sibling or a
+            # `finally:` after the first refused append): start no more step functions
+            raise LeaseLost
 
     def _suspend(self) -> Suspend:
         """Mark this run (and the current gather branch) suspended; the caller raises what

@@ -34,6 +34,11 @@ class Journal(Protocol):
         """True when the run should stop before starting new work (the worker drains)."""
         ...
 
+    def superseded(self) -> bool:
+        """True once an operator's repair reopened the execution after this run began:
+        the run must stop (the repair's own run continues the execution)."""
+        ...
+
     def pause_rule(self) -> str | None:
         """The pause rule holding this execution, by the worker's cached copy (None: none)."""
         ...

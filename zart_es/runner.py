@@ -82,7 +82,7 @@ class StoreJournal:
     """
 
     __slots__ = ("_execution_id", "_lock", "draining", "gate", "last_entry", "metrics",
-                 "pauses", "queue", "retry_in_ms", "state", "store")
+                 "pauses", "queue", "retry_in_ms", "run_opened", "state", "store")
 
     def __init__(
         self,
@@ -105,6 +105,8 @@ class StoreJournal:
         self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
         self.last_entry = last_entry
+        self.run_opened = self.state.opened_seq
+        """``opened_seq`` when the current run began (see :meth:`superseded`)."""
 
     async def catch_up(self) -> int:
         """Fold the entries appended since the last one seen; returns how many."""
@@ -117,6 +119,11 @@ class StoreJournal:
     def interrupted(self) -> bool:
         """Whether the worker running this journal is draining."""
         return self.draining()
+
+    def superseded(self) -> bool:
+        """Whether a repair reopened the execution since the current run began (a catch
+        up after a lost append race folded it): the run's coroutine must stop."""
+        return self.state.opened_seq != self.run_opened
 
     def pause_rule(self) -> str | None:
         """The pause rule holding this execution, by the worker's cached copy. None once
@@ -162,8 +169,14 @@ class StoreJournal:
             await self._record(event, timer)
 
     async def _record(self, event: Event, timer: NewTimer | None) -> None:
-        run = self.state.opened_seq
         while True:
+            if self.superseded():
+                # the run this coroutine belongs to ended and an operator's repair
+                # reopened the execution: the new run is not ours to continue (its work
+                # message starts it afresh, here or on another worker). Checked before
+                # every append: a gather sibling or a `finally:` appends after the first
+                # append that found out
+                raise LeaseLost
             try:
                 appended = await self.store.append(
                     self._execution_id, self.state.version, event, timer=timer,
@@ -173,10 +186,7 @@ class StoreJournal:
                 if self.metrics is not None:
                     self.metrics.conflicts.inc()
                 await self.catch_up()
-                if self.state.opened_seq != run:
-                    # the run this coroutine belongs to ended and an operator's repair
-                    # reopened the execution: the new run is not ours to continue (its
-                    # work message starts it afresh, here or on another worker)
+                if self.superseded():
                     raise LeaseLost from None
                 if already_recorded(self.state, event):
                     return
@@ -216,6 +226,7 @@ async def run_execution(
     A child execution that has ended reports to its parent, on every run (the parent
     records it once), so a crash between the two writes loses nothing.
     """
+    journal.run_opened = journal.state.opened_seq  # a new run: of the latest repair, if any
     outcome = await _run(journal, registry, max_payload_bytes)
     if outcome is Outcome.ENDED and journal.state.parent_id:
         await _notify_parent(journal)

@@ -163,7 +163,9 @@ def status_after(event: Event) -> str | None:
     if isinstance(event, _KEEPS_STATUS):
         return None
     if isinstance(event, TimerSet) and event.purpose == "timeout":
-        return RUNNING  # the deadline is armed when a worker first picks the execution up
+        # the deadline is armed when a worker first picks the execution up, before it
+        # knows whether a pause rule or a queue lets it run: it does not run yet
+        return None
     return _STATUS_AFTER.get(type(event), RUNNING)
 
 
