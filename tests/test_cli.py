@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 import time
@@ -62,6 +64,55 @@ def test_errors_are_one_line_without_traceback(redis_url: str) -> None:
     down = zart("redis://127.0.0.1:1/0", "status", "x")
     assert down.returncode == 1
     assert down.stderr.startswith("zart-es: error: cannot reach Redis at redis://127.0.0.1:1/0")
+
+
+def test_more_errors_are_one_line(redis_url: str) -> None:
+    for timeout in ("inf", "nan", "-3"):
+        odd = zart(redis_url, "result", "x", "--wait", f"--timeout={timeout}")
+        assert odd.returncode == 1
+        assert odd.stderr.startswith("zart-es: error: timeout must be a finite number"), odd
+    deep = zart(redis_url, "start", "w", "--input", "[" * 3000 + "]" * 3000)
+    assert (deep.returncode, deep.stderr.strip()) == (1, "zart-es: error: --input is nested "
+                                                         "too deeply")
+    zero = zart(redis_url, "stats", "--partitions", "0")
+    assert zero.returncode == 1
+    assert "partitions must be 1..4096, got 0" in zero.stderr
+    cluster = zart("redis+cluster://127.0.0.1:1/0", "stats")
+    assert cluster.returncode == 1
+    assert cluster.stderr.startswith("zart-es: error: cannot reach Redis at "
+                                     "redis+cluster://127.0.0.1:1/0")
+    assert "Traceback" not in cluster.stderr
+
+
+def test_connection_options_at_every_level(redis_url: str) -> None:
+    """`schedule --redis-url U list` and `schedule list --redis-url U` both use U."""
+    env = {**os.environ, "ZART_REDIS_URL": "redis://127.0.0.1:1/0"}
+    for argv in (["schedule", "--redis-url", redis_url, "list", "--json"],
+                 ["--redis-url", redis_url, "schedule", "list", "--json"],
+                 ["schedule", "list", "--redis-url", redis_url, "--json"]):
+        done = subprocess.run([sys.executable, "-m", "zart_es", *argv], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=30, check=False)
+        assert (done.returncode, done.stdout.strip()) == (0, "[]"), (argv, done.stderr)
+
+
+def test_tables_show_user_text_as_it_is(redis_url: str) -> None:
+    """Brackets in names and reasons are text, not rich markup (on a terminal)."""
+    assert zart(redis_url, "pause", "--workflow", "x[/b]", "--reason", "PSP [/down]"
+                ).returncode == 0
+    try:
+        leader, follower = pty.openpty()
+        done = subprocess.run(
+            [sys.executable, "-m", "zart_es", "pauses", "--redis-url", redis_url],
+            cwd=ROOT, stdout=follower, stderr=subprocess.PIPE, timeout=30, check=False,
+            env={**os.environ, "COLUMNS": "120"})
+        os.close(follower)
+        shown = os.read(leader, 65536).decode()
+        os.close(leader)
+        assert done.returncode == 0, done.stderr
+        assert "workflow:x[/b]" in shown
+        assert "PSP [/down]" in shown
+    finally:
+        zart(redis_url, "resume", "--workflow", "x[/b]")
 
 
 def test_history_verify_accepts_intact_and_rejects_tampered_logs(

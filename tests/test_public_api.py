@@ -30,6 +30,7 @@ PUBLIC = [
     "InvalidExecutionId",
     "InvalidStepName",
     "NondeterminismError",
+    "PartitionMismatch",
     "PayloadDecodeError",
     "PayloadError",
     "PayloadNotEncodable",

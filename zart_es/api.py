@@ -36,7 +36,7 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from . import __version__, api_admin, api_schedules
 from .client import Client
@@ -46,6 +46,7 @@ from .errors import (
     ExecutionEnded,
     ExecutionNotFound,
     InvalidExecutionId,
+    PartitionMismatch,
     PayloadError,
     PayloadTooLarge,
     RedisUnavailable,
@@ -194,13 +195,17 @@ async def deliver_event(
 
 @get("/healthz", summary="Liveness: Redis reachable", opt={"public": True})
 async def healthz(request: Request[Any, Any, Any]) -> Response[Health]:
-    """200 when Redis answers PING, 503 otherwise."""
+    """200 when Redis answers and this process's settings match the deployment's (its
+    partition count), 503 otherwise ("unavailable" / "misconfigured")."""
+    state = "ok"
     try:
-        ok = bool(await _client(request).redis.ping())  # type: ignore[misc]
-    except (RedisError, OSError):
-        ok = False
-    return Response(Health("ok" if ok else "unavailable", ok, __version__),
-                    status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE)
+        await _client(request).store.check_config()
+    except (RedisError, OSError, RedisClusterException):
+        state = "unavailable"
+    except PartitionMismatch:
+        state = "misconfigured"
+    return Response(Health(state, state != "unavailable", __version__),
+                    status_code=HTTP_200_OK if state == "ok" else HTTP_503_SERVICE_UNAVAILABLE)
 
 
 @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT)
@@ -220,6 +225,7 @@ _STATUS_OF: list[tuple[type[BaseException], int, str]] = [
     (PayloadTooLarge, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "payload_too_large"),
     (InvalidExecutionId, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
     (PayloadError, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
+    (PartitionMismatch, HTTP_503_SERVICE_UNAVAILABLE, "misconfigured"),
     (ConfigError, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
     (RedisUnavailable, HTTP_503_SERVICE_UNAVAILABLE, "redis_unavailable"),
 ]
@@ -244,7 +250,7 @@ def _error(_request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBo
         code = {404: "not_found", 405: "method_not_allowed",
                 413: "payload_too_large"}.get(exc.status_code, "http_error")
         return Response(ErrorBody(code, exc.detail), status_code=exc.status_code)
-    if isinstance(exc, RedisError | OSError):
+    if isinstance(exc, RedisError | OSError | RedisClusterException):
         return Response(ErrorBody("redis_unavailable", f"Redis error: {exc}"),
                         status_code=HTTP_503_SERVICE_UNAVAILABLE)
     return Response(ErrorBody("error", str(exc)), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
@@ -252,9 +258,22 @@ def _error(_request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBo
 
 def _validation_message(exc: ValidationException) -> str:
     extra = exc.extra if isinstance(exc.extra, list) else []
-    details = "; ".join(str(item.get("message", item)) if isinstance(item, dict) else str(item)
-                        for item in extra)
+    details = "; ".join(_detail(item) for item in extra)
     return f"{exc.detail}: {details}" if details else str(exc.detail)
+
+
+def _detail(item: object) -> str:
+    """One validation problem, naming the field when Litestar says which."""
+    if not isinstance(item, dict):
+        return str(item)
+    message = str(item.get("message", item))
+    key = item.get("key")
+    return f"{key}: {message}" if key and str(key) not in message else message
+
+
+def _too_deep(_request: Request[Any, Any, Any], _exc: RecursionError) -> Response[ErrorBody]:
+    return Response(ErrorBody("invalid_request", "the JSON body is nested too deeply"),
+                    status_code=HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 def _bearer_guard(token: str) -> Any:
@@ -300,7 +319,8 @@ def create_app(
         lifespan=[lifespan],
         guards=[_bearer_guard(token)] if token else [],
         exception_handlers={ZartError: _error, HTTPException: _error, RedisError: _error,
-                            OSError: _error},
+                            OSError: _error, RedisClusterException: _error,
+                            RecursionError: _too_deep},
         openapi_config=OpenAPIConfig(title="zart-es", version=__version__),
         request_max_body_size=max_input_bytes + 64 * 1024,
         debug=False,

@@ -72,9 +72,11 @@ def _client(request: Request[Any, Any, Any]) -> Client:
 @post("/admin/executions/{execution_id:str}/retry-step", status_code=HTTP_202_ACCEPTED,
       summary="Run the failed step of a failed execution again")
 async def retry_step(
-    request: Request[Any, Any, Any], execution_id: str, data: RetryStepRequest
+    request: Request[Any, Any, Any], execution_id: str, data: RetryStepRequest | None = None
 ) -> Repaired:
-    """Every other recorded result is kept. 409 ``repair_refused`` unless it ended failed."""
+    """Every other recorded result is kept. 409 ``repair_refused`` unless it ended failed.
+    No body: the latest failed step."""
+    data = data or RetryStepRequest()
     step = await _client(request).retry_step(execution_id, data.step, reason=data.reason,
                                              by=data.by)
     return Repaired(execution_id, step=step)
@@ -92,9 +94,11 @@ async def rerun(request: Request[Any, Any, Any], execution_id: str, data: RerunR
 @post("/admin/executions/{execution_id:str}/restart", status_code=HTTP_202_ACCEPTED,
       summary="Run an ended execution again from scratch")
 async def restart(
-    request: Request[Any, Any, Any], execution_id: str, data: RestartRequest
+    request: Request[Any, Any, Any], execution_id: str, data: RestartRequest | None = None
 ) -> Repaired:
-    """Same id and input; the old run's events stay in the log above ``RunRestarted``."""
+    """Same id and input; the old run's events stay in the log above ``RunRestarted``.
+    The body (reason, by) is optional."""
+    data = data or RestartRequest()
     run = await _client(request).restart(execution_id, reason=data.reason, by=data.by)
     return Repaired(execution_id, run=run)
 
@@ -113,13 +117,15 @@ async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> Paus
     return PauseChange(rule_name(data.workflow, data.queue), added)
 
 
-@delete("/admin/pauses/{kind:str}/{name:str}", status_code=HTTP_200_OK,
+@delete("/admin/pauses/{kind:str}/{name:path}", status_code=HTTP_200_OK,
         summary="Lift a pause rule")
 async def remove_pause(
     request: Request[Any, Any, Any], kind: str, name: str, by: str = ""
 ) -> PauseChange:
     """``kind`` is ``workflow`` or ``queue``; the executions the rule held continue.
-    ``?by=`` names the operator in the audit stream."""
+    ``name`` is the rest of the path (names may hold ``/``). ``?by=`` names the operator
+    in the audit stream."""
+    name = name.removeprefix("/")
     if kind not in ("workflow", "queue"):
         raise ConfigError(f"kind must be workflow or queue, got {kind!r}")
     client = _client(request)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .errors import ZartError
 
@@ -24,17 +24,22 @@ Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zart-es`` (exposed for tests and docs)."""
 
-    # the connection options are accepted before or after the subcommand
-    def connection_options(p: argparse.ArgumentParser, prefix: str) -> None:
-        p.add_argument("--redis-url", dest=f"{prefix}redis_url", default=None,
+    # the connection options are accepted before or after the subcommand (and after a
+    # sub-subcommand: `schedule list --redis-url ...`)
+    def connection_options(p: argparse.ArgumentParser, prefix: str, default: Any = None) -> None:
+        p.add_argument("--redis-url", dest=f"{prefix}redis_url", default=default,
                        help="Redis URL (default: $ZART_REDIS_URL or redis://localhost:6379/0)")
-        p.add_argument("--partitions", dest=f"{prefix}partitions", type=int, default=None,
+        p.add_argument("--partitions", dest=f"{prefix}partitions", type=int, default=default,
                        help="partition count of the deployment (default: $ZART_PARTITIONS or 16)")
         p.add_argument("--json", dest=f"{prefix}json", action="store_true",
+                       default=default if default is not None else False,
                        help="plain JSON output")
 
     common = argparse.ArgumentParser(add_help=False)
     connection_options(common, "sub_")
+    # a nested level must not overwrite what the level above it parsed with its defaults
+    nested = argparse.ArgumentParser(add_help=False)
+    connection_options(nested, "sub_", default=argparse.SUPPRESS)
     parser = argparse.ArgumentParser(prog="zart-es", description="Durable execution on Redis")
     connection_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _client_commands(add)
     from . import cli_ops, cli_schedule
 
-    parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_schedule.add_commands(add, common)})
+    parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_schedule.add_commands(add, nested)})
     return parser
 
 
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zart-es`` console script."""
     args = build_parser().parse_args(argv)
     args.redis_url = args.sub_redis_url or args.redis_url
-    args.partitions = args.sub_partitions or args.partitions
+    args.partitions = args.partitions if args.sub_partitions is None else args.sub_partitions
     args.json = args.sub_json or args.json
     from . import cli_client, cli_serve
 
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(handlers[args.command](args))
     except KeyboardInterrupt:
         return 130
-    except (ZartError, RedisError, OSError, ValueError) as exc:
+    except (ZartError, RedisError, RedisClusterException, OSError, ValueError,
+            RecursionError) as exc:
         print(f"zart-es: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -30,6 +30,8 @@ def _json_arg(text: str, option: str) -> Any:
         raise ZartError(f"{option} is not valid JSON: {exc}") from None
     except ValueError as exc:  # NaN / Infinity, or a number too large for a float
         raise ZartError(f"{option} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ZartError(f"{option} is nested too deeply") from None
 
 
 def _no_constant(name: str) -> Any:
@@ -60,11 +62,12 @@ def _show(args: argparse.Namespace, value: Any, columns: Sequence[str],
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     bare: dict[str, Any] = {} if columns else {"show_header": False, "box": None}
     table = Table(*columns, title=title, **bare)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # user data: never rich markup
     Console().print(table)
 
 
@@ -128,16 +131,11 @@ async def history(args: argparse.Namespace) -> int:
         for event in events:
             print(msgspec.json.encode(event, enc_hook=str).decode())
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("seq", "time (UTC)", "event", "details")
-        for event in events:
-            details = {k: v for k, v in event.items()
-                       if k not in ("type", "seq", "at_ms", "prev_hash")}
-            table.add_row(str(event["seq"]), _when(event["at_ms"]), event["type"],
-                          msgspec.json.encode(details, enc_hook=str).decode())
-        Console().print(table)
+        envelope = ("type", "seq", "at_ms", "prev_hash")
+        _show(args, events, ("seq", "time (UTC)", "event", "details"),
+              ((str(e["seq"]), _when(e["at_ms"]), e["type"], msgspec.json.encode(
+                  {k: v for k, v in e.items() if k not in envelope}, enc_hook=str).decode())
+               for e in events))
     return 0
 
 

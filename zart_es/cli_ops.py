@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .cli_client import _client, _show, _when
+from .pauses import rule_name
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -94,9 +95,14 @@ async def pause(args: argparse.Namespace) -> int:
 async def resume(args: argparse.Namespace) -> int:
     """``zart-es resume --workflow W | --queue Q``."""
     async with _client(args) as client:
+        rule = rule_name(args.workflow, args.queue)
+        was_paused = rule in {r.rule for r in await client.pauses()}
         resumed = await client.resume(workflow=args.workflow, queue=args.queue,
                                       by=_operator())
-    print(f"{_target(args)} resumed; {resumed} held executions continue")
+    if was_paused:
+        print(f"{_target(args)} resumed; {resumed} held executions continue")
+    else:
+        print(f"{_target(args)} was not paused; {resumed} held executions continue")
     return 0
 
 

@@ -55,7 +55,8 @@ async def schedule_command(args: argparse.Namespace) -> int:
                     timezone=args.timezone, overlap=args.overlap,
                     id_template=args.id_template, replace=args.replace, by=_operator())
                 upcoming = await schedules.next_occurrences(created.name, 1)
-                print(f"schedule {created.name!r} added; next occurrence "
+                done = "replaced" if args.replace else "added"
+                print(f"schedule {created.name!r} {done}; next occurrence "
                       f"{upcoming[0].isoformat() if upcoming else 'none'}")
             case "list":
                 rows = [(s, await schedules.state(s.name)) for s in await schedules.list()]

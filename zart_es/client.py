@@ -11,13 +11,14 @@ import asyncio
 import builtins
 import contextlib
 import functools
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
-from redis.exceptions import ClusterDownError
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -120,7 +121,8 @@ class Client:
             return
         try:
             await self.store.check_config()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException) as exc:
+            # RedisClusterException: a cluster client that reached no node at all
             raise RedisUnavailable(redact(self.url), str(exc)) from None
         self._checked = True
 
@@ -202,6 +204,7 @@ class Client:
         :class:`ResultTimeout` if ``timeout`` seconds pass first. Blocks on the
         execution's stream: no polling.
         """
+        _check_timeout(timeout)
         await self._ready()
         check_execution_id(execution_id)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -360,8 +363,7 @@ class Client:
     async def wait(self, execution_id: str, timeout: float) -> ExecutionStatus:
         """Wait up to ``timeout`` seconds for the execution to end; its status either way
         (``done`` says which). Unlike :meth:`result` it never raises for a failed end."""
-        if timeout < 0:
-            raise ConfigError(f"timeout must be >= 0 seconds, got {timeout}")
+        _check_timeout(timeout)
         with contextlib.suppress(ExecutionFailedError, ResultTimeout):
             await self.result(execution_id, timeout=timeout)
         return await self.status(execution_id)
@@ -413,3 +415,13 @@ def _outcome(execution_id: str, event: AnyEvent, type_: Any) -> Any:
     if isinstance(event, ExecutionCancelled):
         raise ExecutionFailedError(execution_id, "Cancelled", event.reason or "cancelled")
     return _RUNNING
+
+
+def _check_timeout(timeout: float | None) -> None:
+    """A wait's timeout: None (no limit) or a finite number of seconds >= 0."""
+    if timeout is None:
+        return
+    if (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+            or not math.isfinite(timeout) or timeout < 0):
+        raise ConfigError(f"timeout must be a finite number of seconds >= 0 (or None), "
+                          f"got {timeout!r}")

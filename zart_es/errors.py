@@ -3,7 +3,8 @@
 ::
 
     ZartError                         root of everything the library raises on purpose
-    ├── ConfigError                   bad settings: partitions mismatch, bad URL, bad duration
+    ├── ConfigError                   bad settings: bad URL, bad duration, bad name
+    │   ├── PartitionMismatch         this process's partition count is not the deployment's
     │   ├── InvalidDuration           "5 parsecs", negative or non-finite durations
     │   └── ScheduleExists            adding a schedule whose name is taken (without replace)
     ├── InvalidExecutionId            an execution id with characters outside the allowed set
@@ -49,6 +50,11 @@ class ZartError(Exception):
 
 class ConfigError(ZartError):
     """A setting is invalid or disagrees with what the Redis deployment records."""
+
+
+class PartitionMismatch(ConfigError):
+    """This process's partition count differs from the one the deployment recorded: a
+    misconfigured process, not a bad request."""
 
 
 class InvalidDuration(ConfigError, ValueError):
@@ -295,8 +301,8 @@ class ScheduleExists(ConfigError):
     (HTTP: 409 ``schedule_exists``)."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"schedule {name!r} exists already (add it with replace=True to "
-                         "redefine it)")
+        super().__init__(f"schedule {name!r} exists already (to redefine it: replace=True, "
+                         "--replace in the CLI, \"replace\": true over HTTP)")
         self.name = name
 
 

@@ -18,9 +18,9 @@ from .autopipe import script_caller
 from .codec import decode_event, encode_event
 from .config import RedisClient
 from .errors import (
-    ConfigError,
     ExecutionEnded,
     ExecutionNotFound,
+    PartitionMismatch,
     RepairRefused,
     StoreError,
     TimerNotDue,
@@ -76,7 +76,7 @@ class Store:
         await self.redis.hsetnx(key, "partitions", str(self.keys.partitions))  # type: ignore[misc]
         recorded = await self.redis.hget(key, "partitions")  # type: ignore[misc]
         if recorded is not None and int(recorded) != self.keys.partitions:
-            raise ConfigError(
+            raise PartitionMismatch(
                 f"this Redis was set up with {int(recorded)} partitions under prefix "
                 f"{self.keys.prefix!r}, but this process uses {self.keys.partitions}: "
                 "every client and worker of a deployment must use the same count"
