@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from typing import Any
 
 import msgspec
 import pytest
@@ -473,13 +474,7 @@ async def test_the_old_runs_step_in_flight_does_not_continue_the_repaired_run(
         await ctx.step("c", lambda: calls.update(["c"]) or 3)
         return "done"
 
-    eid = await client.start("zombie-restart")
-    assert (await client.wait(eid, 10)).state == "timed_out"
-    await client.restart(eid)
-    assert await client.result(eid, timeout=15) == "done"
-    log = await read_log(redis, eid)
-    reopened = next(i for i, e in enumerate(log) if isinstance(e, RunRestarted))
-    new_run = log[reopened + 1:]
+    new_run = await _restart_after_timeout(client, redis, "zombie-restart")
     assert [e.step for e in new_run if isinstance(e, StepCompleted)] == ["a", "b", "c"]
     assert any(isinstance(e, TimerSet) and e.purpose == "timeout" for e in new_run)
     assert calls == {"a": 2, "b": 2, "c": 1}
@@ -600,13 +595,20 @@ async def test_the_old_runs_finally_block_does_not_write_into_the_repaired_run(
             await ctx.step("cleanup", lambda: calls.update(["cleanup"]) or f"run #{me}")
         return "done"
 
-    eid = await client.start("finally-zombie")
+    new_run = await _restart_after_timeout(client, redis, "finally-zombie")
+    cleanups = [msgspec.msgpack.decode(e.result) for e in new_run
+                if isinstance(e, StepCompleted) and e.step == "cleanup"]
+    assert cleanups == ["run #2"]
+    assert calls["cleanup"] == 1  # the old run's cleanup function never started
+
+
+async def _restart_after_timeout(client: Client, redis: Redis, workflow: str) -> list[Any]:
+    """Start ``workflow``, let its deadline end it, restart it, wait for "done"; the new
+    run's events."""
+    eid = await client.start(workflow)
     assert (await client.wait(eid, 10)).state == "timed_out"
     await client.restart(eid)
     assert await client.result(eid, timeout=15) == "done"
     log = await read_log(redis, eid)
     reopened = next(i for i, e in enumerate(log) if isinstance(e, RunRestarted))
-    cleanups = [msgspec.msgpack.decode(e.result) for e in log[reopened + 1:]
-                if isinstance(e, StepCompleted) and e.step == "cleanup"]
-    assert cleanups == ["run #2"]
-    assert calls["cleanup"] == 1  # the old run's cleanup function never started
+    return log[reopened + 1:]
