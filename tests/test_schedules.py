@@ -613,3 +613,23 @@ async def test_a_worker_without_a_scheduler_still_stores_declared_schedules(
             await wait_for(stored, timeout=10)
             await asyncio.sleep(1.5)
             assert await schedules.state("stored-by-any") is None  # nothing started here
+
+
+async def test_a_changed_declaration_keeps_the_pause_in_one_write(
+        schedules: Schedules, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker with a changed declaration of a paused schedule writes the new definition
+    paused, in one write: dying at any point cannot leave it unpaused (before, it wrote
+    it unpaused and paused it again in a second call)."""
+    registry = Registry()
+    spec = schedule("kept-paused", "some-job", every="1s", registry=registry)
+    await schedules.ensure(spec)
+    await schedules.pause("kept-paused", by="operator")
+
+    async def dies(*_args: Any, **_kwargs: Any) -> Any:
+        raise SystemExit("the worker died here")
+
+    monkeypatch.setattr(Schedules, "pause", dies)  # a second write would die
+    updated = await schedules.ensure(msgspec.structs.replace(spec, every="2s"), by="worker")
+    assert (updated.every_ms, updated.paused) == (2000, True)
+    stored = await schedules.get("kept-paused")
+    assert (stored.every_ms, stored.paused) == (2000, True)

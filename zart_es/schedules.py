@@ -152,16 +152,30 @@ class Schedules:
             return await self.add(**spec.settings(), by=by)
         except ScheduleExists:
             pass
-        existing = await self.get(spec.name)
         payload = encode_value(spec.data, f"input of schedule {spec.name!r}",
                                self.client._max_payload)
         wanted = build_schedule(spec.name, spec.workflow, payload, cron=spec.cron,
                                 every=spec.every, timezone=spec.timezone,
                                 overlap=spec.overlap, id_template=spec.id_template)
-        if msgspec.structs.replace(existing, created_ms=0, paused=False) == wanted:
-            return existing
-        replaced = await self.add(**spec.settings(), replace=True, by=by)
-        return await self.pause(spec.name, by=by) if existing.paused else replaced
+        key = self._keys.schedules()
+        raw: bytes | None = await self._redis.hget(key, spec.name)  # type: ignore[misc]
+        while True:
+            if raw is None:  # removed meanwhile
+                return await self.add(**spec.settings(), by=by)
+            existing = _schedule_decoder.decode(raw)
+            if msgspec.structs.replace(existing, created_ms=0, paused=False) == wanted:
+                return existing
+            # one compare-and-set, the operator's pause carried over: a crash, a tick or
+            # an operator's pause between two writes can neither unpause it nor be lost
+            replaced = msgspec.structs.replace(
+                wanted, created_ms=await redis_now_ms(self._redis), paused=existing.paused)
+            ok, current = await self._cas(key, spec.name, raw, _encoder.encode(replaced))
+            if ok:
+                break
+            raw = current or None
+        await audit(self._redis, self._keys, "schedule.replace", name=spec.name,
+                    detail=detail_json(replaced), by=by)
+        return replaced
 
     async def get(self, name: str) -> Schedule:
         """The definition of ``name``; raises :class:`ScheduleNotFound`."""
