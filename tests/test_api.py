@@ -312,6 +312,11 @@ def test_bearer_auth(secured: str) -> None:
     assert wrong.status_code == 401
     ok = httpx.get(f"{secured}/executions", headers={"authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200
+    lower = httpx.get(f"{secured}/executions", headers={"authorization": f"bearer {TOKEN}"})
+    assert lower.status_code == 200  # the scheme is case-insensitive
+    for other in (f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN}x", f"Bearer {TOKEN.upper()}"):
+        refused = httpx.get(f"{secured}/executions", headers={"authorization": other})
+        assert refused.status_code == 401, other
 
 
 def test_fuzz_from_openapi_no_server_errors(api: str, tmp_path: Path) -> None:

@@ -277,13 +277,15 @@ def _too_deep(_request: Request[Any, Any, Any], _exc: RecursionError) -> Respons
 
 
 def _bearer_guard(token: str) -> Any:
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if handler.opt.get("public"):
             return
-        given = connection.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+        # the scheme is case-insensitive (RFC 9110 11.1); the token is compared exactly
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                 expected):
             raise NotAuthorizedException
 
     return guard
