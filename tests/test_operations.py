@@ -358,6 +358,10 @@ async def test_pause_needs_exactly_one_target(env: tuple[Client, Registry]) -> N
         await client.pause(workflow="a", queue="b")
     with pytest.raises(ConfigError, match="queue name"):
         await client.resume(queue="")
+    for never_a_queue in ("a:b", "a b", "{a}"):  # no queue can have such a name
+        with pytest.raises(ConfigError, match="must not contain"):
+            await client.pause(queue=never_a_queue)
+    assert await client.pauses() == []
 
 
 async def _state(client: Client, eid: str, state: str) -> bool:

@@ -38,6 +38,18 @@ def check_workflow_name(name: object, what: str = "workflow name") -> str:
     return name
 
 
+_QUEUE_NAME_FORBIDDEN = re.compile(r"[\s:{}]")
+
+
+def check_queue_name(name: object, what: str = "queue name") -> str:
+    """A workflow-like name without spaces, ':', '{' or '}' (it is part of key names and
+    of ``"<queue> <key>"`` pairs), else ConfigError."""
+    value = check_workflow_name(name, what=what)
+    if _QUEUE_NAME_FORBIDDEN.search(value):
+        raise ConfigError(f"{what} must not contain spaces, ':', '{{' or '}}', got {value!r}")
+    return value
+
+
 class Keys:
     """Key builder for one deployment (a prefix and a fixed partition count)."""
 

@@ -24,7 +24,7 @@ import structlog
 from .config import RedisClient
 from .errors import ConfigError, ExecutionEnded, ExecutionNotFound, VersionConflict
 from .events import ExecutionResumed
-from .keys import Keys, check_workflow_name
+from .keys import Keys, check_queue_name, check_workflow_name
 from .state import PAUSED
 from .store import Store
 
@@ -50,7 +50,7 @@ def rule_name(workflow: str | None, queue: str | None) -> str:
         raise ConfigError("name exactly one of workflow or queue to pause or resume")
     if workflow is not None:
         return f"workflow:{check_workflow_name(workflow)}"
-    return f"queue:{check_workflow_name(queue, what='queue name')}"
+    return f"queue:{check_queue_name(queue)}"
 
 
 async def audit(redis: RedisClient, keys: Keys, what: str, **detail: str) -> None:

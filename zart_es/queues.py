@@ -56,7 +56,7 @@ import msgspec
 from .autopipe import ScriptCaller, script_caller
 from .config import RedisClient
 from .errors import ConfigError, InvalidExecutionId
-from .keys import Keys, check_execution_id, check_workflow_name
+from .keys import Keys, check_execution_id, check_queue_name
 from .store import load_script
 
 PRIORITY_LIMIT = 1000
@@ -71,7 +71,6 @@ REWAKE_MS = 5000
 lost in a crash is therefore sent again by the sweeper after this delay."""
 
 _QUEUE_KEY = re.compile(r"[A-Za-z0-9._:@=+\-]{0,200}")
-_NAME_FORBIDDEN = re.compile(r"[\s:{}]")
 
 Ended = Callable[[list[str]], Awaitable[list[bool]]]
 """``ended(ids)``: for each id, True if that execution has ended (it will never release)."""
@@ -137,10 +136,7 @@ class Queue(msgspec.Struct, frozen=True, kw_only=True):
         for what, value in (("queue name", self.name), ("queue pool", self.pool)):
             if value is None:
                 continue
-            check_workflow_name(value, what=what)
-            if _NAME_FORBIDDEN.search(value):
-                raise ConfigError(f"{what} must not contain spaces, ':', '{{' or '}}', "
-                                  f"got {value!r}")
+            check_queue_name(value, what=what)
         if self.concurrency is not None and (
                 not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool)
                 or self.concurrency < 1):
