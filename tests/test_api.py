@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from zart_es.embedded import RedisServer, free_port
+from zart_es.store._embedded import RedisServer, free_port
 
 from .helpers import ROOT, spawn_worker, stop_worker
 

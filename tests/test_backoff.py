@@ -1,4 +1,4 @@
-"""zart_es.backoff: the delay before each retry of ``ctx.step_with_retry``, pure maths."""
+"""zart_es.core._backoff: the delay before each retry of ``ctx.step_with_retry``, pure maths."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zart_es.backoff import RetryPolicy
-from zart_es.errors import ConfigError, InvalidDuration
+from zart_es.core._backoff import RetryPolicy
+from zart_es.core._errors import ConfigError, InvalidDuration
 
 
 def delays(policy: RetryPolicy, count: int) -> list[int]:

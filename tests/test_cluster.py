@@ -13,11 +13,11 @@ import pytest
 
 import workers.examples  # noqa: F401 -- registers the examples in the default registry
 from zart_es import Client, Context, Registry, Worker, durable
-from zart_es.config import connect
-from zart_es.embedded import LocalCluster
-from zart_es.events import ExecutionCompleted, StepCompleted
-from zart_es.keys import Keys
-from zart_es.store import to_event
+from zart_es.core._events import ExecutionCompleted, StepCompleted
+from zart_es.store._connection import connect
+from zart_es.store._embedded import LocalCluster
+from zart_es.store._keys import Keys
+from zart_es.store._store import to_event
 
 from .helpers import count_effects, spawn_worker, stop_worker
 
@@ -174,7 +174,7 @@ async def test_script_calls_survive_a_failover_to_a_node_without_the_script(
         tmp_path: Path) -> None:
     """A killed primary's replica takes over with an empty script cache, while the
     client's cached topology may still call it a replica: script calls must run again."""
-    from zart_es.autopipe import SlotScript
+    from zart_es.store._autopipe import SlotScript
 
     with LocalCluster(tmp_path / "noscript") as cluster:
         redis = connect(cluster.url)

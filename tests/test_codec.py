@@ -1,4 +1,4 @@
-"""zart_es.codec: user values and events through msgpack, typed errors for everything else.
+"""zart_es.core._codec: user values and events through msgpack, typed errors for everything else.
 
 A log outlives the code that wrote it, so decoding must never run code and must fail with
 :class:`PayloadDecodeError` (never anything else) on bytes it cannot accept.
@@ -18,15 +18,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zart_es import events as ev
-from zart_es.codec import (
+from zart_es.core import _events as ev
+from zart_es.core._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     decode_event,
     decode_value,
     encode_event,
     encode_value,
 )
-from zart_es.errors import PayloadDecodeError, PayloadError, PayloadNotEncodable, PayloadTooLarge
+from zart_es.core._errors import (
+    PayloadDecodeError,
+    PayloadError,
+    PayloadNotEncodable,
+    PayloadTooLarge,
+)
 
 
 class Item(msgspec.Struct, frozen=True):

@@ -22,7 +22,7 @@ from zart_es import (
     Worker,
     durable,
 )
-from zart_es.events import (
+from zart_es.core._events import (
     CancelRequested,
     ChildCompleted,
     EventConsumed,
@@ -558,10 +558,10 @@ async def test_cancel_at_a_sleep_is_replayed_there_even_after_the_timer_fired(
     """A run got Cancelled at a pending sleep and recorded a compensation step, then died;
     the timer fired before the next run. The replay must get Cancelled at the same sleep
     (the cancel came first in the log), not walk past it into NondeterminismError."""
-    from zart_es.keys import Keys
-    from zart_es.runner import StoreJournal, run_execution
-    from zart_es.store import Store
-    from zart_es.timers import TimerPoller
+    from zart_es.engine._runner import StoreJournal, run_execution
+    from zart_es.engine._timers import TimerPoller
+    from zart_es.store._keys import Keys
+    from zart_es.store._store import Store
 
     registry = Registry()
     dies = [True]

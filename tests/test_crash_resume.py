@@ -15,7 +15,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from zart_es import Client
-from zart_es.events import ExecutionCompleted, StepCompleted
+from zart_es.core._events import ExecutionCompleted, StepCompleted
 
 from .helpers import count_effects, kill9, read_log, spawn_worker, stop_worker, wait_for
 

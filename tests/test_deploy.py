@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
-from zart_es.cli import build_parser
-from zart_es.keys import Keys
+from zart_es.cli._main import build_parser
+from zart_es.store._keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -9,16 +9,16 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from zart_es import Client, Context, Registry, Worker, durable
-from zart_es.backoff import RetryPolicy
-from zart_es.embedded import RedisServer
-from zart_es.events import (
+from zart_es.core._backoff import RetryPolicy
+from zart_es.core._events import (
     ExecutionCompleted,
     RetryScheduled,
     StepCompleted,
     TimerFired,
     TimerSet,
 )
-from zart_es.keys import Keys
+from zart_es.store._embedded import RedisServer
+from zart_es.store._keys import Keys
 
 from .helpers import (
     count_effects,
@@ -151,8 +151,8 @@ async def test_zombie_workers_record_each_step_once(redis_url: str, redis: Redis
 
 async def test_direct_race_between_two_runners(redis_url: str, redis: Redis) -> None:
     """Two runners folded at the same version: the loser adopts the winner's result."""
-    from zart_es.runner import StoreJournal, run_execution
-    from zart_es.store import Store
+    from zart_es.engine._runner import StoreJournal, run_execution
+    from zart_es.store._store import Store
 
     registry = Registry()
     values = iter(range(100))

@@ -1,4 +1,4 @@
-"""zart_es.durations: every form a user may write, rounding that never fires a timer early,
+"""zart_es.core._durations: every form a user may write, rounding that never fires a timer early,
 and a typed error naming the value for everything else."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from zart_es import events as ev
-from zart_es.codec import encode_event
-from zart_es.durations import format_ms, to_ms
-from zart_es.errors import ConfigError, InvalidDuration, ZartError
+from zart_es.core import _events as ev
+from zart_es.core._codec import encode_event
+from zart_es.core._durations import format_ms, to_ms
+from zart_es.core._errors import ConfigError, InvalidDuration, ZartError
 
 # -- valid forms ---------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from zart_es import (
     Worker,
     durable,
 )
-from zart_es.events import ExecutionFailed, ExecutionStarted, StepCompleted, StepFailed
+from zart_es.core._events import ExecutionFailed, ExecutionStarted, StepCompleted, StepFailed
 
 from .helpers import read_log, wait_for
 
@@ -291,7 +291,7 @@ async def test_oversized_input_is_refused_before_anything_is_written(
 
 
 async def test_redis_unreachable_is_a_clear_error() -> None:
-    from zart_es.embedded import free_port
+    from zart_es.store._embedded import free_port
 
     client = Client(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(RedisUnavailable, match=r"cannot reach Redis at redis://127\.0\.0\.1"):

@@ -1,4 +1,4 @@
-"""zart_es.state: ``fold`` is a pure function of the log; folding in parts equals folding
+"""zart_es.core._fold: ``fold`` is a pure function of the log; folding in parts equals folding
 whole (the worker's cached state relies on it); concrete folds of each kind of record."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zart_es import events as ev
-from zart_es.state import (
+from zart_es.core import _events as ev
+from zart_es.core._fold import (
     CANCELLED,
     COMPLETED,
     FAILED,

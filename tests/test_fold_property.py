@@ -8,9 +8,9 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zart_es import events as ev
-from zart_es.codec import decode_event, encode_event
-from zart_es.state import ExecutionState, already_recorded, apply, fold
+from zart_es.core import _events as ev
+from zart_es.core._codec import decode_event, encode_event
+from zart_es.core._fold import ExecutionState, already_recorded, apply, fold
 
 names = st.sampled_from(["a", "b", "c", "item-1", "sleep-0", "event:x#0"])
 payloads = st.binary(max_size=8)

@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, ConfigError, Context, Registry, Worker, durable
-from zart_es.errors import RepairRefused, StepFailedError, UnknownStep
-from zart_es.events import (
+from zart_es.core._errors import RepairRefused, StepFailedError, UnknownStep
+from zart_es.core._events import (
     ExecutionPaused,
     ExecutionResumed,
     RunRestarted,
@@ -23,7 +23,8 @@ from zart_es.events import (
     TimerFired,
     TimerSet,
 )
-from zart_es.pauses import PauseRules, resume_released
+from zart_es.engine._pause_rules import PauseRules
+from zart_es.ops._pauses import resume_released
 
 from .helpers import read_log, wait_for
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 import zart_es
-from zart_es import errors
+from zart_es.core import _errors as errors
 
 PUBLIC = [
     "Cancelled",
@@ -18,11 +18,13 @@ PUBLIC = [
     "Client",
     "ConfigError",
     "Context",
+    "Deployment",
     "DuplicateStepName",
     "DuplicateWorkflow",
     "EventTimeout",
     "ExecutionEnded",
     "ExecutionFailedError",
+    "ExecutionHandle",
     "ExecutionNotFound",
     "ExecutionStatus",
     "ExecutionSummary",

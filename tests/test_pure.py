@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zart_es
-from zart_es.backoff import RetryPolicy
-from zart_es.codec import decode_value, encode_value
-from zart_es.durations import to_ms
-from zart_es.errors import (
+from zart_es.core._backoff import RetryPolicy
+from zart_es.core._codec import decode_value, encode_value
+from zart_es.core._durations import to_ms
+from zart_es.core._errors import (
     ConfigError,
     InvalidDuration,
     InvalidExecutionId,
@@ -24,7 +24,8 @@ from zart_es.errors import (
     PayloadNotEncodable,
     PayloadTooLarge,
 )
-from zart_es.keys import Keys, check_execution_id
+from zart_es.core._names import check_execution_id
+from zart_es.store._keys import Keys
 
 # -- durations ----------------------------------------------------------------------------
 

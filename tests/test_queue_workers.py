@@ -14,8 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Cancelled, Client, ConfigError, Context, Registry, Worker, durable, queue
-from zart_es.events import QueueAdmitted
-from zart_es.queues import Queue, QueueGate
+from zart_es.core._events import QueueAdmitted
+from zart_es.core._queue import Queue
+from zart_es.engine._queue_gate import QueueGate
 
 from .helpers import effect_times, read_log, spawn_worker, stop_worker, wait_for
 

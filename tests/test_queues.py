@@ -12,11 +12,13 @@ import msgspec
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from zart_es.config import connect
-from zart_es.embedded import LocalCluster, RedisServer, find_redis_server
-from zart_es.errors import ConfigError
-from zart_es.keys import Keys
-from zart_es.queues import Ended, Queue, QueueGate, check_queue_key
+from zart_es.core._errors import ConfigError
+from zart_es.core._names import check_queue_key
+from zart_es.core._queue import Queue
+from zart_es.engine._queue_gate import Ended, QueueGate
+from zart_es.store._connection import connect
+from zart_es.store._embedded import LocalCluster, RedisServer, find_redis_server
+from zart_es.store._keys import Keys
 
 from .conftest import redis_binaries
 

@@ -1,5 +1,5 @@
-"""zart_es.registry (``@durable`` and :class:`Registry`) and zart_es.keys (every Redis key,
-one hash slot per partition), without Redis."""
+"""``@durable`` and :class:`Registry` (zart_es.workflow) and :class:`Keys` (zart_es.store:
+every Redis key, one hash slot per partition), without Redis."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zart_es import default_registry
-from zart_es.context import Context
-from zart_es.errors import (
+from zart_es.core._errors import (
     ConfigError,
     DuplicateWorkflow,
     InvalidDuration,
@@ -22,11 +21,13 @@ from zart_es.errors import (
     UnknownWorkflow,
     ZartError,
 )
-from zart_es.keys import Keys, check_execution_id
-from zart_es.registry import Registry, durable
+from zart_es.core._names import check_execution_id
+from zart_es.store._keys import Keys
+from zart_es.workflow._context import Context
+from zart_es.workflow._registry import Registry, durable
 
 if TYPE_CHECKING:  # the idiom ruff's flake8-type-checking rules push users towards
-    from zart_es.context import Context as TypingOnlyContext
+    from zart_es.workflow._context import Context as TypingOnlyContext
 
 
 class Order(msgspec.Struct):

@@ -31,9 +31,8 @@ from zart_es import (
     durable,
     schedule,
 )
-from zart_es.errors import ScheduleExists, ScheduleNotFound
-from zart_es.keys import Keys
-from zart_es.schedule_times import (
+from zart_es.core._errors import ScheduleExists, ScheduleNotFound
+from zart_es.core._schedule_times import (
     MISSED_COUNT_LIMIT,
     Schedule,
     ScheduleState,
@@ -44,8 +43,10 @@ from zart_es.schedule_times import (
     render_id,
     schedule_to_dict,
 )
-from zart_es.schedules import Scheduler, Schedules
-from zart_es.timers import redis_now_ms
+from zart_es.engine._scheduler import Scheduler
+from zart_es.ops._schedules import Schedules
+from zart_es.store._clock import redis_now_ms
+from zart_es.store._keys import Keys
 
 from .helpers import wait_for
 
@@ -156,7 +157,7 @@ async def test_names_input_and_lookups(schedules: Schedules) -> None:
     assert await schedules.remove("nightly") is True
     assert await schedules.list() == []
     with pytest.raises(ConfigError):
-        Scheduler(schedules.client, poll_interval=0)
+        Scheduler(schedules.deployment, poll_interval=0)
 
 
 async def test_audit_trail(schedules: Schedules, redis: Redis) -> None:

@@ -4,9 +4,8 @@ Write a workflow as an ``async def`` of named steps; each step's result is recor
 execution's event stream, so a process that dies mid-way resumes where it stopped.
 """
 
-from .client import Client, ExecutionStatus
-from .context import Context
-from .errors import (
+from zart_es.client import Client, ExecutionHandle
+from zart_es.core import (
     Cancelled,
     ChildFailedError,
     ConfigError,
@@ -25,6 +24,7 @@ from .errors import (
     PayloadError,
     PayloadNotEncodable,
     PayloadTooLarge,
+    Queue,
     RedisUnavailable,
     RepairRefused,
     ResultTimeout,
@@ -38,11 +38,10 @@ from .errors import (
     VersionConflict,
     ZartError,
 )
-from .listing import ExecutionSummary
-from .queues import Queue
-from .registry import Registry, default_registry, durable, queue, schedule
-from .schedules import Scheduler, Schedules
-from .worker import Worker
+from zart_es.engine import Scheduler, Worker
+from zart_es.ops import ExecutionStatus, ExecutionSummary, Schedules
+from zart_es.store import Deployment
+from zart_es.workflow import Context, Registry, default_registry, durable, queue, schedule
 
 __version__ = "0.3.0"
 
@@ -52,11 +51,13 @@ __all__ = [
     "Client",
     "ConfigError",
     "Context",
+    "Deployment",
     "DuplicateStepName",
     "DuplicateWorkflow",
     "EventTimeout",
     "ExecutionEnded",
     "ExecutionFailedError",
+    "ExecutionHandle",
     "ExecutionNotFound",
     "ExecutionStatus",
     "ExecutionSummary",

@@ -12,7 +12,8 @@ import signal
 
 import msgspec
 
-from zart_es import Context, durable, queue, runner
+from zart_es import Context, durable, queue
+from zart_es.engine import _runner as runner
 
 from .crash import effect
 

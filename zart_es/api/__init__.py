@@ -1,0 +1,8 @@
+"""The HTTP API (Litestar): one client call per route.
+"""
+
+from zart_es.api._app import create_app
+
+__all__ = [
+    "create_app",
+]

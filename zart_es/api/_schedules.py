@@ -1,0 +1,117 @@
+"""The schedule routes of the HTTP API (``/schedules``): one
+:class:`~zart_es.Schedules` call each (docs/schedules.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, delete, get, post
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from zart_es.client import Client
+from zart_es.core import DEFAULT_ID_TEMPLATE, ScheduleNotFound, ScheduleState, schedule_to_dict
+from zart_es.ops import Schedules
+
+
+class ScheduleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /schedules``: exactly one of ``cron`` and ``every``."""
+
+    name: str
+    workflow: str
+    input: Any = None
+    cron: str | None = None
+    every: str | int | None = None
+    timezone: str = "UTC"
+    overlap: str = "skip"
+    id_template: str = DEFAULT_ID_TEMPLATE
+    replace: bool = False
+    by: str = ""
+
+
+class ScheduleView(msgspec.Struct, frozen=True):
+    """A schedule, its progress and its next occurrences (ISO 8601, its time zone)."""
+
+    name: str
+    workflow: str
+    input: Any
+    cron: str
+    every_ms: int
+    timezone: str
+    overlap: str
+    id_template: str
+    paused: bool
+    created_ms: int
+    state: ScheduleState | None
+    next: list[str]
+
+
+def _schedules(request: Request[Any, Any, Any]) -> Schedules:
+    client: Client = request.app.state.client
+    return Schedules(client)
+
+
+async def _view(schedules: Schedules, name: str, upcoming: int = 3) -> ScheduleView:
+    schedule = await schedules.get(name)
+    plain = schedule_to_dict(schedule)
+    nexts = [] if schedule.paused else await schedules.next_occurrences(name, upcoming)
+    return ScheduleView(**plain, state=await schedules.state(name),
+                        next=[t.isoformat() for t in nexts])
+
+
+@get("/schedules", summary="Recurring schedules")
+async def list_schedules(request: Request[Any, Any, Any]) -> list[ScheduleView]:
+    """Every schedule with its progress (last occurrence, started, skipped)."""
+    schedules = _schedules(request)
+    return [await _view(schedules, s.name, 1) for s in await schedules.list()]
+
+
+@post("/schedules", status_code=HTTP_201_CREATED, summary="Define a recurring schedule")
+async def add_schedule(request: Request[Any, Any, Any], data: ScheduleRequest) -> ScheduleView:
+    """409 ``schedule_exists`` for a taken name unless ``replace`` is true."""
+    schedules = _schedules(request)
+    await schedules.add(data.name, data.workflow, data.input, cron=data.cron, every=data.every,
+                        timezone=data.timezone, overlap=data.overlap,
+                        id_template=data.id_template, replace=data.replace, by=data.by)
+    return await _view(schedules, data.name)
+
+
+@get("/schedules/{name:str}", summary="One schedule")
+async def get_schedule(request: Request[Any, Any, Any], name: str) -> ScheduleView:
+    """The schedule, its progress and its next five occurrences."""
+    return await _view(_schedules(request), name, 5)
+
+
+@delete("/schedules/{name:str}", status_code=HTTP_200_OK, summary="Delete a schedule")
+async def remove_schedule(
+    request: Request[Any, Any, Any], name: str, by: str = ""
+) -> dict[str, Any]:
+    """Executions it started are not touched. 404 for an unknown name. ``?by=`` names the
+    operator in the audit stream."""
+    if not await _schedules(request).remove(name, by=by):
+        raise ScheduleNotFound(name)
+    return {"name": name, "removed": True}
+
+
+@post("/schedules/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a schedule")
+async def pause_schedule(
+    request: Request[Any, Any, Any], name: str, by: str = ""
+) -> ScheduleView:
+    """Occurrences that fall while paused are not started, not even on resume."""
+    schedules = _schedules(request)
+    await schedules.pause(name, by=by)
+    return await _view(schedules, name)
+
+
+@post("/schedules/{name:str}/resume", status_code=HTTP_200_OK, summary="Resume a schedule")
+async def resume_schedule(
+    request: Request[Any, Any, Any], name: str, by: str = ""
+) -> ScheduleView:
+    """Occurrences from now on are started again."""
+    schedules = _schedules(request)
+    await schedules.resume(name, by=by)
+    return await _view(schedules, name)
+
+
+ROUTES = [list_schedules, add_schedule, get_schedule, remove_schedule, pause_schedule,
+          resume_schedule]

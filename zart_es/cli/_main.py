@@ -1,0 +1,182 @@
+"""The ``zart-es`` command: parsing and error reporting; the commands live in
+``_client_cmds`` (through the Client), ``_ops``, ``_schedule`` and ``_serve`` (worker,
+api, dev, demo).
+
+Errors print one line (``zart-es: error: ...``) and exit non-zero; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from zart_es.core import ZartError
+
+EXIT_ERROR = 1
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``zart-es`` (exposed for tests and docs)."""
+
+    # the connection options are accepted before or after the subcommand (and after a
+    # sub-subcommand: `schedule list --redis-url ...`)
+    def connection_options(p: argparse.ArgumentParser, prefix: str, default: Any = None) -> None:
+        p.add_argument("--redis-url", dest=f"{prefix}redis_url", default=default,
+                       help="Redis URL (default: $ZART_REDIS_URL or redis://localhost:6379/0)")
+        p.add_argument("--partitions", dest=f"{prefix}partitions", type=int, default=default,
+                       help="partition count of the deployment (default: $ZART_PARTITIONS or 16)")
+        p.add_argument("--json", dest=f"{prefix}json", action="store_true",
+                       default=default if default is not None else False,
+                       help="plain JSON output")
+
+    common = argparse.ArgumentParser(add_help=False)
+    connection_options(common, "sub_")
+    # a nested level must not overwrite what the level above it parsed with its defaults
+    nested = argparse.ArgumentParser(add_help=False)
+    connection_options(nested, "sub_", default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="zart-es", description="Durable execution on Redis")
+    connection_options(parser, "")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[common])
+
+    worker = add("worker", "run a worker until SIGTERM/SIGINT")
+    _worker_options(worker)
+    worker.add_argument("--metrics-port", type=int, default=None,
+                        help="serve this worker's Prometheus metrics on this port")
+    worker.add_argument("--heartbeat-file", default=None,
+                        help="touch this file while healthy (for 'zart-es health')")
+
+    health = add("health", "probe: Redis reachable (and a worker's heartbeat fresh); exit 0/1")
+    health.add_argument("--heartbeat-file", default=None,
+                        help="also require this worker heartbeat file to be fresh")
+    health.add_argument("--max-age", type=float, default=30.0,
+                        help="seconds a heartbeat may be old (default 30)")
+
+    api = add("api", "serve the HTTP API (uvicorn)")
+    _api_options(api)
+
+    dev = add("dev", "embedded Redis + a worker + the API in one process, for development")
+    _worker_options(dev)
+    _api_options(dev)
+    dev.add_argument("--data-dir", default=".zart-data", help="the embedded Redis' data")
+
+    demo = add("demo", "run the examples, kill a worker mid-loop, watch it resume")
+    demo.add_argument("--data-dir", default=".zart-data",
+                      help="where the embedded Redis keeps its AOF (when $ZART_REDIS_URL is unset)")
+    demo.add_argument("--items", type=int, default=30)
+
+    _client_commands(add)
+    from zart_es.cli import _ops as cli_ops
+    from zart_es.cli import _schedule as cli_schedule
+
+    parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_schedule.add_commands(add, nested)})
+    return parser
+
+
+def _client_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    start = add("start", "start an execution; prints its id")
+    start.add_argument("name")
+    start.add_argument("--input", default="null", help="input as JSON")
+    start.add_argument("--id", default=None, help="execution id (idempotent)")
+
+    add("status", "state of an execution").add_argument("id")
+
+    result = add("result", "result of an execution, as JSON")
+    result.add_argument("id")
+    result.add_argument("--wait", action="store_true", help="wait until it ends")
+    result.add_argument("--timeout", type=float, default=None)
+
+    listing = add("list", "executions, newest first")
+    listing.add_argument("--status", default=None)
+    listing.add_argument("--name", default=None, help="workflow name")
+    listing.add_argument("--limit", type=int, default=50)
+
+    history = add("history", "the event log of an execution")
+    history.add_argument("id")
+    history.add_argument("--format", choices=("table", "json", "jsonl"), default="table")
+    history.add_argument("--verify", action="store_true",
+                         help="check sequence numbers and the hash chain; exit 1 if broken")
+
+    cancel = add("cancel", "ask an execution to stop")
+    cancel.add_argument("id")
+    cancel.add_argument("--reason", default=None)
+
+    send = add("send-event", "deliver an event to an execution")
+    send.add_argument("id")
+    send.add_argument("name")
+    send.add_argument("--payload", default="null", help="payload as JSON")
+    send.add_argument("--event-id", default=None, help="idempotency key")
+
+
+def _worker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--app", required=True, action="append",
+                   help="module whose @durable functions to serve (repeatable)")
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--lease-timeout", type=float, default=30.0,
+                   help="seconds before a silent worker's work is reclaimed")
+    p.add_argument("--grace-period", type=float, default=10.0,
+                   help="seconds in-flight executions get to finish on SIGTERM")
+    p.add_argument("--poll-interval", type=float, default=0.5)
+    p.add_argument("--no-scheduler", action="store_true",
+                   help="do not start the occurrences of recurring schedules here")
+    p.add_argument("--log-json", action="store_true", default=None,
+                   help="JSON log lines (default when stderr is not a terminal)")
+
+
+def _api_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", default=None,
+                   help="require this bearer token (default: $ZART_API_TOKEN; none: no auth)")
+    p.add_argument("--max-input-bytes", type=int, default=8 * 1024 * 1024)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``zart-es`` console script."""
+    args = build_parser().parse_args(argv)
+    args.redis_url = args.sub_redis_url or args.redis_url
+    args.partitions = args.partitions if args.sub_partitions is None else args.sub_partitions
+    args.json = args.sub_json or args.json
+    from zart_es.cli import _client_cmds as cli_client
+    from zart_es.cli import _serve as cli_serve
+
+    handlers: dict[str, Handler] = {
+        "worker": cli_serve.worker, "api": cli_serve.api, "dev": cli_serve.dev,
+        "health": cli_client.health,
+        "demo": cli_serve.demo, "start": cli_client.start, "status": cli_client.status,
+        "result": cli_client.result, "list": cli_client.listing,
+        "history": cli_client.history, "cancel": cli_client.cancel,
+        "send-event": cli_client.send_event,
+        **args.ops,
+    }
+    try:
+        return _run(handlers[args.command](args))
+    except KeyboardInterrupt:
+        return 130
+    except (ZartError, RedisError, RedisClusterException, OSError, ValueError,
+            RecursionError) as exc:
+        print(f"zart-es: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _run(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover -- uvloop is a dependency where it builds
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else type(exc).__name__
+    return message if isinstance(exc, ZartError) else f"{type(exc).__name__}: {message}"

@@ -1,0 +1,123 @@
+"""``zart-es`` commands for operators: repair (retry-step, rerun, restart), pause rules
+(pause, resume, pauses) and stats. Each is one :class:`Client` call; see
+docs/operations.md."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from zart_es.cli._common import client_for, operator, show, when
+from zart_es.ops import rule_name
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> dict[str, Handler]:
+    """Add the operator commands to the parser; returns their handlers by name."""
+    retry = add("retry-step", "run the failed step of a failed execution again")
+    retry.add_argument("id")
+    retry.add_argument("--step", default=None, help="the step (default: the latest failed)")
+    _note(retry)
+
+    rerun_ = add("rerun", "forget chosen steps and everything after them; run from there")
+    rerun_.add_argument("id")
+    rerun_.add_argument("steps", nargs="+", metavar="STEP")
+    _note(rerun_)
+
+    restart_ = add("restart", "run an ended execution again from scratch (history kept)")
+    restart_.add_argument("id")
+    _note(restart_)
+
+    for name, text in (("pause", "hold every execution of a workflow or queue"),
+                       ("resume", "lift a pause rule; the executions it held continue")):
+        parser = add(name, text)
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--workflow", default=None)
+        target.add_argument("--queue", default=None)
+        if name == "pause":
+            parser.add_argument("--reason", default="")
+
+    add("pauses", "the pause rules in force")
+    add("stats", "executions by state and by workflow")
+    return {"retry-step": retry_step, "rerun": rerun, "restart": restart, "pause": pause,
+            "resume": resume, "pauses": list_pauses, "stats": stats}
+
+
+def _note(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", default="", help="recorded in the execution's history")
+
+
+async def retry_step(args: argparse.Namespace) -> int:
+    """``zart-es retry-step ID [--step S] [--reason R]``."""
+    async with client_for(args) as client:
+        step = await client.retry_step(args.id, args.step, reason=args.reason, by=operator())
+    print(f"execution {args.id!r} reopened: step {step!r} runs again")
+    return 0
+
+
+async def rerun(args: argparse.Namespace) -> int:
+    """``zart-es rerun ID STEP... [--reason R]``."""
+    async with client_for(args) as client:
+        forgotten = await client.rerun(args.id, args.steps, reason=args.reason,
+                                       by=operator())
+    print(f"execution {args.id!r} reopened: {len(forgotten)} calls run again "
+          f"({', '.join(forgotten)})")
+    return 0
+
+
+async def restart(args: argparse.Namespace) -> int:
+    """``zart-es restart ID [--reason R]``."""
+    async with client_for(args) as client:
+        run = await client.restart(args.id, reason=args.reason, by=operator())
+    print(f"execution {args.id!r} restarted: run {run}")
+    return 0
+
+
+async def pause(args: argparse.Namespace) -> int:
+    """``zart-es pause --workflow W | --queue Q [--reason R]``."""
+    async with client_for(args) as client:
+        added = await client.pause(workflow=args.workflow, queue=args.queue,
+                                   reason=args.reason, by=operator())
+    print(f"{_target(args)} paused" if added else f"{_target(args)} was already paused")
+    return 0
+
+
+async def resume(args: argparse.Namespace) -> int:
+    """``zart-es resume --workflow W | --queue Q``."""
+    async with client_for(args) as client:
+        rule = rule_name(args.workflow, args.queue)
+        was_paused = rule in {r.rule for r in await client.pauses()}
+        resumed = await client.resume(workflow=args.workflow, queue=args.queue,
+                                      by=operator())
+    if was_paused:
+        print(f"{_target(args)} resumed; {resumed} held executions continue")
+    else:
+        print(f"{_target(args)} was not paused; {resumed} held executions continue")
+    return 0
+
+
+def _target(args: argparse.Namespace) -> str:
+    return f"workflow {args.workflow!r}" if args.workflow else f"queue {args.queue!r}"
+
+
+async def list_pauses(args: argparse.Namespace) -> int:
+    """``zart-es pauses``."""
+    async with client_for(args) as client:
+        rules = await client.pauses()
+    show(args, rules, ("rule", "since (UTC)", "by", "reason"),
+          ((rule.rule, when(rule.at_ms), rule.by, rule.reason) for rule in rules))
+    return 0
+
+
+async def stats(args: argparse.Namespace) -> int:
+    """``zart-es stats``."""
+    async with client_for(args) as client:
+        counts = await client.stats()
+    states = [s for s, n in counts.by_state.items() if n]
+    show(args, counts, ("workflow", *states),
+          ((workflow, *(str(per.get(s, 0)) for s in states))
+           for workflow, per in counts.by_workflow.items()),
+          title=f"{counts.total} executions")
+    return 0

@@ -1,0 +1,90 @@
+"""``zart-es schedule add|list|show|remove|pause|resume``: recurring schedules through
+:class:`~zart_es.Schedules` (docs/schedules.md)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from zart_es.cli._common import client_for, json_arg, operator, print_json, show
+from zart_es.core import DEFAULT_ID_TEMPLATE, OVERLAP_POLICIES, ScheduleNotFound, schedule_to_dict
+from zart_es.ops import Schedules
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def add_commands(
+    add: Callable[[str, str], argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> dict[str, Handler]:
+    """Add ``schedule`` and its subcommands (each takes the ``common`` connection
+    options); returns the handler by name."""
+    schedule = add("schedule", "recurring schedules: add, list, show, remove, pause, resume")
+    sub = schedule.add_subparsers(dest="schedule_command", required=True)
+    new = sub.add_parser("add", help="define a schedule (or --replace one)", parents=[common])
+    new.add_argument("name")
+    new.add_argument("workflow")
+    when = new.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help='cron expression, e.g. "0 2 * * *" (6th field: seconds)')
+    when.add_argument("--every", help='interval, e.g. "15m" (whole seconds, >= 1s)')
+    new.add_argument("--input", default="null", help="workflow input as JSON")
+    new.add_argument("--timezone", default="UTC", help="IANA time zone of --cron")
+    new.add_argument("--overlap", default="skip", choices=OVERLAP_POLICIES)
+    new.add_argument("--id-template", default=DEFAULT_ID_TEMPLATE)
+    new.add_argument("--replace", action="store_true", help="redefine an existing schedule")
+    sub.add_parser("list", help="every schedule, with its progress", parents=[common])
+    for name, text in (("show", "one schedule, its progress and next occurrences"),
+                       ("remove", "delete a schedule"),
+                       ("pause", "start no occurrences until resumed"),
+                       ("resume", "start occurrences again (from now on)")):
+        sub.add_parser(name, help=text, parents=[common]).add_argument("name")
+    return {"schedule": schedule_command}
+
+
+async def schedule_command(args: argparse.Namespace) -> int:
+    """Dispatch ``zart-es schedule <subcommand>``."""
+    async with client_for(args) as client:
+        schedules = Schedules(client)
+        match args.schedule_command:
+            case "add":
+                data = json_arg(args.input, "--input")
+                created = await schedules.add(
+                    args.name, args.workflow, data, cron=args.cron, every=args.every,
+                    timezone=args.timezone, overlap=args.overlap,
+                    id_template=args.id_template, replace=args.replace, by=operator())
+                upcoming = await schedules.next_occurrences(created.name, 1)
+                done = "replaced" if args.replace else "added"
+                print(f"schedule {created.name!r} {done}; next occurrence "
+                      f"{upcoming[0].isoformat() if upcoming else 'none'}")
+            case "list":
+                rows = [(s, await schedules.state(s.name)) for s in await schedules.list()]
+                _print_schedules(args, rows)
+            case "show":
+                one = await schedules.get(args.name)
+                print_json({**schedule_to_dict(one),
+                             "state": await schedules.state(one.name),
+                             "next": [t.isoformat() for t in
+                                      await schedules.next_occurrences(one.name, 5)]})
+            case "remove":
+                if not await schedules.remove(args.name, by=operator()):
+                    raise ScheduleNotFound(args.name)
+                print(f"schedule {args.name!r} removed")
+            case "pause":
+                await schedules.pause(args.name, by=operator())
+                print(f"schedule {args.name!r} paused")
+            case "resume":
+                await schedules.resume(args.name, by=operator())
+                print(f"schedule {args.name!r} resumed")
+    return 0
+
+
+def _print_schedules(args: argparse.Namespace, rows: list[tuple[Any, Any]]) -> None:
+    def when(s: Any) -> str:
+        text = s.cron or f"every {s.every_ms // 1000}s"
+        return text + (f" ({s.timezone})" if s.cron and s.timezone != "UTC" else "")
+
+    show(args, [{**schedule_to_dict(s), "state": state} for s, state in rows],
+          ("name", "workflow", "when", "overlap", "paused", "last (UTC)", "started", "skipped"),
+          ((s.name, s.workflow, when(s), s.overlap, "yes" if s.paused else "",
+            when(state.last_ms) if state else "", str(state.started if state else 0),
+            str(state.skipped if state else 0)) for s, state in rows))

@@ -1,0 +1,384 @@
+"""``Client``: start executions and read what happened to them.
+
+The client never imports the worker: it writes ``ExecutionStarted`` (with its work
+message, atomically) and reads logs and meta hashes. Waiting for a result blocks on the
+execution's own stream (``XREAD BLOCK``), so it costs no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import functools
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import ClusterDownError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from zart_es import ops
+from zart_es.client._handle import ExecutionHandle
+from zart_es.core import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    STATES,
+    TERMINAL_STATES,
+    AnyEvent,
+    ConfigError,
+    EventReceived,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionFailedError,
+    ExecutionNotFound,
+    ExecutionTimedOut,
+    ResultTimeout,
+    check_execution_id,
+    check_workflow_name,
+    decode_value,
+    encode_value,
+)
+from zart_es.ops import (
+    ExecutionDetail,
+    ExecutionStatus,
+    ExecutionSummary,
+    Started,
+    Stats,
+    cancel_execution,
+    count_executions,
+    describe,
+    list_executions,
+    submit_execution,
+)
+from zart_es.store import ChainBreak, Deployment, RedisClient, to_event, verify_chain
+
+WAIT_SLICE_MS = 5_000
+OUTAGE_SECONDS = 30.0
+"""How long ``result()`` keeps waiting through a lost connection before raising."""
+
+
+class Client:
+    """Async client of one zart-es deployment (``async with Client(url) as c:``)."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        partitions: int | None = None,
+        prefix: str = "zart",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        redis: RedisClient | None = None,
+        deployment: Deployment | None = None,
+    ) -> None:
+        self._own_deployment = deployment is None
+        self.deployment = deployment or Deployment(
+            redis_url, partitions=partitions, prefix=prefix,
+            max_payload_bytes=max_payload_bytes, redis=redis)
+        """The deployment handle this client works through (shareable with a worker)."""
+        self.url = self.deployment.url
+        self.keys = self.deployment.keys
+        self.redis = self.deployment.redis
+        self.store = self.deployment.store
+        self._max_payload = self.deployment.max_payload_bytes
+
+    async def __aenter__(self) -> Client:
+        await self._ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections this client opened (a deployment passed in stays open)."""
+        if self._own_deployment:
+            await self.deployment.close()
+
+    async def _ready(self) -> None:
+        await self.deployment.ready()
+
+    def execution(self, execution_id: str) -> ExecutionHandle:
+        """A handle on one execution: ``status()``, ``result()``, ``history()``, ``cancel()``.
+
+        Nothing is read until a method is called; an unknown id raises
+        :class:`ExecutionNotFound` then."""
+        return ExecutionHandle(self, check_execution_id(execution_id))
+
+    async def start(
+        self, name: str, data: Any = None, execution_id: str | None = None, *,
+        queue_key: str = "", priority: int | None = None,
+    ) -> str:
+        """Start workflow ``name`` with input ``data``; returns the execution id.
+
+        Idempotent on ``execution_id``: starting an id that exists starts nothing and
+        returns the id (a different workflow under that id is a :class:`ConfigError`).
+        For a workflow of a queue, ``queue_key`` (a tenant, say) picks whose concurrency
+        and rate limits apply and ``priority`` overrides the queue's own.
+        """
+        started = await self.submit(name, data, execution_id, queue_key=queue_key,
+                                    priority=priority)
+        return started.execution_id
+
+    async def submit(
+        self, name: str, data: Any = None, execution_id: str | None = None, *,
+        queue_key: str = "", priority: int | None = None,
+    ) -> Started:
+        """:meth:`start`, also saying whether this call created the execution."""
+        return await submit_execution(self.deployment, name, data, execution_id,
+                                      queue_key=queue_key, priority=priority)
+
+    async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
+        """The execution's state, with its result or error once it has ended."""
+        await self._ready()
+        meta = await self.store.meta(check_execution_id(execution_id))
+        if not meta:
+            raise ExecutionNotFound(execution_id)
+        state = meta[b"st"].decode()
+        result: Any = None
+        error: str | None = None
+        if state in TERMINAL_STATES:
+            last = await self._last_event(execution_id)
+            if isinstance(last, ExecutionCompleted):
+                result = decode_value(last.result, type, f"result of {execution_id!r}")
+            elif isinstance(last, ExecutionFailed):
+                error = f"{last.error_type}: {last.message}"
+            elif isinstance(last, ExecutionTimedOut):
+                error = f"ExecutionTimedOut: timed out after {last.timeout_ms}ms"
+            elif isinstance(last, ExecutionCancelled):
+                error = f"Cancelled: {last.reason or 'cancelled'}"
+        return ExecutionStatus(
+            execution_id=execution_id,
+            workflow=meta[b"w"].decode(),
+            state=state,
+            version=int(meta[b"v"]),
+            created_ms=int(meta[b"c"]),
+            updated_ms=int(meta[b"u"]),
+            result=result,
+            error=error,
+        )
+
+    async def result(
+        self, execution_id: str, timeout: float | None = None, *, type: Any = None
+    ) -> Any:
+        """Wait for the execution to end and return its result (decoded to ``type``).
+
+        Raises :class:`ExecutionFailedError` if it failed, timed out or was cancelled
+        (``error_type`` "ExecutionTimedOut" / "Cancelled"), and
+        :class:`ResultTimeout` if ``timeout`` seconds pass first. Blocks on the
+        execution's stream: no polling.
+        """
+        _check_timeout(timeout)
+        await self._ready()
+        check_execution_id(execution_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        key = self.keys.log(execution_id)
+        tail: list[Any] = await self._through_outages(
+            lambda: self.redis.xrevrange(key, count=1), deadline)
+        if not tail:
+            raise ExecutionNotFound(execution_id)
+        last_id, event = tail[0][0], to_event(*tail[0])
+        while True:
+            outcome = _outcome(execution_id, event, type)
+            if outcome is not _RUNNING:
+                return outcome
+            block = WAIT_SLICE_MS
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ResultTimeout(execution_id, timeout or 0.0)
+                block = max(1, min(block, int(remaining * 1000)))
+            reply = await self._through_outages(
+                functools.partial(self.redis.xread, {key: last_id}, block=block), deadline)
+            for _key, entries in reply or ():
+                for entry_id, fields in entries:
+                    last_id, event = entry_id, to_event(entry_id, fields)
+                    if _outcome(execution_id, event, type) is not _RUNNING:
+                        break
+                else:
+                    continue
+                break
+
+    @staticmethod
+    async def _through_outages(read: Callable[[], Awaitable[Any]], deadline: float | None) -> Any:
+        """A read, retried through a lost connection (Redis restart, cluster failover) for
+        up to OUTAGE_SECONDS: it changes nothing, so trying again is always safe."""
+        give_up = time.monotonic() + OUTAGE_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                return await read()
+            except (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError):
+                now = time.monotonic()
+                if now > give_up or (deadline is not None and now > deadline):
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    async def send_event(
+        self, execution_id: str, name: str, payload: Any = None, *, event_id: str | None = None
+    ) -> bool:
+        """Deliver event ``name`` to a running execution and wake it.
+
+        Events are kept until a ``ctx.wait_for_event(name)`` takes them, in arrival order.
+        With ``event_id`` delivery is idempotent: the same id again is ignored (returns
+        False). Raises :class:`ExecutionNotFound` or :class:`ExecutionEnded`.
+        """
+        check_workflow_name(name, what="event name")
+        data = encode_value(payload, f"payload of event {name!r}", self._max_payload)
+        await self._ready()
+        appended = await self.store.append(
+            check_execution_id(execution_id), -1, EventReceived(name=name, payload=data),
+            enqueue=True, token=f"event:{event_id}" if event_id else "",
+        )
+        return appended is not None
+
+    async def cancel(self, execution_id: str, reason: str | None = None) -> bool:
+        """Ask the execution to stop; False (and nothing recorded) if it already ended.
+
+        The workflow sees :class:`~zart_es.errors.Cancelled` at its next durable call —
+        also while it sleeps or waits for an event — so its ``finally:`` blocks and
+        compensation steps run; it ends ``cancelled``. Asking twice records one request.
+        """
+        return await cancel_execution(self.deployment, execution_id, reason)
+
+    async def list(
+        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+    ) -> list[ExecutionSummary]:
+        """Executions across all partitions, newest first, optionally by status and name."""
+        if status is not None and status not in STATES:
+            raise ConfigError(f"unknown status {status!r}; use one of {', '.join(STATES)}")
+        if limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {limit}")
+        await self._ready()
+        return await list_executions(self.redis, self.keys, status=status, name=name,
+                                     limit=limit)
+
+    # -- repair and pause (docs/operations.md) ------------------------------------------
+
+    async def retry_step(
+        self, execution_id: str, step: str | None = None, *, reason: str = "", by: str = ""
+    ) -> str:
+        """Run a failed execution's failed ``step`` again (the latest failed one when
+        omitted); every other recorded result is kept. Returns the step.
+
+        Raises :class:`RepairRefused` unless the execution ended ``failed``, and
+        :class:`UnknownStep` for a step it never recorded.
+        """
+        await self._ready()
+        return await ops.retry_step(self.store, check_execution_id(execution_id), step,
+                                      by=by, reason=reason)
+
+    async def rerun(
+        self, execution_id: str, steps: builtins.list[str], *, reason: str = "", by: str = ""
+    ) -> builtins.list[str]:
+        """Forget the results of ``steps`` and of every durable call recorded after the
+        first of them, and run the ended execution again from there. Returns the calls
+        forgotten."""
+        await self._ready()
+        return await ops.rerun(self.store, check_execution_id(execution_id), list(steps),
+                                 by=by, reason=reason)
+
+    async def restart(self, execution_id: str, *, reason: str = "", by: str = "") -> int:
+        """Run an ended execution again from scratch with its original input, under the
+        same id; the old run's events stay in its log. Returns the new run number."""
+        await self._ready()
+        return await ops.restart(self.store, check_execution_id(execution_id), by=by,
+                                   reason=reason)
+
+    async def pause(
+        self, *, workflow: str | None = None, queue: str | None = None, reason: str = "",
+        by: str = "",
+    ) -> bool:
+        """Hold every execution of ``workflow`` (or of ``queue``) at its next step boundary
+        until :meth:`resume`; new ones wait before their first step. False if that rule
+        was already in force."""
+        rule = ops.rule_name(workflow, queue)
+        await self._ready()
+        return await ops.add_rule(self.redis, self.keys, rule, reason=reason, by=by)
+
+    async def resume(
+        self, *, workflow: str | None = None, queue: str | None = None, by: str = ""
+    ) -> int:
+        """Lift the pause rule and let the executions it held continue; returns how many
+        were resumed here (workers resume any left over)."""
+        rule = ops.rule_name(workflow, queue)
+        await self._ready()
+        return await ops.remove_rule(self.store, rule, by=by)
+
+    async def pauses(self) -> builtins.list[ops.PauseRule]:
+        """The pause rules in force."""
+        await self._ready()
+        return await ops.list_rules(self.redis, self.keys)
+
+    async def stats(self) -> Stats:
+        """How many executions are in each state, overall and per workflow."""
+        await self._ready()
+        return await count_executions(self.redis, self.keys)
+
+    async def wait(self, execution_id: str, timeout: float) -> ExecutionStatus:
+        """Wait up to ``timeout`` seconds for the execution to end; its status either way
+        (``done`` says which). Unlike :meth:`result` it never raises for a failed end."""
+        _check_timeout(timeout)
+        with contextlib.suppress(ExecutionFailedError, ResultTimeout):
+            await self.result(execution_id, timeout=timeout)
+        return await self.status(execution_id)
+
+    async def describe(self, execution_id: str) -> ExecutionDetail:
+        """Status plus what the folded log says: steps done, current step, timers pending."""
+        status = await self.status(execution_id)
+        return describe(status, await self.store.read(check_execution_id(execution_id)))
+
+    async def verify(self, execution_id: str) -> ChainBreak | None:
+        """Check the log's sequence numbers and hash chain; None when intact."""
+        await self._ready()
+        check_execution_id(execution_id)
+        raw: list[Any] = await self.redis.xrange(self.keys.log(execution_id))
+        if not raw:
+            raise ExecutionNotFound(execution_id)
+        last = await self.redis.hget(self.keys.meta(execution_id), "h")  # type: ignore[misc]
+        return verify_chain((fields for _, fields in raw),
+                            last.decode() if last is not None else None)
+
+    async def history(self, execution_id: str) -> AsyncIterator[AnyEvent]:
+        """The execution's events, oldest first (each with ``seq``, ``at_ms``, ``prev_hash``)."""
+        await self._ready()
+        check_execution_id(execution_id)
+        entries = await self.store.read(execution_id)
+        if not entries:
+            raise ExecutionNotFound(execution_id)
+        for _entry_id, event in entries:
+            yield event
+
+    async def _last_event(self, execution_id: str) -> AnyEvent | None:
+        tail: list[Any] = await self.redis.xrevrange(self.keys.log(execution_id), count=1)
+        return to_event(*tail[0]) if tail else None
+
+
+_RUNNING = object()
+
+
+def _outcome(execution_id: str, event: AnyEvent, type_: Any) -> Any:
+    """The result if ``event`` ends the execution successfully; raises if it failed."""
+    if isinstance(event, ExecutionCompleted):
+        return decode_value(event.result, type_, f"result of {execution_id!r}")
+    if isinstance(event, ExecutionFailed):
+        raise ExecutionFailedError(execution_id, event.error_type, event.message)
+    if isinstance(event, ExecutionTimedOut):
+        raise ExecutionFailedError(
+            execution_id, "ExecutionTimedOut", f"timed out after {event.timeout_ms}ms"
+        )
+    if isinstance(event, ExecutionCancelled):
+        raise ExecutionFailedError(execution_id, "Cancelled", event.reason or "cancelled")
+    return _RUNNING
+
+
+def _check_timeout(timeout: float | None) -> None:
+    """A wait's timeout: None (no limit) or a finite number of seconds >= 0."""
+    if timeout is None:
+        return
+    if (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+            or not math.isfinite(timeout) or timeout < 0):
+        raise ConfigError(f"timeout must be a finite number of seconds >= 0 (or None), "
+                          f"got {timeout!r}")

@@ -1,0 +1,84 @@
+"""Backoff maths for ``ctx.step_with_retry``: pure, no clock, no randomness.
+
+Jitter is drawn from a hash of (seed, attempt) rather than a random generator: the same
+execution and step always get the same delays (tests can predict them), while different
+executions failing together spread out instead of retrying in lockstep.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Literal
+
+import msgspec
+
+from zart_es.core._durations import Duration, to_ms
+from zart_es.core._errors import ConfigError
+
+BackoffKind = Literal["exponential", "linear", "fixed"]
+_KINDS: tuple[str, ...] = ("exponential", "linear", "fixed")
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """How often and how far apart a failing step is tried again.
+
+    ``retries`` is the number of *re*-tries: a step runs at most ``retries + 1`` times.
+    """
+
+    retries: int
+    backoff: str
+    delay_ms: int
+    max_delay_ms: int
+    jitter: bool = False
+    """Exponential delays are drawn from [delay/2, delay] (deterministically per seed)."""
+
+    @classmethod
+    def build(
+        cls,
+        retries: int,
+        backoff: str,
+        delay: Duration,
+        max_delay: Duration,
+        jitter: bool = True,
+    ) -> RetryPolicy:
+        """Validate user arguments into a policy; a :class:`ConfigError` names the bad one."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be a non-negative int, got {retries!r}")
+        if backoff not in _KINDS:
+            raise ConfigError(f"backoff must be one of {', '.join(_KINDS)}, got {backoff!r}")
+        delay_ms, max_ms = to_ms(delay), to_ms(max_delay)
+        if max_ms < delay_ms:
+            raise ConfigError(f"max_delay ({max_delay!r}) is shorter than delay ({delay!r})")
+        if not isinstance(jitter, bool):
+            raise ConfigError(f"jitter must be True or False, got {jitter!r}")
+        return cls(retries=retries, backoff=backoff, delay_ms=delay_ms, max_delay_ms=max_ms,
+                   jitter=jitter)
+
+    def delay_before(self, attempt: int, *, seed: str = "") -> int:
+        """Milliseconds to wait before ``attempt`` (2 = the first retry), capped at max_delay.
+
+        exponential: delay, 2*delay, 4*delay, ...; linear: delay, 2*delay, 3*delay, ...;
+        fixed: delay every time. With ``jitter`` an exponential delay d becomes a value in
+        [d/2, d] chosen by ``seed`` and ``attempt`` ("equal jitter"): never later than
+        without jitter, and the same for the same seed.
+        """
+        if attempt < 2:
+            raise ValueError(f"attempt {attempt} has no delay before it; retries start at 2")
+        n = attempt - 1  # 1 for the first retry
+        if self.backoff == "fixed":
+            raw = self.delay_ms
+        elif self.backoff == "linear":
+            raw = self.delay_ms * n
+        else:
+            # cap the exponent first: 2**n for large n would be a huge int for nothing
+            raw = self.delay_ms * (1 << min(n - 1, 62))
+        capped = min(raw, self.max_delay_ms)
+        if self.jitter and self.backoff == "exponential":
+            return jittered(capped, seed, attempt)
+        return capped
+
+
+def jittered(delay_ms: int, seed: str, attempt: int) -> int:
+    """``delay_ms`` minus up to half of it, the fraction taken from crc32(seed, attempt)."""
+    fraction = zlib.crc32(f"{seed}\n{attempt}".encode()) / 2**32
+    return delay_ms - int(delay_ms / 2 * fraction)

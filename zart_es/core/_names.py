@@ -1,0 +1,63 @@
+"""What a name, an id or a priority may be: checked before anything reaches Redis.
+
+Execution ids, workflow names, queue names and queue keys become parts of Redis keys and
+stream fields, so they are checked at the edge (client, registry, API) with a clear
+:class:`~zart_es.core.ConfigError` or :class:`~zart_es.core.InvalidExecutionId`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from zart_es.core._errors import ConfigError, InvalidExecutionId
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@=+\-]{0,199}")
+_QUEUE_KEY = re.compile(r"[A-Za-z0-9._:@=+\-]{0,200}")
+
+PRIORITY_LIMIT = 1000
+"""Priorities are integers in ``-PRIORITY_LIMIT..PRIORITY_LIMIT`` (exact scores)."""
+
+
+def check_execution_id(execution_id: str) -> str:
+    """Return the id if it is allowed, else raise :class:`InvalidExecutionId`."""
+    if not isinstance(execution_id, str) or not _ID.fullmatch(execution_id):
+        raise InvalidExecutionId(execution_id)
+    return execution_id
+
+
+def check_workflow_name(name: object, what: str = "workflow name") -> str:
+    """Return the name if it is 1-200 printable characters, else raise ConfigError."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise ConfigError(f"{what} must be 1-200 printable characters, got {name!r}")
+    return name
+
+
+_QUEUE_NAME_FORBIDDEN = re.compile(r"[\s:{}]")
+
+
+def check_queue_name(name: object, what: str = "queue name") -> str:
+    """A workflow-like name without spaces, ':', '{' or '}' (it is part of key names and
+    of ``"<queue> <key>"`` pairs), else ConfigError."""
+    value = check_workflow_name(name, what=what)
+    if _QUEUE_NAME_FORBIDDEN.search(value):
+        raise ConfigError(f"{what} must not contain spaces, ':', '{{' or '}}', got {value!r}")
+    return value
+
+
+def check_priority(priority: object) -> int:
+    """Return the priority if it is an int in ``-1000..1000``, else raise ConfigError."""
+    if (not isinstance(priority, int) or isinstance(priority, bool)
+            or not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT):
+        raise ConfigError(f"queue priority must be an integer from {-PRIORITY_LIMIT} to "
+                          f"{PRIORITY_LIMIT}, got {priority!r}")
+    return priority
+
+
+def check_queue_key(key: object) -> str:
+    """Return the queue key if it is ``""`` or 1-200 of ``A-Z a-z 0-9 . _ : @ = + -``."""
+    if not isinstance(key, str) or not _QUEUE_KEY.fullmatch(key):
+        raise ConfigError(f"invalid queue key {key!r}: use \"\" or 1-200 characters from "
+                          "A-Z a-z 0-9 . _ : @ = + -")
+    return key
+
+

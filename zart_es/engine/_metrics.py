@@ -1,0 +1,70 @@
+"""A worker process's own Prometheus metrics (served by ``zart-es worker --metrics-port``):
+executions started/completed/failed by workflow, step durations, retries, append
+conflicts, a blocked event loop. The deployment's gauges, read from Redis, are in
+:mod:`zart_es.ops._metrics`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import HistogramMetricFamily
+
+STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)
+
+
+class _StepTimes:
+    """Step durations by (workflow, outcome), kept as plain numbers: observing is on the
+    hot path of every step, so it must not take locks; Prometheus reads them on scrape."""
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, str], list[float]] = {}
+        """(workflow, outcome) -> [count per bucket..., +Inf count, sum]."""
+
+    def observe(self, workflow: str, outcome: str, seconds: float) -> None:
+        series = self.series.get((workflow, outcome))
+        if series is None:
+            series = self.series[(workflow, outcome)] = [0.0] * (len(STEP_BUCKETS) + 2)
+        series[bisect.bisect_left(STEP_BUCKETS, seconds)] += 1
+        series[-1] += seconds
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            "zart_worker_step_seconds", "Duration of step functions (new runs, not replays)",
+            labels=["workflow", "outcome"])
+        for (workflow, outcome), series in self.series.items():
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*STEP_BUCKETS, float("inf")), series[:-1], strict=True):
+                cumulative += count
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            family.add_metric([workflow, outcome], buckets, series[-1])
+        return [family]
+
+
+class WorkerMetrics:
+    """Counters and histograms of one worker process, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.executions = Counter(
+            "zart_worker_executions", "Execution runs by workflow and outcome",
+            ["workflow", "outcome"], registry=self.registry)
+        self.step_times = _StepTimes()
+        self.registry.register(self.step_times)
+        self.retries = Counter("zart_worker_retries", "Retries scheduled", ["workflow"],
+                               registry=self.registry)
+        self.conflicts = Counter("zart_worker_append_conflicts",
+                                 "Appends refused because the log moved on",
+                                 registry=self.registry)
+        self.loop_blocked = Counter(
+            "zart_worker_event_loop_blocked_seconds",
+            "How late the lease heartbeat ran because the event loop was blocked (a step "
+            "function doing sync I/O or time.sleep)", registry=self.registry)
+
+    def step(self, workflow: str, started: float, outcome: str) -> None:
+        """Record one step function's run (``started`` from time.perf_counter())."""
+        self.step_times.observe(workflow, outcome, time.perf_counter() - started)
+        if outcome == "retry":
+            self.retries.labels(workflow).inc()

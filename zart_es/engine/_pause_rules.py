@@ -1,0 +1,44 @@
+"""A worker's cached copy of the pause rules (the rules themselves: :mod:`zart_es.ops`)."""
+
+from __future__ import annotations
+
+import time
+
+from zart_es.store import Keys, RedisClient
+
+
+class PauseRules:
+    """A worker's copy of the active rules, refreshed by :meth:`refresh`."""
+
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.active: frozenset[str] = frozenset()
+
+    async def refresh(self) -> frozenset[str]:
+        """Read the rules again (one HKEYS); returns them."""
+        fields = await self._redis.hkeys(self._keys.pauses())  # type: ignore[misc]
+        self.active = frozenset(f.decode() for f in fields)
+        return self.active
+
+    def covering(self, workflow: str, queue: str | None) -> str | None:
+        """The rule (by the cached copy) that holds this workflow or queue, if any."""
+        if not self.active:
+            return None
+        rule = f"workflow:{workflow}"
+        if rule in self.active:
+            return rule
+        if queue is not None and f"queue:{queue}" in self.active:
+            return f"queue:{queue}"
+        return None
+
+    async def confirm(self, rule: str) -> bool:
+        """Whether ``rule`` is active in Redis right now (the cache may be stale)."""
+        return bool(await self._redis.hexists(self._keys.pauses(), rule))  # type: ignore[misc]
+
+    async def hold(self, execution_id: str, rule: str) -> None:
+        """Put the execution in its partition's paused set (before ``ExecutionPaused`` is
+        recorded: a resume that runs in between finds it and resumes it)."""
+        p = self._keys.partition_of(execution_id)
+        await self._redis.zadd(self._keys.paused(p),
+                               {f"{execution_id}\n{rule}": int(time.time() * 1000)})

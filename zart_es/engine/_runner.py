@@ -1,0 +1,432 @@
+"""Run one execution as far as it can go: to its end, or to a durable wait.
+
+The runner replays the workflow from the top against the folded log (recorded steps come
+back from the log, new ones run and are recorded) and records the terminal event. It
+knows nothing of work streams, leases or timers' polling: that is the worker's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from zart_es.core import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    TERMINAL_EVENTS,
+    Cancelled,
+    ChildCompleted,
+    ConfigError,
+    Event,
+    EventConsumed,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionEnded,
+    ExecutionFailed,
+    ExecutionNotFound,
+    ExecutionPaused,
+    ExecutionResumed,
+    ExecutionStarted,
+    ExecutionState,
+    ExecutionTimedOut,
+    Interrupted,
+    LeaseLost,
+    NewTimer,
+    Paused,
+    PayloadError,
+    Queue,
+    QueueAdmitted,
+    Suspend,
+    TaskError,
+    TimerSet,
+    UnknownWorkflow,
+    VersionConflict,
+    already_recorded,
+    apply,
+    decode_value,
+    encode_value,
+    timeout_timer,
+    wait_timer,
+)
+from zart_es.engine._metrics import WorkerMetrics
+from zart_es.engine._pause_rules import PauseRules
+from zart_es.engine._queue_gate import QueueGate, execution_ids
+from zart_es.store import Store, redis_now_ms
+from zart_es.workflow import Context, Registry, Workflow
+
+log = structlog.get_logger("zart_es.runner")
+
+
+
+class Outcome(enum.Enum):
+    """Where a run stopped."""
+
+    ENDED = "ended"
+    """The log has its terminal event (recorded now or before)."""
+    WAITING = "waiting"
+    """The execution waits for a durable timer; a work message will wake it."""
+    HANDED_OFF = "handed_off"
+    """The worker is draining; the execution must be handed to another worker."""
+    AGAIN = "again"
+    """The run stopped for a pause rule that turned out to be lifted already: run again."""
+    QUEUED = "queued"
+    """The execution waits for a slot of its queue; a release (or the sweeper) wakes it."""
+
+
+class StoreJournal:
+    """A :class:`~zart_es.journal.Journal` over the Redis store, with the folded state.
+
+    Keeps the id of the last entry folded, so that catching up reads only newer entries.
+    """
+
+    __slots__ = ("_execution_id", "_lock", "draining", "gate", "last_entry", "metrics",
+                 "pauses", "queue", "retry_in_ms", "run_opened", "state", "store")
+
+    def __init__(
+        self,
+        store: Store,
+        execution_id: str,
+        state: ExecutionState | None = None,
+        last_entry: bytes | None = None,
+    ) -> None:
+        self.store = store
+        self._execution_id = execution_id
+        self.draining: Callable[[], bool] = _never
+        self.metrics: WorkerMetrics | None = None
+        self.pauses: PauseRules | None = None
+        self.queue: Queue | None = None
+        """The queue of the execution's workflow (set once the workflow is known)."""
+        self.gate: QueueGate | None = None
+        self.retry_in_ms: int | None = None
+        """Set when the queue's rate window (not its cap) keeps the execution waiting."""
+        # one append at a time: concurrent branches (ctx.gather) must not fold twice
+        self._lock = asyncio.Lock()
+        self.state = state if state is not None else ExecutionState()
+        self.last_entry = last_entry
+        self.run_opened = self.state.opened_seq
+        """``opened_seq`` when the current run began (see :meth:`superseded`)."""
+
+    async def catch_up(self) -> int:
+        """Fold the entries appended since the last one seen; returns how many."""
+        entries = await self.store.read(self._execution_id, self.last_entry)
+        for entry_id, event in entries:
+            apply(self.state, event)
+            self.last_entry = entry_id
+        return len(entries)
+
+    def interrupted(self) -> bool:
+        """Whether the worker running this journal is draining."""
+        return self.draining()
+
+    def superseded(self) -> bool:
+        """Whether a repair reopened the execution since the current run began (a catch
+        up after a lost append race folded it): the run's coroutine must stop."""
+        return self.state.opened_seq != self.run_opened
+
+    def pause_rule(self) -> str | None:
+        """The pause rule holding this execution, by the worker's cached copy. None once
+        it was asked to cancel: a cancel goes through a pause (compensation runs)."""
+        if self.pauses is None or self.state.cancel_requested is not None:
+            return None
+        return self.pauses.covering(self.state.workflow,
+                                    None if self.queue is None else self.queue.name)
+
+    async def held(self, rule: str) -> bool:
+        """Whether ``rule`` is really in force (the cached copy is refreshed if not)."""
+        if self.pauses is None:
+            return False
+        if await self.pauses.confirm(rule):
+            return True
+        await self.pauses.refresh()
+        return False
+
+    def observe_step(self, started: float, outcome: str) -> None:
+        """Feed the worker's step-duration histogram, if it has one."""
+        if self.metrics is not None:
+            self.metrics.step(self.state.workflow, started, outcome)
+
+    async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
+        """Create the child's log (a no-op if it exists: replays start it once)."""
+        event = ExecutionStarted(execution_id=child_id, workflow=workflow, input=payload,
+                                 parent_id=self._execution_id)
+        if await self.store.create(event, child_id, workflow):
+            return
+        first = await self.store.read_first(child_id)
+        if not isinstance(first, ExecutionStarted) or first.parent_id != self._execution_id:
+            # it would never report back to us: refuse rather than wait forever
+            raise ConfigError(
+                f"execution id {child_id!r} already belongs to another execution; "
+                "give ctx.call/start_child an unused execution_id"
+            )
+
+    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
+        """Append at the folded version; on a lost race, catch up and decide again."""
+        async with self._lock:
+            if already_recorded(self.state, event):  # a concurrent branch's catch-up saw it
+                return
+            await self._record(event, timer)
+
+    async def _record(self, event: Event, timer: NewTimer | None) -> None:
+        while True:
+            if self.superseded():
+                # the run this coroutine belongs to ended and an operator's repair
+                # reopened the execution: the new run is not ours to continue (its work
+                # message starts it afresh, here or on another worker). Checked before
+                # every append: a gather sibling or a `finally:` appends after the first
+                # append that found out
+                raise LeaseLost
+            try:
+                appended = await self.store.append(
+                    self._execution_id, self.state.version, event, timer=timer,
+                    drop_timers=self._pending_timers(event),
+                )
+            except VersionConflict:
+                if self.metrics is not None:
+                    self.metrics.conflicts.inc()
+                await self.catch_up()
+                if self.superseded():
+                    raise LeaseLost from None
+                if already_recorded(self.state, event):
+                    return
+                if self.state.terminal:
+                    raise LeaseLost from None
+                continue
+            except ExecutionEnded:
+                await self.catch_up()
+                raise LeaseLost from None
+            if appended is not None:
+                apply(self.state, appended.event)
+                self.last_entry = appended.entry_id
+            return
+
+    def _pending_timers(self, event: Event) -> tuple[str, ...]:
+        """Timers an event takes off the wheel: a terminal event all that are pending, a
+        resolved event wait its timeout (nothing will wait for them)."""
+        if isinstance(event, TERMINAL_EVENTS):
+            return self.state.pending_timers()
+        if isinstance(event, EventConsumed):
+            timer = self.state.timers.get(wait_timer(event.wait))
+            if timer is not None and not timer.fired:
+                return (wait_timer(event.wait),)
+        return ()
+
+
+async def run_execution(
+    journal: StoreJournal,
+    registry: Registry,
+    *,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> Outcome:
+    """Drive the execution whose log ``journal`` holds until it ends or waits.
+
+    Raises :class:`LeaseLost` when another writer ended the execution meanwhile, and
+    lets Redis errors through (nothing half-written: every record is one script call).
+    A child execution that has ended reports to its parent, on every run (the parent
+    records it once), so a crash between the two writes loses nothing.
+    """
+    journal.run_opened = journal.state.opened_seq  # a new run: of the latest repair, if any
+    outcome = await _run(journal, registry, max_payload_bytes)
+    if outcome is Outcome.ENDED and journal.state.parent_id:
+        await _notify_parent(journal)
+    return outcome
+
+
+async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int) -> Outcome:
+    state = journal.state
+    if state.terminal:
+        return Outcome.ENDED
+    try:
+        workflow = registry.get(state.workflow)
+        data = decode_value(
+            state.input, workflow.input_type, f"input of workflow {workflow.name!r}"
+        )
+    except (UnknownWorkflow, PayloadError) as exc:
+        log.error(  # noqa: TRY400 -- an expected failure: no traceback wanted
+            "cannot run execution", execution_id=state.execution_id,
+            workflow=state.workflow, error=str(exc),
+        )
+        return await _end(journal, _failure(exc))
+    journal.queue = None if workflow.queue is None else registry.queue(workflow.queue)
+    held = await _held_before_running(journal, workflow)
+    if held is not None:
+        return held
+    while True:
+        # again after a pause that was lifted while it was recorded: that gave the slot back
+        if journal.queue is not None and not await _admitted(journal, journal.queue):
+            return Outcome.QUEUED
+        outcome = await _run_workflow(journal, workflow, data, max_payload_bytes)
+        if outcome is not Outcome.AGAIN:
+            return outcome
+
+
+async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Outcome | None:
+    """What keeps the execution from running now (its deadline, a pause rule), or None.
+
+    The deadline is armed first, so it runs while the execution is paused or waits for a
+    queue slot."""
+    state = journal.state
+    if workflow.timeout_ms is not None and await _deadline_passed(journal, workflow.timeout_ms):
+        return await _end(journal, ExecutionTimedOut(timeout_ms=workflow.timeout_ms))
+    rule = journal.pause_rule()
+    if state.paused_by is not None:
+        if rule is None and state.cancel_requested is None:
+            rule = state.paused_by  # this worker's copy may not know the rule yet: ask Redis
+        if rule is not None and await journal.held(rule):
+            # still held: timers and events wait in the log. Its slot goes back (again:
+            # harmless) in case the run that recorded the pause died before doing so
+            await _give_slot_back(journal)
+            return Outcome.WAITING
+        await journal.record(ExecutionResumed(rule=state.paused_by))
+    elif rule is not None and await _hold(journal, rule):
+        return Outcome.WAITING  # a rule covers it: stop before running anything
+    return None
+
+
+async def _run_workflow(
+    journal: StoreJournal, workflow: Workflow, data: Any, limit: int
+) -> Outcome:
+    ctx = Context(journal, max_payload_bytes=limit)
+    try:
+        result = await workflow.fn(ctx, data)
+    except (Suspend, Interrupted, Cancelled, Paused) as pause:
+        return await _paused(journal, pause)
+    except Exception as exc:  # the workflow's own failure ends it
+        if ctx.suspended:  # it swallowed Suspend and raised something else while unwinding
+            return Outcome.WAITING
+        log.warning("execution failed", execution_id=ctx.execution_id, workflow=workflow.name,
+                    error=f"{type(exc).__name__}: {exc}")
+        return await _end(journal, _failure(exc))
+    if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
+        return Outcome.WAITING
+    return await _complete(journal, workflow, result, limit)
+
+
+async def _complete(
+    journal: StoreJournal, workflow: Workflow, result: Any, limit: int
+) -> Outcome:
+    try:
+        encoded = encode_value(result, f"result of workflow {workflow.name!r}", limit)
+    except PayloadError as exc:
+        return await _end(journal, _failure(exc))
+    log.info("execution completed", execution_id=journal.state.execution_id,
+             workflow=workflow.name)
+    return await _end(journal, ExecutionCompleted(result=encoded))
+
+
+async def _deadline_passed(journal: StoreJournal, timeout_ms: int) -> bool:
+    """On the first run (of the execution or of a repair), put the deadline on the wheel
+    (due = start + timeout) before anything else, pause rules and queues included: the
+    timer poller ends the execution ``timed_out`` when it fires, whatever it is doing or
+    waiting for. True if it was due already (a backlog kept every worker from the
+    execution that long): it ends now, before running anything."""
+    state = journal.state
+    name = timeout_timer(timeout_ms)
+    if name in state.timers:
+        return False
+    due = (state.opened_ms or state.started_ms) + timeout_ms
+    if due <= await redis_now_ms(journal.store.redis):
+        return True
+    await journal.record(
+        TimerSet(timer=name, due_ms=due, purpose="timeout"), timer=NewTimer(name, due_ms=due)
+    )
+    return False
+
+
+async def _end(journal: StoreJournal, event: Event) -> Outcome:
+    await journal.record(event)
+    return Outcome.ENDED
+
+
+async def _paused(journal: StoreJournal, pause: BaseException) -> Outcome:
+    if isinstance(pause, Paused):
+        return Outcome.WAITING if await _hold(journal, pause.rule) else Outcome.AGAIN
+    if isinstance(pause, Cancelled):
+        log.info("execution cancelled", execution_id=journal.state.execution_id,
+                 reason=pause.reason)
+        return await _end(journal, ExecutionCancelled(reason=pause.reason))
+    return Outcome.HANDED_OFF if isinstance(pause, Interrupted) else Outcome.WAITING
+
+
+async def _admitted(journal: StoreJournal, queue: Queue) -> bool:
+    """Whether the execution holds a slot of ``queue`` (asking the gate for one if not).
+
+    A cancelled execution needs no slot to end; without a gate (a runner used on its
+    own) queues are not enforced."""
+    state = journal.state
+    if state.admitted is not None or journal.gate is None:
+        return True
+    if state.cancel_requested is not None:
+        # it ends without a slot: out of the waiting line now, so the execution behind
+        # it is not kept from a free slot while its compensation runs
+        await _give_slot_back(journal)
+        return True
+    admission = await journal.gate.admit_detail(queue, state.queue_key, state.admission,
+                                                state.priority, state.started_ms)
+    if not admission.admitted:
+        journal.retry_in_ms = admission.retry_in_ms
+        return False
+    await journal.record(QueueAdmitted(queue=queue.name, key=state.queue_key,
+                                       admitted_ms=admission.at_ms or 0))
+    return True
+
+
+async def _hold(journal: StoreJournal, rule: str) -> bool:
+    """Record that ``rule`` holds the execution, if it really is in force.
+
+    A held execution gives its queue slot (or its place among the waiters) back, so a
+    paused workflow does not block the others of its queue. If the rule was lifted while
+    the pause was being recorded (a resume that ran in between may have missed it), the
+    execution resumes itself at once.
+    """
+    if journal.pauses is None or not await journal.held(rule):
+        return False
+    state = journal.state
+    execution_id = state.execution_id
+    await journal.pauses.hold(execution_id, rule)
+    await journal.record(ExecutionPaused(rule=rule))
+    await _give_slot_back(journal)
+    if not await journal.held(rule):
+        await journal.record(ExecutionResumed(rule=rule))
+        return False
+    log.info("execution paused", execution_id=execution_id, rule=rule)
+    return True
+
+
+async def _give_slot_back(journal: StoreJournal) -> None:
+    """Leave the queue (its slot, or its place among the waiters) and wake the waiters
+    that fit now. Repeating it is harmless."""
+    if journal.queue is not None and journal.gate is not None:
+        state = journal.state
+        wake = await journal.gate.release_detail(journal.queue, state.queue_key,
+                                                 state.admission)
+        await journal.store.wake(execution_ids(wake.ids))
+
+
+async def _notify_parent(journal: StoreJournal) -> None:
+    state = journal.state
+    failure = state.error
+    event = ChildCompleted(
+        child_id=state.execution_id,
+        status=state.status,
+        result=state.result or b"",
+        error_type=failure.error_type if failure else "",
+        message=failure.message if failure else "",
+    )
+    # a parent that is gone or done waits for nobody any more
+    with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
+        await journal.store.append(state.parent_id, -1, event, enqueue=True,
+                                   token=f"child:{state.execution_id}")
+
+
+def _never() -> bool:
+    return False
+
+
+def _failure(exc: BaseException) -> ExecutionFailed:
+    if isinstance(exc, TaskError):
+        return ExecutionFailed(error_type="TaskError", message=exc.message)
+    return ExecutionFailed(error_type=type(exc).__name__, message=str(exc))

@@ -1,0 +1,543 @@
+"""``Worker``: reads work messages of every partition and drives executions.
+
+One process runs many executions at once: each work message starts a task that replays
+its execution until it ends or waits for a timer, then acknowledges the message. A message
+stays in the consumer group's pending list until then, so a worker killed at any point
+loses nothing: another worker reclaims the message once its lease (idle time) runs out.
+A worker holding a message heartbeats it, so a long step keeps its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError, ResponseError
+
+from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, ExecutionState, LeaseLost
+from zart_es.engine._aio import reraise_if_cancelling
+from zart_es.engine._metrics import WorkerMetrics
+from zart_es.engine._pause_rules import PauseRules
+from zart_es.engine._queue_gate import QueueGate, execution_ids
+from zart_es.engine._runner import Outcome, StoreJournal, run_execution
+from zart_es.engine._scheduler import Scheduler
+from zart_es.engine._timers import TimerPoller
+from zart_es.ops import Schedules, resume_released
+from zart_es.store import F_EXEC, GROUP, Deployment, RedisClient, load_script, script_caller
+from zart_es.workflow import Registry, default_registry
+
+log = structlog.get_logger("zart_es.worker")
+
+READ_BLOCK_MS = 2000
+PAUSE_SWEEP_EVERY = 10
+"""Refreshes of the pause rules between two sweeps for executions whose rule is gone."""
+RETRY_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+Message = tuple[int, bytes]  # (partition, work message id)
+
+
+class _Run:
+    """One execution being driven by this process, and the messages it will ack."""
+
+    __slots__ = ("acking", "again", "messages", "task")
+
+    def __init__(self, message: Message) -> None:
+        self.messages: list[Message] = [message]
+        self.again = False
+        self.acking = False
+        """True while its messages are being acknowledged: a heartbeat then finds them
+        gone, which is not a lost lease."""
+        self.task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    """A worker process's engine; embed it with ``async with Worker(url) as w:`` or ``run()``.
+
+    ``concurrency`` caps the executions driven at once (sleeping ones cost nothing: they
+    live in Redis). ``lease_timeout`` is how long a silent worker keeps its messages before
+    another reclaims them; heartbeats renew it every third of that. ``grace_period`` is
+    how long ``stop()`` lets in-flight executions run before handing them back.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        registry: Registry | None = None,
+        concurrency: int = 100,
+        lease_timeout: float = 30.0,
+        poll_interval: float = 0.5,
+        grace_period: float = 10.0,
+        partitions: int | None = None,
+        prefix: str = "zart",
+        consumer: str | None = None,
+        cache_size: int = 1000,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        redis: RedisClient | None = None,
+        deployment: Deployment | None = None,
+        metrics: WorkerMetrics | None = None,
+        heartbeat_file: str | None = None,
+        queue_sweep_interval: float = 1.0,
+        run_scheduler: bool = True,
+    ) -> None:
+        if not structlog.is_configured():
+            from zart_es.engine._logs import configure_logging
+
+            configure_logging()
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if lease_timeout <= 0:
+            raise ValueError(f"lease_timeout must be > 0, got {lease_timeout}")
+        self._own_deployment = deployment is None
+        self.deployment = deployment or Deployment(
+            redis_url, partitions=partitions, prefix=prefix,
+            max_payload_bytes=max_payload_bytes, redis=redis)
+        """The deployment handle this worker works through (shareable with a client)."""
+        self.url = self.deployment.url
+        self.registry = registry or default_registry
+        self.concurrency = concurrency
+        self.lease_timeout = lease_timeout
+        self.grace_period = grace_period
+        self.keys = self.deployment.keys
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.redis = self.deployment.redis
+        self.store = self.deployment.store
+        self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
+        self.pauses = PauseRules(self.redis, self.keys)
+        self.gate = QueueGate(self.redis, self.keys)
+        self._queue_sweep = queue_sweep_interval
+        self._later: set[asyncio.TimerHandle] = set()
+        self.run_scheduler = run_scheduler
+        """Start the occurrences of recurring schedules (any number of workers may)."""
+        self._poll_interval = poll_interval
+        self._lease = script_caller(self.redis, load_script("lease"), pipelined=False)
+        self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
+        self._max_payload = max_payload_bytes
+        self.metrics = metrics or WorkerMetrics()
+        self.heartbeat_file = heartbeat_file
+        """Touched while the worker's loops run: ``zart-es health --heartbeat-file`` reads it."""
+        self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
+        self._cache_size = cache_size
+        self._runs: dict[str, _Run] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+        self._stopping = asyncio.Event()
+        self._intake: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._main: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work until :meth:`stop` is called, then drain within the grace period."""
+        await self.deployment.ready()
+        await self.pauses.refresh()
+        for p in range(self.keys.partitions):
+            await self._ensure_group(p)
+        # declared in code: stored (or updated) by every worker, also by one that leaves
+        # starting their occurrences to other processes (--no-scheduler)
+        for spec in self.registry.schedules():
+            await Schedules(self.deployment).ensure(spec, by=self.consumer)
+        log.info("worker started", consumer=self.consumer, partitions=self.keys.partitions,
+                 concurrency=self.concurrency, workflows=self.registry.names())
+        self._intake = [asyncio.create_task(self._read(p)) for p in range(self.keys.partitions)]
+        self._intake.append(asyncio.create_task(self._reclaim()))
+        self._background = [
+            asyncio.create_task(self.poller.run()),
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._watch_pauses()),
+            asyncio.create_task(self._sweep_queues()),
+        ]
+        if self.run_scheduler:
+            scheduler = Scheduler(self.deployment,
+                                  poll_interval=max(0.05, min(self._poll_interval, 1.0)))
+            self._background.append(asyncio.create_task(scheduler.run()))
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._drain()
+
+    def stop(self) -> None:
+        """Stop taking work and drain.
+
+        In-flight executions finish the step they are running (within ``grace_period``),
+        then stop before their next step and are handed back to the work stream at once,
+        for another worker to continue; nothing waits for a lease to run out.
+        """
+        self._stopping.set()
+
+    async def __aenter__(self) -> Worker:
+        self._main = asyncio.create_task(self.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        if self._main is not None:
+            await self._main
+
+    async def _drain(self) -> None:
+        await _cancel(self._intake)
+        tasks = [r.task for r in self._runs.values() if r.task is not None]
+        if tasks:
+            log.info("draining", in_flight=len(tasks), grace_period=self.grace_period)
+            _, late = await asyncio.wait(tasks, timeout=self.grace_period)
+            if late:
+                abandoned = [m for r in list(self._runs.values()) for m in r.messages]
+                await _cancel(late)
+                await self._release(abandoned)
+        await _cancel(self._background)
+        for handle in self._later:
+            handle.cancel()
+        await self.gate.aclose()
+        await self._lease.aclose()
+        await self._release_script.aclose()
+        if self._own_deployment:
+            await self.deployment.close()
+        log.info("worker stopped", consumer=self.consumer)
+
+    # -- intake ---------------------------------------------------------------------
+
+    async def _ensure_group(self, partition: int) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.work(partition), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, partition: int) -> None:
+        stream = self.keys.work(partition)
+        failures = 0
+        while True:
+            await self._room.wait()
+            count = max(1, min(self.concurrency - len(self._runs), 100))
+            try:
+                reply: Any = await self.redis.xreadgroup(
+                    GROUP, self.consumer, {stream: ">"}, count=count, block=READ_BLOCK_MS
+                )
+                failures = 0
+            except (RedisError, OSError) as exc:
+                reraise_if_cancelling(exc)
+                failures += 1
+                log.warning("reading work failed, retrying", partition=partition, error=str(exc))
+                await asyncio.sleep(_backoff(failures))
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    await self._ensure_group(partition)
+                continue
+            for _stream, messages in reply or ():
+                self._dispatch_all(partition, messages)
+
+    async def _reclaim(self) -> None:
+        """Take over messages whose holder went silent for longer than the lease."""
+        min_idle = int(self.lease_timeout * 1000)
+        while True:
+            await asyncio.sleep(max(0.2, self.lease_timeout / 2))
+            for p in range(self.keys.partitions):
+                try:
+                    await self._reclaim_partition(p, min_idle)
+                except (RedisError, OSError) as exc:
+                    reraise_if_cancelling(exc)
+                    log.warning("reclaim failed", partition=p, error=str(exc))
+
+    async def _reclaim_partition(self, partition: int, min_idle: int) -> None:
+        cursor: bytes | str = "0-0"
+        while True:
+            reply: Any = await self.redis.execute_command(
+                "XAUTOCLAIM", self.keys.work(partition), GROUP, self.consumer, min_idle,
+                cursor, "COUNT", 100,
+            )
+            # Redis 6.2 replies [cursor, entries]; 7.x adds a third element (deleted ids)
+            cursor, entries = reply[0], reply[1]
+            live = [e for e in entries if e and e[1] is not None]
+            if live:
+                log.info("reclaimed work", partition=partition, messages=len(live))
+                self._dispatch_all(partition, live)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    def _dispatch_all(self, partition: int, messages: Iterable[Any]) -> None:
+        malformed: list[Message] = []
+        for msg_id, fields in messages:
+            fields_dict = fields if isinstance(fields, dict) else _pairs(fields)
+            execution_id = fields_dict.get(F_EXEC)
+            if execution_id is None:  # not written by zart-es: drop it, keep reading
+                log.warning("work message without an execution id dropped",
+                            partition=partition, message=msg_id, fields=str(fields_dict)[:200])
+                malformed.append((partition, msg_id))
+                continue
+            self._dispatch(partition, msg_id, execution_id.decode(errors="replace"))
+        if malformed:
+            task = asyncio.create_task(self._ack_quietly(malformed))
+            self._background.append(task)
+            task.add_done_callback(self._background.remove)
+        if len(self._runs) >= self.concurrency:
+            self._room.clear()
+
+    def _dispatch(self, partition: int, msg_id: bytes, execution_id: str) -> None:
+        run = self._runs.get(execution_id)
+        if run is not None:  # already driving it here: look again when this run stops
+            run.messages.append((partition, msg_id))
+            run.again = True
+            return
+        run = _Run((partition, msg_id))
+        self._runs[execution_id] = run
+        run.task = asyncio.create_task(self._drive(execution_id, run))
+
+    # -- driving one execution ----------------------------------------------------------
+
+    async def _drive(self, execution_id: str, run: _Run) -> None:
+        structlog.contextvars.bind_contextvars(execution_id=execution_id)
+        failures = 0
+        try:
+            while True:
+                run.again = False
+                try:
+                    outcome = await self._run_once(execution_id)
+                except LeaseLost:
+                    outcome = Outcome.ENDED
+                except (RedisError, OSError) as exc:
+                    reraise_if_cancelling(exc)
+                    self._cache.pop(execution_id, None)  # unknown what landed: re-read
+                    failures += 1
+                    log.warning("redis error while running, retrying", error=str(exc))
+                    await asyncio.sleep(_backoff(failures))
+                    run.again = True
+                    continue
+                if outcome is Outcome.WAITING:
+                    self.poller.wake()
+                if outcome is Outcome.HANDED_OFF:
+                    await self._release(run.messages)
+                    return
+                if run.again:
+                    continue
+                acked = set(run.messages)
+                run.acking = True
+                try:
+                    await self._ack(list(acked))
+                finally:
+                    run.acking = False
+                # by identity, not position: the heartbeat may have replaced the list
+                # meanwhile (dropping messages it found acked)
+                run.messages = [m for m in run.messages if m not in acked]
+                if not run.messages:
+                    break
+                # a message came in while acking (an event, a timer): it is ours to run
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # a bug or a corrupt log: keep the message pending; it is retried after the lease
+            log.exception("execution run crashed; message left pending")
+        finally:
+            self._runs.pop(execution_id, None)
+            self._room.set()
+
+    async def _run_once(self, execution_id: str) -> Outcome:
+        journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)
+        journal.draining = self._stopping.is_set
+        journal.metrics = self.metrics
+        journal.pauses = self.pauses
+        journal.gate = self.gate
+        await journal.catch_up()
+        state = journal.state
+        if state.version == 0:
+            log.warning("work message for an execution with no log; dropped")
+            return Outcome.ENDED
+        was_terminal = state.terminal
+        if state.version == 1:
+            self.metrics.executions.labels(state.workflow, "started").inc()
+        outcome = await run_execution(journal, self.registry, max_payload_bytes=self._max_payload)
+        if outcome is Outcome.ENDED and not was_terminal:
+            self.metrics.executions.labels(state.workflow, state.status).inc()
+        if outcome is Outcome.ENDED:
+            await self._release_slot(state)
+        if outcome is Outcome.QUEUED:
+            if journal.retry_in_ms is not None:  # only the rate window holds it: try again
+                self._later_wake([execution_id], journal.retry_in_ms)
+            outcome = Outcome.WAITING
+        if outcome is Outcome.WAITING:
+            self._cache[execution_id] = journal
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return outcome
+
+    async def _ack(self, messages: list[Message]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for partition, ids in _by_partition(messages).items():
+            stream = self.keys.work(partition)
+            pipe.xack(stream, GROUP, *ids)
+            pipe.xdel(stream, *ids)
+        await pipe.execute()
+
+    async def _ack_quietly(self, messages: list[Message]) -> None:
+        try:
+            await self._ack(messages)
+        except (RedisError, OSError) as exc:
+            log.warning("could not drop malformed work; it comes back after the lease",
+                        error=str(exc))
+
+    async def _release(self, messages: list[Message]) -> None:
+        """Hand abandoned messages back at once (a fresh message each) instead of waiting
+        for their lease to run out."""
+        try:
+            for partition, ids in _by_partition(messages).items():
+                await self._release_script([self.keys.work(partition)], [GROUP, *ids])
+        except (RedisError, OSError) as exc:
+            log.warning("could not release work; it is reclaimed after the lease", error=str(exc))
+
+    # -- queues ---------------------------------------------------------------------
+
+    async def _release_slot(self, state: ExecutionState) -> None:
+        """An execution of a queue ended: give its slot back, wake the waiters that fit."""
+        if state.workflow not in self.registry:
+            return
+        name = self.registry.get(state.workflow).queue
+        if name is None:
+            return
+        queue = self.registry.queue(name)
+        wake = await self.gate.release_detail(queue, state.queue_key, state.admission)
+        await self.store.wake(execution_ids(wake.ids))
+        if wake.retry_in_ms is not None:
+            self._later_wake([], wake.retry_in_ms, queue.name, state.queue_key)
+
+    def _later_wake(self, ids: list[str], delay_ms: int, queue: str = "", key: str = "") -> None:
+        """Wake ``ids`` (or the waiters of a queue key) once a rate window has room; the
+        sweeper does the same should this process stop first."""
+        async def wake() -> None:
+            try:
+                woken = list(ids)
+                if queue:
+                    woken += execution_ids(
+                        (await self.gate.wake(self.registry.queue(queue), key)).ids)
+                await self.store.wake(woken)
+            except (RedisError, OSError) as exc:
+                log.warning("waking queued executions failed; the sweeper will",
+                            error=str(exc))
+
+        def fire() -> None:
+            self._later.discard(handle)
+            task = asyncio.create_task(wake())
+            self._background.append(task)
+            task.add_done_callback(self._background.remove)
+
+        handle = asyncio.get_running_loop().call_later(delay_ms / 1000, fire)
+        self._later.add(handle)
+
+    async def _sweep_queues(self) -> None:
+        """Repair what crashes left in the queues: slots of executions that ended without
+        giving them back, waiters whose wake-up was lost."""
+        while True:
+            await asyncio.sleep(self._queue_sweep)
+            queues = self.registry.queues()
+            if not queues:
+                continue
+            try:
+                await self.store.wake(execution_ids(
+                    await self.gate.sweep(queues, self.store.ended)))
+            except (RedisError, OSError) as exc:
+                reraise_if_cancelling(exc)
+                log.warning("queue sweep failed", error=str(exc))
+
+    # -- pause rules ----------------------------------------------------------------
+
+    async def _watch_pauses(self) -> None:
+        """Refresh the cached pause rules; now and then resume executions whose rule is
+        gone (a resume that stopped half-way, or a pause recorded from a stale cache)."""
+        interval = max(0.2, min(self._poll_interval, 1.0))
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval)
+            rounds += 1
+            try:
+                active = await self.pauses.refresh()
+                if rounds % PAUSE_SWEEP_EVERY == 0:
+                    await resume_released(self.store, set(active))
+            except (RedisError, OSError) as exc:
+                reraise_if_cancelling(exc)
+                log.warning("refreshing pause rules failed", error=str(exc))
+
+    # -- leases ---------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = min(self.lease_timeout / 3, 5.0)
+        while True:
+            self._touch()
+            asleep = time.monotonic()
+            await asyncio.sleep(interval)
+            stalled = time.monotonic() - asleep - interval
+            if stalled > interval / 2:
+                # the loop did not run: a step function blocked it (sync I/O, time.sleep)
+                self.metrics.loop_blocked.inc(stalled)
+                log.warning("event loop blocked; leases may have run out, so blocked steps "
+                            "can run again on another worker: make blocking step functions "
+                            "async or wrap them in asyncio.to_thread",
+                            blocked_s=round(stalled, 1), lease_timeout_s=self.lease_timeout)
+            held: list[Message] = [m for r in self._runs.values() for m in r.messages]
+            for partition, ids in _by_partition(held).items():
+                try:
+                    lost: list[bytes] = await self._lease(
+                        keys=[self.keys.work(partition)], args=[GROUP, self.consumer, *ids]
+                    )
+                except (RedisError, OSError) as exc:
+                    reraise_if_cancelling(exc)
+                    log.warning("heartbeat failed", error=str(exc))
+                    continue
+                if lost:
+                    self._forget(partition, set(lost))
+
+    def _touch(self) -> None:
+        if self.heartbeat_file:
+            try:
+                with open(self.heartbeat_file, "a"):
+                    os.utime(self.heartbeat_file)
+            except OSError as exc:
+                log.warning("cannot touch heartbeat file", path=self.heartbeat_file,
+                            error=str(exc))
+
+    def _forget(self, partition: int, lost: set[bytes]) -> None:
+        for execution_id, run in list(self._runs.items()):
+            run.messages = [m for m in run.messages if not (m[0] == partition and m[1] in lost)]
+            if not run.messages and run.task is not None and not run.acking:
+                log.warning("lease lost; another worker owns the execution now",
+                            execution_id=execution_id)
+                run.task.cancel()
+
+
+def _by_partition(messages: Iterable[Message]) -> dict[int, list[bytes]]:
+    out: dict[int, list[bytes]] = {}
+    for partition, msg_id in messages:
+        out.setdefault(partition, []).append(msg_id)
+    return out
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _backoff(failures: int) -> float:
+    return RETRY_BACKOFF[min(failures, len(RETRY_BACKOFF)) - 1]
+
+
+CANCEL_WAIT = 15.0
+"""How long stopping waits for a cancelled loop before it names it and goes on."""
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return
+    _, stuck = await asyncio.wait(pending, timeout=CANCEL_WAIT)
+    for task in stuck:  # a loop that swallowed its cancellation: say where, do not hang
+        frames = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack())
+        log.error("task did not stop when cancelled; shutting down without it",
+                  task=task.get_name(), at=frames)
+    for task in pending:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: no "exception never retrieved" noise

@@ -1,0 +1,54 @@
+"""Operations over a deployment, shared by the client and the engine: repairs, pause
+rules, schedules, listing, the picture of one execution, deployment metrics, the operator
+audit stream.
+"""
+
+from zart_es.ops._control import Started, cancel_execution, submit_execution
+from zart_es.ops._insight import ExecutionDetail, ExecutionStatus, describe, event_record
+from zart_es.ops._listing import ExecutionSummary, Stats, count_executions, list_executions
+from zart_es.ops._metrics import render_deployment_metrics
+from zart_es.ops._pauses import (
+    PauseRule,
+    add_rule,
+    list_rules,
+    remove_rule,
+    resume_released,
+    rule_name,
+)
+from zart_es.ops._repairs import rerun, restart, retry_step
+from zart_es.ops._schedules import (
+    RACE_ROUNDS,
+    Schedules,
+    decode_schedule,
+    decode_state,
+    encode_record,
+)
+
+__all__ = [
+    "RACE_ROUNDS",
+    "ExecutionDetail",
+    "ExecutionStatus",
+    "ExecutionSummary",
+    "PauseRule",
+    "Schedules",
+    "Started",
+    "Stats",
+    "add_rule",
+    "cancel_execution",
+    "count_executions",
+    "decode_schedule",
+    "decode_state",
+    "describe",
+    "encode_record",
+    "event_record",
+    "list_executions",
+    "list_rules",
+    "remove_rule",
+    "render_deployment_metrics",
+    "rerun",
+    "restart",
+    "resume_released",
+    "retry_step",
+    "rule_name",
+    "submit_execution",
+]

@@ -1,0 +1,74 @@
+"""Starting and cancelling executions: the writes a client and the scheduler both make.
+
+Both are idempotent: a start is keyed on the execution id (the append script creates the
+log only if it does not exist), a cancel on the ``cancel`` token of the execution's meta
+hash. So a scheduler that crashed half-way, or a client that retries after a lost reply,
+records each once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from zart_es.core import (
+    CancelRequested,
+    ConfigError,
+    ExecutionEnded,
+    ExecutionStarted,
+    check_execution_id,
+    check_priority,
+    check_queue_key,
+    check_workflow_name,
+    encode_value,
+)
+from zart_es.store import Deployment
+
+
+class Started(msgspec.Struct, frozen=True):
+    """What a submit did: the id, and whether this call created the execution."""
+
+    execution_id: str
+    created: bool
+
+
+async def submit_execution(
+    deployment: Deployment, name: str, data: Any = None, execution_id: str | None = None, *,
+    queue_key: str = "", priority: int | None = None,
+) -> Started:
+    """Record ``ExecutionStarted`` for workflow ``name`` with its work message, unless the
+    id exists already (then a different workflow under that id is a ConfigError)."""
+    check_workflow_name(name)
+    execution_id = check_execution_id(execution_id or uuid.uuid4().hex)
+    check_queue_key(queue_key)
+    if priority is not None:
+        check_priority(priority)
+    payload = encode_value(data, f"input of workflow {name!r}", deployment.max_payload_bytes)
+    await deployment.ready()
+    event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
+                             queue_key=queue_key, priority=priority)
+    created = await deployment.store.create(event, execution_id, name)
+    if not created:
+        existing = (await deployment.store.meta(execution_id)).get(b"w", b"").decode()
+        if existing != name:
+            raise ConfigError(
+                f"execution id {execution_id!r} is already used by workflow {existing!r}"
+            )
+    return Started(execution_id=execution_id, created=created)
+
+
+async def cancel_execution(
+    deployment: Deployment, execution_id: str, reason: str | None = None
+) -> bool:
+    """Record one ``CancelRequested`` (with a work message); False if the execution ended."""
+    await deployment.ready()
+    try:
+        await deployment.store.append(
+            check_execution_id(execution_id), -1, CancelRequested(reason=reason or ""),
+            enqueue=True, token="cancel",
+        )
+    except ExecutionEnded:
+        return False
+    return True

@@ -1,0 +1,94 @@
+"""A readable picture of one execution, folded from its log (for the API and the CLI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from zart_es.core import TERMINAL_STATES, AnyEvent, fold
+
+
+class ExecutionStatus(msgspec.Struct, frozen=True):
+    """Where an execution stands. ``state`` is one of pending, running, sleeping,
+    completed, failed, cancelled, timed_out; ``result`` is set when completed, ``error``
+    ("Type: message") when failed or timed out."""
+
+    execution_id: str
+    workflow: str
+    state: str
+    version: int
+    created_ms: int
+    updated_ms: int
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the execution has ended, whichever way."""
+        return self.state in TERMINAL_STATES
+
+
+class PendingTimer(msgspec.Struct, frozen=True):
+    """A timer set and not fired yet."""
+
+    name: str
+    due_ms: int
+
+
+class ExecutionDetail(msgspec.Struct, frozen=True):
+    """Status plus steps done, the current step and pending timers."""
+
+    execution_id: str
+    workflow: str
+    state: str
+    version: int
+    created_ms: int
+    updated_ms: int
+    steps_done: list[str]
+    current_step: str | None
+    timers_pending: list[PendingTimer]
+    result: Any = None
+    error: str | None = None
+    cancel_requested: bool = False
+    done: bool = False
+    """True once the execution has ended, whichever way."""
+
+
+def describe(status: ExecutionStatus, entries: list[tuple[bytes, AnyEvent]]) -> ExecutionDetail:
+    """Combine a status with the fold of the execution's log."""
+    state = fold(event for _, event in entries)
+    done = [name for name in state.order if name in state.steps]
+    current = next((name for name in reversed(state.order) if name not in state.steps
+                    and name not in state.failed_steps), None)
+    return ExecutionDetail(
+        execution_id=status.execution_id,
+        workflow=status.workflow,
+        state=status.state,
+        version=status.version,
+        created_ms=status.created_ms,
+        updated_ms=status.updated_ms,
+        steps_done=done,
+        current_step=None if status.done else current,
+        timers_pending=[PendingTimer(name, t.due_ms) for name, t in state.timers.items()
+                        if not t.fired and not status.done],
+        result=status.result,
+        error=status.error,
+        cancel_requested=state.cancel_requested is not None,
+        done=status.done,
+    )
+
+
+def event_record(event: Any) -> dict[str, Any]:
+    """An event as a JSON-able dict: its type, envelope and fields; msgpack payloads are
+    decoded to plain values (or hex when they are not msgpack)."""
+    out: dict[str, Any] = {"type": type(event).__name__}
+    for field in event.__struct_fields__:
+        value = getattr(event, field)
+        if isinstance(value, bytes):
+            try:
+                value = msgspec.msgpack.decode(value)
+            except msgspec.DecodeError:
+                value = value.hex()
+        out[field] = value
+    return out

@@ -1,0 +1,136 @@
+"""Pause rules: hold every execution of a workflow (or of a queue) and let them go later.
+
+A rule is a field of one small hash (``workflow:<name>`` or ``queue:<name>`` -> a JSON
+note of who paused and why). Workers keep a copy they refresh every ``poll_interval``;
+an execution a rule covers stops before its next new durable call, records
+``ExecutionPaused`` and is put in its partition's ``paused`` set. Nothing runs for it
+meanwhile; timers still fire on the wheel (the log records them, the status stays
+``paused``). Resuming deletes the rule and appends ``ExecutionResumed`` (with a work
+message) to each execution it held; a worker that finds a paused execution whose rule
+is gone resumes it itself, so a resume interrupted half-way loses nothing.
+
+Every change of a rule is also an entry of the deployment's audit stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import msgspec
+import structlog
+
+from zart_es.core import (
+    PAUSED,
+    ConfigError,
+    ExecutionEnded,
+    ExecutionNotFound,
+    ExecutionResumed,
+    VersionConflict,
+    check_queue_name,
+    check_workflow_name,
+)
+from zart_es.ops._audit_log import audit
+from zart_es.store import Keys, RedisClient, Store
+
+log = structlog.get_logger("zart_es.pauses")
+
+KINDS = ("workflow", "queue")
+
+
+class PauseRule(msgspec.Struct, frozen=True):
+    """An active rule ``<kind>:<name>`` (kind workflow or queue), and its note."""
+
+    rule: str
+    kind: str
+    name: str
+    reason: str = ""
+    by: str = ""
+    at_ms: int = 0
+
+
+def rule_name(workflow: str | None, queue: str | None) -> str:
+    """``workflow:<name>`` or ``queue:<name>``; exactly one of the two must be given."""
+    if (workflow is None) == (queue is None):
+        raise ConfigError("name exactly one of workflow or queue to pause or resume")
+    if workflow is not None:
+        return f"workflow:{check_workflow_name(workflow)}"
+    return f"queue:{check_queue_name(queue)}"
+
+
+async def add_rule(
+    redis: RedisClient, keys: Keys, rule: str, *, reason: str = "", by: str = ""
+) -> bool:
+    """Activate ``rule``; False if it was active already (its note is kept)."""
+    note = json.dumps({"reason": reason, "by": by, "at_ms": int(time.time() * 1000)})
+    added = bool(await redis.hsetnx(keys.pauses(), rule, note))  # type: ignore[misc]
+    if added:
+        await audit(redis, keys, "pause", rule=rule, reason=reason, by=by)
+    return added
+
+
+async def list_rules(redis: RedisClient, keys: Keys) -> list[PauseRule]:
+    """The active rules, sorted."""
+    raw: dict[bytes, bytes] = await redis.hgetall(keys.pauses())  # type: ignore[misc]
+    out = []
+    for field, note in sorted(raw.items()):
+        rule = field.decode()
+        kind, _, name = rule.partition(":")
+        info = json.loads(note)
+        out.append(PauseRule(rule, kind, name, info.get("reason", ""), info.get("by", ""),
+                             int(info.get("at_ms", 0))))
+    return out
+
+
+async def remove_rule(
+    store: Store, rule: str, *, by: str = "", active: set[str] | None = None
+) -> int:
+    """Deactivate ``rule`` and resume what it held; returns how many executions resumed."""
+    redis, keys = store.redis, store.keys
+    if await redis.hdel(keys.pauses(), rule):  # type: ignore[misc]
+        await audit(redis, keys, "resume", rule=rule, by=by)
+    return await resume_released(store, active)
+
+
+async def resume_released(store: Store, active: set[str] | None = None) -> int:
+    """Resume every paused execution whose rule is no longer active (``active``: the rules
+    in force; read from Redis when None). Safe to run anywhere, any number of times."""
+    redis, keys = store.redis, store.keys
+    pipe = redis.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        pipe.zrange(keys.paused(p), 0, -1)
+    members: list[list[bytes]] = await pipe.execute()
+    if active is None or any(m.decode().partition("\n")[2] not in active
+                             for held in members for m in held):
+        # read after the members: a worker puts a member in only after it saw its rule in
+        # Redis, so a rule this misses was lifted. A copy from before (``active``) may not
+        # know a new rule whose first hold is being recorded right now, whose member must
+        # not be taken for a lifted rule's
+        active = {f.decode() for f in await redis.hkeys(keys.pauses())}  # type: ignore[misc]
+    resumed = 0
+    for p, held in enumerate(members):
+        for member in held:
+            execution_id, _, rule = member.decode().partition("\n")
+            if rule in active:
+                continue
+            if await _resume_one(store, execution_id, rule):
+                resumed += 1
+            await redis.zrem(keys.paused(p), member)
+    return resumed
+
+
+async def _resume_one(store: Store, execution_id: str, rule: str) -> bool:
+    """Append ``ExecutionResumed`` if the execution is still paused (version-checked)."""
+    while True:
+        meta = await store.meta(execution_id)
+        if not meta or meta.get(b"st") != PAUSED.encode():
+            return False
+        try:
+            await store.append(execution_id, int(meta[b"v"]), ExecutionResumed(rule=rule),
+                               enqueue=True)
+        except VersionConflict:
+            continue  # something else was appended meanwhile: look again
+        except (ExecutionEnded, ExecutionNotFound):
+            return False
+        log.debug("execution resumed", execution_id=execution_id, rule=rule)
+        return True

@@ -1,0 +1,145 @@
+"""Repairing ended executions: retry a failed step, re-run from chosen steps, restart.
+
+Each operation is one event appended to the execution's own log, so its history says who
+repaired what and when, and a fold of the log replays the repair like any other event:
+
+* ``StepRetryRequested``: a failed execution forgets the failure of one step; the next
+  run replays every recorded result and runs that step again.
+* ``StepsInvalidated``: the chosen calls and everything recorded after the first of them
+  are forgotten and run again (results before them are kept).
+* ``RunRestarted``: a new run from scratch with the original input; the old run's events
+  stay in the log above the marker.
+
+Each is refused (:class:`RepairRefused`, nothing written) while the execution has not
+ended, and names an unknown step (:class:`UnknownStep`). The plans are pure functions of
+the folded state; the append is version-checked, so a concurrent change makes the
+operation look again instead of acting on a stale view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from zart_es.core import (
+    FAILED,
+    Event,
+    ExecutionNotFound,
+    ExecutionState,
+    RepairRefused,
+    RunRestarted,
+    StepRetryRequested,
+    StepsInvalidated,
+    UnknownStep,
+    VersionConflict,
+    fold,
+)
+from zart_es.store import Store
+
+E = TypeVar("E", bound=Event)
+
+
+def plan_retry(state: ExecutionState, step: str | None) -> tuple[str, list[str]]:
+    """The failed step to retry (the most recent failed one when ``step`` is None) and
+    the calls recorded after it, which are forgotten with its failure (whatever the
+    workflow did because the step failed: compensation steps, say)."""
+    chosen = _failed_step(state, step)
+    return chosen, state.order[state.order.index(chosen) + 1:]
+
+
+def _failed_step(state: ExecutionState, step: str | None) -> str:
+    _check_ended(state)
+    if state.status != FAILED:
+        raise RepairRefused(state.execution_id,
+                            f"it ended {state.status}, not failed; use rerun or restart")
+    failed = [name for name in state.order if name in state.failed_steps]
+    if step is None:
+        if not failed:
+            raise RepairRefused(state.execution_id, "no step failed (the workflow itself "
+                                "raised); use rerun or restart")
+        return failed[-1]
+    if step in state.failed_steps:
+        return step
+    if step in state.ordered:
+        raise RepairRefused(state.execution_id,
+                            f"step {step!r} did not fail; use rerun to run it again")
+    raise UnknownStep(state.execution_id, step, failed)
+
+
+def plan_rerun(state: ExecutionState, steps: list[str]) -> list[str]:
+    """The calls forgotten by a re-run from ``steps``: the first of them in recorded order
+    and every call recorded after it."""
+    _check_ended(state)
+    if not steps:
+        raise RepairRefused(state.execution_id, "name at least one step to re-run")
+    for step in steps:
+        if step not in state.ordered:
+            raise UnknownStep(state.execution_id, step, state.order)
+    first = min(state.order.index(step) for step in steps)
+    return state.order[first:]
+
+
+def plan_restart(state: ExecutionState) -> int:
+    """The number of the new run."""
+    _check_ended(state)
+    return state.run + 1
+
+
+def _check_ended(state: ExecutionState) -> None:
+    if not state.terminal:
+        raise RepairRefused(state.execution_id, f"it is {state.status}; only an ended "
+                            "execution can be repaired (cancel it first)")
+
+
+async def retry_step(
+    store: Store, execution_id: str, step: str | None = None, *, by: str = "", reason: str = ""
+) -> str:
+    """Reopen a failed execution at its failed ``step``; returns the step."""
+
+    def event(state: ExecutionState) -> StepRetryRequested:
+        chosen, after = plan_retry(state, step)
+        return StepRetryRequested(step=chosen, by=by, reason=reason, forgotten=after)
+
+    return (await _append_planned(store, execution_id, event)).step
+
+
+async def rerun(
+    store: Store, execution_id: str, steps: list[str], *, by: str = "", reason: str = ""
+) -> list[str]:
+    """Reopen an ended execution from ``steps``; returns every call forgotten."""
+
+    def event(state: ExecutionState) -> StepsInvalidated:
+        return StepsInvalidated(steps=list(steps), forgotten=plan_rerun(state, steps), by=by,
+                                reason=reason)
+
+    return (await _append_planned(store, execution_id, event)).forgotten
+
+
+async def restart(store: Store, execution_id: str, *, by: str = "", reason: str = "") -> int:
+    """Start an ended execution over with its original input; returns the new run number."""
+
+    def event(state: ExecutionState) -> RunRestarted:
+        return RunRestarted(run=plan_restart(state), by=by, reason=reason)
+
+    return (await _append_planned(store, execution_id, event)).run
+
+
+async def _append_planned(
+    store: Store, execution_id: str, plan: Callable[[ExecutionState], E]
+) -> E:
+    """Append the event ``plan`` builds from the folded log (which raises if the repair
+    makes no sense); on a lost race, read and plan again. Returns the event appended."""
+    while True:
+        entries = await store.read(execution_id)
+        if not entries:
+            raise ExecutionNotFound(execution_id)
+        state = fold(event for _, event in entries)
+        repair = plan(state)
+        try:
+            # timers that never fired died with the end: off the wheel for good, so none
+            # fires into the new run
+            await store.append(execution_id, state.version, repair, enqueue=True,
+                               drop_timers=state.pending_timers())
+        except VersionConflict:
+            continue  # appended to meanwhile: plan again on the new state
+        return repair

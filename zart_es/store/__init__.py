@@ -1,0 +1,31 @@
+"""The Redis log store: connections, the deployment handle, keys, Lua scripts, the
+append path, the hash chain, Redis' clock and private redis-server processes.
+"""
+
+from zart_es.store._autopipe import ScriptCaller, script_caller
+from zart_es.store._chain import ChainBreak, verify_chain
+from zart_es.store._clock import redis_now_ms
+from zart_es.store._connection import RedisClient
+from zart_es.store._deployment import Deployment, HasDeployment, deployment_of
+from zart_es.store._embedded import RedisServer
+from zart_es.store._keys import F_EXEC, GROUP, Keys
+from zart_es.store._store import Store, load_script, to_event
+
+__all__ = [
+    "F_EXEC",
+    "GROUP",
+    "ChainBreak",
+    "Deployment",
+    "HasDeployment",
+    "Keys",
+    "RedisClient",
+    "RedisServer",
+    "ScriptCaller",
+    "Store",
+    "deployment_of",
+    "load_script",
+    "redis_now_ms",
+    "script_caller",
+    "to_event",
+    "verify_chain",
+]

@@ -1,0 +1,97 @@
+"""The deployment handle: one zart-es deployment as one process sees it.
+
+Where its Redis is, the key prefix and partition count, one connection, the store over
+that connection and the payload limit, checked against what the deployment recorded. The
+:class:`~zart_es.Client`, the :class:`~zart_es.Worker`, :class:`~zart_es.Schedules`, the
+scheduler, the queue gate and the pause rules all take one, instead of reaching into each
+other for these.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, RedisUnavailable
+from zart_es.store._connection import (
+    DEFAULT_PREFIX,
+    RedisClient,
+    connect,
+    redact,
+    resolve_partitions,
+    resolve_url,
+)
+from zart_es.store._keys import Keys
+from zart_es.store._store import Store
+
+
+class Deployment:
+    """A deployment's address and settings, one connection to it, and its store.
+
+    ``async with Deployment(url) as d:`` checks the deployment's recorded configuration
+    (its partition count) on entry and closes on exit. A connection passed as ``redis``
+    stays the caller's to close. Share one handle between a client, a worker and a
+    scheduler in one process and they share its connection pool.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        partitions: int | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        redis: RedisClient | None = None,
+    ) -> None:
+        self.url = resolve_url(redis_url)
+        self.keys = Keys(prefix, resolve_partitions(partitions))
+        self._own_redis = redis is None
+        self.redis: RedisClient = redis if redis is not None else connect(self.url)
+        self.store = Store(self.redis, self.keys)
+        self.max_payload_bytes = max_payload_bytes
+        """Largest encoded input, step result or event payload accepted (bytes)."""
+        self._checked = False
+
+    async def __aenter__(self) -> Deployment:
+        await self.ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def ready(self) -> None:
+        """Check once that Redis answers and that its recorded partition count is ours.
+
+        Raises :class:`~zart_es.RedisUnavailable` (naming the URL, password redacted) or
+        :class:`~zart_es.PartitionMismatch`; nothing is written but the first process's
+        partition count.
+        """
+        if self._checked:
+            return
+        try:
+            await self.store.check_config()
+        except (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException) as exc:
+            # RedisClusterException: a cluster client that reached no node at all
+            raise RedisUnavailable(redact(self.url), str(exc)) from None
+        self._checked = True
+
+    async def close(self) -> None:
+        """Close the store's own connection and, if this handle opened it, the client."""
+        await self.store.aclose()
+        if self._own_redis:
+            await self.redis.aclose()
+
+
+class HasDeployment(Protocol):
+    """Anything that carries a deployment handle (a :class:`~zart_es.Client`, a worker)."""
+
+    @property
+    def deployment(self) -> Deployment: ...
+
+
+def deployment_of(target: Deployment | HasDeployment) -> Deployment:
+    """The handle itself, or the one a client or worker carries."""
+    return target if isinstance(target, Deployment) else target.deployment

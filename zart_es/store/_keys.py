@@ -1,0 +1,118 @@
+"""Every Redis key and stream field name zart-es uses, built here and nowhere else.
+
+All keys of one partition share the hash tag ``{<prefix>:<p>}``, so every script touches a
+single slot and the same code runs on one Redis and on a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+GROUP = "workers"
+"""The consumer group every worker joins on every partition's work stream."""
+
+# fields of a log entry
+F_SEQ = b"s"
+F_PREV = b"p"
+F_BODY = b"e"
+# field of a work message
+F_EXEC = b"x"
+
+
+class Keys:
+    """Key builder for one deployment (a prefix and a fixed partition count)."""
+
+    __slots__ = ("partitions", "prefix")
+
+    def __init__(self, prefix: str = "zart", partitions: int = 16) -> None:
+        if partitions < 1 or partitions > 4096:
+            raise ValueError(f"partitions must be 1..4096, got {partitions}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", prefix):
+            raise ValueError(f"invalid key prefix {prefix!r}")
+        self.prefix = prefix
+        self.partitions = partitions
+
+    def partition_of(self, execution_id: str) -> int:
+        """Stable partition of an execution: crc32 of its id, mod the partition count."""
+        return zlib.crc32(execution_id.encode()) % self.partitions
+
+    def _tag(self, partition: int) -> str:
+        return f"{{{self.prefix}:{partition}}}"
+
+    def work(self, partition: int) -> str:
+        """Stream of "run execution X" messages, read by the consumer group."""
+        return f"{self._tag(partition)}:work"
+
+    def timers(self, partition: int) -> str:
+        """Sorted set: member = timer member, score = due time in ms (Redis clock)."""
+        return f"{self._tag(partition)}:timers"
+
+    def index_prefix(self, partition: int) -> str:
+        """Prefix of the partition's status indexes (zsets, score = creation ms).
+
+        ``<prefix>all`` holds every execution, ``<prefix><status>`` those in that status;
+        the append script keeps them current (it appends the status to this prefix).
+        """
+        return f"{self._tag(partition)}:ix:"
+
+    def index(self, partition: int, status: str | None) -> str:
+        """One status index of a partition (``None``: every execution)."""
+        return f"{self.index_prefix(partition)}{status or 'all'}"
+
+    def counts(self, partition: int) -> str:
+        """Hash of the partition's executions by ``<workflow>\n<status>`` (the append
+        script keeps it current; derived from the index prefix, as the script does)."""
+        return f"{self.index_prefix(partition)}@counts"
+
+    def log(self, execution_id: str) -> str:
+        """The execution's append-only event stream: the truth."""
+        return f"{self._tag(self.partition_of(execution_id))}:x:{execution_id}"
+
+    def meta(self, execution_id: str) -> str:
+        """Small hash derived from the log: workflow, status, version, last hash."""
+        return f"{self._tag(self.partition_of(execution_id))}:m:{execution_id}"
+
+    def config(self) -> str:
+        """Deployment settings every client and worker must agree on (partition count)."""
+        return f"{self.prefix}:config"
+
+    def audit(self) -> str:
+        """Stream of deployment-level changes (schedules, pause rules): who, what, when."""
+        return f"{self.prefix}:audit"
+
+    def schedules(self) -> str:
+        """Hash: schedule name -> its msgpack-encoded definition."""
+        return f"{self.prefix}:schedules"
+
+    def schedule_state(self) -> str:
+        """Hash: schedule name -> msgpack-encoded progress (last occurrence, execution)."""
+        return f"{self.prefix}:schedules:state"
+
+    def pauses(self) -> str:
+        """Hash of active pause rules: ``workflow:<name>`` / ``queue:<name>`` -> reason."""
+        return f"{self.prefix}:pauses"
+
+    def paused(self, partition: int) -> str:
+        """Sorted set of the partition's paused executions (score = ms paused)."""
+        return f"{self._tag(partition)}:paused"
+
+    def queue_slot(self, queue: str, key: str) -> str:
+        """Prefix of one queue key's admission keys (``running``, ``waiting``, ``starts``);
+        all share one hash tag, so the admission script touches one slot."""
+        return f"{{{self.prefix}:q:{queue}:{key}}}:"
+
+    def queue_index(self) -> str:
+        """Set of ``<queue> <key>`` pairs that have admitted or waiting executions."""
+        return f"{self.prefix}:queues"
+
+    @staticmethod
+    def timer_member(execution_id: str, timer: str) -> str:
+        """Member of the timer wheel: execution id and timer name (ids have no spaces)."""
+        return f"{execution_id} {timer}"
+
+    @staticmethod
+    def parse_timer_member(member: str) -> tuple[str, str]:
+        """Inverse of :meth:`timer_member`."""
+        execution_id, _, timer = member.partition(" ")
+        return execution_id, timer

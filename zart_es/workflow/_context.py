@@ -1,0 +1,553 @@
+"""``Context``: the durable API a workflow calls.
+
+Every method is deterministic over the execution's log: the first time through it does
+the work and records an event; on every replay it returns what the log says without doing
+the work again. A workflow therefore runs from the top on every resume, and the parts
+already recorded cost a dictionary lookup each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+import uuid as uuid_module
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar, overload
+
+import structlog
+
+from zart_es.core import (
+    COMPLETED,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Cancelled,
+    ChildFailedError,
+    ChildStarted,
+    ConfigError,
+    DuplicateStepName,
+    Duration,
+    EventConsumed,
+    EventTimeout,
+    ExecutionState,
+    Interrupted,
+    InvalidStepName,
+    LeaseLost,
+    NewTimer,
+    Paused,
+    RetryPolicy,
+    RetryScheduled,
+    StepCompleted,
+    StepFailed,
+    StepFailedError,
+    Suspend,
+    TimerSet,
+    check_execution_id,
+    check_workflow_name,
+    decode_value,
+    encode_value,
+    format_ms,
+    named_sleep_timer,
+    retry_timer,
+    sleep_timer,
+    to_ms,
+    wait_timer,
+)
+from zart_es.workflow._journal import Journal
+from zart_es.workflow._replay import ReplayTracker
+from zart_es.workflow._stepfn import call_step_fn, return_type
+
+T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+MAX_STEP_NAME = 200
+
+log = structlog.get_logger("zart_es.step")
+
+StepFn = Callable[[], T | Awaitable[T]]
+_CONTROL = (Suspend, Interrupted, LeaseLost, Cancelled, Paused)
+
+
+class Context:
+    """Handed to every ``@durable`` function as its first argument.
+
+    The context of one run of one execution; not shared between executions or threads.
+    """
+
+    def __init__(
+        self, journal: Journal, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    ) -> None:
+        self._journal = journal
+        self._max_payload = max_payload_bytes
+        self._seen: set[str] = set()
+        self._counters: dict[str, int] = {}
+        self._suspended = False
+        self._root_halt = [False]
+        self._replay = ReplayTracker()
+
+    @property
+    def execution_id(self) -> str:
+        """Id of the running execution."""
+        return self._state.execution_id
+
+    @property
+    def workflow(self) -> str:
+        """Name of the running workflow."""
+        return self._state.workflow
+
+    @property
+    def suspended(self) -> bool:
+        """True once this run stopped to wait for a durable timer or event."""
+        return self._suspended
+
+    @property
+    def _state(self) -> ExecutionState:
+        return self._journal.state
+
+    # -- steps ------------------------------------------------------------------------
+
+    @overload
+    async def step(self, name: str, fn: Callable[[], Awaitable[T]], *, type: Any = None) -> T: ...
+    @overload
+    async def step(self, name: str, fn: Callable[[], T], *, type: Any = None) -> T: ...
+    async def step(self, name: str, fn: StepFn[Any], *, type: Any = None) -> Any:
+        """Run ``fn`` once and record its result under ``name``; replays return the record.
+
+        ``fn`` takes no arguments and may be sync or async. The value returned is always
+        the recorded one, decoded to ``type`` (or ``fn``'s return annotation): the first
+        run and every replay see equal values. If ``fn`` raises, the failure is recorded
+        and :class:`StepFailedError` is raised, now and on every replay. A crash while
+        ``fn`` runs means it runs again (at least once); once recorded, never again.
+        """
+        return await self._step(name, fn, type, None)
+
+    @overload
+    async def step_with_retry(
+        self, name: str, fn: Callable[[], Awaitable[T]], *, retries: int = 10,
+        backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
+        jitter: bool = True, type: Any = None,
+    ) -> T: ...
+    @overload
+    async def step_with_retry(
+        self, name: str, fn: Callable[[], T], *, retries: int = 10,
+        backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
+        jitter: bool = True, type: Any = None,
+    ) -> T: ...
+    async def step_with_retry(
+        self,
+        name: str,
+        fn: StepFn[Any],
+        *,
+        retries: int = 10,
+        backoff: str = "exponential",
+        delay: Duration = "5s",
+        max_delay: Duration = "5m",
+        jitter: bool = True,
+        type: Any = None,
+    ) -> Any:
+        """Like :meth:`step`, but a failure schedules a retry on a durable timer.
+
+        Attempt n+1 waits ``delay`` (fixed), ``n * delay`` (linear) or ``2**(n-1) * delay``
+        (exponential), capped at ``max_delay``. With ``jitter`` (the default) an
+        exponential delay d is shortened to a value in [d/2, d] derived from the execution
+        id, the step and the attempt, so executions that fail together spread out.
+        Each failure appends ``RetryScheduled``: a restart neither resets the attempt
+        count nor shortens the wait. After ``retries`` retries the step fails with
+        :class:`StepFailedError` carrying the last exception's type and message.
+        """
+        policy = RetryPolicy.build(retries, backoff, delay, max_delay, jitter)
+        return await self._step(name, fn, type, policy)
+
+    @overload
+    async def durable_loop(
+        self, prefix: str, items: Iterable[ItemT], fn: Callable[[int, ItemT], Awaitable[T]], *,
+        type: Any = None,
+    ) -> list[T]: ...
+    @overload
+    async def durable_loop(
+        self, prefix: str, items: Iterable[ItemT], fn: Callable[[int, ItemT], T], *,
+        type: Any = None,
+    ) -> list[T]: ...
+    async def durable_loop(
+        self,
+        prefix: str,
+        items: Iterable[Any],
+        fn: Callable[[int, Any], Any],
+        *,
+        type: Any = None,
+    ) -> list[Any]:
+        """Run ``fn(i, item)`` as step ``f"{prefix}-{i}"`` for each item, in order.
+
+        After a crash the loop skips the items already recorded and resumes at the first
+        one that is not.
+        """
+        type_ = type if type is not None else return_type(fn)
+        return [
+            await self._step(f"{prefix}-{i}", functools.partial(fn, i, item), type_, None)
+            for i, item in enumerate(items)
+        ]
+
+    async def gather(self, *calls: Awaitable[Any]) -> list[Any]:
+        """Run durable calls (steps, child calls, ...) concurrently; results in order.
+
+        Each call is recorded on its own, so after a crash only the missing ones run
+        again. Every branch runs to its own end (result, failure or wait) before this
+        returns or raises: the first control signal (wait, cancel) wins, else the first
+        error.
+        """
+        self._check_running()
+        # each branch numbers its sleeps, waits, children, now() and uuid() in a scope of
+        # its own: which branch reaches a counter first changes between runs
+        scope = f"{_scope.get()}g{self._next('gather')}-"
+        loop = asyncio.get_running_loop()
+        branches = [loop.create_task(_awaited(call), context=_scoped(f"{scope}{i}."))
+                    for i, call in enumerate(calls)]
+        self._replay.concurrent += 1
+        try:
+            outcomes = await asyncio.gather(*branches, return_exceptions=True)
+        finally:
+            self._replay.concurrent -= 1
+        for outcome in outcomes:
+            if isinstance(outcome, Suspend):
+                raise self._suspend()  # this scope waits too, now that its branches ended
+            if isinstance(outcome, _CONTROL):
+                raise outcome
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return list(outcomes)
+
+    # -- time and events ----------------------------------------------------------------
+
+    async def sleep(self, duration: Duration, *, name: str | None = None) -> None:
+        """Wait ``duration`` on a durable timer (``timedelta``, seconds, or ``"5m"``).
+
+        The timer lives in Redis: it keeps running while no worker is up, never fires
+        early, and after a restart fires at the original due time. Sleeps are numbered
+        in the order the workflow reaches them (``sleep-0``, ``sleep-1``, ...) unless
+        given a ``name`` (unique in the execution, like a step name): a named sleep keeps
+        its identity when sleeps are added or removed before it in a new code version.
+        """
+        self._check_running()
+        delay_ms = to_ms(duration)
+        await self._sleep(self._sleep_name(name), NewTimer("", delay_ms))
+
+    async def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
+        """Wait on a durable timer until ``when`` (a timezone-aware ``datetime``).
+
+        Due at that instant on Redis' clock; a ``when`` already past returns at once.
+        The due time is recorded, so a replay waits for the same instant.
+        """
+        self._check_running()
+        if not isinstance(when, datetime) or when.utcoffset() is None:
+            raise ConfigError(
+                f"sleep_until needs a timezone-aware datetime, got {when!r} "
+                "(use datetime(..., tzinfo=UTC))"
+            )
+        due_ms = int(when.timestamp() * 1000)
+        name_ = self._sleep_name(name)
+        past = due_ms <= int(time.time() * 1000)
+        await self._sleep(name_, NewTimer("", due_ms=0 if past else due_ms))
+
+    def _sleep_name(self, name: str | None) -> str:
+        if name is None:
+            return _scope.get() + sleep_timer(self._next("sleep"))
+        if not isinstance(name, str) or not name:
+            raise InvalidStepName(name, "a sleep's name must be a non-empty string")
+        self._claim(f"sleep:{name}")
+        return _scope.get() + named_sleep_timer(name)
+
+    async def _sleep(self, name: str, spec: NewTimer) -> None:
+        timer = self._state.timers.get(name)
+        if timer is None:
+            if spec.delay_ms == 0 and spec.due_ms == 0:
+                return
+            self._new_call(name)
+            await self._journal.record(
+                TimerSet(timer=name, delay_ms=spec.delay_ms, due_ms=spec.due_ms),
+                timer=NewTimer(name, spec.delay_ms, spec.due_ms),
+            )
+            timer = self._state.timers[name]
+            log.info("sleeping", execution_id=self.execution_id, timer=name,
+                     due_ms=timer.due_ms)
+        else:
+            self._replay.visit(self._state, name)
+        self._replay.deliver_cancel_at_wait(self._state,
+                                            timer.fired_seq if timer.fired else None)
+        if not timer.fired:
+            raise self._suspend()
+
+    async def wait_for_event(
+        self, name: str, *, timeout: Duration | None = None, type: Any = None
+    ) -> Any:
+        """Wait for the next ``EventReceived(name)`` not taken by an earlier wait.
+
+        Events sent before the wait are kept and taken in arrival order. With
+        ``timeout``, a durable timer races the event: :class:`EventTimeout` is raised if
+        it fires first (a restart does not reset it). The outcome is recorded, so
+        replays resolve the wait the same way.
+        """
+        self._check_running()
+        check_workflow_name(name, what="event name")
+        key = f"event:{_scope.get()}{name}#{self._next('event:' + name)}"
+        state = self._state
+        index = state.consumed.get(key)
+        if index is None:
+            self._new_call(key)
+            index = await self._resolve_wait(key, name, timeout)
+        else:
+            self._replay.visit(state, key)
+        if index < 0:
+            raise EventTimeout(name, to_ms(timeout or 0))
+        payload = state.received[name][index].payload
+        return decode_value(payload, type, f"payload of event {name!r}")
+
+    async def _resolve_wait(self, key: str, name: str, timeout: Duration | None) -> int:
+        state = self._state
+        timer_name = wait_timer(key)
+        while True:
+            taken = state.taken.get(name, {})
+            arrived = state.received.get(name, [])
+            candidate = next((i for i in range(len(arrived)) if i not in taken), None)
+            timer = state.timers.get(timer_name)
+            if candidate is None or (timer is not None and timer.fired
+                                     and arrived[candidate].seq > timer.fired_seq):
+                break
+            await self._journal.record(EventConsumed(wait=key, name=name, index=candidate))
+            if key in state.consumed:
+                return state.consumed[key]
+            # a concurrent wait (a gather branch) took that event first: take the next
+        timer = state.timers.get(timer_name)
+        if timer is not None and timer.fired:
+            await self._journal.record(EventConsumed(wait=key, name=name, index=-1))
+            return state.consumed[key]
+        if timeout is not None and timer is None:
+            delay_ms = to_ms(timeout)
+            await self._journal.record(
+                TimerSet(timer=timer_name, delay_ms=delay_ms, purpose="event"),
+                timer=NewTimer(timer_name, delay_ms),
+            )
+        raise self._suspend()
+
+    async def now(self) -> datetime:
+        """The current time (UTC), recorded on first use: replays see the same instant."""
+        return await self.step(f"{_scope.get()}now-{self._next('now')}", lambda: datetime.now(UTC),
+                               type=datetime)
+
+    async def uuid(self) -> str:
+        """A random UUID (hex), recorded on first use: replays see the same value."""
+        return await self.step(f"{_scope.get()}uuid-{self._next('uuid')}",
+                               lambda: uuid_module.uuid4().hex,
+                               type=str)
+
+    # -- child executions ---------------------------------------------------------------
+
+    async def start_child(
+        self, workflow: str, data: Any = None, *, execution_id: str | None = None
+    ) -> str:
+        """Start a child execution (once, however often this is replayed); returns its id.
+
+        The id is derived from the parent's id and the call's position unless given.
+        The child may live in another partition; its end is reported to the parent
+        (``ChildCompleted``) at least once and recorded once.
+        """
+        self._check_running()
+        check_workflow_name(workflow)
+        n = f"{_scope.get()}child-{self._next('child')}"
+        base = execution_id or _child_id(self.execution_id, n)
+        child_id = check_execution_id(_unretired(base, self._state.retired_children))
+        call = f"child:{child_id}"
+        self._claim(call)
+        if call in self._state.children:
+            self._replay.visit(self._state, call)
+            return child_id
+        self._new_call(call)
+        payload = encode_value(data, f"input of child workflow {workflow!r}", self._max_payload)
+        await self._journal.create_child(child_id, workflow, payload)
+        await self._journal.record(ChildStarted(call=call, child_id=child_id, workflow=workflow))
+        return child_id
+
+    async def call(
+        self,
+        workflow: str,
+        data: Any = None,
+        *,
+        execution_id: str | None = None,
+        type: Any = None,
+    ) -> Any:
+        """Run a child execution and return its result; its failure raises
+        :class:`ChildFailedError` here. The parent waits durably (no worker is held)."""
+        child_id = await self.start_child(workflow, data, execution_id=execution_id)
+        done = self._state.child_results.get(child_id)
+        self._replay.deliver_cancel_at_wait(self._state, None if done is None else done.seq)
+        if done is None:
+            raise self._suspend()
+        if done.status != COMPLETED:
+            raise ChildFailedError(child_id, done.status, done.error_type, done.message)
+        return decode_value(done.result, type, f"result of child execution {child_id!r}")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _next(self, counter: str) -> int:
+        """The next number of ``counter`` in the current scope (a gather branch's own)."""
+        key = _scope.get() + counter
+        n = self._counters.get(key, 0)
+        self._counters[key] = n + 1
+        return n
+
+    def _check_running(self) -> None:
+        if (_halt.get() or self._root_halt)[0]:
+            # a `finally:` or `except BaseException:` of the workflow called us after it
+            # was suspended: do nothing durable, keep unwinding
+            raise Suspend
+        if self._journal.superseded():
+            # a repair reopened the execution under this run (a gather sibling or a
+            # `finally:` after the first refused append): start no more step functions
+            raise LeaseLost
+
+    def _suspend(self) -> Suspend:
+        """Mark this run (and the current gather branch) suspended; the caller raises what
+        this returns. Sibling branches go on to their own durable calls: one of them may
+        be what the suspended branch waits for."""
+        self._suspended = True
+        (_halt.get() or self._root_halt)[0] = True
+        return Suspend()
+
+    def _new_call(self, name: str) -> None:
+        """Checks before a durable call that is not recorded yet does anything.
+
+        A pending cancel comes first: the run that got it here recorded no call here but
+        its compensation's, so a replay must be cancelled here too before the order of
+        recorded calls is checked."""
+        self._replay.deliver_cancel(self._state)
+        self._replay.visit(self._state, name)
+        if self._journal.interrupted():
+            raise Interrupted  # the worker drains: new work goes to another worker
+        rule = self._journal.pause_rule()
+        if rule is not None:
+            raise Paused(rule)  # stop at this step boundary until the rule is lifted
+
+    def _claim(self, name: str) -> None:
+        self._check_running()
+        if not isinstance(name, str) or not name:
+            raise InvalidStepName(name, "must be a non-empty string")
+        if len(name) > MAX_STEP_NAME:
+            raise InvalidStepName(name, f"longer than {MAX_STEP_NAME} characters")
+        if not name.isprintable():
+            raise InvalidStepName(name, "has control characters")
+        if name in self._seen:
+            raise DuplicateStepName(self.execution_id, name)
+        self._seen.add(name)
+
+    async def _step(
+        self, name: str, fn: StepFn[Any], type_: Any, policy: RetryPolicy | None
+    ) -> Any:
+        self._claim(name)
+        if type_ is None:
+            type_ = return_type(fn)
+        state = self._state
+        recorded = state.steps.get(name)
+        if recorded is not None:
+            self._replay.visit(state, name)
+            return self._decode(name, recorded, type_)
+        failure = state.failed_steps.get(name)
+        if failure is not None:
+            self._replay.visit(state, name)
+            raise StepFailedError(name, failure.error_type, failure.message, failure.attempt)
+
+        attempt = state.attempts.get(name, 1)
+        if attempt > 1 and not state.timers[retry_timer(name, attempt)].fired:
+            self._replay.visit(state, name)
+            self._replay.deliver_cancel(state)
+            raise self._suspend()
+        self._new_call(name)
+        started = time.perf_counter()
+        try:
+            value = await call_step_fn(fn)
+        except Exception as exc:  # any failure of user code is recorded
+            retrying = policy is not None and attempt <= policy.retries
+            self._journal.observe_step(started, "retry" if retrying else "failed")
+            await self._record_failure(name, attempt, exc, policy)
+            # only reached when another worker recorded a success of this step meanwhile
+            return self._decode(name, self._state.steps[name], type_)
+        self._journal.observe_step(started, "completed")
+        encoded = encode_value(value, f"result of step {name!r}", self._max_payload)
+        await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt))
+        # the record may be another worker's (it won the race): return what the log says,
+        # a success or a failure
+        failure = self._state.failed_steps.get(name)
+        if failure is not None:
+            raise StepFailedError(name, failure.error_type, failure.message, failure.attempt)
+        return self._decode(name, self._state.steps[name], type_)
+
+    async def _record_failure(
+        self, name: str, attempt: int, exc: Exception, policy: RetryPolicy | None
+    ) -> None:
+        """Record a failed attempt, then suspend (retry) or raise StepFailedError.
+
+        Returns only if the log shows the step completed by another worker meanwhile.
+        """
+        error_type, message = type(exc).__name__, str(exc)
+        bound = log.bind(execution_id=self.execution_id, step=name, attempt=attempt)
+        if policy is not None and attempt <= policy.retries:
+            delay_ms = policy.delay_before(attempt + 1, seed=f"{self.execution_id}:{name}")
+            timer = retry_timer(name, attempt + 1)
+            bound.warning("step failed, retry scheduled", error=f"{error_type}: {message}",
+                          delay=format_ms(delay_ms))
+            await self._journal.record(
+                RetryScheduled(step=name, attempt=attempt + 1, error_type=error_type,
+                               message=message, timer=timer, delay_ms=delay_ms),
+                timer=NewTimer(timer, delay_ms),
+            )
+            if name in self._state.steps:
+                return
+            raise self._suspend()
+        bound.warning("step failed", error=f"{error_type}: {message}")
+        await self._journal.record(
+            StepFailed(step=name, error_type=error_type, message=message, attempt=attempt)
+        )
+        failure = self._state.failed_steps.get(name)
+        if failure is None:  # another worker recorded a success meanwhile
+            return
+        raise StepFailedError(name, failure.error_type, failure.message, failure.attempt)
+
+    def _decode(self, name: str, data: bytes, type_: Any) -> Any:
+        return decode_value(data, type_, f"recorded result of step {name!r}")
+
+
+def _child_id(parent_id: str, call: str) -> str:
+    """Deterministic id of a parent's child call (``child-0``, ``g0-1.child-0`` in a
+    gather branch), shortened if it would be too long."""
+    candidate = f"{parent_id}.{call}"
+    if len(candidate) <= 200:
+        return candidate
+    digest = uuid_module.uuid5(uuid_module.NAMESPACE_OID, parent_id).hex[:16]
+    return f"{parent_id[:150]}.{digest}.{call[-30:]}"
+
+
+def _unretired(child_id: str, retired: set[str]) -> str:
+    """A child id not used by a run an operator restarted or re-ran (``<id>.r<k>``): the
+    old child has ended and would never report to this run."""
+    candidate, k = child_id, 0
+    while candidate in retired:
+        k += 1
+        candidate = f"{child_id}.r{k}"
+    return candidate
+
+
+_scope: ContextVar[str] = ContextVar("zart_gather_scope", default="")
+_halt: ContextVar[list[bool] | None] = ContextVar("zart_gather_halt", default=None)
+"""Whether the current gather branch was suspended (None outside gather: the run's own)."""
+
+
+def _scoped(scope: str) -> contextvars.Context:
+    context = contextvars.copy_context()
+    context.run(_scope.set, scope)
+    context.run(_halt.set, [False])
+    return context
+
+
+async def _awaited(call: Awaitable[Any]) -> Any:
+    return await call
+

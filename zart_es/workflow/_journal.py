@@ -1,0 +1,51 @@
+"""What the workflow API needs from the engine, and nothing more.
+
+:class:`~zart_es.context.Context` depends on this protocol, never on the worker or on
+Redis, so it can be driven by the real store or by a test double of the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from zart_es.core import Event, ExecutionState, NewTimer
+
+
+class Journal(Protocol):
+    """The folded log of one execution, and the one way to add to it."""
+
+    @property
+    def state(self) -> ExecutionState:
+        """The state folded from every event recorded so far."""
+        ...
+
+    def interrupted(self) -> bool:
+        """True when the run should stop before starting new work (the worker drains)."""
+        ...
+
+    def superseded(self) -> bool:
+        """True once an operator's repair reopened the execution after this run began:
+        the run must stop (the repair's own run continues the execution)."""
+        ...
+
+    def pause_rule(self) -> str | None:
+        """The pause rule holding this execution, by the worker's cached copy (None: none)."""
+        ...
+
+    def observe_step(self, started: float, outcome: str) -> None:
+        """A step function ran (from ``started``, perf_counter) with ``outcome``:
+        completed, retry or failed (for metrics; no durable effect)."""
+        ...
+
+    async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
+        """Create child execution ``child_id`` (idempotent on the id) with this parent."""
+        ...
+
+    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
+        """Append ``event`` durably and fold it into :attr:`state`.
+
+        Returns once Redis acknowledged it, or once the log turned out to record the same
+        thing already (another worker won the race: its record stands). Raises
+        :class:`~zart_es.errors.LeaseLost` when the execution ended elsewhere.
+        """
+        ...
