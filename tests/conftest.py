@@ -16,6 +16,27 @@ from zart_es.store._embedded import RedisServer, find_redis_server
 
 configure_logging(json=False, level="WARNING")
 
+TIERS = ("pure", "redis", "processes", "cluster")
+"""Test tiers, cheapest first (pyproject registers them): ``pytest -m pure`` needs nothing
+but Python; ``-m "not processes and not cluster"`` is the quick loop of a change."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to a tier (its module's ``pytestmark``, or its own marker when it
+    needs more); the run takes the cheapest tiers first, so a broken core fails in
+    seconds instead of after the crash tests."""
+    untiered = [item.nodeid for item in items if _tier(item) is None]
+    if untiered:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(TIERS)}): "
+                                f"{', '.join(untiered[:5])}")
+    items.sort(key=lambda item: TIERS.index(_tier(item) or TIERS[0]))
+
+
+def _tier(item: pytest.Item) -> str | None:
+    """The most demanding tier marker on the test (a cluster test in a redis module)."""
+    marked = {m.name for m in item.iter_markers()} & set(TIERS)
+    return max(marked, key=TIERS.index) if marked else None
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
@@ -48,11 +69,18 @@ def registry() -> Registry:
 
 
 @pytest.fixture
-async def env(redis_url: str, registry: Registry) -> AsyncIterator[tuple[Client, Registry]]:
-    """A Client and an in-process Worker (1 s lease, 50 ms polls) serving ``registry``."""
-    async with Client(redis_url) as client, Worker(
-        redis_url, registry=registry, lease_timeout=1, poll_interval=0.05
-    ):
+async def worker(redis_url: str, registry: Registry) -> AsyncIterator[Worker]:
+    """An in-process Worker (1 s lease, 50 ms polls) serving ``registry``."""
+    async with Worker(redis_url, registry=registry, lease_timeout=1,
+                      poll_interval=0.05) as running:
+        yield running
+
+
+@pytest.fixture
+async def env(redis_url: str, registry: Registry,
+              worker: Worker) -> AsyncIterator[tuple[Client, Registry]]:
+    """A Client and the in-process :func:`worker` serving ``registry``."""
+    async with Client(redis_url) as client:
         yield client, registry
 
 

@@ -16,6 +16,8 @@ from zart_es.store._embedded import RedisServer, free_port
 
 from .helpers import ROOT, spawn_worker, stop_worker
 
+pytestmark = pytest.mark.processes
+
 TOKEN = "s3cret-token"
 
 
@@ -63,7 +65,7 @@ def _wait_done(api: str, eid: str) -> dict[str, object]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         body = httpx.get(f"{api}/executions/{eid}").json()
-        if body["state"] in ("completed", "failed", "cancelled", "timed_out"):
+        if body["status"] in ("completed", "failed", "cancelled", "timed_out"):
             return dict(body)
         time.sleep(0.05)
     raise TimeoutError(eid)
@@ -76,7 +78,7 @@ def test_start_is_idempotent_and_runs(api: str) -> None:
     again = httpx.post(f"{api}/executions", json=body)
     assert (again.status_code, again.json()) == (200, {"id": "api-1", "created": False})
     detail = _wait_done(api, "api-1")
-    assert detail["state"] == "completed"
+    assert detail["status"] == "completed"
     assert detail["result"] == 3
     assert detail["steps_done"] == ["load", "transform-k0", "transform-k1", "transform-k2",
                                     "write"]
@@ -100,7 +102,7 @@ def test_list_filters(api: str) -> None:
     rows = httpx.get(f"{api}/executions", params={"status": "completed",
                                                    "name": "transform-records"}).json()
     assert "api-l" in [r["execution_id"] for r in rows]
-    assert all(r["state"] == "completed" for r in rows)
+    assert all(r["status"] == "completed" for r in rows)
     bad = httpx.get(f"{api}/executions", params={"status": "nope"})
     assert bad.status_code == 422
     assert bad.json()["code"] == "invalid_request"
@@ -114,7 +116,7 @@ def test_events_and_cancel(api: str) -> None:
     assert (delivered.status_code, delivered.json()["delivered"]) == (202, True)
     cancelled = httpx.post(f"{api}/executions/api-c/cancel")
     assert cancelled.status_code == 202
-    assert _wait_done(api, "api-c")["state"] == "cancelled"
+    assert _wait_done(api, "api-c")["status"] == "cancelled"
     again = httpx.post(f"{api}/executions/api-c/cancel")
     assert (again.status_code, again.json()["code"]) == (409, "execution_ended")
     late = httpx.post(f"{api}/executions/api-c/events/ping", json=1)
@@ -130,7 +132,7 @@ def test_wait_long_polls_until_the_end(api: str) -> None:
     assert (early.status_code, early.json()["done"]) == (200, False)
     httpx.post(f"{api}/executions/api-w/cancel")
     done = httpx.get(f"{api}/executions/api-w/wait", params={"timeout": 20}, timeout=30).json()
-    assert (done["done"], done["state"]) == (True, "cancelled")
+    assert (done["done"], done["status"]) == (True, "cancelled")
     too_long = httpx.get(f"{api}/executions/api-w/wait", params={"timeout": 301})
     assert too_long.status_code == 422
     missing = httpx.get(f"{api}/executions/nope/wait", params={"timeout": 0})
@@ -155,17 +157,17 @@ def test_admin_repairs_a_failed_execution(api: str) -> None:
     body = {"name": "provision", "id": "api-r",
             "input": {"config": "api-repair", "fail_times": 6, "delay": "10ms"}}
     httpx.post(f"{api}/executions", json=body)
-    assert _wait_done(api, "api-r")["state"] == "failed"  # 1 try + 5 retries, all failed
+    assert _wait_done(api, "api-r")["status"] == "failed"  # 1 try + 5 retries, all failed
     retried = httpx.post(f"{api}/admin/executions/api-r/retry-step", json={"reason": "up"})
     assert (retried.status_code, retried.json()) == (202, {"id": "api-r", "step": "provision"})
-    assert _wait_done(api, "api-r")["state"] == "completed"
+    assert _wait_done(api, "api-r")["status"] == "completed"
     again = httpx.post(f"{api}/admin/executions/api-r/retry-step", json={})
     assert (again.status_code, again.json()["code"]) == (409, "repair_refused")
     unknown = httpx.post(f"{api}/admin/executions/api-r/rerun", json={"steps": ["nope"]})
     assert (unknown.status_code, unknown.json()["code"]) == (422, "unknown_step")
     restarted = httpx.post(f"{api}/admin/executions/api-r/restart", json={})
     assert (restarted.status_code, restarted.json()["run"]) == (202, 1)
-    assert _wait_done(api, "api-r")["state"] == "completed"
+    assert _wait_done(api, "api-r")["status"] == "completed"
     types = [e["type"] for e in httpx.get(f"{api}/executions/api-r/history").json()]
     assert types.count("StepRetryRequested") == 1
     assert types.count("RunRestarted") == 1
@@ -183,7 +185,7 @@ def test_admin_pause_and_resume_a_workflow(api: str) -> None:
     httpx.post(f"{api}/executions", json={"name": "chunked-processing", "id": "api-p",
                                           "input": {"total": 100, "chunk_size": 10}})
     deadline = time.monotonic() + 10
-    while httpx.get(f"{api}/executions/api-p").json()["state"] != "paused":
+    while httpx.get(f"{api}/executions/api-p").json()["status"] != "paused":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     lifted = httpx.delete(f"{api}/admin/pauses/workflow/chunked-processing")
@@ -198,7 +200,7 @@ def test_admin_edge_cases(api: str) -> None:
     """Bodyless repairs, rule names with '/', fields named in type errors, deep JSON."""
     httpx.post(f"{api}/executions", json={"name": "durable-loop", "id": "api-e",
                                           "input": {"count": 2}})
-    assert _wait_done(api, "api-e")["state"] == "completed"
+    assert _wait_done(api, "api-e")["status"] == "completed"
     restarted = httpx.post(f"{api}/admin/executions/api-e/restart")  # no body at all
     assert (restarted.status_code, restarted.json()["run"]) == (202, 1)
     refused = httpx.post(f"{api}/admin/executions/api-e/retry-step")

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from zart_es.core._backoff import RetryPolicy
 from zart_es.core._errors import ConfigError, InvalidDuration
 
+pytestmark = pytest.mark.pure
+
 
 def delays(policy: RetryPolicy, count: int) -> list[int]:
     """Delays before attempts 2 .. count + 1 (the first ``count`` retries)."""

@@ -10,7 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from .helpers import ROOT, spawn_worker, stop_worker
+
+pytestmark = pytest.mark.processes
 
 
 def zart(url: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -32,7 +36,7 @@ def test_start_status_result_history(redis_url: str, tmp_path: Path) -> None:
     finally:
         stop_worker(worker)
     status = zart(redis_url, "status", "cli-1")
-    assert json.loads(status.stdout)["state"] == "completed"
+    assert json.loads(status.stdout)["status"] == "completed"
     lines = zart(redis_url, "history", "cli-1", "--format", "jsonl").stdout.splitlines()
     events = [json.loads(line) for line in lines]
     assert events[0]["type"] == "ExecutionStarted"

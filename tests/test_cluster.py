@@ -24,8 +24,11 @@ from .helpers import count_effects, spawn_worker, stop_worker
 # redis-py's cluster client leaves ClusterNode objects unclosed (those a topology refresh
 # replaces, the failed primary's among them); collect them here, inside this module's
 # warning filter, rather than at the end of the session
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning",
-                                        "ignore::pytest.PytestUnraisableExceptionWarning")
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.filterwarnings("ignore::ResourceWarning",
+                               "ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -33,6 +33,8 @@ from zart_es.core._errors import (
     PayloadTooLarge,
 )
 
+pytestmark = pytest.mark.pure
+
 
 class Item(msgspec.Struct, frozen=True):
     sku: str

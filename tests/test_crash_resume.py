@@ -12,12 +12,15 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client
 from zart_es.core._events import ExecutionCompleted, StepCompleted
 
 from .helpers import count_effects, kill9, read_log, spawn_worker, stop_worker, wait_for
+
+pytestmark = pytest.mark.processes
 
 N = 50
 # 12 crash points: 'before' = between steps, 'after' = inside a step (effect done, not recorded)

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .helpers import ROOT
+
+pytestmark = pytest.mark.processes
 
 
 def test_demo_runs_and_every_check_holds(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ import yaml
 from zart_es.cli._main import build_parser
 from zart_es.store._keys import Keys
 
+pytestmark = pytest.mark.processes
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent

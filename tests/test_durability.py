@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, Context, Registry, Worker, durable
@@ -29,6 +30,8 @@ from .helpers import (
     stop_worker,
     wait_for,
 )
+
+pytestmark = pytest.mark.processes
 
 
 async def _has(redis: Redis, eid: str, kind: type) -> bool:

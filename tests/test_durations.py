@@ -18,6 +18,8 @@ from zart_es.core._codec import encode_event
 from zart_es.core._durations import format_ms, to_ms
 from zart_es.core._errors import ConfigError, InvalidDuration, ZartError
 
+pytestmark = pytest.mark.pure
+
 # -- valid forms ---------------------------------------------------------------------------
 
 

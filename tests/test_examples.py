@@ -14,6 +14,8 @@ from zart_es.core._events import RetryScheduled, StepCompleted, TimerFired
 
 from .helpers import count_effects, read_log
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture
 async def client(redis_url: str, effects: Path) -> AsyncIterator[Client]:

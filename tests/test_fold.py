@@ -29,6 +29,8 @@ from zart_es.core._fold import (
     status_after,
 )
 
+pytestmark = pytest.mark.pure
+
 
 def log(*bodies: ev.Event, start_ms: int = 1_000, step_ms: int = 10) -> list[ev.Event]:
     """Attach the envelope the reader would: seq from 0, increasing at_ms."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zart_es.core import _events as ev
 from zart_es.core._codec import decode_event, encode_event
 from zart_es.core._fold import ExecutionState, already_recorded, apply, fold
+
+pytestmark = pytest.mark.pure
 
 names = st.sampled_from(["a", "b", "c", "item-1", "sleep-0", "event:x#0"])
 payloads = st.binary(max_size=8)

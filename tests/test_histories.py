@@ -12,6 +12,8 @@ from zart_es.core._fold import TERMINAL_STATES, fold
 from zart_es.store._chain import verify_chain
 from zart_es.store._store import to_event
 
+pytestmark = pytest.mark.pure
+
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.msgpack"))
 
 

@@ -28,6 +28,8 @@ from zart_es.ops._pauses import resume_released
 
 from .helpers import read_log, wait_for
 
+pytestmark = pytest.mark.redis
+
 
 class Calls:
     """How often each step function ran, and which ones should fail on their next run."""
@@ -63,7 +65,7 @@ async def test_retry_step_resumes_from_the_failed_step(
     calls.failing.add("b")
     _pipeline(registry, calls)
     eid = await client.start("pipeline", 1)
-    assert (await client.wait(eid, 10)).state == "failed"
+    assert (await client.wait(eid, 10)).status == "failed"
 
     with pytest.raises(RepairRefused, match="did not fail"):
         await client.retry_step(eid, "a")
@@ -108,7 +110,7 @@ async def test_repairs_are_refused_while_running_or_for_the_wrong_end(
         await client.rerun(done, [])
     with pytest.raises(UnknownStep, match=r"'two'.*'one'"):
         await client.rerun(done, ["two"])
-    assert (await client.status(running)).state == "sleeping"  # nothing was recorded
+    assert (await client.status(running)).status == "sleeping"  # nothing was recorded
 
 
 async def test_retry_step_of_a_workflow_failure_is_refused(env: tuple[Client, Registry]) -> None:
@@ -181,7 +183,7 @@ async def test_restart_runs_again_from_scratch_and_keeps_the_old_run(
     calls.failing.add("c")
     _pipeline(registry, calls)
     eid = await client.start("pipeline", 4)
-    assert (await client.wait(eid, 10)).state == "failed"
+    assert (await client.wait(eid, 10)).status == "failed"
     calls.failing.clear()
     assert await client.restart(eid, by="ops") == 1
     assert await client.result(eid, timeout=10) == 50
@@ -213,7 +215,7 @@ async def test_a_restart_keeps_the_events_the_execution_was_sent(
     eid = await client.start("events-then-fail")
     await client.send_event(eid, "seen", "first")
     await client.send_event(eid, "go", "payload-1", event_id="go-1")
-    assert (await client.wait(eid, 10)).state == "failed"
+    assert (await client.wait(eid, 10)).status == "failed"
     calls.failing.clear()
     await client.restart(eid)
     assert await client.result(eid, timeout=10) == "first payload-1"
@@ -229,11 +231,11 @@ async def test_a_restarted_run_can_be_cancelled_again(env: tuple[Client, Registr
     eid = await client.start("cancellable")
     await wait_for(lambda: _state(client, eid, "sleeping"))
     assert await client.cancel(eid)
-    assert (await client.wait(eid, 10)).state == "cancelled"
+    assert (await client.wait(eid, 10)).status == "cancelled"
     await client.restart(eid)
     await wait_for(lambda: _state(client, eid, "sleeping"))
     assert await client.cancel(eid)  # the first run's request does not count for this one
-    assert (await client.wait(eid, 10)).state == "cancelled"
+    assert (await client.wait(eid, 10)).status == "cancelled"
 
 
 # -- pause rules ----------------------------------------------------------------------------
@@ -279,7 +281,7 @@ async def test_pause_holds_executions_and_resume_lets_them_finish(
 
 
 async def test_timers_falling_due_while_paused_are_seen_on_resume(
-    env: tuple[Client, Registry], redis: Redis
+    env: tuple[Client, Registry], worker: Worker, redis: Redis
 ) -> None:
     client, registry = env
     done: list[str] = []
@@ -294,7 +296,7 @@ async def test_timers_falling_due_while_paused_are_seen_on_resume(
     eid = await client.start("sleepy")
     await wait_for(lambda: _state(client, eid, "sleeping"))
     await client.pause(workflow="sleepy")
-    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    await worker.refresh_pause_rules()  # instead of waiting for its next poll
     await client.send_event(eid, "poke")  # wakes it: the worker finds the rule and holds it
     await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
 
@@ -304,7 +306,7 @@ async def test_timers_falling_due_while_paused_are_seen_on_resume(
         return any(isinstance(e, TimerFired) and e.seq > paused_at for e in log)
 
     await wait_for(fired_while_paused, timeout=10)
-    assert (await client.status(eid)).state == "paused"
+    assert (await client.status(eid)).status == "paused"
     assert not done
     await client.resume(workflow="sleepy")
     assert await client.result(eid, timeout=10) == "woke"
@@ -312,7 +314,7 @@ async def test_timers_falling_due_while_paused_are_seen_on_resume(
 
 
 async def test_workers_resume_what_a_lifted_rule_held(
-    env: tuple[Client, Registry], redis: Redis
+    env: tuple[Client, Registry], worker: Worker, redis: Redis
 ) -> None:
     client, registry = env
 
@@ -322,7 +324,7 @@ async def test_workers_resume_what_a_lifted_rule_held(
         return "done"
 
     await client.pause(workflow="held")
-    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    await worker.refresh_pause_rules()  # instead of waiting for its next poll
     eid = await client.start("held")
     await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
     # the rule disappears without a resume (a resume that crashed half-way)
@@ -330,7 +332,9 @@ async def test_workers_resume_what_a_lifted_rule_held(
     assert await client.result(eid, timeout=15) == "done"
 
 
-async def test_a_paused_execution_can_be_cancelled(env: tuple[Client, Registry]) -> None:
+async def test_a_paused_execution_can_be_cancelled(
+    env: tuple[Client, Registry], worker: Worker
+) -> None:
     client, registry = env
     compensated: list[str] = []
 
@@ -343,11 +347,11 @@ async def test_a_paused_execution_can_be_cancelled(env: tuple[Client, Registry])
             raise
 
     await client.pause(workflow="pausable")
-    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    await worker.refresh_pause_rules()  # instead of waiting for its next poll
     eid = await client.start("pausable")
     await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
     assert await client.cancel(eid, reason="not needed")
-    assert (await client.wait(eid, 10)).state == "cancelled"
+    assert (await client.wait(eid, 10)).status == "cancelled"
     await client.resume(workflow="pausable")
 
 
@@ -366,7 +370,7 @@ async def test_pause_needs_exactly_one_target(env: tuple[Client, Registry]) -> N
 
 
 async def _state(client: Client, eid: str, state: str) -> bool:
-    return (await client.status(eid)).state == state
+    return (await client.status(eid)).status == state
 
 
 async def _all(client: Client, ids: list[str], state: str) -> bool:
@@ -393,7 +397,7 @@ async def test_retry_step_forgets_what_the_workflow_did_about_the_failure(
         return "shipped"
 
     eid = await client.start("compensated")
-    assert (await client.wait(eid, 10)).state == "failed"
+    assert (await client.wait(eid, 10)).status == "failed"
     calls.failing.clear()
     assert await client.retry_step(eid) == "charge"
     assert await client.result(eid, timeout=10) == "shipped"
@@ -417,7 +421,7 @@ async def test_a_repaired_run_gets_a_fresh_deadline(
         return str(await ctx.step("work", maybe_slow))
 
     eid = await client.start("deadlined")
-    assert (await client.wait(eid, 10)).state == "timed_out"
+    assert (await client.wait(eid, 10)).status == "timed_out"
     await asyncio.sleep(1.6)  # the original deadline is long past; the slow step returned
     with pytest.raises(UnknownStep, match="'prepare'"):  # in flight, never recorded
         await client.rerun(eid, ["work"])
@@ -442,7 +446,7 @@ async def test_a_repair_takes_the_old_runs_pending_timers_off_the_wheel(
         return str(await ctx.wait_for_event("go", type=str))
 
     eid = await client.start("sleepy-deadline")
-    assert (await client.wait(eid, 10)).state == "timed_out"
+    assert (await client.wait(eid, 10)).status == "timed_out"
     wheel = client.keys.timers(client.keys.partition_of(eid))
     member = client.keys.timer_member(eid, "sleep:long")
     assert await redis.zscore(wheel, member) is not None  # left behind by the deadline
@@ -500,10 +504,10 @@ async def test_a_deadline_ends_an_execution_held_since_before_its_first_run(
     await asyncio.sleep(1.1)  # every worker's copy of the rules has it
     eid = await client.start("held-from-the-start")
     status = await client.wait(eid, 10)
-    assert status.state == "timed_out", status
+    assert status.status == "timed_out", status
     assert (await client.pauses())[0].rule == "workflow:held-from-the-start"  # still paused
     await client.resume(workflow="held-from-the-start")
-    assert (await client.status(eid)).state == "timed_out"
+    assert (await client.status(eid)).status == "timed_out"
 
 
 async def test_a_sweep_with_an_old_copy_of_the_rules_keeps_a_hold_being_recorded(
@@ -540,7 +544,7 @@ async def test_a_sweep_with_an_old_copy_of_the_rules_keeps_a_hold_being_recorded
 
 
 async def _state_is(client: Client, execution_id: str, state: str) -> bool:
-    return (await client.status(execution_id)).state == state
+    return (await client.status(execution_id)).status == state
 
 
 async def test_a_worker_with_an_old_copy_of_the_rules_keeps_a_paused_execution_paused(
@@ -569,7 +573,7 @@ async def test_a_worker_with_an_old_copy_of_the_rules_keeps_a_paused_execution_p
         worker.pauses.active = frozenset()
         await client.send_event(eid, "go", "went")  # a work message: the worker runs it
         await asyncio.sleep(0.5)
-        assert (await client.status(eid)).state == "paused"
+        assert (await client.status(eid)).status == "paused"
         assert not [e for e in await read_log(client.redis, eid)
                     if isinstance(e, ExecutionResumed)]
         await client.resume(workflow="woken-while-paused")
@@ -611,7 +615,7 @@ async def _restart_after_timeout(client: Client, redis: Redis, workflow: str) ->
     """Start ``workflow``, let its deadline end it, restart it, wait for "done"; the new
     run's events."""
     eid = await client.start(workflow)
-    assert (await client.wait(eid, 10)).state == "timed_out"
+    assert (await client.wait(eid, 10)).status == "timed_out"
     await client.restart(eid)
     assert await client.result(eid, timeout=15) == "done"
     log = await read_log(redis, eid)

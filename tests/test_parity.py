@@ -14,6 +14,8 @@ from zart_es.core._events import RetryScheduled, TimerSet
 
 from .helpers import read_log
 
+pytestmark = pytest.mark.redis
+
 
 async def test_named_sleep_is_recorded_under_its_name(
     env: tuple[Client, Registry], redis: Redis
@@ -47,7 +49,7 @@ async def test_bad_sleep_names_fail_clearly(
 
     eid = await client.start(f"bad-sleep-{error}")
     status = await client.wait(eid, 10)
-    assert status.state == "failed"
+    assert status.status == "failed"
     assert status.error is not None
     assert status.error.startswith(error)
 
@@ -81,7 +83,7 @@ async def test_sleep_until_needs_an_aware_datetime(env: tuple[Client, Registry])
         await ctx.sleep_until(datetime(2030, 1, 1))
 
     status = await client.wait(await client.start("naive"), 10)
-    assert status.state == "failed"
+    assert status.status == "failed"
     assert status.error is not None
     assert "timezone-aware" in status.error
 
@@ -123,9 +125,9 @@ async def test_wait_returns_the_status_without_raising(env: tuple[Client, Regist
 
     eid = await client.start("slow-then-fail")
     early = await client.wait(eid, 0.1)
-    assert (early.done, early.state) == (False, "sleeping")
+    assert (early.done, early.status) == (False, "sleeping")
     late = await client.wait(eid, 10)
-    assert (late.done, late.state) == (True, "failed")
+    assert (late.done, late.status) == (True, "failed")
 
 
 async def test_stats_follow_every_status_change(env: tuple[Client, Registry]) -> None:

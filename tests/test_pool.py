@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client
@@ -19,6 +20,8 @@ from zart_es.store._keys import Keys
 from zart_es.store._store import to_event
 
 from .helpers import ROOT, kill9, spawn_worker, stop_worker
+
+pytestmark = pytest.mark.processes
 
 EXECUTIONS, STEPS = 1000, 5
 

@@ -12,6 +12,8 @@ import pytest
 import zart_es
 from zart_es.core import _errors as errors
 
+pytestmark = pytest.mark.pure
+
 PUBLIC = [
     "Cancelled",
     "ChildFailedError",
@@ -46,6 +48,7 @@ PUBLIC = [
     "ScheduleNotFound",
     "Scheduler",
     "Schedules",
+    "Status",
     "StepFailedError",
     "StoreError",
     "TaskError",
@@ -170,3 +173,17 @@ def test_docstring_draws_every_error_with_its_real_parent() -> None:
 def test_docstring_names_the_control_flow_classes() -> None:
     for name in CONTROL_FLOW:
         assert f":class:`{name}`" in (errors.__doc__ or "")
+
+
+def test_status_is_a_str_enum_and_the_old_field_name_still_reads() -> None:
+    status = zart_es.ExecutionStatus(execution_id="e", workflow="w",
+                                      status=zart_es.Status.SLEEPING, version=3,
+                                      created_ms=1, updated_ms=2)
+    assert status.status == "sleeping"
+    assert status.state is zart_es.Status.SLEEPING
+    assert not status.done
+    assert not zart_es.Status.SLEEPING.terminal
+    assert zart_es.Status("timed_out").terminal
+    assert [str(s) for s in zart_es.Status] == [
+        "pending", "running", "sleeping", "paused", "completed", "failed", "cancelled",
+        "timed_out"]

@@ -27,6 +27,8 @@ from zart_es.core._errors import (
 from zart_es.core._names import check_execution_id
 from zart_es.store._keys import Keys
 
+pytestmark = pytest.mark.pure
+
 # -- durations ----------------------------------------------------------------------------
 
 

@@ -20,6 +20,8 @@ from zart_es.engine._queue_gate import QueueGate
 
 from .helpers import effect_times, read_log, spawn_worker, stop_worker, wait_for
 
+pytestmark = pytest.mark.processes
+
 
 def _max_in_flight(path: Path) -> dict[str, int]:
     """Most ``begin``s without their ``end`` at any moment, per tenant."""
@@ -97,7 +99,7 @@ async def test_higher_priority_executions_are_admitted_first(
         high.append(await client.start("serial-job", f"high-{i}", priority=5))
         await asyncio.sleep(0.002)
     await asyncio.sleep(0.3)  # all of them are waiting for the one slot
-    assert [(await client.status(eid)).state for eid in [*low, *high]] == ["pending"] * 16
+    assert [(await client.status(eid)).status for eid in [*low, *high]] == ["pending"] * 16
     await client.send_event(blocker, "go")
     for eid in [blocker, *low, *high]:
         await client.result(eid, timeout=20)
@@ -124,7 +126,9 @@ async def test_rate_limit_spaces_admissions(env: tuple[Client, Registry], redis:
     assert admitted[-1] - admitted[0] < 6000  # and the rate window's wake-ups kept it moving
 
 
-async def test_pausing_a_queue_holds_its_executions(env: tuple[Client, Registry]) -> None:
+async def test_pausing_a_queue_holds_its_executions(
+    env: tuple[Client, Registry], worker: Worker
+) -> None:
     client, registry = env
     queue("mail", concurrency=5, registry=registry)
 
@@ -133,7 +137,7 @@ async def test_pausing_a_queue_holds_its_executions(env: tuple[Client, Registry]
         return str(await ctx.step("send", lambda: "sent"))
 
     await client.pause(queue="mail", reason="spam wave")
-    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    await worker.refresh_pause_rules()  # instead of waiting for its next poll
     eid = await client.start("mail-job")
     await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
     await client.resume(queue="mail")
@@ -178,10 +182,12 @@ async def test_bad_queue_settings_are_clear_errors(env: tuple[Client, Registry])
 
 
 async def _state(client: Client, eid: str, state: str) -> bool:
-    return (await client.status(eid)).state == state
+    return (await client.status(eid)).status == state
 
 
-async def test_a_paused_waiter_does_not_block_its_queue(env: tuple[Client, Registry]) -> None:
+async def test_a_paused_waiter_does_not_block_its_queue(
+    env: tuple[Client, Registry], worker: Worker
+) -> None:
     """Workflows A and B share a queue with one slot; A is paused while an A execution
     waits: it gives its place up, and B runs when the slot frees."""
     client, registry = env
@@ -204,11 +210,11 @@ async def test_a_paused_waiter_does_not_block_its_queue(env: tuple[Client, Regis
     waiting = await client.start("wf-a")
     await asyncio.sleep(0.15)
     await client.pause(workflow="wf-a")
-    await asyncio.sleep(0.3)  # the workers' copy of the rules is refreshed
+    await worker.refresh_pause_rules()  # instead of waiting for its next poll
     other = await client.start("wf-b")
     assert await client.result(first, timeout=10) == "a"
     assert await client.result(other, timeout=10) == "b"
-    assert (await client.status(waiting)).state == "paused"
+    assert (await client.status(waiting)).status == "paused"
     await client.resume(workflow="wf-a")
     assert await client.result(waiting, timeout=10) == "a"
 
@@ -306,7 +312,7 @@ async def test_a_cancelled_waiter_leaves_the_line_before_its_compensation_ends(
     await asyncio.sleep(0.2)
     await client.cancel("w1", reason="not needed")
     assert await client.result("w2", timeout=15) == "w2"
-    assert (await client.wait("w1", 10)).state == "cancelled"
+    assert (await client.wait("w1", 10)).status == "cancelled"
     assert "w1" not in began  # it never ran its work
     assert began["w2"] - ended["first"] < 1.5  # not held behind w1's 3 s compensation
     assert began["w2"] < ended["w1:undo"]
@@ -330,11 +336,11 @@ async def test_a_paused_execution_whose_worker_died_gives_its_slot_back(
             await wait_for(lambda: _state_is(client, held, "sleeping"), timeout=20)
             await client.pause(workflow="holdable", reason="incident")
             assert await asyncio.to_thread(dying.wait, 20) == -signal.SIGKILL
-            assert (await client.status(held)).state == "paused"
+            assert (await client.status(held)).status == "paused"
             survivor = spawn_worker(redis_url, "tests.apps.queued", log=tmp_path / "w.log")
             other = await client.start("neighbour")
             assert await client.result(other, timeout=20) == "neighbour done"
-            assert (await client.status(held)).state == "paused"
+            assert (await client.status(held)).status == "paused"
             await client.resume(workflow="holdable")
             assert await client.result(held, timeout=20) == "held done"
     finally:
@@ -344,7 +350,7 @@ async def test_a_paused_execution_whose_worker_died_gives_its_slot_back(
 
 
 async def _state_is(client: Client, execution_id: str, state: str) -> bool:
-    return (await client.status(execution_id)).state == state
+    return (await client.status(execution_id)).status == state
 
 
 async def test_a_pause_lifted_while_it_is_recorded_asks_for_the_slot_again(
@@ -414,6 +420,6 @@ async def test_a_waiter_with_a_deadline_stays_pending_until_admitted(
     await wait_for(lambda: _state_is(client, held, "sleeping"))
     waiting = await client.start("solo-waiter")
     await asyncio.sleep(0.5)
-    assert (await client.status(waiting)).state == "pending"
+    assert (await client.status(waiting)).status == "pending"
     assert waiting in [e.execution_id for e in await client.list(status="pending")]
     assert await client.result(waiting, timeout=15) == "w"

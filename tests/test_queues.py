@@ -22,6 +22,8 @@ from zart_es.store._keys import Keys
 
 from .conftest import redis_binaries
 
+pytestmark = pytest.mark.redis
+
 KEYS = Keys()
 
 
@@ -315,6 +317,7 @@ async def test_script_on_every_redis_flavour(flavour: str, tmp_path: Path) -> No
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning",
                             "ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.cluster
 async def test_gate_on_a_redis_cluster(tmp_path: Path) -> None:
     queue = Queue(name="tenants", concurrency=1)
     tenants = [f"t{i}" for i in range(6)]

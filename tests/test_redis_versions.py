@@ -19,6 +19,8 @@ from zart_es.store._keys import GROUP, Keys
 
 from .conftest import redis_binaries
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture(params=redis_binaries())
 async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RedisServer]:

@@ -26,6 +26,8 @@ from zart_es.store._keys import Keys
 from zart_es.workflow._context import Context
 from zart_es.workflow._registry import Registry, durable
 
+pytestmark = pytest.mark.pure
+
 if TYPE_CHECKING:  # the idiom ruff's flake8-type-checking rules push users towards
     from zart_es.workflow._context import Context as TypingOnlyContext
 

@@ -50,6 +50,8 @@ from zart_es.store._keys import Keys
 
 from .helpers import wait_for
 
+pytestmark = pytest.mark.redis
+
 HOUR = 3_600_000
 
 
@@ -204,7 +206,7 @@ async def test_ids_are_deterministic_and_started_once(client: Client, schedules:
         assert await Scheduler(other).tick(now_ms=first) == []
         assert await Scheduler(other).tick(now_ms=first + 1000) == []
     status = await client.status(expected)
-    assert (status.workflow, status.state) == ("report", "pending")
+    assert (status.workflow, status.status) == ("report", "pending")
     assert await _ids(client, "report") == [expected]
     assert await schedules.state("nightly") == ScheduleState(
         last_ms=first, last_execution=expected, started=1)
@@ -355,7 +357,7 @@ async def worker(redis_url: str, registry: Registry) -> AsyncIterator[Registry]:
 
 
 async def _waiting(client: Client, execution_id: str) -> bool:
-    return (await client.status(execution_id)).state in ("running", "sleeping")
+    return (await client.status(execution_id)).status in ("running", "sleeping")
 
 
 @pytest.mark.usefixtures("worker")

@@ -23,7 +23,7 @@ async def start(args: argparse.Namespace) -> int:
 
 
 async def status(args: argparse.Namespace) -> int:
-    """``zart-es status ID``: state, steps done, current step, pending timers."""
+    """``zart-es status ID``: status, steps done, current step, pending timers."""
     async with client_for(args) as client:
         detail = await client.describe(args.id)
     show(args, detail, (), ((key, str(value))
@@ -37,7 +37,7 @@ async def result(args: argparse.Namespace) -> int:
         if not args.wait:
             current = await client.status(args.id)
             if not current.done:
-                raise ZartError(f"execution {args.id!r} is {current.state}; use --wait to wait")
+                raise ZartError(f"execution {args.id!r} is {current.status}; use --wait to wait")
         print_json(await client.result(args.id, timeout=args.timeout))
     return 0
 
@@ -46,8 +46,8 @@ async def listing(args: argparse.Namespace) -> int:
     """``zart-es list [--status S] [--name N] [--limit K]``."""
     async with client_for(args) as client:
         rows = await client.list(status=args.status, name=args.name, limit=args.limit)
-    show(args, rows, ("id", "workflow", "state", "created (UTC)", "events"),
-          ((row.execution_id, row.workflow, row.state, when(row.created_ms), str(row.version))
+    show(args, rows, ("id", "workflow", "status", "created (UTC)", "events"),
+          ((row.execution_id, row.workflow, row.status, when(row.created_ms), str(row.version))
            for row in rows))
     return 0
 

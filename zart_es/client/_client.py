@@ -36,6 +36,7 @@ from zart_es.core import (
     ExecutionNotFound,
     ExecutionTimedOut,
     ResultTimeout,
+    Status,
     check_execution_id,
     check_workflow_name,
     decode_value,
@@ -130,7 +131,7 @@ class Client:
                                       queue_key=queue_key, priority=priority)
 
     async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
-        """The execution's state, with its result or error once it has ended."""
+        """The execution's status, with its result or error once it has ended."""
         await self._ready()
         meta = await self.store.meta(check_execution_id(execution_id))
         if not meta:
@@ -151,7 +152,7 @@ class Client:
         return ExecutionStatus(
             execution_id=execution_id,
             workflow=meta[b"w"].decode(),
-            state=state,
+            status=Status(state),
             version=int(meta[b"v"]),
             created_ms=int(meta[b"c"]),
             updated_ms=int(meta[b"u"]),

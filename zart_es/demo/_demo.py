@@ -137,10 +137,10 @@ async def _crash_and_resume(run: _Run, items: int) -> bool:
     )
     twice = sorted(int(k) for k, n in runs.items() if n > 1)
     missing = [i for i in range(items) if str(i) not in runs]
-    screen.say(f"  {status.state}: processed={result['processed']}; side effects: "
+    screen.say(f"  {status.status}: processed={result['processed']}; side effects: "
                f"{sum(1 for n in runs.values() if n == 1)} items ran once, "
                f"re-run after the crash: {twice or 'none'} (at most the one in flight)")
-    ok = status.state == "completed" and not missing and len(twice) <= 1 and runs["0"] == 1
+    ok = status.status == "completed" and not missing and len(twice) <= 1 and runs["0"] == 1
     if not ok:
         screen.say(f"  CHECK FAILED: missing={missing} re-run={twice}")
     return ok
@@ -191,18 +191,18 @@ async def _operations(run: _Run) -> bool:
     await asyncio.to_thread(outage.touch)
     order = await client.start("checkout", "order-7", execution_id=f"demo-checkout-{stamp}")
     failed = await client.wait(order, 60)
-    screen.say(f"  checkout during a payment outage: {failed.state} ({failed.error})")
+    screen.say(f"  checkout during a payment outage: {failed.status} ({failed.error})")
     await asyncio.to_thread(outage.unlink)
     step = await client.retry_step(order, reason="provider is back", by="demo")
     repaired = await client.result(order, timeout=60)
     screen.say(f"  retry_step({step!r}) after the outage: {repaired} "
                "(the reservation was not made again)")
-    ok = ok and failed.state == "failed" and repaired.startswith("reserved:")
+    ok = ok and failed.status == "failed" and repaired.startswith("reserved:")
 
     await client.pause(workflow="transform-records", reason="demo", by="demo")
     await asyncio.sleep(1.2)  # workers refresh their copy of the rules within a second
     held = await client.start("transform-records", 3, execution_id=f"demo-paused-{stamp}")
-    while (await client.status(held)).state != "paused":
+    while (await client.status(held)).status != "paused":
         screen.progress("pause rule: waiting for the new execution to be held")
         await asyncio.sleep(0.05)
     resumed = await client.resume(workflow="transform-records", by="demo")

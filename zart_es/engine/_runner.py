@@ -24,7 +24,6 @@ from zart_es.core import (
     Event,
     EventConsumed,
     ExecutionCancelled,
-    ExecutionCompleted,
     ExecutionEnded,
     ExecutionFailed,
     ExecutionNotFound,
@@ -40,23 +39,24 @@ from zart_es.core import (
     PayloadError,
     Queue,
     QueueAdmitted,
-    Suspend,
-    TaskError,
-    TimerSet,
     UnknownWorkflow,
     VersionConflict,
     already_recorded,
     apply,
-    decode_value,
-    encode_value,
-    timeout_timer,
     wait_timer,
 )
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
 from zart_es.store import Store, redis_now_ms
-from zart_es.workflow import Context, Registry, Workflow
+from zart_es.workflow import (
+    Registry,
+    Workflow,
+    deadline_passed,
+    failure,
+    replay,
+    workflow_input,
+)
 
 log = structlog.get_logger("zart_es.runner")
 
@@ -241,15 +241,13 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
         return Outcome.ENDED
     try:
         workflow = registry.get(state.workflow)
-        data = decode_value(
-            state.input, workflow.input_type, f"input of workflow {workflow.name!r}"
-        )
+        data = workflow_input(workflow, state)
     except (UnknownWorkflow, PayloadError) as exc:
         log.error(  # noqa: TRY400 -- an expected failure: no traceback wanted
             "cannot run execution", execution_id=state.execution_id,
             workflow=state.workflow, error=str(exc),
         )
-        return await _end(journal, _failure(exc))
+        return await _end(journal, failure(exc))
     journal.queue = None if workflow.queue is None else registry.queue(workflow.queue)
     held = await _held_before_running(journal, workflow)
     if held is not None:
@@ -269,7 +267,8 @@ async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Out
     The deadline is armed first, so it runs while the execution is paused or waits for a
     queue slot."""
     state = journal.state
-    if workflow.timeout_ms is not None and await _deadline_passed(journal, workflow.timeout_ms):
+    if workflow.timeout_ms is not None and await deadline_passed(
+            journal, workflow.timeout_ms, lambda: redis_now_ms(journal.store.redis)):
         return await _end(journal, ExecutionTimedOut(timeout_ms=workflow.timeout_ms))
     rule = journal.pause_rule()
     if state.paused_by is not None:
@@ -289,51 +288,19 @@ async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Out
 async def _run_workflow(
     journal: StoreJournal, workflow: Workflow, data: Any, limit: int
 ) -> Outcome:
-    ctx = Context(journal, max_payload_bytes=limit)
-    try:
-        result = await workflow.fn(ctx, data)
-    except (Suspend, Interrupted, Cancelled, Paused) as pause:
-        return await _paused(journal, pause)
-    except Exception as exc:  # the workflow's own failure ends it
-        if ctx.suspended:  # it swallowed Suspend and raised something else while unwinding
-            return Outcome.WAITING
-        log.warning("execution failed", execution_id=ctx.execution_id, workflow=workflow.name,
-                    error=f"{type(exc).__name__}: {exc}")
-        return await _end(journal, _failure(exc))
-    if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
+    done = await replay(journal, workflow, data, limit)
+    if done.stopped is not None:
+        return await _paused(journal, done.stopped)
+    if done.ending is None:  # the workflow swallowed Suspend: still waiting
         return Outcome.WAITING
-    return await _complete(journal, workflow, result, limit)
-
-
-async def _complete(
-    journal: StoreJournal, workflow: Workflow, result: Any, limit: int
-) -> Outcome:
-    try:
-        encoded = encode_value(result, f"result of workflow {workflow.name!r}", limit)
-    except PayloadError as exc:
-        return await _end(journal, _failure(exc))
-    log.info("execution completed", execution_id=journal.state.execution_id,
-             workflow=workflow.name)
-    return await _end(journal, ExecutionCompleted(result=encoded))
-
-
-async def _deadline_passed(journal: StoreJournal, timeout_ms: int) -> bool:
-    """On the first run (of the execution or of a repair), put the deadline on the wheel
-    (due = start + timeout) before anything else, pause rules and queues included: the
-    timer poller ends the execution ``timed_out`` when it fires, whatever it is doing or
-    waiting for. True if it was due already (a backlog kept every worker from the
-    execution that long): it ends now, before running anything."""
-    state = journal.state
-    name = timeout_timer(timeout_ms)
-    if name in state.timers:
-        return False
-    due = (state.opened_ms or state.started_ms) + timeout_ms
-    if due <= await redis_now_ms(journal.store.redis):
-        return True
-    await journal.record(
-        TimerSet(timer=name, due_ms=due, purpose="timeout"), timer=NewTimer(name, due_ms=due)
-    )
-    return False
+    if isinstance(done.ending, ExecutionFailed):
+        log.warning("execution failed", execution_id=journal.state.execution_id,
+                    workflow=workflow.name,
+                    error=f"{done.ending.error_type}: {done.ending.message}")
+    else:
+        log.info("execution completed", execution_id=journal.state.execution_id,
+                 workflow=workflow.name)
+    return await _end(journal, done.ending)
 
 
 async def _end(journal: StoreJournal, event: Event) -> Outcome:
@@ -424,9 +391,3 @@ async def _notify_parent(journal: StoreJournal) -> None:
 
 def _never() -> bool:
     return False
-
-
-def _failure(exc: BaseException) -> ExecutionFailed:
-    if isinstance(exc, TaskError):
-        return ExecutionFailed(error_type="TaskError", message=exc.message)
-    return ExecutionFailed(error_type=type(exc).__name__, message=str(exc))

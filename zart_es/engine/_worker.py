@@ -164,6 +164,14 @@ class Worker:
         finally:
             await self._drain()
 
+    async def refresh_pause_rules(self) -> frozenset[str]:
+        """Read the pause rules now rather than at the next poll; returns those in force.
+
+        The worker's copy of the rules is what holds its executions at their next step
+        boundary; it is refreshed every poll interval (at most 1 s). Call this after a
+        pause to have this worker see it at once (tests do, instead of sleeping)."""
+        return await self.pauses.refresh()
+
     def stop(self) -> None:
         """Stop taking work and drain.
 

@@ -6,17 +6,16 @@ from typing import Any
 
 import msgspec
 
-from zart_es.core import TERMINAL_STATES, AnyEvent, fold
+from zart_es.core import TERMINAL_STATES, AnyEvent, Status, fold
 
 
 class ExecutionStatus(msgspec.Struct, frozen=True):
-    """Where an execution stands. ``state`` is one of pending, running, sleeping,
-    completed, failed, cancelled, timed_out; ``result`` is set when completed, ``error``
-    ("Type: message") when failed or timed out."""
+    """Where an execution stands: its :class:`Status`; ``result`` is set when completed,
+    ``error`` ("Type: message") when failed, timed out or cancelled."""
 
     execution_id: str
     workflow: str
-    state: str
+    status: Status
     version: int
     created_ms: int
     updated_ms: int
@@ -26,7 +25,12 @@ class ExecutionStatus(msgspec.Struct, frozen=True):
     @property
     def done(self) -> bool:
         """True once the execution has ended, whichever way."""
-        return self.state in TERMINAL_STATES
+        return self.status in TERMINAL_STATES
+
+    @property
+    def state(self) -> Status:
+        """The old name of :attr:`status` (kept for code written against 0.3)."""
+        return self.status
 
 
 class PendingTimer(msgspec.Struct, frozen=True):
@@ -41,7 +45,7 @@ class ExecutionDetail(msgspec.Struct, frozen=True):
 
     execution_id: str
     workflow: str
-    state: str
+    status: Status
     version: int
     created_ms: int
     updated_ms: int
@@ -54,6 +58,11 @@ class ExecutionDetail(msgspec.Struct, frozen=True):
     done: bool = False
     """True once the execution has ended, whichever way."""
 
+    @property
+    def state(self) -> Status:
+        """The old name of :attr:`status` (kept for code written against 0.3)."""
+        return self.status
+
 
 def describe(status: ExecutionStatus, entries: list[tuple[bytes, AnyEvent]]) -> ExecutionDetail:
     """Combine a status with the fold of the execution's log."""
@@ -64,7 +73,7 @@ def describe(status: ExecutionStatus, entries: list[tuple[bytes, AnyEvent]]) -> 
     return ExecutionDetail(
         execution_id=status.execution_id,
         workflow=status.workflow,
-        state=status.state,
+        status=status.status,
         version=status.version,
         created_ms=status.created_ms,
         updated_ms=status.updated_ms,

@@ -7,6 +7,7 @@ It never imports Redis, the store, the engine or the client: a ``Context`` runs 
 """
 
 from zart_es.workflow._context import Context
+from zart_es.workflow._journal import Journal
 from zart_es.workflow._registry import (
     Registry,
     Workflow,
@@ -15,13 +16,28 @@ from zart_es.workflow._registry import (
     queue,
     schedule,
 )
+from zart_es.workflow._replay_pass import (
+    Replayed,
+    completion,
+    deadline_passed,
+    failure,
+    replay,
+    workflow_input,
+)
 
 __all__ = [
     "Context",
+    "Journal",
     "Registry",
+    "Replayed",
     "Workflow",
+    "completion",
+    "deadline_passed",
     "default_registry",
     "durable",
+    "failure",
     "queue",
+    "replay",
     "schedule",
+    "workflow_input",
 ]

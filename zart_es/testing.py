@@ -1,0 +1,440 @@
+"""Run workflows in your tests, without Redis and without a worker.
+
+:class:`MemoryJournal` is a :class:`~zart_es.workflow.Context`'s journal kept in a list:
+each recorded event gets the envelope the Redis store gives it (``seq``, ``at_ms`` from a
+clock the test controls) and is folded with the engine's own :func:`zart_es.core.apply`,
+so the state a ``Context`` reads is the state it would read in production.
+
+:class:`WorkflowHarness` drives executions over such journals the way a worker does. A
+*run* replays the workflow from the top over the folded log, with a fresh ``Context``:
+recorded calls return what the log says, new ones do their work and are recorded, and the
+run stops at the execution's end or at a durable wait (sleep, retry, event, child).
+Between runs the test plays the outside world: it moves the clock, which fires due timers
+as the timer poller would, sends events, asks for a cancel, even swaps the registry (a
+deploy of new code). Then it runs again::
+
+    harness = WorkflowHarness(registry)
+    harness.start("checkout", order, execution_id="order-1")
+    assert await harness.run() == "sleeping"
+    harness.advance(5 * 60_000)  # the 5-minute sleep's timer fires
+    await harness.run()
+    assert harness.result() == "shipped"
+
+Like the engine (its end-of-run handling mirrors ``zart_es.engine``'s runner): a returned
+value ends the execution ``completed``; an exception it lets through ends it ``failed``
+(``NondeterminismError`` and ``StepFailedError`` included); ``Cancelled`` let through
+ends it ``cancelled`` after the compensation it ran; a workflow ``timeout`` arms a
+deadline timer on the first run and ends the execution ``timed_out`` when it fires.
+Children (``ctx.call`` / ``ctx.start_child``) are executions of the same harness: run them
+with :meth:`WorkflowHarness.run` or :meth:`WorkflowHarness.settle`; an ended child reports
+to its parent (``ChildCompleted``) as it does in production.
+
+Left out, because only Redis and a fleet of workers make them: queues (``@durable(queue=)``
+is ignored: no concurrency or rate limits, no admission), pause rules, leases, races
+between workers and draining (a memory journal never raises ``Paused`` or
+``Interrupted``), operator repairs (retry a step, re-run, restart), schedules, the hash chain of
+the log (``prev_hash`` stays empty), and anything happening in the background: a timer
+fires only when the test moves the clock (:meth:`WorkflowHarness.advance`) or calls
+:meth:`WorkflowHarness.fire_due`, and an execution runs only when the test runs it.
+``ctx.now()`` and ``ctx.sleep_until`` read the real clock, as they do in production; the
+harness clock stamps events and decides when timers are due. It starts at the real time
+unless given ``start_ms`` (leave it so for a workflow that calls ``ctx.sleep_until``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from zart_es.core import (
+    COMPLETED,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    TERMINAL_EVENTS,
+    Cancelled,
+    CancelRequested,
+    ChildCompleted,
+    ConfigError,
+    Event,
+    EventConsumed,
+    EventReceived,
+    ExecutionCancelled,
+    ExecutionEnded,
+    ExecutionFailedError,
+    ExecutionNotFound,
+    ExecutionStarted,
+    ExecutionState,
+    ExecutionTimedOut,
+    LeaseLost,
+    NewTimer,
+    PayloadError,
+    TimerFired,
+    UnknownWorkflow,
+    already_recorded,
+    apply,
+    check_execution_id,
+    check_workflow_name,
+    decode_value,
+    encode_value,
+    timeout_of,
+    wait_timer,
+)
+from zart_es.workflow import (
+    Registry,
+    deadline_passed,
+    default_registry,
+    failure,
+    replay,
+    workflow_input,
+)
+
+__all__ = ["Clock", "MemoryJournal", "WorkflowHarness", "wall_clock_ms"]
+
+Clock = Callable[[], int]
+"""Milliseconds since the epoch: the time an appended event is stamped with."""
+
+
+def wall_clock_ms() -> int:
+    """The real time in milliseconds (the default clock of a bare :class:`MemoryJournal`)."""
+    return int(time.time() * 1000)
+
+
+class MemoryJournal:
+    """An execution's log in a list, and the one way to add to it: a
+    :class:`~zart_es.workflow.Journal` for a ``Context`` without Redis.
+
+    Every event appended is stamped (``seq``: its position; ``at_ms``: the clock) and
+    folded into :attr:`state` with :func:`zart_es.core.apply`. :attr:`timers` is the
+    timer wheel: the timers armed and not fired yet, by name, with their due time (ms).
+    Nothing outlives the object: it is for tests.
+    """
+
+    def __init__(
+        self, *, clock: Clock = wall_clock_ms,
+        spawn: Callable[[ExecutionStarted], None] | None = None,
+    ) -> None:
+        self.events: list[Event] = []
+        """The log: every event appended, with its envelope, in order."""
+        self.state = ExecutionState()
+        """The log folded by the engine's own fold."""
+        self.timers: dict[str, int] = {}
+        """Timers armed and not fired yet: name -> due time in ms."""
+        self.step_outcomes: list[str] = []
+        """Each step function's outcome, in order: completed, retry or failed."""
+        self.spawned: list[ExecutionStarted] = []
+        """Children the workflow asked for, when no ``spawn`` callback creates them."""
+        self.has_work = False
+        """Whether something from outside woke the execution (a work message would)."""
+        self._clock = clock
+        self._spawn = spawn if spawn is not None else self.spawned.append
+        self._tokens: set[str] = set()
+
+    @property
+    def execution_id(self) -> str:
+        """Id of the execution (empty until ``ExecutionStarted`` is appended)."""
+        return self.state.execution_id
+
+    # -- the Journal protocol ---------------------------------------------------------
+
+    def interrupted(self) -> bool:
+        """Never: no worker drains under a test."""
+        return False
+
+    def superseded(self) -> bool:
+        """Never: no operator repairs the execution under a test."""
+        return False
+
+    def pause_rule(self) -> str | None:
+        """None: pause rules live in Redis."""
+        return None
+
+    def observe_step(self, started: float, outcome: str) -> None:
+        """Keep the step's outcome in :attr:`step_outcomes`."""
+        self.step_outcomes.append(outcome)
+
+    async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
+        """Hand the child's ``ExecutionStarted`` (this execution as its parent) to the
+        ``spawn`` callback, or keep it in :attr:`spawned`."""
+        self._spawn(ExecutionStarted(execution_id=child_id, workflow=workflow,
+                                     input=payload, parent_id=self.execution_id))
+
+    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
+        """Append ``event`` (and arm ``timer``) unless the log records it already.
+
+        Raises :class:`~zart_es.core.LeaseLost` once the execution has ended, as the
+        Redis journal does when the log was closed under it.
+        """
+        await asyncio.sleep(0)  # an append is a round trip: other gather branches go on
+        if already_recorded(self.state, event):
+            return
+        try:
+            self.append(event, timer=timer)
+        except ExecutionEnded:
+            raise LeaseLost from None
+
+    # -- what the store and the timer poller do -----------------------------------------
+
+    def append(
+        self, event: Event, *, timer: NewTimer | None = None, enqueue: bool = False,
+        token: str = "",
+    ) -> Event | None:
+        """Append ``event`` as the store's append does; returns it with its envelope.
+
+        ``timer`` goes on the wheel (due ``delay_ms`` after the event, or at ``due_ms``);
+        a terminal event takes every pending timer off it, a resolved wait its timeout.
+        ``enqueue`` sets :attr:`has_work`. With ``token`` the append happens once: None
+        when the token was seen. Raises :class:`~zart_es.core.ExecutionEnded` after the
+        terminal event.
+        """
+        if self.state.terminal:
+            raise ExecutionEnded(self.execution_id, self.state.version)
+        if self._seen(token):
+            return None
+        for name in self._dropped_by(event):
+            self.timers.pop(name, None)
+        stored = msgspec.structs.replace(event, seq=len(self.events), at_ms=self._clock())
+        self.events.append(stored)
+        apply(self.state, stored)
+        if timer is not None:
+            self.timers[timer.name] = timer.due_ms or stored.at_ms + timer.delay_ms
+        self.has_work = self.has_work or enqueue
+        return stored
+
+    def _seen(self, token: str) -> bool:
+        """Whether an append already carried ``token`` (it is noted now if not)."""
+        if token in self._tokens:
+            return True
+        if token:
+            self._tokens.add(token)
+        return False
+
+    def fire_due(self) -> list[str]:
+        """Fire the timers due by the clock, earliest first, as the timer poller does:
+        each is taken off the wheel and recorded as ``TimerFired`` (a deadline as
+        ``ExecutionTimedOut``), waking the execution. Returns the names fired."""
+        now = self._clock()
+        due = sorted((at, name) for name, at in self.timers.items() if at <= now)
+        return [name for _at, name in due if self._fire(name)]
+
+    def _fire(self, name: str) -> bool:
+        if self.timers.pop(name, None) is None:
+            return False  # an earlier firing (a deadline) took it off the wheel
+        timeout_ms = timeout_of(name)
+        event: Event = (TimerFired(timer=name) if timeout_ms is None
+                        else ExecutionTimedOut(timeout_ms=timeout_ms))
+        self.append(event, enqueue=True)
+        return True
+
+    def _dropped_by(self, event: Event) -> tuple[str, ...]:
+        """Timers ``event`` takes off the wheel (as the Redis journal asks its append)."""
+        if isinstance(event, TERMINAL_EVENTS):
+            return self.state.pending_timers()
+        if isinstance(event, EventConsumed):
+            return (wait_timer(event.wait),)
+        return ()
+
+
+class WorkflowHarness:
+    """Executions of registered workflows, run in memory as a worker runs them.
+
+    Each :meth:`run` is one replay of the workflow from the top over its log; what it
+    records is what a worker would record, and the execution ends (or waits) as it would.
+    ``registry`` may be replaced between runs, to play a deploy of changed code.
+    """
+
+    def __init__(
+        self, registry: Registry | None = None, *, start_ms: int | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self.registry = registry if registry is not None else default_registry
+        self.now_ms = wall_clock_ms() if start_ms is None else start_ms
+        """The harness clock (ms): it stamps events and decides which timers are due."""
+        self.max_payload_bytes = max_payload_bytes
+        self._journals: dict[str, MemoryJournal] = {}
+        self._first = ""
+
+    # -- the outside world --------------------------------------------------------------
+
+    def start(self, workflow: str, data: Any = None, *, execution_id: str | None = None) -> str:
+        """Record ``ExecutionStarted`` for ``workflow`` with ``data`` encoded as its input;
+        returns the id (a random one unless given). Idempotent on the id, like
+        ``Client.start``; the same id for another workflow is a ConfigError."""
+        check_workflow_name(workflow)
+        eid = check_execution_id(execution_id or uuid.uuid4().hex)
+        payload = encode_value(data, f"input of workflow {workflow!r}", self.max_payload_bytes)
+        existing = self._journals.get(eid)
+        if existing is None:
+            self._create(ExecutionStarted(execution_id=eid, workflow=workflow, input=payload))
+        elif existing.state.workflow != workflow:
+            raise ConfigError(
+                f"execution id {eid!r} is already used by workflow {existing.state.workflow!r}"
+            )
+        return eid
+
+    def advance(self, ms: int) -> list[str]:
+        """Move the clock ``ms`` milliseconds forward and fire the timers due by then
+        (see :meth:`fire_due`); returns their names."""
+        if ms < 0:
+            raise ValueError(f"the clock only moves forward, not by {ms}ms")
+        self.now_ms += ms
+        return self.fire_due()
+
+    def fire_due(self) -> list[str]:
+        """Record ``TimerFired`` for every timer due by the clock, in every execution,
+        consuming it (a deadline's timer ends its execution ``timed_out``); returns the
+        names of the timers fired. The executions run when the test runs them."""
+        return [name for journal in list(self._journals.values()) for name in journal.fire_due()]
+
+    def send_event(
+        self, name: str, payload: Any = None, *, execution_id: str | None = None,
+        event_id: str | None = None,
+    ) -> bool:
+        """Record ``EventReceived(name)``: kept until a wait takes it, like
+        ``Client.send_event``. With ``event_id`` the same id again records nothing (False).
+        Raises :class:`~zart_es.core.ExecutionEnded` once the execution ended."""
+        check_workflow_name(name, what="event name")
+        data = encode_value(payload, f"payload of event {name!r}", self.max_payload_bytes)
+        token = f"event:{event_id}" if event_id else ""
+        stored = self.journal(execution_id).append(
+            EventReceived(name=name, payload=data), enqueue=True, token=token)
+        return stored is not None
+
+    def cancel(self, reason: str | None = None, *, execution_id: str | None = None) -> bool:
+        """Record ``CancelRequested`` (once, however often asked): the workflow gets
+        ``Cancelled`` at its next durable call. False if the execution has ended."""
+        try:
+            self.journal(execution_id).append(
+                CancelRequested(reason=reason or ""), enqueue=True, token="cancel")
+        except ExecutionEnded:
+            return False
+        return True
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self, execution_id: str | None = None) -> str:
+        """One run of the execution (the first one started when omitted), as a worker
+        makes it on a work message: from the top of the workflow to its end or to a
+        durable wait. Returns the status it leaves the execution in.
+
+        An ended execution does not run again; an ended child reports to its parent.
+        Anything but an exception of the workflow (a ``BaseException`` a step raised, say,
+        to play a crash) goes through, leaving the log as far as it was recorded.
+        """
+        journal = self.journal(execution_id)
+        journal.has_work = False
+        if not journal.state.terminal:
+            with contextlib.suppress(LeaseLost):  # ended meanwhile: stop quietly
+                await self._run(journal)
+        if journal.state.terminal and journal.state.parent_id:
+            self._notify_parent(journal)
+        return journal.state.status
+
+    async def settle(self, *, max_runs: int = 1000) -> None:
+        """Run the executions that have work until none has: each one started, woken by a
+        fired timer, an event, a cancel request or a child's end, as by a work message.
+        The clock does not move: executions left waiting on timers stay waiting."""
+        for _ in range(max_runs):
+            woken = next((j for j in self._journals.values() if j.has_work), None)
+            if woken is None:
+                return
+            await self.run(woken.execution_id)
+        raise RuntimeError(f"executions still had work after {max_runs} runs")
+
+    # -- looking at the result ----------------------------------------------------------
+
+    def journal(self, execution_id: str | None = None) -> MemoryJournal:
+        """The journal of ``execution_id`` (the first execution started when omitted)."""
+        eid = self._first if execution_id is None else execution_id
+        journal = self._journals.get(eid)
+        if journal is None:
+            raise ExecutionNotFound(eid)
+        return journal
+
+    @property
+    def status(self) -> str:
+        """Status of the first execution started (pending, running, sleeping, ...)."""
+        return self.journal().state.status
+
+    @property
+    def events(self) -> list[Event]:
+        """The log of the first execution started, with its envelope."""
+        return list(self.journal().events)
+
+    @property
+    def timers(self) -> dict[str, int]:
+        """Pending timers of the first execution started: name -> due time (ms)."""
+        return dict(self.journal().timers)
+
+    def result(self, execution_id: str | None = None, *, type: Any = None) -> Any:
+        """The result of the ended execution, decoded to ``type``, like ``Client.result``:
+        :class:`~zart_es.core.ExecutionFailedError` if it failed, timed out or was
+        cancelled. RuntimeError while it has not ended (run it further)."""
+        state = self.journal(execution_id).state
+        if state.status == COMPLETED:
+            return decode_value(state.result or b"", type, f"result of {state.execution_id!r}")
+        if state.terminal and state.error is not None:
+            raise ExecutionFailedError(state.execution_id, state.error.error_type,
+                                       state.error.message)
+        raise RuntimeError(f"execution {state.execution_id!r} has not ended: it is "
+                           f"{state.status}")
+
+    # -- internals: the runner's steps ----------------------------------------------------
+
+    def _clock(self) -> int:
+        return self.now_ms
+
+    def _create(self, event: ExecutionStarted) -> None:
+        journal = MemoryJournal(clock=self._clock, spawn=self._spawn_child)
+        journal.append(event, enqueue=True)
+        self._journals[event.execution_id] = journal
+        self._first = self._first or event.execution_id
+
+    def _spawn_child(self, event: ExecutionStarted) -> None:
+        existing = self._journals.get(event.execution_id)
+        if existing is None:
+            self._create(event)
+        elif existing.state.parent_id != event.parent_id:
+            # it would never report back to its caller: refuse rather than wait forever
+            raise ConfigError(
+                f"execution id {event.execution_id!r} already belongs to another execution; "
+                "give ctx.call/start_child an unused execution_id"
+            )
+
+    async def _run(self, journal: MemoryJournal) -> None:
+        try:
+            workflow = self.registry.get(journal.state.workflow)
+            data = workflow_input(workflow, journal.state)
+        except (UnknownWorkflow, PayloadError) as exc:
+            await journal.record(failure(exc))
+            return
+        if workflow.timeout_ms is not None and await deadline_passed(
+                journal, workflow.timeout_ms, self._now):
+            await journal.record(ExecutionTimedOut(timeout_ms=workflow.timeout_ms))
+            return
+        done = await replay(journal, workflow, data, self.max_payload_bytes)
+        if isinstance(done.stopped, Cancelled):
+            await journal.record(ExecutionCancelled(reason=done.stopped.reason))
+        elif done.ending is not None:
+            await journal.record(done.ending)
+
+    async def _now(self) -> int:
+        return self.now_ms
+
+    def _notify_parent(self, journal: MemoryJournal) -> None:
+        """Tell the parent how the child ended (once: the token stops repeats)."""
+        state, failure = journal.state, journal.state.error
+        parent = self._journals.get(state.parent_id)
+        event = ChildCompleted(
+            child_id=state.execution_id, status=state.status, result=state.result or b"",
+            error_type=failure.error_type if failure else "",
+            message=failure.message if failure else "",
+        )
+        if parent is not None:  # a parent that is gone or done waits for nobody any more
+            with contextlib.suppress(ExecutionEnded):
+                parent.append(event, enqueue=True, token=f"child:{state.execution_id}")
+

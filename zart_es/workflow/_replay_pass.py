@@ -1,0 +1,105 @@
+"""One replay of a workflow over its journal: the part of running an execution that needs
+no Redis, shared by the engine's runner and :mod:`zart_es.testing`'s harness.
+
+A replay runs the workflow function from the top with a fresh :class:`Context`; recorded
+calls return from the log, the first new one runs. It ends in one of three ways: the
+workflow returned or raised (:attr:`Replayed.ending` is the event that ends the
+execution, not yet recorded), engine control flow stopped it (:attr:`Replayed.stopped`:
+a durable wait, a cancel, a pause, a drain), or it swallowed the engine's ``Suspend`` and
+still waits (both None). Recording the ending, holding a pause and handing work back are
+the caller's: they differ between a worker and a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from zart_es.core import (
+    Cancelled,
+    Event,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionState,
+    Interrupted,
+    NewTimer,
+    Paused,
+    PayloadError,
+    Suspend,
+    TaskError,
+    TimerSet,
+    decode_value,
+    encode_value,
+    timeout_timer,
+)
+from zart_es.workflow._context import Context
+from zart_es.workflow._journal import Journal
+from zart_es.workflow._registry import Workflow
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """How one replay ended: an ending to record, or what stopped it, or neither."""
+
+    ending: ExecutionCompleted | ExecutionFailed | None = None
+    stopped: Suspend | Interrupted | Cancelled | Paused | None = None
+
+
+async def replay(journal: Journal, workflow: Workflow, data: Any, max_payload_bytes: int
+                 ) -> Replayed:
+    """Run ``workflow`` once from the top over ``journal`` (see the module docstring)."""
+    ctx = Context(journal, max_payload_bytes=max_payload_bytes)
+    try:
+        result = await workflow.fn(ctx, data)
+    except (Suspend, Interrupted, Cancelled, Paused) as stopped:
+        return Replayed(stopped=stopped)
+    except Exception as exc:  # the workflow's own failure ends it
+        # unless it swallowed Suspend and raised something else while unwinding
+        return Replayed() if ctx.suspended else Replayed(ending=failure(exc))
+    if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
+        return Replayed()
+    return Replayed(ending=completion(workflow, result, max_payload_bytes))
+
+
+def workflow_input(workflow: Workflow, state: ExecutionState) -> Any:
+    """The execution's input decoded to the workflow's declared type (PayloadError if not)."""
+    return decode_value(state.input, workflow.input_type, f"input of workflow {workflow.name!r}")
+
+
+def completion(workflow: Workflow, result: Any, max_payload_bytes: int
+               ) -> ExecutionCompleted | ExecutionFailed:
+    """The event that records a returned ``result``: a failure if it cannot be stored."""
+    try:
+        encoded = encode_value(result, f"result of workflow {workflow.name!r}", max_payload_bytes)
+    except PayloadError as exc:
+        return failure(exc)
+    return ExecutionCompleted(result=encoded)
+
+
+def failure(exc: BaseException) -> ExecutionFailed:
+    """The event that records ``exc`` as the execution's failure."""
+    if isinstance(exc, TaskError):
+        return ExecutionFailed(error_type="TaskError", message=exc.message)
+    return ExecutionFailed(error_type=type(exc).__name__, message=str(exc))
+
+
+async def deadline_passed(journal: Journal, timeout_ms: int,
+                          now_ms: Callable[[], Awaitable[int]]) -> bool:
+    """On the first run (of the execution or of a repair), put the deadline on the wheel
+    (due = start + timeout) before anything else, pause rules and queues included: the
+    timer poller ends the execution ``timed_out`` when it fires, whatever it is doing or
+    waiting for. True if it was due already (a backlog kept every worker from the
+    execution that long): the caller ends it now, before running anything.
+
+    ``now_ms`` is the deployment's clock (Redis' in a worker), read only when needed."""
+    state = journal.state
+    name = timeout_timer(timeout_ms)
+    if name in state.timers:
+        return False
+    due = (state.opened_ms or state.started_ms) + timeout_ms
+    if due <= await now_ms():
+        return True
+    event: Event = TimerSet(timer=name, due_ms=due, purpose="timeout")
+    await journal.record(event, timer=NewTimer(name, due_ms=due))
+    return False
