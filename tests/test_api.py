@@ -112,7 +112,7 @@ def test_events_and_cancel(api: str) -> None:
     httpx.post(f"{api}/executions", json={"name": "job-poller", "id": "api-c",
                                           "input": {"runs_for": 60, "every": 0.2}})
     time.sleep(0.5)
-    delivered = httpx.post(f"{api}/executions/api-c/events/ping", json={"x": 1})
+    delivered = httpx.post(f"{api}/executions/api-c/signals/ping", json={"x": 1})
     assert (delivered.status_code, delivered.json()["delivered"]) == (202, True)
     cancelled = httpx.post(f"{api}/executions/api-c/cancel")
     assert cancelled.status_code == 202
@@ -214,7 +214,7 @@ def test_admin_edge_cases(api: str) -> None:
     assert wrong.status_code == 422
     assert "workflow" in wrong.json()["message"]
     deep = "[" * 3000 + "]" * 3000
-    for path in ("/executions", "/schedules", "/executions/api-e/events/x"):
+    for path in ("/executions", "/schedules", "/executions/api-e/signals/x"):
         reply = httpx.post(f"{api}{path}", content=deep,
                            headers={"content-type": "application/json"})
         assert (reply.status_code, reply.json()["code"]) == (422, "invalid_request"), path
@@ -275,7 +275,7 @@ def test_error_codes(api: str) -> None:
     missing = httpx.get(f"{api}/executions/nope")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     assert httpx.post(f"{api}/executions/nope/cancel").status_code == 404
-    assert httpx.post(f"{api}/executions/nope/events/x", json=1).status_code == 404
+    assert httpx.post(f"{api}/executions/nope/signals/x", json=1).status_code == 404
     bad_body = httpx.post(f"{api}/executions", json={"input": 1})
     assert (bad_body.status_code, bad_body.json()["code"]) == (422, "invalid_request")
     bad_id = httpx.post(f"{api}/executions", json={"name": "w", "id": "has space"})

@@ -154,14 +154,14 @@ def test_history_verify_accepts_intact_and_rejects_tampered_logs(
     assert "broken at event #6: the newest entry does not match" in forged.stderr
 
 
-def test_list_cancel_send_event(redis_url: str, tmp_path: Path) -> None:
+def test_list_cancel_send_signal_and_its_first_name(redis_url: str, tmp_path: Path) -> None:
     worker = spawn_worker(redis_url, "workers.examples", log=tmp_path / "w.log")
     try:
         zart(redis_url, "start", "job-poller", "--input", '{"runs_for": 60, "every": 0.2}',
              "--id", "cli-poll")
-        sent = zart(redis_url, "send-event", "cli-poll", "nudge", "--payload", '{"a": 1}',
+        sent = zart(redis_url, "send-signal", "cli-poll", "nudge", "--payload", '{"a": 1}',
                     "--event-id", "n1")
-        assert sent.stdout.strip() == "event 'nudge' delivered to 'cli-poll'"
+        assert sent.stdout.strip() == "signal 'nudge' delivered to 'cli-poll'"
         again = zart(redis_url, "send-event", "cli-poll", "nudge", "--event-id", "n1")
         assert "already delivered" in again.stdout
         assert zart(redis_url, "cancel", "cli-poll").stdout.strip() == (

@@ -94,7 +94,7 @@ async def test_children_events_cancel_and_list_on_the_cluster(cluster: LocalClus
 
     @durable("c-parent", registry=registry)
     async def parent(ctx: Context) -> list[int]:
-        got = await ctx.wait_for_event("go", type=int)
+        got = await ctx.wait_for_signal("go", type=int)
         return list(await ctx.gather(*(ctx.call("c-child", got + i) for i in range(3))))
 
     @durable("c-sleepy", registry=registry)
@@ -104,7 +104,7 @@ async def test_children_events_cancel_and_list_on_the_cluster(cluster: LocalClus
     async with Client(cluster.url) as client, Worker(cluster.url, registry=registry,
                                                      poll_interval=0.05):
         eid = await client.start("c-parent", execution_id=_id("parent"))
-        await client.send_event(eid, "go", 10)
+        await client.send_signal(eid, "go", 10)
         assert await client.result(eid, timeout=20) == [11, 12, 13]
         keys = client.keys
         children = [f"{eid}.child-{i}" for i in range(3)]

@@ -17,15 +17,15 @@ from zart_es.core import (
     Cancelled,
     CancelRequested,
     ChildFailedError,
-    EventConsumed,
-    EventReceived,
-    EventTimeout,
     ExecutionEnded,
     ExecutionFailedError,
     ExecutionStarted,
     NewTimer,
     RetryPolicy,
     RetryScheduled,
+    SignalConsumed,
+    SignalReceived,
+    SignalTimeout,
     StepCompleted,
     StepFailed,
     StepFailedError,
@@ -472,18 +472,18 @@ async def test_events_sent_before_and_after_the_wait(
 ) -> None:
     @durable("approvals", registry=registry)
     async def approvals(ctx: Context) -> list[str]:
-        first = await ctx.wait_for_event("approve", type=str)
-        second = await ctx.wait_for_event("approve", type=str)
+        first = await ctx.wait_for_signal("approve", type=str)
+        second = await ctx.wait_for_signal("approve", type=str)
         return [first, second]
 
     harness.start("approvals")
-    harness.send_event("approve", "early")  # before the workflow ever ran
+    harness.send_signal("approve", "early")  # before the workflow ever ran
     await harness.run()
     assert harness.status != "completed"
-    assert [e.wait for e in of_type(harness, EventConsumed)] == ["event:approve#0"]
+    assert [e.wait for e in of_type(harness, SignalConsumed)] == ["event:approve#0"]
     await harness.run()  # a replay without the event: still waiting
-    assert len(of_type(harness, EventConsumed)) == 1
-    harness.send_event("approve", "late")
+    assert len(of_type(harness, SignalConsumed)) == 1
+    harness.send_signal("approve", "late")
     assert await harness.run() == "completed"
     assert harness.result() == ["early", "late"]
 
@@ -494,11 +494,11 @@ async def test_an_event_sent_long_before_the_wait_is_kept(
     @durable("later", registry=registry)
     async def later(ctx: Context) -> int:
         await ctx.sleep(1)
-        return int(await ctx.wait_for_event("go", type=int))
+        return int(await ctx.wait_for_signal("go", type=int))
 
     harness.start("later")
     await harness.run()
-    harness.send_event("go", 7)
+    harness.send_signal("go", 7)
     assert await harness.run() == "sleeping"
     harness.advance(1000)
     await harness.run()
@@ -510,16 +510,16 @@ async def test_event_ids_make_delivery_idempotent(
 ) -> None:
     @durable("one-event", registry=registry)
     async def one_event(ctx: Context) -> str:
-        return str(await ctx.wait_for_event("e", type=str))
+        return str(await ctx.wait_for_signal("e", type=str))
 
     harness.start("one-event")
-    assert harness.send_event("e", "x", event_id="evt-1") is True
-    assert harness.send_event("e", "x", event_id="evt-1") is False
+    assert harness.send_signal("e", "x", signal_id="evt-1") is True
+    assert harness.send_signal("e", "x", signal_id="evt-1") is False
     await harness.run()
     assert harness.result() == "x"
-    assert len(of_type(harness, EventReceived)) == 1
+    assert len(of_type(harness, SignalReceived)) == 1
     with pytest.raises(ExecutionEnded):
-        harness.send_event("e", "too late")
+        harness.send_signal("e", "too late")
 
 
 async def test_a_wait_times_out_on_its_durable_timer(
@@ -528,8 +528,8 @@ async def test_a_wait_times_out_on_its_durable_timer(
     @durable("impatient", registry=registry)
     async def impatient(ctx: Context) -> str:
         try:
-            await ctx.wait_for_event("reply", timeout="300ms")
-        except EventTimeout as exc:
+            await ctx.wait_for_signal("reply", timeout="300ms")
+        except SignalTimeout as exc:
             await ctx.sleep(1)  # a replay must resolve the wait the same way
             return f"gave up on {exc.name}"
         return "got it"
@@ -541,14 +541,14 @@ async def test_a_wait_times_out_on_its_durable_timer(
     assert await harness.run() != "completed"
     assert harness.advance(1) == ["event:reply#0:timer"]
     assert await harness.run() == "sleeping"
-    harness.send_event("reply", 1)  # too late: the wait is resolved
+    harness.send_signal("reply", 1)  # too late: the wait is resolved
     harness.advance(1000)
     assert await harness.run() == "completed"
     assert harness.result() == "gave up on reply"
-    consumed = of_type(harness, EventConsumed)
+    consumed = of_type(harness, SignalConsumed)
     assert [(e.name, e.index) for e in consumed] == [("reply", -1)]
     with pytest.raises(ExecutionEnded):
-        harness.send_event("reply", 2)
+        harness.send_signal("reply", 2)
 
 
 async def test_an_event_before_the_timeout_takes_the_timer_off_the_wheel(
@@ -556,13 +556,13 @@ async def test_an_event_before_the_timeout_takes_the_timer_off_the_wheel(
 ) -> None:
     @durable("waits-then-sleeps", registry=registry)
     async def waits(ctx: Context) -> None:
-        await ctx.wait_for_event("go", timeout="1s")
+        await ctx.wait_for_signal("go", timeout="1s")
         await ctx.sleep(30)
 
     harness.start("waits-then-sleeps")
     await harness.run()
     assert list(harness.timers) == ["event:go#0:timer"]
-    harness.send_event("go", 1)
+    harness.send_signal("go", 1)
     assert await harness.run() == "sleeping"
     assert list(harness.timers) == ["sleep-0"]
     assert harness.advance(1500) == []
@@ -575,20 +575,20 @@ async def test_concurrent_waits_for_one_event_name_take_different_events(
     @durable("two-waiters", registry=registry)
     async def two_waiters(ctx: Context) -> list[str]:
         await ctx.step("ready", lambda: 1)
-        got = await ctx.gather(ctx.wait_for_event("go", type=str),
-                               ctx.wait_for_event("go", type=str))
+        got = await ctx.gather(ctx.wait_for_signal("go", type=str),
+                               ctx.wait_for_signal("go", type=str))
         return sorted(got)
 
     one_by_one = harness.start("two-waiters")
     await harness.run(one_by_one)
-    harness.send_event("go", "first", execution_id=one_by_one)
+    harness.send_signal("go", "first", execution_id=one_by_one)
     await harness.run(one_by_one)
-    harness.send_event("go", "second", execution_id=one_by_one)
+    harness.send_signal("go", "second", execution_id=one_by_one)
     await harness.run(one_by_one)
     assert harness.result(one_by_one) == ["first", "second"]
     both_early = harness.start("two-waiters")
-    harness.send_event("go", "first", execution_id=both_early)
-    harness.send_event("go", "second", execution_id=both_early)
+    harness.send_signal("go", "first", execution_id=both_early)
+    harness.send_signal("go", "second", execution_id=both_early)
     await harness.run(both_early)
     assert harness.result(both_early) == ["first", "second"]
 
@@ -599,9 +599,9 @@ async def test_a_gather_branch_waiting_does_not_stop_its_siblings(
     @durable("self-trigger", registry=registry)
     async def self_trigger(ctx: Context) -> str:
         def trigger() -> bool:
-            return harness.send_event("go", "triggered", execution_id=ctx.execution_id)
+            return harness.send_signal("go", "triggered", execution_id=ctx.execution_id)
 
-        got, _sent = await ctx.gather(ctx.wait_for_event("go", type=str),
+        got, _sent = await ctx.gather(ctx.wait_for_signal("go", type=str),
                                       ctx.step("trigger", trigger))
         return str(got)
 
@@ -633,7 +633,7 @@ async def test_cancel_runs_compensation_and_ends_cancelled(
             elif mode == "sleep":
                 await ctx.sleep(60)
             else:
-                await ctx.wait_for_event("never")
+                await ctx.wait_for_signal("never")
             await ctx.step("after", lambda: log.append("after"))
         except Cancelled:
             await ctx.step("compensate", lambda: log.append("compensate"))

@@ -44,18 +44,18 @@ async def test_event_idempotency_and_bad_targets(
 
     @durable("one-event", registry=registry)
     async def one_event(ctx: Context) -> str:
-        return await ctx.wait_for_event("e", type=str)
+        return await ctx.wait_for_signal("e", type=str)
 
     eid = await client.start("one-event")
-    assert await client.send_event(eid, "e", "x", event_id="evt-1") is True
-    assert await client.send_event(eid, "e", "x", event_id="evt-1") is False
+    assert await client.send_signal(eid, "e", "x", signal_id="evt-1") is True
+    assert await client.send_signal(eid, "e", "x", signal_id="evt-1") is False
     assert await client.result(eid, timeout=5) == "x"
-    received = [e for e in await read_log(redis, eid) if type(e).__name__ == "EventReceived"]
+    received = [e for e in await read_log(redis, eid) if type(e).__name__ == "SignalReceived"]
     assert len(received) == 1
     with pytest.raises(ExecutionEnded):
-        await client.send_event(eid, "e", "too late")
+        await client.send_signal(eid, "e", "too late")
     with pytest.raises(ExecutionNotFound):
-        await client.send_event("no-such-execution", "e", 1)
+        await client.send_signal("no-such-execution", "e", 1)
 
 
 async def test_event_wait_timeout_survives_worker_restart(
@@ -270,7 +270,7 @@ async def test_resolved_wait_takes_its_timer_off_the_wheel(
 
     @durable("waits-then-sleeps", registry=registry)
     async def waits(ctx: Context) -> None:
-        await ctx.wait_for_event("go", timeout="1s")
+        await ctx.wait_for_signal("go", timeout="1s")
         await ctx.sleep(30)
 
     eid = await client.start("waits-then-sleeps")
@@ -281,7 +281,7 @@ async def test_resolved_wait_takes_its_timer_off_the_wheel(
         return sorted(m.decode().split(" ", 1)[1] for m in members) == expected
 
     await wait_for(lambda: timers_on_wheel(["event:go#0:timer"]), timeout=5)
-    await client.send_event(eid, "go", 1)
+    await client.send_signal(eid, "go", 1)
     await wait_for(lambda: timers_on_wheel(["sleep-0"]), timeout=5)
     await asyncio.sleep(1.3)
     assert (await client.status(eid)).status == "sleeping"

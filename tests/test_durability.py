@@ -154,7 +154,7 @@ async def test_zombie_workers_record_each_step_once(redis_url: str, redis: Redis
 
 async def test_direct_race_between_two_runners(redis_url: str, redis: Redis) -> None:
     """Two runners folded at the same version: the loser adopts the winner's result."""
-    from zart_es.engine._runner import StoreJournal, run_execution
+    from zart_es.engine._runner import StoreJournal, replay_execution
     from zart_es.store._store import Store
 
     registry = Registry()
@@ -179,7 +179,7 @@ async def test_direct_race_between_two_runners(redis_url: str, redis: Redis) -> 
         await j1.catch_up()
         await j2.catch_up()
         try:
-            await asyncio.gather(run_execution(j1, registry), run_execution(j2, registry),
+            await asyncio.gather(replay_execution(j1, registry), replay_execution(j2, registry),
                                  return_exceptions=True)
         finally:
             await store.aclose()

@@ -63,8 +63,8 @@ middle_events: st.SearchStrategy[ev.Event] = st.one_of(
               due_ms=st.just(0) | st.integers(min_value=1, max_value=10**10),
               purpose=st.sampled_from(["sleep", "retry", "event", "timeout"])),
     st.builds(ev.TimerFired, timer=timer_names),
-    st.builds(ev.EventReceived, name=event_names, payload=payloads),
-    st.builds(ev.EventConsumed, wait=st.sampled_from(["wait:paid#0", "wait:paid#1"]),
+    st.builds(ev.SignalReceived, name=event_names, payload=payloads),
+    st.builds(ev.SignalConsumed, wait=st.sampled_from(["wait:paid#0", "wait:paid#1"]),
               name=event_names, index=st.integers(min_value=-1, max_value=3)),
     st.builds(ev.CancelRequested, reason=texts),
     st.builds(ev.ChildStarted, call=st.sampled_from(["child-0", "child-1"]),
@@ -81,7 +81,7 @@ terminal_events: st.SearchStrategy[ev.Event] = st.one_of(
 )
 # what may still arrive from outside after the end (the store refuses the rest)
 after_end_events: st.SearchStrategy[ev.Event] = st.one_of(
-    st.builds(ev.EventReceived, name=event_names, payload=payloads),
+    st.builds(ev.SignalReceived, name=event_names, payload=payloads),
     st.builds(ev.CancelRequested, reason=texts),
     st.builds(ev.ChildCompleted, child_id=st.just("order-1.c0"), status=st.just("completed")),
 )
@@ -170,7 +170,7 @@ def test_folded_state_invariants(events: list[ev.Event]) -> None:
         else:
             assert fired
             assert timer.fired_seq in {e.seq for e in fired}
-    received = [e for e in events if isinstance(e, ev.EventReceived)]
+    received = [e for e in events if isinstance(e, ev.SignalReceived)]
     assert sum(len(v) for v in state.received.values()) == len(received)
     for name, entries in state.received.items():
         seqs = [r.seq for r in entries]
@@ -184,7 +184,7 @@ def test_every_step_record_is_already_recorded_after_folding(events: list[ev.Eve
     state = fold(events)
     for event in events:
         if isinstance(event, ev.StepCompleted | ev.StepFailed | ev.TimerSet
-                      | ev.RetryScheduled | ev.EventConsumed | ev.ChildStarted):
+                      | ev.RetryScheduled | ev.SignalConsumed | ev.ChildStarted):
             assert already_recorded(state, event)
         if isinstance(event, ev.TERMINAL_EVENTS):
             assert already_recorded(state, event)
@@ -366,7 +366,7 @@ def test_terminal_statuses(end: ev.Event, status: str, error: Failure | None) ->
 
 @pytest.mark.parametrize(
     "late",
-    [ev.EventReceived(name="paid", payload=b""), ev.CancelRequested(reason="late"),
+    [ev.SignalReceived(name="paid", payload=b""), ev.CancelRequested(reason="late"),
      ev.ChildCompleted(child_id="c", status="completed")],
 )
 def test_outside_events_after_the_end_keep_the_status(late: ev.Event) -> None:
@@ -379,16 +379,16 @@ def test_outside_events_after_the_end_keep_the_status(late: ev.Event) -> None:
 def test_events_received_and_consumed() -> None:
     state = fold(log(
         START,
-        ev.EventReceived(name="paid", payload=b"\x01"),
-        ev.EventReceived(name="paid", payload=b"\x02"),
-        ev.EventConsumed(wait="wait:paid#0", name="paid", index=1),
-        ev.EventConsumed(wait="wait:paid#1", name="paid", index=-1),
+        ev.SignalReceived(name="paid", payload=b"\x01"),
+        ev.SignalReceived(name="paid", payload=b"\x02"),
+        ev.SignalConsumed(wait="wait:paid#0", name="paid", index=1),
+        ev.SignalConsumed(wait="wait:paid#1", name="paid", index=-1),
     ))
     assert [(r.seq, r.payload) for r in state.received["paid"]] == [(1, b"\x01"), (2, b"\x02")]
     assert state.consumed == {"wait:paid#0": 1, "wait:paid#1": -1}
     assert state.order == ["wait:paid#0", "wait:paid#1"]
-    assert already_recorded(state, ev.EventConsumed(wait="wait:paid#0", name="paid", index=0))
-    assert not already_recorded(state, ev.EventReceived(name="paid", payload=b"\x01"))
+    assert already_recorded(state, ev.SignalConsumed(wait="wait:paid#0", name="paid", index=0))
+    assert not already_recorded(state, ev.SignalReceived(name="paid", payload=b"\x01"))
 
 
 def test_first_cancel_reason_stands() -> None:
@@ -430,7 +430,7 @@ def test_children() -> None:
         (ev.ExecutionFailed(error_type="E", message="m"), FAILED),
         (ev.ExecutionTimedOut(timeout_ms=1), TIMED_OUT),
         (ev.ExecutionCancelled(), CANCELLED),
-        (ev.EventReceived(name="n", payload=b""), None),
+        (ev.SignalReceived(name="n", payload=b""), None),
         (ev.CancelRequested(), None),
         (ev.ChildCompleted(child_id="c", status="completed"), None),
     ],
@@ -451,7 +451,7 @@ def test_terminal_events_lead_to_terminal_states() -> None:
 
 
 def test_never_recorded_kinds() -> None:
-    state = fold(log(START, ev.EventReceived(name="n", payload=b""), ev.CancelRequested()))
+    state = fold(log(START, ev.SignalReceived(name="n", payload=b""), ev.CancelRequested()))
     # deliveries from outside are never deduplicated by the fold
-    assert not already_recorded(state, ev.EventReceived(name="n", payload=b""))
+    assert not already_recorded(state, ev.SignalReceived(name="n", payload=b""))
     assert not already_recorded(state, ev.CancelRequested())

@@ -27,8 +27,8 @@ event_bodies = st.one_of(
     st.builds(ev.TimerSet, timer=names, delay_ms=small, due_ms=small,
               purpose=st.sampled_from(["sleep", "event", "timeout"])),
     st.builds(ev.TimerFired, timer=names),
-    st.builds(ev.EventReceived, name=names, payload=payloads),
-    st.builds(ev.EventConsumed, wait=names, name=names, index=st.integers(-1, 3)),
+    st.builds(ev.SignalReceived, name=names, payload=payloads),
+    st.builds(ev.SignalConsumed, wait=names, name=names, index=st.integers(-1, 3)),
     st.builds(ev.CancelRequested, reason=names),
     st.builds(ev.ChildStarted, call=names, child_id=names, workflow=names),
     st.builds(ev.ChildCompleted, child_id=names, status=names, result=payloads),
@@ -84,6 +84,6 @@ def test_applied_records_count_as_recorded(log: list[ev.Event]) -> None:
     state = ExecutionState()
     for event in log:
         apply(state, event)
-        if isinstance(event, ev.StepCompleted | ev.StepFailed | ev.TimerSet | ev.EventConsumed
+        if isinstance(event, ev.StepCompleted | ev.StepFailed | ev.TimerSet | ev.SignalConsumed
                       | ev.ChildStarted):
             assert already_recorded(state, event)

@@ -207,14 +207,14 @@ async def test_a_restart_keeps_the_events_the_execution_was_sent(
 
     @durable("events-then-fail", registry=registry)
     async def events_then_fail(ctx: Context) -> str:
-        seen = await ctx.wait_for_event("seen", type=str)
+        seen = await ctx.wait_for_signal("seen", type=str)
         await ctx.sleep(0.3)
         await ctx.step("a", lambda: calls.step("a", 1))
-        return seen + " " + await ctx.wait_for_event("go", type=str)
+        return seen + " " + await ctx.wait_for_signal("go", type=str)
 
     eid = await client.start("events-then-fail")
-    await client.send_event(eid, "seen", "first")
-    await client.send_event(eid, "go", "payload-1", event_id="go-1")
+    await client.send_signal(eid, "seen", "first")
+    await client.send_signal(eid, "go", "payload-1", signal_id="go-1")
     assert (await client.wait(eid, 10)).status == "failed"
     calls.failing.clear()
     await client.restart(eid)
@@ -297,7 +297,7 @@ async def test_timers_falling_due_while_paused_are_seen_on_resume(
     await wait_for(lambda: _state(client, eid, "sleeping"))
     await client.pause(workflow="sleepy")
     await worker.refresh_pause_rules()  # instead of waiting for its next poll
-    await client.send_event(eid, "poke")  # wakes it: the worker finds the rule and holds it
+    await client.send_signal(eid, "poke")  # wakes it: the worker finds the rule and holds it
     await wait_for(lambda: _state(client, eid, "paused"), timeout=10)
 
     async def fired_while_paused() -> bool:
@@ -443,7 +443,7 @@ async def test_a_repair_takes_the_old_runs_pending_timers_off_the_wheel(
         runs.append(1)
         if len(runs) == 1:
             await ctx.sleep(60, name="long")
-        return str(await ctx.wait_for_event("go", type=str))
+        return str(await ctx.wait_for_signal("go", type=str))
 
     eid = await client.start("sleepy-deadline")
     assert (await client.wait(eid, 10)).status == "timed_out"
@@ -453,7 +453,7 @@ async def test_a_repair_takes_the_old_runs_pending_timers_off_the_wheel(
     await client.restart(eid)
     assert await redis.zscore(wheel, member) is None
     await wait_for(lambda: _ran_twice(runs))
-    await client.send_event(eid, "go", "went")
+    await client.send_signal(eid, "go", "went")
     assert await client.result(eid, timeout=10) == "went"
 
 
@@ -557,7 +557,7 @@ async def test_a_worker_with_an_old_copy_of_the_rules_keeps_a_paused_execution_p
     @durable("woken-while-paused", registry=registry)
     async def woken_while_paused(ctx: Context) -> str:
         await ctx.sleep(0.3)
-        return str(await ctx.wait_for_event("go", type=str))
+        return str(await ctx.wait_for_signal("go", type=str))
 
     async with Client(redis_url) as client, Worker(
             redis_url, registry=registry, lease_timeout=1, poll_interval=0.05) as worker:
@@ -571,7 +571,7 @@ async def test_a_worker_with_an_old_copy_of_the_rules_keeps_a_paused_execution_p
 
         worker.pauses.refresh = stale_refresh  # type: ignore[method-assign]
         worker.pauses.active = frozenset()
-        await client.send_event(eid, "go", "went")  # a work message: the worker runs it
+        await client.send_signal(eid, "go", "went")  # a work message: the worker runs it
         await asyncio.sleep(0.5)
         assert (await client.status(eid)).status == "paused"
         assert not [e for e in await read_log(client.redis, eid)

@@ -48,6 +48,7 @@ PUBLIC = [
     "ScheduleNotFound",
     "Scheduler",
     "Schedules",
+    "SignalTimeout",
     "Status",
     "StepFailedError",
     "StoreError",
@@ -71,6 +72,7 @@ ERROR_CLASSES: dict[str, type[BaseException]] = {
     name: cls
     for name, cls in inspect.getmembers(errors, inspect.isclass)
     if issubclass(cls, BaseException) and cls.__module__ == errors.__name__
+    and cls.__name__ == name  # not a first name kept as an alias (EventTimeout)
 }
 
 
@@ -107,7 +109,7 @@ def test_public_errors_are_the_errors_module_classes() -> None:
     for name in PUBLIC:
         value = getattr(zart_es, name)
         if inspect.isclass(value) and issubclass(value, BaseException):
-            assert value is ERROR_CLASSES[name]
+            assert value is ERROR_CLASSES[value.__name__]
 
 
 def test_error_classes_are_found() -> None:
@@ -187,3 +189,10 @@ def test_status_is_a_str_enum_and_the_old_field_name_still_reads() -> None:
     assert [str(s) for s in zart_es.Status] == [
         "pending", "running", "sleeping", "paused", "completed", "failed", "cancelled",
         "timed_out"]
+
+
+def test_first_names_of_renamed_public_names_still_work() -> None:
+    """Signals were called events: code written against 0.3 keeps running."""
+    assert zart_es.EventTimeout is zart_es.SignalTimeout
+    assert zart_es.Context.wait_for_event is zart_es.Context.wait_for_signal
+    assert errors.EventTimeout is errors.SignalTimeout

@@ -82,7 +82,7 @@ async def test_higher_priority_executions_are_admitted_first(
     @durable("serial-job", queue="serial", registry=registry)
     async def serial_job(ctx: Context, label: str) -> None:
         if label == "blocker":
-            await ctx.wait_for_event("go")
+            await ctx.wait_for_signal("go")
         await ctx.step("run", lambda: order.append(label))
 
     blocker = await client.start("serial-job", "blocker")
@@ -100,7 +100,7 @@ async def test_higher_priority_executions_are_admitted_first(
         await asyncio.sleep(0.002)
     await asyncio.sleep(0.3)  # all of them are waiting for the one slot
     assert [(await client.status(eid)).status for eid in [*low, *high]] == ["pending"] * 16
-    await client.send_event(blocker, "go")
+    await client.send_signal(blocker, "go")
     for eid in [blocker, *low, *high]:
         await client.result(eid, timeout=20)
     assert order == ["blocker", *(f"high-{i}" for i in range(8)),
@@ -253,7 +253,7 @@ async def test_the_higher_priority_queue_of_a_pool_is_served_first(
     @durable("bulk-send", queue="bulk-mail", registry=registry)
     async def bulk_send(ctx: Context, label: str) -> None:
         if label == "blocker":
-            await ctx.wait_for_event("go")
+            await ctx.wait_for_signal("go")
         await ctx.step("send", lambda: order.append(label))
 
     @durable("urgent-send", queue="urgent-mail", registry=registry)
@@ -274,7 +274,7 @@ async def test_the_higher_priority_queue_of_a_pool_is_served_first(
         ids.append(await client.start("urgent-send", f"urgent-{i}"))
         await asyncio.sleep(0.002)
     await asyncio.sleep(0.3)  # all waiting for the pool's one slot
-    await client.send_event(blocker, "go")
+    await client.send_signal(blocker, "go")
     for eid in [blocker, *ids]:
         await client.result(eid, timeout=20)
     assert order == ["blocker", *(f"urgent-{i}" for i in range(4)),

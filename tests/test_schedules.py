@@ -349,7 +349,7 @@ async def worker(redis_url: str, registry: Registry) -> AsyncIterator[Registry]:
     @durable("held", registry=registry)
     async def held(ctx: Context, data: dict[str, int]) -> dict[str, int]:
         await ctx.step("begin", lambda: 1)  # a wait alone records nothing: still "pending"
-        await ctx.wait_for_event("go")
+        await ctx.wait_for_signal("go")
         return data
 
     async with Worker(redis_url, registry=registry, lease_timeout=1, poll_interval=0.05):
@@ -379,7 +379,7 @@ async def test_overlap_policies(client: Client, schedules: Schedules, overlap: s
         assert (state.started, state.skipped, state.last_execution) == (1, 1, one)
         with pytest.raises(ExecutionNotFound):
             await client.status(two)
-        await client.send_event(one, "go")
+        await client.send_signal(one, "go")
         assert await client.result(one, timeout=10) == {"n": 7}
         # the previous one has ended: the next occurrence starts
         assert await scheduler.tick(now_ms=first + 2 * HOUR) == [three]
@@ -398,7 +398,7 @@ async def test_overlap_policies(client: Client, schedules: Schedules, overlap: s
         await wait_for(lambda: _waiting(client, two), timeout=10)
         assert await _waiting(client, one)  # both run
         for eid in (one, two):
-            await client.send_event(eid, "go")
+            await client.send_signal(eid, "go")
             assert await client.result(eid, timeout=10) == {"n": 7}
 
 

@@ -61,8 +61,6 @@ from zart_es.core import (
     ChildCompleted,
     ConfigError,
     Event,
-    EventConsumed,
-    EventReceived,
     ExecutionCancelled,
     ExecutionEnded,
     ExecutionFailedError,
@@ -73,6 +71,8 @@ from zart_es.core import (
     LeaseLost,
     NewTimer,
     PayloadError,
+    SignalConsumed,
+    SignalReceived,
     TimerFired,
     UnknownWorkflow,
     already_recorded,
@@ -234,7 +234,7 @@ class MemoryJournal:
         """Timers ``event`` takes off the wheel (as the Redis journal asks its append)."""
         if isinstance(event, TERMINAL_EVENTS):
             return self.state.pending_timers()
-        if isinstance(event, EventConsumed):
+        if isinstance(event, SignalConsumed):
             return (wait_timer(event.wait),)
         return ()
 
@@ -290,18 +290,18 @@ class WorkflowHarness:
         names of the timers fired. The executions run when the test runs them."""
         return [name for journal in list(self._journals.values()) for name in journal.fire_due()]
 
-    def send_event(
+    def send_signal(
         self, name: str, payload: Any = None, *, execution_id: str | None = None,
-        event_id: str | None = None,
+        signal_id: str | None = None,
     ) -> bool:
-        """Record ``EventReceived(name)``: kept until a wait takes it, like
-        ``Client.send_event``. With ``event_id`` the same id again records nothing (False).
-        Raises :class:`~zart_es.core.ExecutionEnded` once the execution ended."""
-        check_workflow_name(name, what="event name")
-        data = encode_value(payload, f"payload of event {name!r}", self.max_payload_bytes)
-        token = f"event:{event_id}" if event_id else ""
+        """Record ``SignalReceived(name)``: kept until a wait takes it, like
+        ``Client.send_signal``. With ``signal_id`` the same id again records nothing
+        (False). Raises :class:`~zart_es.core.ExecutionEnded` once the execution ended."""
+        check_workflow_name(name, what="signal name")
+        data = encode_value(payload, f"payload of signal {name!r}", self.max_payload_bytes)
+        token = f"event:{signal_id}" if signal_id else ""
         stored = self.journal(execution_id).append(
-            EventReceived(name=name, payload=data), enqueue=True, token=token)
+            SignalReceived(name=name, payload=data), enqueue=True, token=token)
         return stored is not None
 
     def cancel(self, reason: str | None = None, *, execution_id: str | None = None) -> bool:

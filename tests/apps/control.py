@@ -6,7 +6,7 @@ import os
 import signal
 from pathlib import Path
 
-from zart_es import Context, EventTimeout, durable
+from zart_es import Context, SignalTimeout, durable
 
 from .crash import effect
 
@@ -15,8 +15,8 @@ from .crash import effect
 async def wait_or_timeout(ctx: Context, seconds: float) -> str:
     await ctx.step("before", lambda: effect("before", 0))
     try:
-        value = await ctx.wait_for_event("approve", timeout=seconds)
-    except EventTimeout:
+        value = await ctx.wait_for_signal("approve", timeout=seconds)
+    except SignalTimeout:
         return "timed out"
     return f"approved: {value}"
 

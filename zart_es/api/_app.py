@@ -188,14 +188,27 @@ async def cancel_execution(request: Request[Any, Any, Any], execution_id: str) -
     return Cancelled(execution_id, cancel_requested=True)
 
 
+@post("/executions/{execution_id:str}/signals/{name:str}", status_code=HTTP_202_ACCEPTED,
+      summary="Deliver a signal")
+async def deliver_signal(
+    request: Request[Any, Any, Any], execution_id: str, name: str, data: Any = None,
+    signal_id: str | None = None,
+) -> Delivered:
+    """The JSON body is the payload. ``?signal_id=`` makes delivery idempotent."""
+    delivered = await _client(request).send_signal(execution_id, name, data,
+                                                   signal_id=signal_id)
+    return Delivered(execution_id, name, delivered)
+
+
 @post("/executions/{execution_id:str}/events/{name:str}", status_code=HTTP_202_ACCEPTED,
-      summary="Deliver an event")
+      summary="Deliver a signal (the route's first name)", deprecated=True)
 async def deliver_event(
     request: Request[Any, Any, Any], execution_id: str, name: str, data: Any = None,
     event_id: str | None = None,
 ) -> Delivered:
-    """The JSON body is the payload. ``?event_id=`` makes delivery idempotent."""
-    delivered = await _client(request).send_event(execution_id, name, data, event_id=event_id)
+    """``/signals/{name}`` under its first name; ``?event_id=`` is ``?signal_id=``."""
+    delivered = await _client(request).send_signal(execution_id, name, data,
+                                                   signal_id=event_id)
     return Delivered(execution_id, name, delivered)
 
 
@@ -322,8 +335,8 @@ def create_app(
 
     return Litestar(
         route_handlers=[start_execution, list_executions, get_execution, get_history,
-                        cancel_execution, deliver_event, healthz, metrics, wait_execution,
-                        stats, *api_admin.ROUTES, *api_schedules.ROUTES],
+                        cancel_execution, deliver_signal, deliver_event, healthz, metrics,
+                        wait_execution, stats, *api_admin.ROUTES, *api_schedules.ROUTES],
         lifespan=[lifespan],
         guards=[_bearer_guard(token)] if token else [],
         exception_handlers={ZartError: _error, HTTPException: _error, RedisError: _error,

@@ -1,5 +1,5 @@
 """``zart-es`` commands that go through the :class:`Client`: start, status, result, list,
-history (with ``--verify``), cancel, send-event. Tables in a terminal, JSON with --json
+history (with ``--verify``), cancel, send-signal. Tables in a terminal, JSON with --json
 or when piped."""
 
 from __future__ import annotations
@@ -87,14 +87,14 @@ async def cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-async def send_event(args: argparse.Namespace) -> int:
-    """``zart-es send-event ID NAME --payload JSON [--event-id K]``."""
+async def send_signal(args: argparse.Namespace) -> int:
+    """``zart-es send-signal ID NAME --payload JSON [--signal-id K]`` (or ``send-event``)."""
     payload = json_arg(args.payload, "--payload")
     async with client_for(args) as client:
-        delivered = await client.send_event(args.id, args.name, payload,
-                                            event_id=args.event_id)
-    print(f"event {args.name!r} delivered to {args.id!r}" if delivered
-          else f"event id {args.event_id!r} was already delivered to {args.id!r}")
+        delivered = await client.send_signal(args.id, args.name, payload,
+                                             signal_id=args.signal_id)
+    print(f"signal {args.name!r} delivered to {args.id!r}" if delivered
+          else f"signal id {args.signal_id!r} was already delivered to {args.id!r}")
     return 0
 
 

@@ -10,12 +10,19 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from zart_es.client import Client
 from zart_es.core import ZartError
+
+
+class AddCommand(Protocol):
+    """Adds a subcommand (with the connection options every command takes)."""
+
+    def __call__(self, name: str, help_text: str, *aliases: str) -> argparse.ArgumentParser:
+        ...
 
 
 def client_for(args: argparse.Namespace) -> Client:

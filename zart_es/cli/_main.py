@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
+from zart_es.cli._common import AddCommand
 from zart_es.core import ZartError
 
 EXIT_ERROR = 1
@@ -45,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     connection_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, parents=[common])
+    def add(name: str, help_text: str, *aliases: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[common], aliases=list(aliases))
 
     worker = add("worker", "run a worker until SIGTERM/SIGINT")
     _worker_options(worker)
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _client_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+def _client_commands(add: AddCommand) -> None:
     start = add("start", "start an execution; prints its id")
     start.add_argument("name")
     start.add_argument("--input", default="null", help="input as JSON")
@@ -110,11 +111,13 @@ def _client_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None
     cancel.add_argument("id")
     cancel.add_argument("--reason", default=None)
 
-    send = add("send-event", "deliver an event to an execution")
+    send = add("send-signal", "deliver a signal to an execution (first name: send-event)",
+               "send-event")
     send.add_argument("id")
     send.add_argument("name")
     send.add_argument("--payload", default="null", help="payload as JSON")
-    send.add_argument("--event-id", default=None, help="idempotency key")
+    send.add_argument("--signal-id", "--event-id", dest="signal_id", default=None,
+                      help="idempotency key")
 
 
 def _worker_options(p: argparse.ArgumentParser) -> None:
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cli_serve.demo, "start": cli_client.start, "status": cli_client.status,
         "result": cli_client.result, "list": cli_client.listing,
         "history": cli_client.history, "cancel": cli_client.cancel,
-        "send-event": cli_client.send_event,
+        "send-signal": cli_client.send_signal, "send-event": cli_client.send_signal,
         **args.ops,
     }
     try:

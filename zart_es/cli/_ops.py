@@ -8,13 +8,13 @@ import argparse
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from zart_es.cli._common import client_for, operator, show, when
+from zart_es.cli._common import AddCommand, client_for, operator, show, when
 from zart_es.ops import rule_name
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> dict[str, Handler]:
+def add_commands(add: AddCommand) -> dict[str, Handler]:
     """Add the operator commands to the parser; returns their handlers by name."""
     retry = add("retry-step", "run the failed step of a failed execution again")
     retry.add_argument("id")

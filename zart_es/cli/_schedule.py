@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from zart_es.cli._common import client_for, json_arg, operator, print_json, show
+from zart_es.cli._common import AddCommand, client_for, json_arg, operator, print_json, show
 from zart_es.core import DEFAULT_ID_TEMPLATE, OVERLAP_POLICIES, ScheduleNotFound, schedule_to_dict
 from zart_es.ops import Schedules
 
@@ -15,7 +15,7 @@ Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def add_commands(
-    add: Callable[[str, str], argparse.ArgumentParser], common: argparse.ArgumentParser
+    add: AddCommand, common: argparse.ArgumentParser
 ) -> dict[str, Handler]:
     """Add ``schedule`` and its subcommands (each takes the ``common`` connection
     options); returns the handler by name."""

@@ -28,7 +28,6 @@ from zart_es.core import (
     TERMINAL_STATES,
     AnyEvent,
     ConfigError,
-    EventReceived,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
@@ -36,6 +35,7 @@ from zart_es.core import (
     ExecutionNotFound,
     ExecutionTimedOut,
     ResultTimeout,
+    SignalReceived,
     Status,
     check_execution_id,
     check_workflow_name,
@@ -217,23 +217,30 @@ class Client:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
+    async def send_signal(
+        self, execution_id: str, name: str, payload: Any = None, *,
+        signal_id: str | None = None,
+    ) -> bool:
+        """Deliver signal ``name`` to a running execution and wake it.
+
+        Signals are kept until a ``ctx.wait_for_signal(name)`` takes them, in arrival
+        order. With ``signal_id`` delivery is idempotent: the same id again is ignored
+        (returns False). Raises :class:`ExecutionNotFound` or :class:`ExecutionEnded`.
+        """
+        check_workflow_name(name, what="signal name")
+        data = encode_value(payload, f"payload of signal {name!r}", self._max_payload)
+        await self._ready()
+        appended = await self.store.append(
+            check_execution_id(execution_id), -1, SignalReceived(name=name, payload=data),
+            enqueue=True, token=f"event:{signal_id}" if signal_id else "",
+        )
+        return appended is not None
+
     async def send_event(
         self, execution_id: str, name: str, payload: Any = None, *, event_id: str | None = None
     ) -> bool:
-        """Deliver event ``name`` to a running execution and wake it.
-
-        Events are kept until a ``ctx.wait_for_event(name)`` takes them, in arrival order.
-        With ``event_id`` delivery is idempotent: the same id again is ignored (returns
-        False). Raises :class:`ExecutionNotFound` or :class:`ExecutionEnded`.
-        """
-        check_workflow_name(name, what="event name")
-        data = encode_value(payload, f"payload of event {name!r}", self._max_payload)
-        await self._ready()
-        appended = await self.store.append(
-            check_execution_id(execution_id), -1, EventReceived(name=name, payload=data),
-            enqueue=True, token=f"event:{event_id}" if event_id else "",
-        )
-        return appended is not None
+        """The first name of :meth:`send_signal` (``event_id`` is its ``signal_id``)."""
+        return await self.send_signal(execution_id, name, payload, signal_id=event_id)
 
     async def cancel(self, execution_id: str, reason: str | None = None) -> bool:
         """Ask the execution to stop; False (and nothing recorded) if it already ended.

@@ -46,8 +46,8 @@ class ExecutionHandle:
         """Ask it to stop; False if it already ended."""
         return await self._client.cancel(self.execution_id, reason)
 
-    async def send_event(self, name: str, payload: Any = None, *,
-                         event_id: str | None = None) -> bool:
-        """Deliver event ``name`` to it."""
-        return await self._client.send_event(self.execution_id, name, payload,
-                                             event_id=event_id)
+    async def send_signal(self, name: str, payload: Any = None, *,
+                          signal_id: str | None = None) -> bool:
+        """Deliver signal ``name`` to it."""
+        return await self._client.send_signal(self.execution_id, name, payload,
+                                              signal_id=signal_id)

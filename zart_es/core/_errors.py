@@ -20,7 +20,7 @@
     ├── ExecutionFailedError          Client.result() of an execution that ended failed
     ├── ResultTimeout                 Client.result(timeout=) ran out (also a TimeoutError)
     ├── StepFailedError               a step raised (after its retries, if any); recorded
-    ├── EventTimeout                  ctx.wait_for_event(timeout=) ran out; recorded
+    ├── SignalTimeout                 ctx.wait_for_signal(timeout=) ran out; recorded
     ├── ChildFailedError              a child execution (ctx.call) did not complete
     ├── NondeterminismError           replayed code asked for another durable call than recorded
     ├── TaskError                     raised by user code to fail its execution on purpose
@@ -189,8 +189,8 @@ class StepFailedError(ZartError):
         self.attempts = attempts
 
 
-class EventTimeout(ZartError, TimeoutError):
-    """``ctx.wait_for_event(name, timeout=...)``: the durable timer fired first."""
+class SignalTimeout(ZartError, TimeoutError):
+    """``ctx.wait_for_signal(name, timeout=...)``: the durable timer fired first."""
 
     def __init__(self, name: str, timeout_ms: int) -> None:
         super().__init__(f"no event {name!r} arrived within {timeout_ms}ms")
@@ -351,3 +351,7 @@ class Paused(BaseException):
     def __init__(self, rule: str) -> None:
         super().__init__(rule)
         self.rule = rule
+
+
+EventTimeout = SignalTimeout
+"""The first name of :class:`SignalTimeout`."""

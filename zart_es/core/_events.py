@@ -96,16 +96,18 @@ class ExecutionTimedOut(Event, frozen=True, kw_only=True, tag=True, omit_default
     timeout_ms: int
 
 
-class EventReceived(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
-    """An event delivered from outside (``Client.send_event``); kept until a wait takes it."""
+class SignalReceived(Event, frozen=True, kw_only=True, tag="EventReceived", omit_defaults=True):
+    """A signal delivered from outside (``Client.send_signal``); kept until a wait takes it.
+    Stored under its first name, ``EventReceived``, so every log stays readable."""
 
     name: str
     payload: bytes
 
 
-class EventConsumed(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
-    """Wait ``wait`` resolved: it took the ``index``-th ``EventReceived(name)``, or timed
-    out (``index`` = -1). Recorded once, so every replay resolves the wait the same way."""
+class SignalConsumed(Event, frozen=True, kw_only=True, tag="EventConsumed", omit_defaults=True):
+    """Wait ``wait`` resolved: it took the ``index``-th ``SignalReceived(name)``, or timed
+    out (``index`` = -1). Recorded once, so every replay resolves the wait the same way.
+    Stored under its first name, ``EventConsumed``."""
 
     wait: str
     name: str
@@ -210,8 +212,8 @@ AnyEvent = (
     | ExecutionCompleted
     | ExecutionFailed
     | ExecutionTimedOut
-    | EventReceived
-    | EventConsumed
+    | SignalReceived
+    | SignalConsumed
     | CancelRequested
     | ExecutionCancelled
     | ChildStarted
@@ -233,3 +235,9 @@ TERMINAL_EVENTS: tuple[type[Event], ...] = (
     ExecutionTimedOut,
     ExecutionCancelled,
 )
+
+EventReceived = SignalReceived
+"""The first name of :class:`SignalReceived` (a signal is the outside's message; an event is
+a record of the log)."""
+EventConsumed = SignalConsumed
+"""The first name of :class:`SignalConsumed`."""

@@ -18,8 +18,6 @@ from zart_es.core._events import (
     ChildCompleted,
     ChildStarted,
     Event,
-    EventConsumed,
-    EventReceived,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
@@ -30,6 +28,8 @@ from zart_es.core._events import (
     QueueAdmitted,
     RetryScheduled,
     RunRestarted,
+    SignalConsumed,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepRetryRequested,
@@ -84,7 +84,7 @@ class Timer(msgspec.Struct):
 
 
 class Received(msgspec.Struct, frozen=True):
-    """An ``EventReceived``: its position in the log and its payload."""
+    """An ``SignalReceived``: its position in the log and its payload."""
 
     seq: int
     payload: bytes
@@ -211,7 +211,7 @@ _STATUS_AFTER: dict[type[Event], Status] = {
 }
 
 # events that do not change the status (delivered from outside, while anything goes on)
-_KEEPS_STATUS = (EventReceived, CancelRequested, ChildCompleted, QueueAdmitted)
+_KEEPS_STATUS = (SignalReceived, CancelRequested, ChildCompleted, QueueAdmitted)
 
 
 def keeps_paused(status: str, event: Event) -> bool:
@@ -269,11 +269,11 @@ def _timer_fired(state: ExecutionState, e: TimerFired) -> None:
         timer.fired_seq = e.seq
 
 
-def _event_received(state: ExecutionState, e: EventReceived) -> None:
+def _signal_received(state: ExecutionState, e: SignalReceived) -> None:
     state.received.setdefault(e.name, []).append(Received(e.seq, e.payload))
 
 
-def _event_consumed(state: ExecutionState, e: EventConsumed) -> None:
+def _signal_consumed(state: ExecutionState, e: SignalConsumed) -> None:
     _ordered(state, e.wait)
     state.consumed[e.wait] = e.index
     if e.index >= 0:
@@ -415,8 +415,8 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = dict([
     _on(RetryScheduled, _retry_scheduled),
     _on(TimerSet, _timer_set),
     _on(TimerFired, _timer_fired),
-    _on(EventReceived, _event_received),
-    _on(EventConsumed, _event_consumed),
+    _on(SignalReceived, _signal_received),
+    _on(SignalConsumed, _signal_consumed),
     _on(CancelRequested, _cancel_requested),
     _on(ChildStarted, _child_started),
     _on(ChildCompleted, _child_completed),
@@ -481,7 +481,7 @@ _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = dict([
     _on(TimerFired, _timer_fired_already),
     # a wait is resolved once; a signal is taken by one wait (concurrent waits for the
     # same name decide under the journal's lock: the loser looks again)
-    _on(EventConsumed, lambda s, e: e.wait in s.consumed or e.index in s.taken.get(e.name, {})),
+    _on(SignalConsumed, lambda s, e: e.wait in s.consumed or e.index in s.taken.get(e.name, {})),
     _on(ChildStarted, lambda s, e: e.call in s.children),
     _on(ExecutionCompleted, _ended),
     _on(ExecutionFailed, _ended),

@@ -79,7 +79,7 @@ async def run_demo(data_dir: str, items: int = 30, partitions: int | None = None
         workers.append(_spawn_worker(url, base / "worker.log", env))
         screen.say(f"worker 1 started (pid {workers[0].pid}); logs in {base / 'worker.log'}")
         async with Client(url, partitions=partitions) as client:
-            run = _Run(client, screen, workers, base, env, stamp, effects)
+            run = _Demo(client, screen, workers, base, env, stamp, effects)
             ok = await _crash_and_resume(run, items)
             ok = await _other_examples(client, screen, stamp) and ok
             ok = await _operations(run) and ok
@@ -99,7 +99,7 @@ async def run_demo(data_dir: str, items: int = 30, partitions: int | None = None
 
 
 @dataclass
-class _Run:
+class _Demo:
     """What the demo's parts share."""
 
     client: Client
@@ -111,7 +111,7 @@ class _Run:
     effects: Path
 
 
-async def _crash_and_resume(run: _Run, items: int) -> bool:
+async def _crash_and_resume(run: _Demo, items: int) -> bool:
     client, screen, workers, stamp = run.client, run.screen, run.workers, run.stamp
     screen.say(f"\n1. batch-processor over {items} items, one durable step per item")
     eid = await client.start("batch-processor", {"count": items},
@@ -173,7 +173,7 @@ async def _other_examples(client: Client, screen: _Screen, stamp: str) -> bool:
     return ok
 
 
-async def _operations(run: _Run) -> bool:
+async def _operations(run: _Demo) -> bool:
     """A queue's per-tenant cap, an operator's repair, a pause and a schedule."""
     client, screen, stamp = run.client, run.screen, run.stamp
     screen.say("\n3. operating executions")

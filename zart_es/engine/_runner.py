@@ -22,7 +22,6 @@ from zart_es.core import (
     ChildCompleted,
     ConfigError,
     Event,
-    EventConsumed,
     ExecutionCancelled,
     ExecutionEnded,
     ExecutionFailed,
@@ -39,6 +38,7 @@ from zart_es.core import (
     PayloadError,
     Queue,
     QueueAdmitted,
+    SignalConsumed,
     UnknownWorkflow,
     VersionConflict,
     already_recorded,
@@ -83,8 +83,20 @@ class StoreJournal:
     Keeps the id of the last entry folded, so that catching up reads only newer entries.
     """
 
-    __slots__ = ("_execution_id", "_lock", "draining", "gate", "last_entry", "metrics",
-                 "pauses", "queue", "retry_in_ms", "run_opened", "state", "store")
+    __slots__ = (
+        "_execution_id",
+        "_lock",
+        "draining",
+        "gate",
+        "last_entry",
+        "metrics",
+        "pauses",
+        "queue",
+        "replay_opened",
+        "retry_in_ms",
+        "state",
+        "store",
+    )
 
     def __init__(
         self,
@@ -107,8 +119,8 @@ class StoreJournal:
         self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
         self.last_entry = last_entry
-        self.run_opened = self.state.opened_seq
-        """``opened_seq`` when the current run began (see :meth:`superseded`)."""
+        self.replay_opened = self.state.opened_seq
+        """``opened_seq`` when the current replay began (see :meth:`superseded`)."""
 
     async def catch_up(self) -> int:
         """Fold the entries appended since the last one seen; returns how many."""
@@ -125,7 +137,7 @@ class StoreJournal:
     def superseded(self) -> bool:
         """Whether a repair reopened the execution since the current run began (a catch
         up after a lost append race folded it): the run's coroutine must stop."""
-        return self.state.opened_seq != self.run_opened
+        return self.state.opened_seq != self.replay_opened
 
     def pause_rule(self) -> str | None:
         """The pause rule holding this execution, by the worker's cached copy. None once
@@ -208,14 +220,14 @@ class StoreJournal:
         resolved event wait its timeout (nothing will wait for them)."""
         if isinstance(event, TERMINAL_EVENTS):
             return self.state.pending_timers()
-        if isinstance(event, EventConsumed):
+        if isinstance(event, SignalConsumed):
             timer = self.state.timers.get(wait_timer(event.wait))
             if timer is not None and not timer.fired:
                 return (wait_timer(event.wait),)
         return ()
 
 
-async def run_execution(
+async def replay_execution(
     journal: StoreJournal,
     registry: Registry,
     *,
@@ -225,17 +237,17 @@ async def run_execution(
 
     Raises :class:`LeaseLost` when another writer ended the execution meanwhile, and
     lets Redis errors through (nothing half-written: every record is one script call).
-    A child execution that has ended reports to its parent, on every run (the parent
+    A child execution that has ended reports to its parent, on every replay (the parent
     records it once), so a crash between the two writes loses nothing.
     """
-    journal.run_opened = journal.state.opened_seq  # a new run: of the latest repair, if any
-    outcome = await _run(journal, registry, max_payload_bytes)
+    journal.replay_opened = journal.state.opened_seq  # a new replay, of the latest run
+    outcome = await _advance(journal, registry, max_payload_bytes)
     if outcome is Outcome.ENDED and journal.state.parent_id:
         await _notify_parent(journal)
     return outcome
 
 
-async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int) -> Outcome:
+async def _advance(journal: StoreJournal, registry: Registry, max_payload_bytes: int) -> Outcome:
     state = journal.state
     if state.terminal:
         return Outcome.ENDED
@@ -256,7 +268,7 @@ async def _run(journal: StoreJournal, registry: Registry, max_payload_bytes: int
         # again after a pause that was lifted while it was recorded: that gave the slot back
         if journal.queue is not None and not await _admitted(journal, journal.queue):
             return Outcome.QUEUED
-        outcome = await _run_workflow(journal, workflow, data, max_payload_bytes)
+        outcome = await _replay_once(journal, workflow, data, max_payload_bytes)
         if outcome is not Outcome.AGAIN:
             return outcome
 
@@ -285,7 +297,7 @@ async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Out
     return None
 
 
-async def _run_workflow(
+async def _replay_once(
     journal: StoreJournal, workflow: Workflow, data: Any, limit: int
 ) -> Outcome:
     done = await replay(journal, workflow, data, limit)

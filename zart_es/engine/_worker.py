@@ -26,7 +26,7 @@ from zart_es.engine._aio import reraise_if_cancelling
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
-from zart_es.engine._runner import Outcome, StoreJournal, run_execution
+from zart_es.engine._runner import Outcome, StoreJournal, replay_execution
 from zart_es.engine._scheduler import Scheduler
 from zart_es.engine._timers import TimerPoller
 from zart_es.ops import Schedules, resume_released
@@ -43,7 +43,7 @@ RETRY_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 Message = tuple[int, bytes]  # (partition, work message id)
 
 
-class _Run:
+class _InFlight:
     """One execution being driven by this process, and the messages it will ack."""
 
     __slots__ = ("acking", "again", "messages", "task")
@@ -125,7 +125,7 @@ class Worker:
         """Touched while the worker's loops run: ``zart-es health --heartbeat-file`` reads it."""
         self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
         self._cache_size = cache_size
-        self._runs: dict[str, _Run] = {}
+        self._in_flight: dict[str, _InFlight] = {}
         self._room = asyncio.Event()
         self._room.set()
         self._stopping = asyncio.Event()
@@ -192,12 +192,12 @@ class Worker:
 
     async def _drain(self) -> None:
         await _cancel(self._intake)
-        tasks = [r.task for r in self._runs.values() if r.task is not None]
+        tasks = [r.task for r in self._in_flight.values() if r.task is not None]
         if tasks:
             log.info("draining", in_flight=len(tasks), grace_period=self.grace_period)
             _, late = await asyncio.wait(tasks, timeout=self.grace_period)
             if late:
-                abandoned = [m for r in list(self._runs.values()) for m in r.messages]
+                abandoned = [m for r in list(self._in_flight.values()) for m in r.messages]
                 await _cancel(late)
                 await self._release(abandoned)
         await _cancel(self._background)
@@ -224,7 +224,7 @@ class Worker:
         failures = 0
         while True:
             await self._room.wait()
-            count = max(1, min(self.concurrency - len(self._runs), 100))
+            count = max(1, min(self.concurrency - len(self._in_flight), 100))
             try:
                 reply: Any = await self.redis.xreadgroup(
                     GROUP, self.consumer, {stream: ">"}, count=count, block=READ_BLOCK_MS
@@ -284,22 +284,22 @@ class Worker:
             task = asyncio.create_task(self._ack_quietly(malformed))
             self._background.append(task)
             task.add_done_callback(self._background.remove)
-        if len(self._runs) >= self.concurrency:
+        if len(self._in_flight) >= self.concurrency:
             self._room.clear()
 
     def _dispatch(self, partition: int, msg_id: bytes, execution_id: str) -> None:
-        run = self._runs.get(execution_id)
+        run = self._in_flight.get(execution_id)
         if run is not None:  # already driving it here: look again when this run stops
             run.messages.append((partition, msg_id))
             run.again = True
             return
-        run = _Run((partition, msg_id))
-        self._runs[execution_id] = run
+        run = _InFlight((partition, msg_id))
+        self._in_flight[execution_id] = run
         run.task = asyncio.create_task(self._drive(execution_id, run))
 
     # -- driving one execution ----------------------------------------------------------
 
-    async def _drive(self, execution_id: str, run: _Run) -> None:
+    async def _drive(self, execution_id: str, run: _InFlight) -> None:
         structlog.contextvars.bind_contextvars(execution_id=execution_id)
         failures = 0
         try:
@@ -342,7 +342,7 @@ class Worker:
             # a bug or a corrupt log: keep the message pending; it is retried after the lease
             log.exception("execution run crashed; message left pending")
         finally:
-            self._runs.pop(execution_id, None)
+            self._in_flight.pop(execution_id, None)
             self._room.set()
 
     async def _run_once(self, execution_id: str) -> Outcome:
@@ -359,7 +359,8 @@ class Worker:
         was_terminal = state.terminal
         if state.version == 1:
             self.metrics.executions.labels(state.workflow, "started").inc()
-        outcome = await run_execution(journal, self.registry, max_payload_bytes=self._max_payload)
+        outcome = await replay_execution(journal, self.registry,
+                                         max_payload_bytes=self._max_payload)
         if outcome is Outcome.ENDED and not was_terminal:
             self.metrics.executions.labels(state.workflow, state.status).inc()
         if outcome is Outcome.ENDED:
@@ -485,7 +486,7 @@ class Worker:
                             "can run again on another worker: make blocking step functions "
                             "async or wrap them in asyncio.to_thread",
                             blocked_s=round(stalled, 1), lease_timeout_s=self.lease_timeout)
-            held: list[Message] = [m for r in self._runs.values() for m in r.messages]
+            held: list[Message] = [m for r in self._in_flight.values() for m in r.messages]
             for partition, ids in _by_partition(held).items():
                 try:
                     lost: list[bytes] = await self._lease(
@@ -508,7 +509,7 @@ class Worker:
                             error=str(exc))
 
     def _forget(self, partition: int, lost: set[bytes]) -> None:
-        for execution_id, run in list(self._runs.items()):
+        for execution_id, run in list(self._in_flight.items()):
             run.messages = [m for m in run.messages if not (m[0] == partition and m[1] in lost)]
             if not run.messages and run.task is not None and not run.acking:
                 log.warning("lease lost; another worker owns the execution now",

@@ -29,8 +29,6 @@ from zart_es.core import (
     ConfigError,
     DuplicateStepName,
     Duration,
-    EventConsumed,
-    EventTimeout,
     ExecutionState,
     Interrupted,
     InvalidStepName,
@@ -39,6 +37,8 @@ from zart_es.core import (
     Paused,
     RetryPolicy,
     RetryScheduled,
+    SignalConsumed,
+    SignalTimeout,
     StepCompleted,
     StepFailed,
     StepFailedError,
@@ -278,18 +278,19 @@ class Context:
         if not timer.fired:
             raise self._suspend()
 
-    async def wait_for_event(
+    async def wait_for_signal(
         self, name: str, *, timeout: Duration | None = None, type: Any = None
     ) -> Any:
-        """Wait for the next ``EventReceived(name)`` not taken by an earlier wait.
+        """Wait for the next signal ``name`` (``Client.send_signal``) not taken by an
+        earlier wait; returns its payload decoded to ``type``.
 
-        Events sent before the wait are kept and taken in arrival order. With
-        ``timeout``, a durable timer races the event: :class:`EventTimeout` is raised if
+        Signals sent before the wait are kept and taken in arrival order. With
+        ``timeout``, a durable timer races the signal: :class:`SignalTimeout` is raised if
         it fires first (a restart does not reset it). The outcome is recorded, so
-        replays resolve the wait the same way.
+        replays resolve the wait the same way. ``wait_for_event`` is its first name.
         """
         self._check_running()
-        check_workflow_name(name, what="event name")
+        check_workflow_name(name, what="signal name")
         key = f"event:{_scope.get()}{name}#{self._next('event:' + name)}"
         state = self._state
         index = state.consumed.get(key)
@@ -299,9 +300,13 @@ class Context:
         else:
             self._replay.visit(state, key)
         if index < 0:
-            raise EventTimeout(name, to_ms(timeout or 0))
+            raise SignalTimeout(name, to_ms(timeout or 0))
         payload = state.received[name][index].payload
         return decode_value(payload, type, f"payload of event {name!r}")
+
+
+    wait_for_event = wait_for_signal
+    """The first name of :meth:`wait_for_signal`."""
 
     async def _resolve_wait(self, key: str, name: str, timeout: Duration | None) -> int:
         state = self._state
@@ -314,13 +319,13 @@ class Context:
             if candidate is None or (timer is not None and timer.fired
                                      and arrived[candidate].seq > timer.fired_seq):
                 break
-            await self._journal.record(EventConsumed(wait=key, name=name, index=candidate))
+            await self._journal.record(SignalConsumed(wait=key, name=name, index=candidate))
             if key in state.consumed:
                 return state.consumed[key]
             # a concurrent wait (a gather branch) took that event first: take the next
         timer = state.timers.get(timer_name)
         if timer is not None and timer.fired:
-            await self._journal.record(EventConsumed(wait=key, name=name, index=-1))
+            await self._journal.record(SignalConsumed(wait=key, name=name, index=-1))
             return state.consumed[key]
         if timeout is not None and timer is None:
             delay_ms = to_ms(timeout)
