@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_sync
 
 from zart_es.store._embedded import RedisServer, free_port
 
@@ -40,7 +41,10 @@ def _serve(url: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
 
 @pytest.fixture(scope="module")
 def api(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of an API without auth, with a worker serving the examples."""
+    """Base URL of an API without auth, with a worker serving the examples, on the session's
+    Redis emptied first (tests of other modules may have left schedules in it)."""
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushall()
     port = free_port()
     proc = _serve(redis_server.url, port)
     worker = spawn_worker(redis_server.url, "workers.examples",

@@ -5,13 +5,13 @@ each recorded event gets the envelope the Redis store gives it (``seq``, ``at_ms
 clock the test controls) and is folded with the engine's own :func:`zart_es.core.apply`,
 so the state a ``Context`` reads is the state it would read in production.
 
-:class:`WorkflowHarness` drives executions over such journals the way a worker does. A
-*run* replays the workflow from the top over the folded log, with a fresh ``Context``:
-recorded calls return what the log says, new ones do their work and are recorded, and the
-run stops at the execution's end or at a durable wait (sleep, retry, event, child).
-Between runs the test plays the outside world: it moves the clock, which fires due timers
-as the timer poller would, sends events, asks for a cancel, even swaps the registry (a
-deploy of new code). Then it runs again::
+:class:`WorkflowHarness` drives executions over such journals the way a worker does. Each
+:meth:`WorkflowHarness.run` is one *replay* of the workflow from the top over the folded
+log, with a fresh ``Context``: recorded calls return what the log says, new ones do their
+work and are recorded, and the replay stops at the execution's end or at a durable wait
+(sleep, retry, signal, child). Between replays the test plays the outside world: it moves
+the clock, which fires due timers as the timer poller would, sends signals, asks for a
+cancel, even swaps the registry (a deploy of new code). Then it runs again::
 
     harness = WorkflowHarness(registry)
     harness.start("checkout", order, execution_id="order-1")
@@ -20,7 +20,7 @@ deploy of new code). Then it runs again::
     await harness.run()
     assert harness.result() == "shipped"
 
-Like the engine (its end-of-run handling mirrors ``zart_es.engine``'s runner): a returned
+Like the engine (both call the same replay pass, :func:`zart_es.workflow.replay`): a returned
 value ends the execution ``completed``; an exception it lets through ends it ``failed``
 (``NondeterminismError`` and ``StepFailedError`` included); ``Cancelled`` let through
 ends it ``cancelled`` after the compensation it ran; a workflow ``timeout`` arms a
@@ -244,7 +244,7 @@ class WorkflowHarness:
 
     Each :meth:`run` is one replay of the workflow from the top over its log; what it
     records is what a worker would record, and the execution ends (or waits) as it would.
-    ``registry`` may be replaced between runs, to play a deploy of changed code.
+    ``registry`` may be replaced between replays, to play a deploy of changed code.
     """
 
     def __init__(
