@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 
 from redis.typing import EncodableT, FieldT
 
-from zart_es.engine._logs import configure_logging
-from zart_es.store._embedded import RedisServer
+from zart_es.engine import configure_logging
+from zart_es.store import RedisServer
 
 configure_logging(level="WARNING")
 

@@ -11,7 +11,7 @@ import redis as redis_sync
 from redis.asyncio import Redis
 
 from zart_es import Client, Registry, Worker
-from zart_es.engine._logs import configure_logging
+from zart_es.engine import configure_logging
 from zart_es.store._embedded import RedisServer, find_redis_server
 
 configure_logging(json=False, level="WARNING")

@@ -14,8 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from zart_es.store._keys import Keys
-from zart_es.store._store import to_event
+from zart_es.store import Keys, to_event
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zart_es.core._backoff import RetryPolicy
-from zart_es.core._errors import ConfigError, InvalidDuration
+from zart_es.core import ConfigError, InvalidDuration, RetryPolicy
 
 pytestmark = pytest.mark.pure
 

@@ -124,7 +124,7 @@ def test_history_verify_accepts_intact_and_rejects_tampered_logs(
 ) -> None:
     import redis as redis_sync
 
-    from zart_es.store._keys import Keys
+    from zart_es.store import Keys
 
     worker = spawn_worker(redis_url, "workers.examples", log=tmp_path / "w.log")
     try:

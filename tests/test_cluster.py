@@ -13,11 +13,10 @@ import pytest
 
 import workers.examples  # noqa: F401 -- registers the examples in the default registry
 from zart_es import Client, Context, Registry, Worker, durable
-from zart_es.core._events import ExecutionCompleted, StepCompleted
+from zart_es.core import ExecutionCompleted, StepCompleted
+from zart_es.store import Keys, to_event
 from zart_es.store._connection import connect
 from zart_es.store._embedded import LocalCluster
-from zart_es.store._keys import Keys
-from zart_es.store._store import to_event
 
 from .helpers import count_effects, spawn_worker, stop_worker
 

@@ -18,20 +18,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zart_es.core import _events as ev
-from zart_es.core._codec import (
+from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    PayloadDecodeError,
+    PayloadError,
+    PayloadNotEncodable,
+    PayloadTooLarge,
     decode_event,
     decode_value,
     encode_event,
     encode_value,
 )
-from zart_es.core._errors import (
-    PayloadDecodeError,
-    PayloadError,
-    PayloadNotEncodable,
-    PayloadTooLarge,
-)
+from zart_es.core import _events as ev
 
 pytestmark = pytest.mark.pure
 

@@ -18,7 +18,7 @@ from zart_es import (
     Registry,
     durable,
 )
-from zart_es.core._events import (
+from zart_es.core import (
     ChildCompleted,
     StepCompleted,
     TimerFired,

@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client
-from zart_es.core._events import ExecutionCompleted, StepCompleted
+from zart_es.core import ExecutionCompleted, StepCompleted
 
 from .helpers import count_effects, kill9, read_log, spawn_worker, stop_worker, wait_for
 

@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
-from zart_es.cli._main import build_parser
-from zart_es.store._keys import Keys
+from zart_es.cli import build_parser
+from zart_es.store import Keys
 
 pytestmark = pytest.mark.processes
 

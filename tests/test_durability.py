@@ -10,16 +10,15 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, Context, Registry, Worker, durable
-from zart_es.core._backoff import RetryPolicy
-from zart_es.core._events import (
+from zart_es.core import (
     ExecutionCompleted,
+    RetryPolicy,
     RetryScheduled,
     StepCompleted,
     TimerFired,
     TimerSet,
 )
-from zart_es.store._embedded import RedisServer
-from zart_es.store._keys import Keys
+from zart_es.store import Keys, RedisServer
 
 from .helpers import (
     count_effects,
@@ -155,7 +154,7 @@ async def test_zombie_workers_record_each_step_once(redis_url: str, redis: Redis
 async def test_direct_race_between_two_runners(redis_url: str, redis: Redis) -> None:
     """Two runners folded at the same version: the loser adopts the winner's result."""
     from zart_es.engine._runner import StoreJournal, replay_execution
-    from zart_es.store._store import Store
+    from zart_es.store import Store
 
     registry = Registry()
     values = iter(range(100))

@@ -13,10 +13,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from zart_es.core import ConfigError, InvalidDuration, ZartError, encode_event, format_ms, to_ms
 from zart_es.core import _events as ev
-from zart_es.core._codec import encode_event
-from zart_es.core._durations import format_ms, to_ms
-from zart_es.core._errors import ConfigError, InvalidDuration, ZartError
 
 pytestmark = pytest.mark.pure
 

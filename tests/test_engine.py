@@ -23,7 +23,7 @@ from zart_es import (
     Worker,
     durable,
 )
-from zart_es.core._events import ExecutionFailed, ExecutionStarted
+from zart_es.core import ExecutionFailed, ExecutionStarted
 
 from .helpers import read_log, wait_for
 

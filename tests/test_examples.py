@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 import workers.examples  # noqa: F401 -- registers the examples in the default registry
 from zart_es import Client, ExecutionFailedError, Worker
-from zart_es.core._events import RetryScheduled, StepCompleted, TimerFired
+from zart_es.core import RetryScheduled, StepCompleted, TimerFired
 
 from .helpers import count_effects, read_log
 

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zart_es.core import ExecutionState, already_recorded, apply, decode_event, encode_event, fold
 from zart_es.core import _events as ev
-from zart_es.core._codec import decode_event, encode_event
-from zart_es.core._fold import ExecutionState, already_recorded, apply, fold
 
 pytestmark = pytest.mark.pure
 

@@ -8,9 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from zart_es.core._fold import TERMINAL_STATES, fold
-from zart_es.store._chain import verify_chain
-from zart_es.store._store import to_event
+from zart_es.core import TERMINAL_STATES, fold
+from zart_es.store import to_event, verify_chain
 
 pytestmark = pytest.mark.pure
 

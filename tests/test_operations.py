@@ -12,19 +12,21 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, ConfigError, Context, Registry, Worker, durable
-from zart_es.core._errors import RepairRefused, StepFailedError, UnknownStep
-from zart_es.core._events import (
+from zart_es.core import (
     ExecutionPaused,
     ExecutionResumed,
+    RepairRefused,
     RunRestarted,
     StepCompleted,
+    StepFailedError,
     StepRetryRequested,
     StepsInvalidated,
     TimerFired,
     TimerSet,
+    UnknownStep,
 )
 from zart_es.engine._pause_rules import PauseRules
-from zart_es.ops._pauses import resume_released
+from zart_es.ops import resume_released
 
 from .helpers import read_log, wait_for
 
@@ -525,7 +527,7 @@ async def test_a_sweep_with_an_old_copy_of_the_rules_keeps_a_hold_being_recorded
 
     async with Client(redis_url) as client:
         worker = Worker(redis_url, registry=registry, lease_timeout=1, poll_interval=0.05)
-        before = set(await PauseRules(client.redis, client.keys).refresh())  # no rules yet
+        before = set(await PauseRules(client).refresh())  # no rules yet
         hold = worker.pauses.hold
 
         async def hold_then_old_sweep(execution_id: str, rule: str) -> None:

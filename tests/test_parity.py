@@ -9,8 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, Context, Registry, durable
-from zart_es.core._backoff import RetryPolicy
-from zart_es.core._events import RetryScheduled, TimerSet
+from zart_es.core import RetryPolicy, RetryScheduled, TimerSet
 
 from .helpers import read_log
 

@@ -15,9 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client
-from zart_es.core._events import TERMINAL_EVENTS, StepCompleted
-from zart_es.store._keys import Keys
-from zart_es.store._store import to_event
+from zart_es.core import TERMINAL_EVENTS, StepCompleted
+from zart_es.store import Keys, to_event
 
 from .helpers import ROOT, kill9, spawn_worker, stop_worker
 

@@ -13,19 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zart_es
-from zart_es.core._backoff import RetryPolicy
-from zart_es.core._codec import decode_value, encode_value
-from zart_es.core._durations import to_ms
-from zart_es.core._errors import (
+from zart_es.core import (
     ConfigError,
     InvalidDuration,
     InvalidExecutionId,
     PayloadDecodeError,
     PayloadNotEncodable,
     PayloadTooLarge,
+    RetryPolicy,
+    check_execution_id,
+    decode_value,
+    encode_value,
+    to_ms,
 )
-from zart_es.core._names import check_execution_id
-from zart_es.store._keys import Keys
+from zart_es.store import Keys
 
 pytestmark = pytest.mark.pure
 

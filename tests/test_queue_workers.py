@@ -13,9 +13,18 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Cancelled, Client, ConfigError, Context, Registry, Worker, durable, queue
-from zart_es.core._events import QueueAdmitted
-from zart_es.core._queue import Queue
+from zart_es import (
+    Cancelled,
+    Client,
+    ConfigError,
+    Context,
+    Deployment,
+    Registry,
+    Worker,
+    durable,
+    queue,
+)
+from zart_es.core import Queue, QueueAdmitted
 from zart_es.engine._queue_gate import QueueGate
 
 from .helpers import effect_times, read_log, spawn_worker, stop_worker, wait_for
@@ -55,7 +64,7 @@ async def test_a_per_tenant_cap_of_two_holds_across_four_workers(
     assert _max_in_flight(effects) == dict.fromkeys(tenants, 2)  # measured, per tenant
     admitted = [e for e in await read_log(redis, ids[0]) if isinstance(e, QueueAdmitted)]
     assert [(e.queue, e.key) for e in admitted] == [("tenants", "t0")]
-    async with QueueGate(redis, Client(redis_url).keys, pipelined=False) as gate:
+    async with QueueGate(Deployment(redis=redis), pipelined=False) as gate:
         for tenant in tenants:  # every slot was given back
             assert await gate.counts(Queue(name="tenants", concurrency=2), tenant) == (0, 0)
 
@@ -162,7 +171,7 @@ async def test_the_sweeper_frees_slots_an_ended_execution_kept(
     await redis.sadd(client.keys.queue_index(), "capped ")  # type: ignore[misc]
     second = await client.start("capped-job")
     assert await client.result(second, timeout=10) == "ran"  # the sweeper gave it back
-    async with QueueGate(redis, client.keys, pipelined=False) as gate:
+    async with QueueGate(client, pipelined=False) as gate:
         assert await gate.counts(capped, "") == (0, 0)
 
 

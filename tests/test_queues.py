@@ -7,24 +7,28 @@ import gc
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from zart_es.core._errors import ConfigError
-from zart_es.core._names import check_queue_key
-from zart_es.core._queue import Queue
+from zart_es.core import ConfigError, Queue, check_queue_key
 from zart_es.engine._queue_gate import Ended, QueueGate
+from zart_es.store import Deployment, Keys
 from zart_es.store._connection import connect
 from zart_es.store._embedded import LocalCluster, RedisServer, find_redis_server
-from zart_es.store._keys import Keys
 
 from .conftest import redis_binaries
 
 pytestmark = pytest.mark.redis
 
 KEYS = Keys()
+
+
+def _gate(redis: Redis, **options: Any) -> QueueGate:
+    """A gate over ``redis`` with the default key prefix and partitions."""
+    return QueueGate(Deployment(redis=redis, partitions=KEYS.partitions), **options)
 
 
 def _ended(gone: set[str]) -> Ended:
@@ -84,7 +88,7 @@ def test_invalid_queue_keys_are_refused(key: object) -> None:
 
 async def test_admit_refuses_bad_keys_ids_and_priorities(redis: Redis) -> None:
     queue = Queue(name="q", concurrency=1)
-    async with QueueGate(redis, KEYS) as gate:
+    async with _gate(redis) as gate:
         with pytest.raises(ConfigError):
             await gate.admit(queue, "a b", "x1")
         with pytest.raises(ValueError, match="execution id"):
@@ -97,7 +101,7 @@ async def test_admit_refuses_bad_keys_ids_and_priorities(redis: Redis) -> None:
 
 async def test_admission_reports_the_gates_time(redis: Redis) -> None:
     queue = Queue(name="timed", concurrency=1)
-    async with QueueGate(redis, KEYS) as gate:
+    async with _gate(redis) as gate:
         seconds, micros = await redis.time()
         first = await gate.admit_detail(queue, "", "a")
         assert first.admitted
@@ -114,7 +118,7 @@ async def test_admission_reports_the_gates_time(redis: Redis) -> None:
 
 async def test_admit_is_idempotent_and_release_wakes(redis: Redis) -> None:
     queue = Queue(name="emails", concurrency=1)
-    async with QueueGate(redis, KEYS) as gate:
+    async with _gate(redis) as gate:
         assert await gate.admit(queue, "t1", "a")
         assert await gate.admit(queue, "t1", "a")  # a taken-over execution goes on
         assert not await gate.admit(queue, "t1", "b")
@@ -133,7 +137,7 @@ async def test_admit_is_idempotent_and_release_wakes(redis: Redis) -> None:
 
 async def test_unlimited_queue_admits_everything(redis: Redis) -> None:
     queue = Queue(name="free")
-    async with QueueGate(redis, KEYS) as gate:
+    async with _gate(redis) as gate:
         assert all([await gate.admit(queue, "", f"x{i}") for i in range(50)])
         assert await gate.counts(queue, "") == (50, 0)
 
@@ -154,7 +158,7 @@ async def test_cap_is_held_by_concurrent_workers(redis_url: str) -> None:
 
     async def worker() -> None:
         redis = Redis.from_url(redis_url)
-        gate = QueueGate(redis, KEYS)
+        gate = _gate(redis)
         try:
             while len(done) < len(key_of):
                 try:
@@ -189,13 +193,13 @@ async def test_cap_is_held_by_concurrent_workers(redis_url: str) -> None:
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(8))), timeout=20)
     assert sorted(admissions) == sorted(key_of)  # every one admitted, each exactly once
     assert dict(peak) == dict.fromkeys(tenants, 2)
-    async with Redis.from_url(redis_url) as redis, QueueGate(redis, KEYS) as gate:
+    async with Redis.from_url(redis_url) as redis, _gate(redis) as gate:
         assert [await gate.counts(queue, t) for t in tenants] == [(0, 0)] * len(tenants)
 
 
 async def test_priority_then_arrival_order(redis: Redis) -> None:
     queue = Queue(name="reports", concurrency=1)
-    async with QueueGate(redis, KEYS) as gate:
+    async with _gate(redis) as gate:
         assert await gate.admit(queue, "", "blocker")
         low = [f"low-{i}" for i in range(10)]
         high = [f"high-{i}" for i in range(10)]
@@ -224,7 +228,7 @@ async def test_rate_window(redis: Redis) -> None:
     queue = Queue(name="api", rate=5)
     running = KEYS.queue_slot("api", "acme") + "running"
     ids = [f"call-{i}" for i in range(12)]
-    async with QueueGate(redis, KEYS) as gate:
+    async with _gate(redis) as gate:
         first = [await gate.admit_detail(queue, "acme", eid) for eid in ids]
         assert [a.admitted for a in first] == [True] * 5 + [False] * 7
         retry = first[5].retry_in_ms
@@ -256,7 +260,7 @@ async def test_rate_window(redis: Redis) -> None:
 
 async def test_release_under_a_full_rate_window_hints_when_to_wake(redis: Redis) -> None:
     queue = Queue(name="api", concurrency=1, rate=1)
-    async with QueueGate(redis, KEYS) as gate:
+    async with _gate(redis) as gate:
         assert await gate.admit(queue, "", "a")
         assert not (await gate.admit_detail(queue, "", "b")).retry_in_ms  # cap holds it
         wake = await gate.release_detail(queue, "", "a")
@@ -271,7 +275,7 @@ async def test_release_under_a_full_rate_window_hints_when_to_wake(redis: Redis)
 async def test_sweep_drops_leaked_members_and_wakes_waiting_ones(redis: Redis) -> None:
     queue = Queue(name="sync", concurrency=2)
     other = Queue(name="other", concurrency=1)
-    async with QueueGate(redis, KEYS, rewake_ms=200) as gate:
+    async with _gate(redis, rewake_ms=200) as gate:
         for eid in ("a", "b"):
             assert await gate.admit(queue, "t1", eid)
         for eid in ("c", "d", "e"):
@@ -302,7 +306,7 @@ async def test_script_on_every_redis_flavour(flavour: str, tmp_path: Path) -> No
     server = RedisServer(tmp_path, binary=find_redis_server(flavour)).start()
     try:
         queue = Queue(name="mixed", concurrency=1, rate=100)
-        async with Redis.from_url(server.url) as redis, QueueGate(redis, KEYS) as gate:
+        async with Redis.from_url(server.url) as redis, _gate(redis) as gate:
             assert await gate.admit(queue, "k", "first")
             for i in range(3):
                 assert not await gate.admit(queue, "k", f"low-{i}", priority=-1)
@@ -330,7 +334,7 @@ async def test_gate_on_a_redis_cluster(tmp_path: Path) -> None:
             nodes = [redis.get_node_from_key(KEYS.queue_slot(queue.name, t) + "running")
                      for t in tenants]
             assert len({n.name for n in nodes if n is not None}) > 1
-            async with QueueGate(redis, KEYS) as gate:
+            async with _gate(redis) as gate:
                 for t in tenants:
                     assert await gate.admit(queue, t, f"{t}-a")
                     assert not await gate.admit(queue, t, f"{t}-b")

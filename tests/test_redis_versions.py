@@ -14,8 +14,8 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, ConfigError, Context, Registry, Worker, durable
+from zart_es.store import GROUP, Keys
 from zart_es.store._embedded import RedisServer, find_redis_server
-from zart_es.store._keys import GROUP, Keys
 
 from .conftest import redis_binaries
 

@@ -13,23 +13,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zart_es import default_registry
-from zart_es.core._errors import (
+from zart_es.core import (
     ConfigError,
     DuplicateWorkflow,
     InvalidDuration,
     InvalidExecutionId,
     UnknownWorkflow,
     ZartError,
+    check_execution_id,
 )
-from zart_es.core._names import check_execution_id
-from zart_es.store._keys import Keys
-from zart_es.workflow._context import Context
-from zart_es.workflow._registry import Registry, durable
+from zart_es.store import Keys
+from zart_es.workflow import Context, Registry, durable
 
 pytestmark = pytest.mark.pure
 
 if TYPE_CHECKING:  # the idiom ruff's flake8-type-checking rules push users towards
-    from zart_es.workflow._context import Context as TypingOnlyContext
+    from zart_es.workflow import Context as TypingOnlyContext
 
 
 class Order(msgspec.Struct):

@@ -31,7 +31,7 @@ from zart_es import (
     durable,
     schedule,
 )
-from zart_es.core._errors import ScheduleExists, ScheduleNotFound
+from zart_es.core import ScheduleExists, ScheduleNotFound
 from zart_es.core._schedule_times import (
     MISSED_COUNT_LIMIT,
     Schedule,
@@ -43,10 +43,9 @@ from zart_es.core._schedule_times import (
     render_id,
     schedule_to_dict,
 )
-from zart_es.engine._scheduler import Scheduler
-from zart_es.ops._schedules import Schedules
-from zart_es.store._clock import redis_now_ms
-from zart_es.store._keys import Keys
+from zart_es.engine import Scheduler
+from zart_es.ops import Schedules
+from zart_es.store import Keys, redis_now_ms
 
 from .helpers import wait_for
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from zart_es import Client, Context, Registry, Worker, durable, queue
-from zart_es.store._embedded import RedisServer
+from zart_es.store import RedisServer
 
 
 def _registry() -> Registry:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 
-from zart_es.store import Keys, RedisClient
+from zart_es.store import Deployment, HasDeployment, Keys, RedisClient, deployment_of
 
 
 class PauseRules:
     """A worker's copy of the active rules, refreshed by :meth:`refresh`."""
 
-    def __init__(self, redis: RedisClient, keys: Keys) -> None:
-        self._redis = redis
-        self._keys = keys
+    def __init__(self, deployment: Deployment | HasDeployment) -> None:
+        handle = deployment_of(deployment)
+        self._redis: RedisClient = handle.redis
+        self._keys: Keys = handle.keys
         self.active: frozenset[str] = frozenset()
 
     async def refresh(self) -> frozenset[str]:

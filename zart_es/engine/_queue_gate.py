@@ -59,7 +59,14 @@ from zart_es.core import (
     check_priority,
     check_queue_key,
 )
-from zart_es.store import Keys, RedisClient, ScriptCaller, load_script, script_caller
+from zart_es.store import (
+    Deployment,
+    HasDeployment,
+    ScriptCaller,
+    deployment_of,
+    load_script,
+    script_caller,
+)
 
 MAX_WAKE = 1000
 """Most ids one release or sweep of one queue key returns to be woken."""
@@ -122,10 +129,11 @@ class QueueGate:
     the caller's to close.
     """
 
-    def __init__(self, redis: RedisClient, keys: Keys, *, pipelined: bool = True,
+    def __init__(self, deployment: Deployment | HasDeployment, *, pipelined: bool = True,
                  rewake_ms: int = REWAKE_MS) -> None:
-        self._redis = redis
-        self._keys = keys
+        handle = deployment_of(deployment)
+        redis = self._redis = handle.redis
+        self._keys = handle.keys
         self._rewake = str(int(rewake_ms))
         self._script: ScriptCaller = script_caller(redis, load_script("queue_admit"),
                                                    pipelined=pipelined)

@@ -110,8 +110,8 @@ class Worker:
         self.redis = self.deployment.redis
         self.store = self.deployment.store
         self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
-        self.pauses = PauseRules(self.redis, self.keys)
-        self.gate = QueueGate(self.redis, self.keys)
+        self.pauses = PauseRules(self.deployment)
+        self.gate = QueueGate(self.deployment)
         self._queue_sweep = queue_sweep_interval
         self._later: set[asyncio.TimerHandle] = set()
         self.run_scheduler = run_scheduler
