@@ -45,6 +45,14 @@ def spawn_worker(
             out.close()  # the child has its own copy of the descriptor
 
 
+def zart(url: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``zart-es ARGS --redis-url URL`` in a subprocess, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "zart_es", *args, "--redis-url", url],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
     """SIGTERM and wait (SIGKILL if it does not drain in time); returns the exit code."""
     if proc.poll() is None:

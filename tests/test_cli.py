@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, spawn_worker, stop_worker
+from .helpers import ROOT, spawn_worker, stop_worker, zart
 
 pytestmark = pytest.mark.processes
-
-
-def zart(url: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zart_es", *args, "--redis-url", url],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
-    )
 
 
 def test_start_status_result_history(redis_url: str, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ async def test_sleep_until_waits_for_the_instant_and_records_it(
 
     @durable("until", registry=registry)
     async def until(ctx: Context) -> float:
-        await ctx.sleep_until(past)  # already due: returns at once, records nothing
+        await ctx.sleep_until(past)  # recorded; due on Redis' clock, so it fires at once
         await ctx.sleep_until(due, name="at-due")
         return time.time()
 
@@ -70,8 +70,9 @@ async def test_sleep_until_waits_for_the_instant_and_records_it(
     woke = await client.result(eid, timeout=10)
     assert woke >= due.timestamp()
     sets = [e for e in await read_log(redis, eid) if isinstance(e, TimerSet)]
-    assert [(e.timer, e.due_ms) for e in sets] == [("sleep:at-due",
-                                                    int(due.timestamp() * 1000))]
+    assert [(e.timer, e.due_ms) for e in sets] == [
+        ("sleep-0", int(past.timestamp() * 1000)),
+        ("sleep:at-due", int(due.timestamp() * 1000))]
 
 
 async def test_sleep_until_needs_an_aware_datetime(env: tuple[Client, Registry]) -> None:

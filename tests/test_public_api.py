@@ -20,6 +20,7 @@ PUBLIC = [
     "Client",
     "ConfigError",
     "Context",
+    "CorruptLog",
     "Deployment",
     "DuplicateStepName",
     "DuplicateWorkflow",

@@ -179,7 +179,7 @@ class Client:
             lambda: self.redis.xrevrange(key, count=1), deadline)
         if not tail:
             raise ExecutionNotFound(execution_id)
-        last_id, event = tail[0][0], to_event(*tail[0])
+        last_id, event = tail[0][0], to_event(tail[0][0], tail[0][1], execution_id)
         while True:
             outcome = _outcome(execution_id, event, type)
             if outcome is not _RUNNING:
@@ -194,7 +194,7 @@ class Client:
                 functools.partial(self.redis.xread, {key: last_id}, block=block), deadline)
             for _key, entries in reply or ():
                 for entry_id, fields in entries:
-                    last_id, event = entry_id, to_event(entry_id, fields)
+                    last_id, event = entry_id, to_event(entry_id, fields, execution_id)
                     if _outcome(execution_id, event, type) is not _RUNNING:
                         break
                 else:
@@ -361,7 +361,7 @@ class Client:
 
     async def _last_event(self, execution_id: str) -> AnyEvent | None:
         tail: list[Any] = await self.redis.xrevrange(self.keys.log(execution_id), count=1)
-        return to_event(*tail[0]) if tail else None
+        return to_event(tail[0][0], tail[0][1], execution_id) if tail else None
 
 
 _RUNNING = object()

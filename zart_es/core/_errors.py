@@ -31,6 +31,7 @@
         ├── VersionConflict           an append lost the optimistic-concurrency race
         ├── ExecutionEnded            an append to a log that already has its terminal event
         ├── TimerNotDue               a timer that is not (or no longer) due in the wheel
+        ├── CorruptLog                a log entry zart-es did not write (missing field, bad body)
         └── RedisUnavailable          Redis cannot be reached at the configured URL
 
 Engine control flow is not an error and derives from ``BaseException`` so that a user's
@@ -312,6 +313,18 @@ class TimerNotDue(StoreError):
     def __init__(self, member: str, reason: str) -> None:
         super().__init__(f"timer {member!r}: {reason}")
         self.member = member
+        self.reason = reason
+
+
+class CorruptLog(StoreError):
+    """An entry of an execution's log is not one zart-es wrote: a field is missing or its
+    body does not decode. Nothing is repaired or skipped silently: the entry is named."""
+
+    def __init__(self, execution_id: str, entry_id: str, reason: str) -> None:
+        where = f"execution {execution_id!r}" if execution_id else "an execution's log"
+        super().__init__(f"{where}: entry {entry_id} is corrupt: {reason}")
+        self.execution_id = execution_id
+        self.entry_id = entry_id
         self.reason = reason
 
 

@@ -4,12 +4,25 @@ scheduler, the queue gate and the worker's copy of the pause rules.
 The engine never imports the client.
 """
 
+from zart_es.engine._aio import Supervisor
 from zart_es.engine._logs import configure_logging
+from zart_es.engine._metrics import WorkerMetrics
+from zart_es.engine._pause_rules import PauseRules
+from zart_es.engine._queue_gate import QueueGate
+from zart_es.engine._runner import StoreJournal, replay_execution
 from zart_es.engine._scheduler import Scheduler
+from zart_es.engine._timers import TimerPoller
 from zart_es.engine._worker import Worker
 
 __all__ = [
+    "PauseRules",
+    "QueueGate",
     "Scheduler",
+    "StoreJournal",
+    "Supervisor",
+    "TimerPoller",
     "Worker",
+    "WorkerMetrics",
     "configure_logging",
+    "replay_execution",
 ]

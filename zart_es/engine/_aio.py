@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,3 +43,50 @@ async def tick_forever(
             await wake.wait()
         finally:
             alarm.cancel()
+
+
+CRASHED_RECENTLY_S = 60.0
+"""A loop that crashed less than this long ago makes the worker unhealthy."""
+
+
+class Supervisor:
+    """Keeps a worker's background loops running.
+
+    A loop that raises (a bug, a corrupt record in Redis) is logged with its traceback and
+    started again after a backoff (0.1 s, doubling, at most 30 s) instead of dying
+    silently while the worker looks alive. A cancel stops it for good. :meth:`healthy` is
+    False while any loop crashed within the last minute: the worker then stops touching
+    its heartbeat file, so ``zart-es health`` (the liveness probe) reports it and a loop
+    that keeps crashing gets its process restarted.
+    """
+
+    def __init__(self, log: Any, on_restart: Callable[[str], None] | None = None) -> None:
+        self._log = log
+        self._on_restart = on_restart
+        self.crashed_at: dict[str, float] = {}
+        """When each loop last crashed (monotonic seconds)."""
+
+    def start(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run ``loop()`` as a supervised task named ``name``."""
+        return asyncio.create_task(self._supervise(name, loop), name=name)
+
+    def healthy(self) -> bool:
+        """True unless some loop crashed within the last CRASHED_RECENTLY_S seconds."""
+        now = time.monotonic()
+        return all(now - at > CRASHED_RECENTLY_S for at in self.crashed_at.values())
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        pause = 0.1
+        while True:
+            try:
+                await loop()
+            except Exception:
+                self.crashed_at[name] = time.monotonic()
+                self._log.exception("background loop crashed; restarting it", loop=name,
+                                    restart_in_s=pause)
+                if self._on_restart is not None:
+                    self._on_restart(name)
+            else:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)

@@ -17,6 +17,7 @@ from zart_es.core import (
     ExecutionEnded,
     ExecutionNotFound,
     ExecutionTimedOut,
+    InvalidExecutionId,
     TimerFired,
     TimerNotDue,
     timeout_of,
@@ -38,6 +39,8 @@ class TimerPoller:
         self._poll = poll_interval
         self._wake = asyncio.Event()
         self.fired = 0
+        self.set_aside = 0
+        """Members moved to ``timers:bad`` since this poller was built."""
 
     def wake(self) -> None:
         """A timer was added by this process: look at the wheel again now."""
@@ -74,7 +77,7 @@ class TimerPoller:
             members: list[bytes] = await self._store.redis.zrangebyscore(
                 key, "-inf", now_ms, start=0, num=FIRE_BATCH
             )
-            await asyncio.gather(*(self._fire(m.decode()) for m in members))
+            await asyncio.gather(*(self._fire(partition, m.decode()) for m in members))
             if len(members) < FIRE_BATCH:
                 break
         nxt: list[tuple[bytes, float]] = await self._store.redis.zrange(
@@ -82,11 +85,21 @@ class TimerPoller:
         )
         return float(nxt[0][1]) if nxt else None
 
-    async def _fire(self, member: str) -> None:
-        execution_id, timer = self._keys.parse_timer_member(member)
+    async def _fire(self, partition: int, member: str) -> None:
+        try:
+            execution_id, timer = self._keys.parse_timer_member(member)
+            timeout_ms = timeout_of(timer)
+        except (ValueError, InvalidExecutionId) as exc:
+            await self._set_aside(partition, member, str(exc))
+            return
+        if self._keys.partition_of(execution_id) != partition:
+            # firing it would consume it from its execution's partition, not this one: it
+            # would stay due here and be polled again every millisecond
+            await self._set_aside(partition, member, "its execution belongs to partition "
+                                  f"{self._keys.partition_of(execution_id)}")
+            return
         # a deadline ends the execution right here, even while a step of it is in flight
         # (that step's result then finds the log closed and is not recorded)
-        timeout_ms = timeout_of(timer)
         event: Event = (TimerFired(timer=timer) if timeout_ms is None
                         else ExecutionTimedOut(timeout_ms=timeout_ms))
         try:
@@ -96,8 +109,21 @@ class TimerPoller:
         except (TimerNotDue, ExecutionEnded):
             return
         except ExecutionNotFound:
-            await self._store.redis.zrem(self._keys.timers(self._keys.partition_of(execution_id)),
-                                         member)
+            await self._store.redis.zrem(self._keys.timers(partition), member)
             return
         self.fired += 1
         log.debug("timer fired", execution_id=execution_id, timer=timer)
+
+    async def _set_aside(self, partition: int, member: str, reason: str) -> None:
+        """Move a member zart-es cannot fire from the wheel to the partition's
+        ``timers:bad`` set (same score), so polling goes on; logged once, kept for an
+        operator to look at."""
+        key = self._keys.timers(partition)
+        due = await self._store.redis.zscore(key, member)
+        pipe = self._store.redis.pipeline(transaction=True)
+        pipe.zadd(self._keys.bad_timers(partition), {member: due if due is not None else 0})
+        pipe.zrem(key, member)
+        await pipe.execute()
+        self.set_aside += 1
+        log.error("timer member cannot be fired; moved aside", member=member, reason=reason,
+                  partition=partition, moved_to=self._keys.bad_timers(partition))

@@ -10,6 +10,7 @@ A worker holding a message heartbeats it, so a long step keeps its lease.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
@@ -22,7 +23,7 @@ import structlog
 from redis.exceptions import RedisError, ResponseError
 
 from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, ExecutionState, LeaseLost
-from zart_es.engine._aio import reraise_if_cancelling
+from zart_es.engine._aio import Supervisor, reraise_if_cancelling
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
@@ -121,6 +122,8 @@ class Worker:
         self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
         self._max_payload = max_payload_bytes
         self.metrics = metrics or WorkerMetrics()
+        self.loops = Supervisor(log, lambda loop: self.metrics.loop_restarts.labels(loop).inc())
+        """The worker's background loops, restarted when they crash (see :meth:`healthy`)."""
         self.heartbeat_file = heartbeat_file
         """Touched while the worker's loops run: ``zart-es health --heartbeat-file`` reads it."""
         self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
@@ -147,18 +150,20 @@ class Worker:
             await Schedules(self.deployment).ensure(spec, by=self.consumer)
         log.info("worker started", consumer=self.consumer, partitions=self.keys.partitions,
                  concurrency=self.concurrency, workflows=self.registry.names())
-        self._intake = [asyncio.create_task(self._read(p)) for p in range(self.keys.partitions)]
-        self._intake.append(asyncio.create_task(self._reclaim()))
+        loops = self.loops
+        self._intake = [loops.start(f"read-{p}", functools.partial(self._read, p))
+                        for p in range(self.keys.partitions)]
+        self._intake.append(loops.start("reclaim", self._reclaim))
         self._background = [
-            asyncio.create_task(self.poller.run()),
-            asyncio.create_task(self._heartbeat()),
-            asyncio.create_task(self._watch_pauses()),
-            asyncio.create_task(self._sweep_queues()),
+            loops.start("timers", self.poller.run),
+            loops.start("heartbeat", self._heartbeat),
+            loops.start("pauses", self._watch_pauses),
+            loops.start("queues", self._sweep_queues),
         ]
         if self.run_scheduler:
             scheduler = Scheduler(self.deployment,
                                   poll_interval=max(0.05, min(self._poll_interval, 1.0)))
-            self._background.append(asyncio.create_task(scheduler.run()))
+            self._background.append(loops.start("scheduler", scheduler.run))
         try:
             await self._stopping.wait()
         finally:
@@ -499,8 +504,13 @@ class Worker:
                 if lost:
                     self._forget(partition, set(lost))
 
+    def healthy(self) -> bool:
+        """False while a background loop crashed within the last minute: the heartbeat
+        file is then left to age, which ``zart-es health`` reports."""
+        return self.loops.healthy()
+
     def _touch(self) -> None:
-        if self.heartbeat_file:
+        if self.heartbeat_file and self.healthy():
             try:
                 with open(self.heartbeat_file, "a"):
                     os.utime(self.heartbeat_file)

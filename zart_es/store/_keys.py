@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import zlib
 
+from zart_es.core import check_execution_id
+
 GROUP = "workers"
 """The consumer group every worker joins on every partition's work stream."""
 
@@ -47,6 +49,11 @@ class Keys:
     def timers(self, partition: int) -> str:
         """Sorted set: member = timer member, score = due time in ms (Redis clock)."""
         return f"{self._tag(partition)}:timers"
+
+    def bad_timers(self, partition: int) -> str:
+        """Sorted set of timer members the poller could not fire (unparseable, or naming an
+        execution of another partition), moved aside for inspection; score = due ms."""
+        return f"{self._tag(partition)}:timers:bad"
 
     def index_prefix(self, partition: int) -> str:
         """Prefix of the partition's status indexes (zsets, score = creation ms).
@@ -113,6 +120,9 @@ class Keys:
 
     @staticmethod
     def parse_timer_member(member: str) -> tuple[str, str]:
-        """Inverse of :meth:`timer_member`."""
+        """Inverse of :meth:`timer_member`; ValueError for a member zart-es did not write."""
         execution_id, _, timer = member.partition(" ")
+        if not timer:
+            raise ValueError(f"timer member {member!r} has no timer name")
+        check_execution_id(execution_id)
         return execution_id, timer

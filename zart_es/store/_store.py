@@ -18,12 +18,14 @@ from zart_es.core import (
     REOPENING_EVENTS,
     TERMINAL_EVENTS,
     AnyEvent,
+    CorruptLog,
     Event,
     ExecutionEnded,
     ExecutionNotFound,
     ExecutionResumed,
     NewTimer,
     PartitionMismatch,
+    PayloadDecodeError,
     RepairRefused,
     StoreError,
     TimerNotDue,
@@ -210,7 +212,7 @@ class Store:
         while True:
             page = await self.redis.xrange(key, min=start, max="+", count=READ_PAGE)
             for entry_id, fields in page:
-                out.append((entry_id, to_event(entry_id, fields)))
+                out.append((entry_id, to_event(entry_id, fields, execution_id)))
             if len(page) < READ_PAGE:
                 return out
             start = b"(" + page[-1][0]
@@ -218,7 +220,7 @@ class Store:
     async def read_first(self, execution_id: str) -> AnyEvent | None:
         """The log's first event (its ``ExecutionStarted``), or None without a log."""
         first: list[Any] = await self.redis.xrange(self.keys.log(execution_id), count=1)
-        return to_event(*first[0]) if first else None
+        return to_event(first[0][0], first[0][1], execution_id) if first else None
 
     async def meta(self, execution_id: str) -> dict[bytes, bytes]:
         """The execution's meta hash (empty when it does not exist)."""
@@ -228,11 +230,18 @@ class Store:
         return meta
 
 
-def to_event(entry_id: bytes, fields: dict[bytes, bytes]) -> AnyEvent:
-    """Decode one stream entry of a log into its event, envelope included."""
-    return decode_event(
-        fields[F_BODY],
-        seq=int(fields[F_SEQ]),
-        at_ms=entry_ms(entry_id),
-        prev_hash=fields.get(F_PREV, b"").decode(),
-    )
+def to_event(entry_id: bytes, fields: dict[bytes, bytes], execution_id: str = "") -> AnyEvent:
+    """Decode one stream entry of a log into its event, envelope included; CorruptLog
+    (naming the entry) for an entry zart-es did not write."""
+    try:
+        return decode_event(
+            fields[F_BODY],
+            seq=int(fields[F_SEQ]),
+            at_ms=entry_ms(entry_id),
+            prev_hash=fields.get(F_PREV, b"").decode(),
+        )
+    except KeyError as exc:
+        reason = f"no {exc.args[0].decode()!r} field"
+    except (ValueError, PayloadDecodeError) as exc:  # a bad seq, a body that is not an event
+        reason = str(exc)
+    raise CorruptLog(execution_id, entry_id.decode(), reason)

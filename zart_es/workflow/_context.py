@@ -57,7 +57,7 @@ from zart_es.core import (
 )
 from zart_es.workflow._journal import Journal
 from zart_es.workflow._replay import ReplayTracker
-from zart_es.workflow._stepfn import call_step_fn, return_type
+from zart_es.workflow._stepfn import call_step_fn, return_type, step_failure
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
@@ -236,8 +236,11 @@ class Context:
     async def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
         """Wait on a durable timer until ``when`` (a timezone-aware ``datetime``).
 
-        Due at that instant on Redis' clock; a ``when`` already past returns at once.
-        The due time is recorded, so a replay waits for the same instant.
+        Due at that instant on Redis' clock. The timer is recorded even when ``when`` looks
+        past to this worker: whether it is due is Redis' decision (a worker whose clock
+        runs fast must not skip the wait, or a worker with a correct clock replaying the
+        log would find a sleep where the log has none). One already due on Redis' clock
+        fires at the poller's next look, at once.
         """
         self._check_running()
         if not isinstance(when, datetime) or when.utcoffset() is None:
@@ -245,10 +248,13 @@ class Context:
                 f"sleep_until needs a timezone-aware datetime, got {when!r} "
                 "(use datetime(..., tzinfo=UTC))"
             )
-        due_ms = int(when.timestamp() * 1000)
+        due_ms = max(1, int(when.timestamp() * 1000))
         name_ = self._sleep_name(name)
-        past = due_ms <= int(time.time() * 1000)
-        await self._sleep(name_, NewTimer("", due_ms=0 if past else due_ms))
+        if name_ not in self._state.timers and self._replay.replaying(self._state):
+            # recorded by a version before 0.4, which skipped a sleep_until it judged past
+            # by its own clock and recorded nothing: walk past it again, as that run did
+            return
+        await self._sleep(name_, NewTimer("", due_ms=due_ms))
 
     def _sleep_name(self, name: str | None) -> str:
         if name is None:
@@ -470,7 +476,9 @@ class Context:
         started = time.perf_counter()
         try:
             value = await call_step_fn(fn)
-        except Exception as exc:  # any failure of user code is recorded
+        except BaseException as exc:  # any failure of user code is recorded
+            if not step_failure(exc):
+                raise
             retrying = policy is not None and attempt <= policy.retries
             self._journal.observe_step(started, "retry" if retrying else "failed")
             await self._record_failure(name, attempt, exc, policy)
@@ -487,7 +495,7 @@ class Context:
         return self._decode(name, self._state.steps[name], type_)
 
     async def _record_failure(
-        self, name: str, attempt: int, exc: Exception, policy: RetryPolicy | None
+        self, name: str, attempt: int, exc: BaseException, policy: RetryPolicy | None
     ) -> None:
         """Record a failed attempt, then suspend (retry) or raise StepFailedError.
 

@@ -35,6 +35,16 @@ class ReplayTracker:
         if self._frontier < len(order):
             raise NondeterminismError(order[self._frontier], name, self._frontier)
 
+    def replaying(self, state: ExecutionState) -> bool:
+        """True while recorded calls that this replay has not met yet remain (outside a
+        gather): the code is walking through history, not making new calls."""
+        if self.concurrent:
+            return False
+        order = state.order
+        while self._frontier < len(order) and order[self._frontier] in self._visited:
+            self._frontier += 1
+        return self._frontier < len(order)
+
     def deliver_cancel_at_wait(self, state: ExecutionState, ended_seq: int | None) -> None:
         """At a recorded durable wait (sleep, child call) that ended at log position
         ``ended_seq`` (None: not yet): deliver a cancel request that came before that end.

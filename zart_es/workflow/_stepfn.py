@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import typing
@@ -17,6 +18,25 @@ async def call_step_fn(fn: Callable[[], Any]) -> Any:
     if inspect.isawaitable(value):
         value = await value
     return value
+
+
+def step_failure(exc: BaseException) -> bool:
+    """Whether what a step function raised is the step's own failure, to be recorded (and
+    retried by its policy), rather than engine control flow or the worker stopping.
+
+    Every ``Exception`` is. So is ``SystemExit``: a ``sys.exit()`` in a step must not take
+    down the worker, and with it every worker that picks the execution up next. So is a
+    ``CancelledError`` the step's code raised itself (a cancelled future it awaited): only
+    a cancel of the running task (``Task.cancelling()``: the worker stopping or losing its
+    lease) stops the step unrecorded. ``KeyboardInterrupt`` and the engine's own
+    ``BaseException`` signals (suspend, cancel, pause) pass through.
+    """
+    if isinstance(exc, Exception | SystemExit):
+        return True
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return task is None or task.cancelling() == 0
+    return False
 
 
 def return_type(fn: Callable[..., Any]) -> Any:

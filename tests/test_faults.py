@@ -1,0 +1,307 @@
+"""Faults found by a fault hunt, each with the test that failed on the code before the fix:
+garbage on the timer wheel, a corrupt log entry, a worker clock running fast, and step code
+that raises SystemExit or its own CancelledError."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.helpers import count_effects, spawn_worker, stop_worker, wait_for, zart
+from zart_es import Client, Context, CorruptLog, Registry, StepFailedError, durable
+from zart_es.core import StepCompleted, StepFailed, TimerSet
+from zart_es.engine import Supervisor, TimerPoller, Worker
+from zart_es.store import Keys
+from zart_es.testing import WorkflowHarness
+
+
+@pytest.fixture
+async def client(redis_url: str) -> Any:
+    async with Client(redis_url) as c:
+        yield c
+
+
+# -- the timer wheel (faults 1 and 2) -----------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_an_unparseable_timer_member_is_moved_aside_and_polling_goes_on(
+    env: tuple[Client, Registry], redis: Redis
+) -> None:
+    client, registry = env
+
+    @durable("napper", registry=registry)
+    async def napper(ctx: Context) -> str:
+        await ctx.sleep("200ms")
+        return "woke"
+
+    keys = client.keys
+    eid = await client.start("napper")
+    p = keys.partition_of(eid)
+    for junk in ("someexec timeout:abc", "no-timer-name", "bad!id sleep-0"):
+        await redis.zadd(keys.timers(p), {junk: 1})
+    # the worker's poller meets the junk first (score 1) and must still fire the sleep
+    assert await client.result(eid, timeout=10) == "woke"
+    bad = await redis.zrange(keys.bad_timers(p), 0, -1)
+    assert sorted(bad) == [b"bad!id sleep-0", b"no-timer-name", b"someexec timeout:abc"]
+    assert await redis.zcard(keys.timers(p)) == 0
+
+
+@pytest.mark.redis
+async def test_a_member_of_another_partitions_execution_is_moved_aside(
+    client: Client, redis: Redis
+) -> None:
+    """Before: the member was 'consumed' from its execution's partition, stayed due where
+    it was, and the poller spun on it every millisecond."""
+    registry = Registry()
+
+    @durable("idle", registry=registry)
+    async def idle(ctx: Context) -> None:
+        await ctx.sleep("1h")
+
+    keys = client.keys
+    eid = await client.start("idle")
+    home = keys.partition_of(eid)
+    elsewhere = (home + 1) % keys.partitions
+    member = keys.timer_member(eid, "sleep-0")
+    await redis.zadd(keys.timers(elsewhere), {member: 1})
+    poller = TimerPoller(client.store, keys, poll_interval=0.5)
+    await poller.tick()
+    assert await redis.zscore(keys.timers(elsewhere), member) is None
+    assert await redis.zscore(keys.bad_timers(elsewhere), member) == 1
+    assert (poller.fired, poller.set_aside) == (0, 1)
+    assert await poller.tick() == 0.5  # nothing due any more: no spinning
+
+
+@pytest.mark.pure
+async def test_a_crashing_background_loop_is_restarted_and_health_says_so() -> None:
+    crashes: list[str] = []
+    attempts = 0
+    recovered = asyncio.Event()
+
+    async def flaky() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 2:
+            raise ValueError("a bug in a loop")
+        recovered.set()
+        await asyncio.Event().wait()  # runs on until cancelled
+
+    class Log:
+        def exception(self, *_: Any, **__: Any) -> None: ...
+
+    supervisor = Supervisor(Log(), crashes.append)
+    assert supervisor.healthy()
+    task = supervisor.start("flaky", flaky)
+    await asyncio.wait_for(recovered.wait(), timeout=5)
+    assert crashes == ["flaky", "flaky"]
+    assert not supervisor.healthy()  # it crashed within the last minute
+    supervisor.crashed_at["flaky"] -= 61
+    assert supervisor.healthy()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.redis
+async def test_a_worker_whose_loop_keeps_crashing_stops_its_heartbeat(
+    redis_url: str, tmp_path: Path
+) -> None:
+    beat = tmp_path / "beat"
+    worker = Worker(redis_url, registry=Registry(), heartbeat_file=str(beat),
+                    lease_timeout=0.3, poll_interval=0.05)
+
+    async def broken_sweep() -> None:
+        raise RuntimeError("broken")
+
+    worker._sweep_queues = broken_sweep  # type: ignore[method-assign]
+    async with worker:
+        await wait_for(lambda: _true(not worker.healthy()), timeout=5)
+        stamp = beat.stat().st_mtime if beat.exists() else 0.0
+        await asyncio.sleep(0.3)  # a few heartbeat intervals (0.1 s)
+        assert (beat.stat().st_mtime if beat.exists() else 0.0) == stamp
+        assert worker.metrics.loop_restarts.labels("queues")._value.get() >= 1
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+# -- a corrupt log (fault 3) ----------------------------------------------------------------
+
+
+@pytest.mark.processes
+async def test_a_corrupt_log_entry_is_a_typed_error_and_one_cli_line(
+    client: Client, redis: Redis, redis_url: str
+) -> None:
+    eid = await client.start("anything", execution_id="corrupt-1")
+    entry = await redis.xadd(client.keys.log(eid), {"s": "1", "junk": "x"})
+    with pytest.raises(CorruptLog) as raised:
+        await client.describe(eid)  # what `zart-es status` shows: the folded log
+    assert raised.value.entry_id == entry.decode()
+    assert "no 'e' field" in str(raised.value)
+    with pytest.raises(CorruptLog):
+        [e async for e in client.history(eid)]
+    with pytest.raises(CorruptLog):
+        await client.result(eid, timeout=1)
+    shown = zart(redis_url, "history", eid)
+    assert shown.returncode == 1
+    assert shown.stderr.strip() == (f"zart-es: error: execution 'corrupt-1': entry "
+                                    f"{entry.decode()} is corrupt: no 'e' field")
+
+
+# -- the worker's clock (fault 4) -----------------------------------------------------------
+
+
+def _deadline_app(registry: Registry, due: datetime) -> None:
+    @durable("deadline", registry=registry)
+    async def deadline(ctx: Context) -> str:
+        await ctx.sleep_until(due)
+        return str(await ctx.step("after", lambda: "done"))
+
+
+@pytest.mark.pure
+async def test_sleep_until_is_recorded_even_when_the_workers_clock_says_it_is_past(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker 20 s fast used to skip the wait and record the next step early; a worker
+    with a correct clock replaying that log then failed with NondeterminismError."""
+    registry = Registry()
+    now = datetime.now(UTC)
+    _deadline_app(registry, now + timedelta(seconds=10))
+    harness = WorkflowHarness(registry, start_ms=int(now.timestamp() * 1000))
+    harness.start("deadline")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 20)  # this worker runs fast
+    assert await harness.run() == "sleeping"
+    monkeypatch.setattr(time, "time", real)
+    assert [type(e) for e in harness.events][-1] is TimerSet
+    assert await harness.run() == "sleeping"  # another worker replays: same decision
+    harness.advance(10_000)
+    assert await harness.run() == "completed"
+    assert harness.result() == "done"
+
+
+@pytest.mark.pure
+async def test_logs_that_skipped_a_past_sleep_until_still_replay() -> None:
+    """Before 0.4 a sleep_until judged past recorded nothing; such logs keep replaying."""
+    registry = Registry()
+    _deadline_app(registry, datetime.now(UTC) + timedelta(hours=1))
+    harness = WorkflowHarness(registry)
+    eid = harness.start("deadline")
+    harness.journal(eid).append(StepCompleted(step="after", result=b"\xa4done"))
+    assert await harness.run() == "completed"
+    assert harness.result() == "done"
+
+
+# -- step code raising what is not an Exception (faults 5 and 6) --------------------------
+
+
+@pytest.mark.pure
+async def test_system_exit_in_a_step_is_the_steps_failure() -> None:
+    registry = Registry()
+    calls = 0
+
+    def leave() -> None:
+        nonlocal calls
+        calls += 1
+        sys.exit(3)
+
+    @durable("exits", registry=registry)
+    async def exits(ctx: Context) -> str:
+        try:
+            await ctx.step("leave", leave)
+        except StepFailedError as exc:
+            return f"{exc.error_type}: {exc.message}"
+        return "unreachable"
+
+    harness = WorkflowHarness(registry)
+    harness.start("exits")
+    assert await harness.run() == "completed"
+    assert await harness.run() == "completed"  # a replay raises the same, recorded
+    assert harness.result() == "SystemExit: 3"
+    assert calls == 1
+    failed = [e for e in harness.events if isinstance(e, StepFailed)]
+    assert [(e.step, e.error_type) for e in failed] == [("leave", "SystemExit")]
+
+
+@pytest.mark.pure
+async def test_a_cancelled_error_raised_by_step_code_is_recorded_and_retried() -> None:
+    registry = Registry()
+    tries = 0
+
+    async def flaky() -> str:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.cancel()
+            await future  # the step's own CancelledError, not a cancel of the worker
+        return "second try"
+
+    @durable("flaky", registry=registry)
+    async def flaky_wf(ctx: Context) -> str:
+        return str(await ctx.step_with_retry("call", flaky, retries=2, delay="1s",
+                                             jitter=False))
+
+    harness = WorkflowHarness(registry)
+    harness.start("flaky")
+    assert await harness.run() == "sleeping"  # a retry is scheduled, not a hang
+    harness.advance(1_000)
+    assert await harness.run() == "completed"
+    assert (harness.result(), tries) == ("second try", 2)
+
+
+@pytest.mark.pure
+async def test_a_cancel_of_the_running_task_still_stops_the_step_unrecorded() -> None:
+    registry = Registry()
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    @durable("slow", registry=registry)
+    async def slow_wf(ctx: Context) -> None:
+        await ctx.step("slow", slow)
+
+    harness = WorkflowHarness(registry)
+    harness.start("slow")
+    run = asyncio.create_task(harness.run())
+    await started.wait()
+    run.cancel()  # the worker stopping: not the step's failure
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert not [e for e in harness.events if isinstance(e, StepFailed)]
+
+
+@pytest.mark.processes
+async def test_sys_exit_in_a_step_does_not_take_the_worker_down(
+    client: Client, redis_url: str, tmp_path: Path, effects: Path
+) -> None:
+    worker = spawn_worker(redis_url, "tests.apps.faults", log=tmp_path / "w.log")
+    try:
+        eid = await client.start("exits-in-step")
+        status = await client.wait(eid, timeout=20)
+        assert (status.status, status.error) == ("completed", None)
+        assert await client.result(eid) == "SystemExit: 7"
+        assert worker.poll() is None  # still running
+        healthy = await client.start("exits-in-step")  # and still serving
+        assert await client.result(healthy, timeout=20) == "SystemExit: 7"
+        assert count_effects(effects, "exit") == {eid: 1, healthy: 1}
+    finally:
+        stop_worker(worker)
+
+
+@pytest.mark.pure
+def test_the_keys_give_a_bad_timer_set_per_partition() -> None:
+    keys = Keys("zart", 4)
+    assert keys.bad_timers(2) == "{zart:2}:timers:bad"
+
