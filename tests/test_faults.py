@@ -15,7 +15,15 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.helpers import count_effects, spawn_worker, stop_worker, wait_for, zart
-from zart_es import Client, Context, CorruptLog, Registry, StepFailedError, durable
+from zart_es import (
+    Client,
+    Context,
+    CorruptLog,
+    ExecutionFailedError,
+    Registry,
+    StepFailedError,
+    durable,
+)
 from zart_es.core import StepCompleted, StepFailed, TimerSet
 from zart_es.engine import Supervisor, TimerPoller, Worker
 from zart_es.store import Keys
@@ -230,6 +238,22 @@ async def test_system_exit_in_a_step_is_the_steps_failure() -> None:
     assert calls == 1
     failed = [e for e in harness.events if isinstance(e, StepFailed)]
     assert [(e.step, e.error_type) for e in failed] == [("leave", "SystemExit")]
+
+
+@pytest.mark.pure
+async def test_system_exit_in_workflow_code_fails_the_execution() -> None:
+    registry = Registry()
+
+    @durable("quits", registry=registry)
+    async def quits(ctx: Context) -> None:
+        sys.exit("bye")
+
+    harness = WorkflowHarness(registry)
+    harness.start("quits")
+    assert await harness.run() == "failed"
+    with pytest.raises(ExecutionFailedError) as failed:
+        harness.result()
+    assert (failed.value.error_type, failed.value.message) == ("SystemExit", "bye")
 
 
 @pytest.mark.pure

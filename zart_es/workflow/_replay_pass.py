@@ -54,7 +54,8 @@ async def replay(journal: Journal, workflow: Workflow, data: Any, max_payload_by
         result = await workflow.fn(ctx, data)
     except (Suspend, Interrupted, Cancelled, Paused) as stopped:
         return Replayed(stopped=stopped)
-    except Exception as exc:  # the workflow's own failure ends it
+    except (Exception, SystemExit) as exc:  # the workflow's own failure ends it (a
+        # sys.exit() in workflow code too: it must not take the worker down)
         # unless it swallowed Suspend and raised something else while unwinding
         return Replayed() if ctx.suspended else Replayed(ending=failure(exc))
     if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
