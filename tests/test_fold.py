@@ -20,6 +20,7 @@ from zart_es.core._fold import (
     SLEEPING,
     TERMINAL_STATES,
     TIMED_OUT,
+    WAITING,
     ExecutionState,
     Failure,
     Timer,
@@ -310,8 +311,22 @@ def test_timer_set_relative_and_absolute() -> None:
     ))
     assert state.timers["sleep-0"] == Timer(due_ms=10_010 + 300_000)
     assert state.timers["wait:paid:timer"] == Timer(due_ms=9_999_999)  # due_ms wins
-    assert state.status == SLEEPING
+    assert state.status == WAITING  # a signal wait's timeout: it waits for a signal
     assert state.order == ["sleep-0"]  # only sleeps are durable calls of their own
+
+
+def test_a_signal_wait_without_a_timeout_is_waiting_until_the_signal_is_taken() -> None:
+    state = fold(log(
+        START,
+        ev.SignalAwaited(wait="event:paid#0", name="paid"),
+        ev.SignalReceived(name="paid", payload=b"\xc3"),
+    ))
+    assert state.status == WAITING  # a signal alone does not run it: a worker must
+    assert state.order == ["event:paid#0"]
+    assert already_recorded(state, ev.SignalAwaited(wait="event:paid#0", name="paid"))
+    apply(state, ev.SignalConsumed(wait="event:paid#0", name="paid", index=0))
+    assert state.status == RUNNING
+    assert state.order == ["event:paid#0"]
 
 
 def test_timer_fired_marks_the_timer() -> None:
@@ -423,7 +438,8 @@ def test_children() -> None:
         (ev.RetryScheduled(step="a", attempt=2, error_type="E", message="m", timer="t",
                            delay_ms=1), SLEEPING),
         (ev.TimerSet(timer="sleep-0", delay_ms=1), SLEEPING),
-        (ev.TimerSet(timer="w:timer", delay_ms=1, purpose="event"), SLEEPING),
+        (ev.TimerSet(timer="w:timer", delay_ms=1, purpose="event"), WAITING),
+        (ev.SignalAwaited(wait="w", name="n"), WAITING),
         (ev.TimerSet(timer="timeout:1", delay_ms=1, purpose="timeout"), None),
         (ev.TimerFired(timer="t"), PENDING),
         (ev.ExecutionCompleted(result=b""), COMPLETED),

@@ -356,7 +356,7 @@ async def worker(redis_url: str, registry: Registry) -> AsyncIterator[Registry]:
 
 
 async def _waiting(client: Client, execution_id: str) -> bool:
-    return (await client.status(execution_id)).status in ("running", "sleeping")
+    return (await client.status(execution_id)).status in ("running", "sleeping", "waiting")
 
 
 @pytest.mark.usefixtures("worker")

@@ -114,6 +114,15 @@ class SignalConsumed(Event, frozen=True, kw_only=True, tag="EventConsumed", omit
     index: int
 
 
+class SignalAwaited(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """Wait ``wait`` for signal ``name`` (without a timeout) found none: the execution
+    waits (status ``waiting``) until one arrives. Recorded once per wait; a wait with a
+    timeout records its timer instead (``TimerSet``, purpose ``signal``)."""
+
+    wait: str
+    name: str
+
+
 class CancelRequested(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """Someone asked the execution to stop; the workflow sees ``Cancelled`` at its next
     durable call and may run compensation steps."""
@@ -214,6 +223,7 @@ AnyEvent = (
     | ExecutionTimedOut
     | SignalReceived
     | SignalConsumed
+    | SignalAwaited
     | CancelRequested
     | ExecutionCancelled
     | ChildStarted

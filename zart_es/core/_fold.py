@@ -28,6 +28,7 @@ from zart_es.core._events import (
     QueueAdmitted,
     RetryScheduled,
     RunRestarted,
+    SignalAwaited,
     SignalConsumed,
     SignalReceived,
     StepCompleted,
@@ -48,7 +49,9 @@ class Status(StrEnum):
     """Waiting for a worker to pick it up (new, woken by a timer, a signal or a repair)."""
     RUNNING = "running"
     SLEEPING = "sleeping"
-    """Waiting on a durable timer (a sleep, a retry's backoff, a wait's timeout)."""
+    """Waiting on a durable timer (a sleep, a retry's backoff)."""
+    WAITING = "waiting"
+    """Waiting for a signal (``ctx.wait_for_signal``), with or without a timeout."""
     PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -64,6 +67,7 @@ class Status(StrEnum):
 PENDING = Status.PENDING
 RUNNING = Status.RUNNING
 SLEEPING = Status.SLEEPING
+WAITING = Status.WAITING
 COMPLETED = Status.COMPLETED
 FAILED = Status.FAILED
 CANCELLED = Status.CANCELLED
@@ -185,10 +189,11 @@ def status_after(event: Event) -> Status | None:
     """
     if isinstance(event, _KEEPS_STATUS):
         return None
-    if isinstance(event, TimerSet) and event.purpose == "timeout":
+    if isinstance(event, TimerSet) and event.purpose != "sleep":
         # the deadline is armed when a worker first picks the execution up, before it
-        # knows whether a pause rule or a queue lets it run: it does not run yet
-        return None
+        # knows whether a pause rule or a queue lets it run: it does not run yet; a
+        # signal wait's timeout means the execution waits for a signal
+        return WAITING if event.purpose == "event" else None
     return _STATUS_AFTER.get(type(event), RUNNING)
 
 
@@ -197,6 +202,7 @@ _STATUS_AFTER: dict[type[Event], Status] = {
     StepCompleted: RUNNING,
     StepFailed: RUNNING,
     RetryScheduled: SLEEPING,
+    SignalAwaited: WAITING,
     TimerSet: SLEEPING,
     TimerFired: PENDING,
     ExecutionCompleted: COMPLETED,
@@ -417,6 +423,7 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = dict([
     _on(TimerFired, _timer_fired),
     _on(SignalReceived, _signal_received),
     _on(SignalConsumed, _signal_consumed),
+    _on(SignalAwaited, lambda state, e: _ordered(state, e.wait)),
     _on(CancelRequested, _cancel_requested),
     _on(ChildStarted, _child_started),
     _on(ChildCompleted, _child_completed),
@@ -483,6 +490,7 @@ _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = dict([
     # same name decide under the journal's lock: the loser looks again)
     _on(SignalConsumed, lambda s, e: e.wait in s.consumed or e.index in s.taken.get(e.name, {})),
     _on(ChildStarted, lambda s, e: e.call in s.children),
+    _on(SignalAwaited, lambda s, e: e.wait in s.ordered),
     _on(ExecutionCompleted, _ended),
     _on(ExecutionFailed, _ended),
     _on(ExecutionTimedOut, _ended),

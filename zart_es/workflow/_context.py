@@ -37,6 +37,7 @@ from zart_es.core import (
     Paused,
     RetryPolicy,
     RetryScheduled,
+    SignalAwaited,
     SignalConsumed,
     SignalTimeout,
     StepCompleted,
@@ -301,7 +302,11 @@ class Context:
         state = self._state
         index = state.consumed.get(key)
         if index is None:
-            self._new_call(key)
+            if key in state.ordered:  # awaited before (SignalAwaited): the same wait again
+                self._replay.visit(state, key)
+                self._replay.deliver_cancel(state)
+            else:
+                self._new_call(key)
             index = await self._resolve_wait(key, name, timeout)
         else:
             self._replay.visit(state, key)
@@ -339,6 +344,8 @@ class Context:
                 TimerSet(timer=timer_name, delay_ms=delay_ms, purpose="event"),
                 timer=NewTimer(timer_name, delay_ms),
             )
+        elif timeout is None and key not in state.ordered:
+            await self._journal.record(SignalAwaited(wait=key, name=name))  # status: waiting
         raise self._suspend()
 
     async def now(self) -> datetime:

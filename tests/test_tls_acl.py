@@ -1,0 +1,411 @@
+"""Redis over TLS (``rediss://``) and as a least-privilege ACL user.
+
+Each test starts its own redis-server: with a throwaway CA and server certificate made by
+``openssl`` at test time and a TLS-only port, and with an ACL file whose ``zart`` user is
+the one line of ``deploy/acl.conf`` (the rule deploy/README.md documents; the test puts a
+password hash in place of its placeholder), ``default`` off. A worker subprocess, a
+Client, the HTTP API (in process) and the CLI then run a representative workload as that
+user; Redis' ``ACL LOG`` must stay empty, so no refusal goes unnoticed (the API's
+``/metrics`` reads with ``raise_on_error=False``, the worker's loops retry and log).
+
+The module is also the workers' ``--app``: the workflows below register only in a worker
+started with ``ZART_TEST_TLS_ACL_APP=1``, so importing the tests registers nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_sync
+from redis.exceptions import NoPermissionError
+
+from zart_es import Client, Context, ExecutionFailedError, Schedules, Status, durable, queue, schedule
+from zart_es.store._embedded import find_redis_server, free_port
+
+from .apps.crash import effect
+from .helpers import ROOT, spawn_worker, stop_worker, wait_for
+
+pytestmark = pytest.mark.processes
+
+ACL_CONF = ROOT / "deploy" / "acl.conf"
+PLACEHOLDER = "#<sha256-hex-of-the-password>"
+APPS = ["tests.apps.crash", "tests.apps.control", "tests.test_tls_acl"]
+APP_ENV = "ZART_TEST_TLS_ACL_APP"
+
+
+# -- the workers' app ------------------------------------------------------------------------
+
+if os.environ.get(APP_ENV) == "1":
+    queue("acl-tenants", concurrency=2, rate=200)
+    schedule("acl-nightly", "acl-child", 1, cron="0 3 * * *")
+
+    @durable("acl-child")
+    async def acl_child(ctx: Context, n: int) -> int:
+        return await ctx.step("double", lambda: n * 2)
+
+    @durable("acl-parent", timeout="1m")
+    async def acl_parent(ctx: Context, n: int) -> int:
+        first = await ctx.step("first", lambda: n)
+        doubled: int = await ctx.call("acl-child", first, type=int)
+        await ctx.sleep(0.1)
+        return doubled + 1
+
+    @durable("acl-flaky")
+    async def acl_flaky(ctx: Context, marker: str) -> str:
+        def charge() -> str:
+            if not Path(marker).exists():
+                raise ConnectionError("payment provider down")
+            return "charged"
+
+        return await ctx.step("charge", charge)
+
+    @durable("acl-slow")
+    async def acl_slow(ctx: Context) -> str:
+        async def work() -> str:
+            first = not Path(os.environ["ZART_DEMO_EFFECTS"]).read_text().count("slow-begin")
+            effect("slow-begin", os.getpid())
+            await asyncio.sleep(30 if first else 0)
+            return "slow done"
+
+        return await ctx.step("work", work)
+
+    @durable("acl-queued", queue="acl-tenants")
+    async def acl_queued(ctx: Context, i: int) -> int:
+        async def work() -> int:
+            await asyncio.sleep(0.05)
+            return i
+
+        return await ctx.step("work", work)
+
+
+# -- a private redis-server with TLS and/or an ACL file ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    """A throwaway CA and a server certificate it signed, for 127.0.0.1 and localhost."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certs(directory: Path) -> Certs:
+    """CA and server certificate (EC P-256, one day), made with the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
+    ext = directory / "server.ext"
+    ext.write_text("basicConstraints=critical,CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                   "extendedKeyUsage=serverAuth\n"
+                   "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                   "subjectKeyIdentifier=hash\n"
+                   "authorityKeyIdentifier=keyid,issuer\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for command in (
+        [openssl, "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "1",
+         "-subj", "/CN=zart-es test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [openssl, "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        [openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+         "-CAcreateserial", "-out", cert, "-days", "1", "-extfile", ext],
+    ):
+        subprocess.run([str(c) for c in command], check=True, capture_output=True, timeout=30)
+    return Certs(ca=ca, cert=cert, key=key)
+
+
+class SecureRedis:
+    """A redis-server on 127.0.0.1 with TLS (``certs``) and/or an ACL file, and an
+    ``admin`` user (``+@all``) the test uses to look at what the workload did."""
+
+    ADMIN = "admin"
+
+    def __init__(self, data_dir: Path, *, certs: Certs | None = None,
+                 users: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.certs = certs
+        self.admin_password = secrets.token_hex(8)
+        self.users = users
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        """``redis://`` or ``rediss://...?ssl_ca_certs=<ca.pem>``, as ``user`` if given."""
+        scheme = "rediss" if self.certs else "redis"
+        auth = f"{user}:{password}@" if user else ""
+        query = f"?ssl_ca_certs={self.certs.ca}" if self.certs else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0{query}"
+
+    def admin(self) -> redis_sync.Redis:
+        """A synchronous client with every permission."""
+        user = self.ADMIN if self.users is not None else None
+        return redis_sync.Redis.from_url(self.url(user, self.admin_password),
+                                         socket_connect_timeout=2, socket_timeout=10)
+
+    def start(self) -> SecureRedis:
+        """Start the server (another port if the one picked was taken meanwhile) and wait
+        until the admin user gets an answer to PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        binary = find_redis_server("path")
+        for _ in range(5):
+            self.port = free_port()
+            args = [binary, "--bind", "127.0.0.1", "--dir", str(self.data_dir), "--save", "",
+                    "--appendonly", "no", "--logfile", str(self.data_dir / "redis.log")]
+            if self.certs:
+                args += ["--port", "0", "--tls-port", str(self.port),
+                         "--tls-cert-file", str(self.certs.cert),
+                         "--tls-key-file", str(self.certs.key),
+                         "--tls-ca-cert-file", str(self.certs.ca), "--tls-auth-clients", "no"]
+            else:
+                args += ["--port", str(self.port)]
+            if self.users is not None:
+                acl = self.data_dir / "users.acl"
+                acl.write_text("\n".join([
+                    "user default off",
+                    f"user {self.ADMIN} on >{self.admin_password} ~* &* +@all",
+                    *self.users]) + "\n")
+                args += ["--aclfile", str(acl)]
+            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, start_new_session=True)
+            if self._wait_ready():
+                return self
+        raise RuntimeError(f"redis-server did not start: {self._log_tail()}")
+
+    def _wait_ready(self) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = self._log_tail()
+                if "already in use" in log:
+                    return False
+                if "TLS" in log and self.certs:
+                    pytest.skip(f"this redis-server has no TLS support: {log}")
+                raise RuntimeError(f"redis-server exited at start: {log}")
+            try:
+                with self.admin() as admin:
+                    admin.ping()
+                    # our server, not another process's that got the port first
+                    if admin.info("server")["process_id"] == self.process.pid:
+                        return True
+                    self.stop()
+                    return False
+            except (redis_sync.ConnectionError, redis_sync.TimeoutError):
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within 10 s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        log = self.data_dir / "redis.log"
+        return log.read_text(errors="replace")[-600:].strip() if log.exists() else ""
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL after 10 s)."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def zart_rule() -> str:
+    """The ``zart`` user's rule as deploy/acl.conf (and so deploy/README.md) has it."""
+    (line,) = [ln for ln in ACL_CONF.read_text().splitlines() if ln.strip()]
+    assert line.startswith("user zart on ") and PLACEHOLDER in line.split(), line
+    return line
+
+
+def user_line(name: str, password: str, *, without: str | None = None) -> str:
+    """deploy/acl.conf's user as ``name`` with ``password`` (its SHA-256, as the file
+    asks), optionally without one of its rules."""
+    tokens = zart_rule().split()
+    if without is not None:
+        assert without in tokens, without
+        tokens.remove(without)
+    tokens[1] = name
+    tokens[tokens.index(PLACEHOLDER)] = "#" + hashlib.sha256(password.encode()).hexdigest()
+    return " ".join(tokens)
+
+
+def acl_refusals(server: SecureRedis) -> list[dict[str, Any]]:
+    """What the server's ACL LOG recorded (denied commands, keys, channels, auth)."""
+    with server.admin() as admin:
+        entries: list[dict[str, Any]] = admin.acl_log()  # type: ignore[assignment]
+    return entries
+
+
+async def zart_cli(url: str, *args: str) -> tuple[int, str, str]:
+    """``zart-es ARGS --redis-url URL`` in a subprocess: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "zart_es", *args, "--redis-url", url, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+# -- the workload: what workers, clients, the API and the CLI do --------------------------------
+
+
+def _spawn(url: str, log: Path, effects: Path) -> subprocess.Popen[bytes]:
+    return spawn_worker(url, APPS[0], log=log,
+                        env={APP_ENV: "1", "ZART_DEMO_EFFECTS": str(effects)},
+                        extra=[arg for app in APPS[1:] for arg in ("--app", app)]
+                        + ["--grace-period", "0.2"])
+
+
+async def _status(client: Client, execution_id: str, wanted: Status) -> bool:
+    return (await client.status(execution_id)).status == wanted
+
+
+async def run_workload(server: SecureRedis, url: str, tmp_path: Path) -> None:
+    """Everything zart-es does to Redis, through ``url``: two worker subprocesses (one
+    drained mid-step), a Client, the HTTP API and the CLI."""
+    effects = tmp_path / "effects.log"
+    effects.touch()
+    logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
+    workers = [_spawn(url, log, effects) for log in logs]
+    try:
+        async with Client(url) as client:
+            await _executions(client, server, tmp_path, effects, workers)
+            await _operations(client, server, tmp_path)
+            await _reads(client, url)
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+    for log in logs:
+        text = log.read_text()
+        assert "NOPERM" not in text and "NoPermission" not in text, text[-2000:]
+
+
+async def _executions(client: Client, server: SecureRedis, tmp_path: Path, effects: Path,
+                      workers: list[subprocess.Popen[bytes]]) -> None:
+    """Steps, a durable loop, a sleep, retries, a signal and a signal timeout, a child
+    call with a deadline, a queue with a cap and a rate, a cancel; a script cache flushed
+    under the workers; a worker drained mid-step; a garbage timer moved aside."""
+    marker = tmp_path / "provider-up"
+    ids = {
+        "loop": await client.start("crash-loop", {"n": 3}),
+        "sleep": await client.start("sleeper", {"seconds": 0.2}),
+        "retry": await client.start("retrier", {"failures": 2, "delay": "50ms",
+                                                 "backoff": "fixed"}),
+        "parent": await client.start("acl-parent", 5),
+        "signal": await client.start("wait-or-timeout", 30),
+        "no-signal": await client.start("wait-or-timeout", 0.2),
+        "flaky": await client.start("acl-flaky", str(marker)),
+    }
+    queued = [await client.start("acl-queued", i, queue_key="tenant-1") for i in range(5)]
+    assert await client.send_signal(ids["signal"], "approve", "yes")
+    handle = client.execution(ids["loop"])
+    assert await handle.result(timeout=20) == 0 + 1 + 2
+    assert await client.result(ids["sleep"], timeout=20) == "woke"
+    assert await client.result(ids["retry"], timeout=20) == 3
+    assert await client.result(ids["parent"], timeout=20) == 11
+    assert await client.result(ids["signal"], timeout=20) == "approved: yes"
+    assert await client.result(ids["no-signal"], timeout=20) == "timed out"
+    assert [await client.result(i, timeout=20) for i in queued] == list(range(5))
+    with pytest.raises(ExecutionFailedError, match="payment provider down"):
+        await client.result(ids["flaky"], timeout=20)
+
+    with server.admin() as admin:
+        admin.script_flush()  # as a restarted Redis: EVALSHA meets NOSCRIPT
+        admin.zadd("{zart:0}:timers", {"garbage": 0})  # a timer zart-es did not write
+
+    cancelled = await client.start("wait-or-timeout", 60)
+    await wait_for(lambda: _status(client, cancelled, Status.SLEEPING), timeout=20)
+    assert await client.cancel(cancelled, reason="acl test")
+    assert (await client.wait(cancelled, timeout=20)).status == Status.CANCELLED
+
+    marker.touch()
+    assert await client.retry_step(ids["flaky"], reason="provider is back") == "charge"
+    assert await client.result(ids["flaky"], timeout=20) == "charged"
+    assert await client.rerun(ids["flaky"], ["charge"])
+    assert (await client.wait(ids["flaky"], timeout=20)).status == Status.COMPLETED
+    assert await client.restart(ids["flaky"]) == 2
+    assert (await client.wait(ids["flaky"], timeout=20)).status == Status.COMPLETED
+
+    slow = await client.start("acl-slow")
+    await wait_for(lambda: _async(effects.read_text().count("slow-begin")), timeout=20)
+    (pid,) = [int(line.split()[1]) for line in effects.read_text().splitlines()
+              if line.startswith("slow-begin")]
+    (busy,) = [w for w in workers if w.pid == pid]
+    stop_worker(busy)  # drains: its run is cancelled and the message handed back
+    assert await client.result(slow, timeout=20) == "slow done"
+
+    with server.admin() as admin:
+        await wait_for(lambda: _async(admin.zscore("{zart:0}:timers:bad", "garbage")
+                                      is not None), timeout=20)
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def _operations(client: Client, server: SecureRedis, tmp_path: Path) -> None:
+    """Pause rules, schedules (one declared in the app, one added here)."""
+    assert await client.pause(workflow="sleeper", reason="acl test", by="tester")
+    assert [rule.rule for rule in await client.pauses()] == ["workflow:sleeper"]
+    held = await client.start("sleeper", {"seconds": 1})
+    await wait_for(lambda: _status(client, held, Status.PAUSED), timeout=20)
+    await client.resume(workflow="sleeper", by="tester")
+    assert await client.result(held, timeout=20) == "woke"
+
+    schedules = Schedules(client)
+    await schedules.add("acl-every", "acl-child", 7, every="1s", by="tester")
+
+    async def occurrence() -> bool:
+        return any(e.execution_id.startswith("acl-every-")
+                   for e in await client.list(name="acl-child"))
+
+    await wait_for(occurrence, timeout=20)
+    assert {s.name for s in await schedules.list()} == {"acl-every", "acl-nightly"}
+    await schedules.pause("acl-every", by="tester")
+    await schedules.resume("acl-every", by="tester")
+    assert await schedules.state("acl-every") is not None
+    assert len(await schedules.next_occurrences("acl-every", 2)) == 2
+    assert await schedules.remove("acl-every", by="tester")
+
+
+async def _reads(client: Client, url: str) -> None:
+    """Listing, stats, history, the hash chain, the HTTP API and the CLI."""
+    (some, *_) = await client.list(status="completed", limit=5)
+    assert len(await client.list(limit=500)) >= 20
+    assert (await client.stats()).total >= 20
+    assert [e async for e in client.history(some.execution_id)]
+    assert await client.verify(some.execution_id) is None
+    assert (await client.describe(some.execution_id)).status.status == Status.COMPLETED
+
+    from litestar.testing import AsyncTestClient
+
+    from zart_es.api import create_app
+
+    async with AsyncTestClient(app=create_app(client=client)) as http:
+        for path in ("/healthz", "/metrics", "/executions?limit=3", "/stats", "/schedules",
+                     "/admin/pauses", f"/executions/{some.execution_id}/history"):
+            reply = await http.get(path)
+            assert reply.status_code == 200, (path, reply.text)
+
+    results = await asyncio.gather(
+        zart_cli(url, "status", some.execution_id), zart_cli(url, "list", "--limit", "3"),
+        zart_cli(url, "history", some.execution_id, "--verify"), zart_cli(url, "stats"),
+        zart_cli(url, "health"), zart_cli(url, "schedule", "list"), zart_cli(url, "pauses"))
+    for code, out, err in results:
+        assert code == 0, (out, err)
