@@ -17,14 +17,16 @@ from redis.asyncio import Redis
 from tests.helpers import count_effects, spawn_worker, stop_worker, wait_for, zart
 from zart_es import (
     Client,
+    ConfigError,
     Context,
     CorruptLog,
     ExecutionFailedError,
+    NonRetryableError,
     Registry,
     StepFailedError,
     durable,
 )
-from zart_es.core import StepCompleted, StepFailed, TimerSet
+from zart_es.core import RetryPolicy, StepCompleted, StepFailed, TimerSet
 from zart_es.engine import Supervisor, TimerPoller, Worker
 from zart_es.store import Keys
 from zart_es.testing import WorkflowHarness
@@ -329,3 +331,158 @@ def test_the_keys_give_a_bad_timer_set_per_partition() -> None:
     keys = Keys("zart", 4)
     assert keys.bad_timers(2) == "{zart:2}:timers:bad"
 
+
+
+# -- step timeouts and errors that are not retried ----------------------------------------
+
+
+@pytest.mark.pure
+async def test_a_step_attempt_past_its_timeout_fails_and_is_retried() -> None:
+    registry = Registry()
+    attempts: list[int] = []
+
+    async def slow_then_fast() -> str:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            await asyncio.sleep(10)  # interrupted at this await after 50 ms
+        return "fast"
+
+    @durable("timed", registry=registry)
+    async def timed(ctx: Context) -> str:
+        return str(await ctx.step_with_retry("call", slow_then_fast, timeout="50ms",
+                                             retries=3, delay="1s", jitter=False))
+
+    harness = WorkflowHarness(registry)
+    harness.start("timed")
+    assert await harness.run() == "sleeping"
+    retry = [e for e in harness.events if type(e).__name__ == "RetryScheduled"]
+    assert [(e.error_type, e.message) for e in retry] == [
+        ("StepTimedOut", "step 'call' did not finish within 50ms")]
+    harness.advance(1_000)
+    assert await harness.run() == "completed"
+    assert (harness.result(), attempts) == ("fast", [1, 2])
+
+
+@pytest.mark.pure
+async def test_a_plain_step_past_its_timeout_is_a_recorded_failure() -> None:
+    registry = Registry()
+
+    @durable("timed-once", registry=registry)
+    async def timed_once(ctx: Context) -> str:
+        try:
+            await ctx.step("hang", lambda: asyncio.sleep(10), timeout=0.02)
+        except StepFailedError as exc:
+            return exc.error_type
+        return "unreachable"
+
+    harness = WorkflowHarness(registry)
+    harness.start("timed-once")
+    assert await harness.run() == "completed"
+    assert harness.result() == "StepTimedOut"
+
+
+@pytest.mark.pure
+async def test_a_timeout_error_of_the_steps_own_is_not_taken_for_the_timeout() -> None:
+    registry = Registry()
+
+    def own() -> None:
+        raise TimeoutError("the payment API timed out")
+
+    @durable("own-timeout", registry=registry)
+    async def own_timeout(ctx: Context) -> str:
+        try:
+            await ctx.step("pay", own, timeout="1h")
+        except StepFailedError as exc:
+            return f"{exc.error_type}: {exc.message}"
+        return "unreachable"
+
+    harness = WorkflowHarness(registry)
+    harness.start("own-timeout")
+    await harness.run()
+    assert harness.result() == "TimeoutError: the payment API timed out"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("bad", [0, -1, "0s"])
+async def test_a_step_timeout_must_be_positive(bad: object) -> None:
+    registry = Registry()
+
+    @durable("bad-timeout", registry=registry)
+    async def bad_timeout(ctx: Context) -> None:
+        await ctx.step("s", lambda: 1, timeout=bad)  # type: ignore[arg-type]
+
+    harness = WorkflowHarness(registry)
+    harness.start("bad-timeout")
+    assert await harness.run() == "failed"
+    with pytest.raises(ExecutionFailedError) as failed:
+        harness.result()
+    assert failed.value.error_type in ("ConfigError", "InvalidDuration")
+
+
+class CardDeclined(Exception):
+    pass
+
+
+class Flaky(Exception):
+    pass
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    ("raised", "options", "tries", "error_type"),
+    [
+        (NonRetryableError("card declined", error_type="CardDeclined"), {}, 1, "CardDeclined"),
+        (NonRetryableError("stop"), {}, 1, "NonRetryableError"),
+        (CardDeclined("no"), {"no_retry": (CardDeclined,)}, 1, "CardDeclined"),
+        (CardDeclined("no"), {"retry_on": (Flaky,)}, 1, "CardDeclined"),
+        (Flaky("again"), {"retry_on": (Flaky,)}, 3, "Flaky"),
+    ],
+)
+async def test_errors_that_are_not_retried_fail_the_step_at_once(
+    raised: Exception, options: dict[str, Any], tries: int, error_type: str
+) -> None:
+    registry = Registry()
+    calls = 0
+
+    def charge() -> None:
+        nonlocal calls
+        calls += 1
+        raise raised
+
+    @durable("charge", registry=registry)
+    async def charge_wf(ctx: Context) -> str:
+        try:
+            await ctx.step_with_retry("charge", charge, retries=2, delay="1s", jitter=False,
+                                      **options)
+        except StepFailedError as exc:
+            return exc.error_type
+        return "unreachable"
+
+    harness = WorkflowHarness(registry)
+    harness.start("charge")
+    while await harness.run() == "sleeping":
+        harness.advance(10_000)
+    assert (harness.result(), calls) == (error_type, tries)
+
+
+@pytest.mark.pure
+def test_retry_on_and_no_retry_take_exception_types_only() -> None:
+    with pytest.raises(ConfigError, match="no_retry must be a tuple of exception types"):
+        RetryPolicy.build(1, "fixed", "1s", "1s", no_retry=(str,))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="retry_on must be a tuple"):
+        RetryPolicy.build(1, "fixed", "1s", "1s", retry_on=[ValueError])  # type: ignore[arg-type]
+
+
+@pytest.mark.processes
+async def test_a_step_timeout_holds_in_a_real_worker(
+    client: Client, redis_url: str, tmp_path: Path
+) -> None:
+    worker = spawn_worker(redis_url, "tests.apps.faults", log=tmp_path / "w.log")
+    try:
+        eid = await client.start("hangs-once")
+        assert await client.result(eid, timeout=20) == "second attempt"
+        retries = [e for e in [e async for e in client.history(eid)]
+                   if type(e).__name__ == "RetryScheduled"]
+        assert [e.error_type for e in retries] == ["StepTimedOut"]
+    finally:
+        stop_worker(worker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from zart_es import Context, StepFailedError, durable
@@ -22,3 +23,21 @@ async def exits_in_step(ctx: Context) -> str:
     except StepFailedError as exc:
         return f"{exc.error_type}: {exc.message}"
     return "unreachable"
+
+
+@durable("hangs-once")
+async def hangs_once(ctx: Context) -> str:
+    """The first attempt hangs past its 200 ms timeout; the retry answers."""
+    return str(await ctx.step_with_retry("call", _hang_first, timeout="200ms", retries=2,
+                                         delay="100ms", jitter=False))
+
+
+_HUNG: set[str] = set()
+
+
+async def _hang_first() -> str:
+    """Hangs the first time this process calls it, answers after."""
+    if "first" not in _HUNG:
+        _HUNG.add("first")
+        await asyncio.sleep(30)
+    return "second attempt"

@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 from zart_es.core._durations import Duration, to_ms
-from zart_es.core._errors import ConfigError
+from zart_es.core._errors import ConfigError, NonRetryableError
 
 BackoffKind = Literal["exponential", "linear", "fixed"]
 _KINDS: tuple[str, ...] = ("exponential", "linear", "fixed")
@@ -31,6 +31,10 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     max_delay_ms: int
     jitter: bool = False
     """Exponential delays are drawn from [delay/2, delay] (deterministically per seed)."""
+    retry_on: tuple[type[BaseException], ...] | None = None
+    """Only failures of these types are retried (None: every failure)."""
+    no_retry: tuple[type[BaseException], ...] = ()
+    """Failures of these types are not retried (checked before ``retry_on``)."""
 
     @classmethod
     def build(
@@ -40,8 +44,15 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         delay: Duration,
         max_delay: Duration,
         jitter: bool = True,
+        *,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        no_retry: tuple[type[BaseException], ...] = (),
     ) -> RetryPolicy:
         """Validate user arguments into a policy; a :class:`ConfigError` names the bad one."""
+        for what, kinds in (("retry_on", retry_on or ()), ("no_retry", no_retry)):
+            if not isinstance(kinds, tuple) or not all(
+                    isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+                raise ConfigError(f"{what} must be a tuple of exception types, got {kinds!r}")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"retries must be a non-negative int, got {retries!r}")
         if backoff not in _KINDS:
@@ -52,7 +63,16 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         if not isinstance(jitter, bool):
             raise ConfigError(f"jitter must be True or False, got {jitter!r}")
         return cls(retries=retries, backoff=backoff, delay_ms=delay_ms, max_delay_ms=max_ms,
-                   jitter=jitter)
+                   jitter=jitter, retry_on=retry_on, no_retry=no_retry)
+
+    def retries_after(self, exc: BaseException, attempt: int) -> bool:
+        """Whether attempt ``attempt``, failed with ``exc``, is followed by another one.
+
+        Not after the last retry, not for a :class:`NonRetryableError`, not for a type in
+        ``no_retry``, and, when ``retry_on`` is given, only for a type in it."""
+        if attempt > self.retries or isinstance(exc, (NonRetryableError, *self.no_retry)):
+            return False
+        return self.retry_on is None or isinstance(exc, self.retry_on)
 
     def delay_before(self, attempt: int, *, seed: str = "") -> int:
         """Milliseconds to wait before ``attempt`` (2 = the first retry), capped at max_delay.

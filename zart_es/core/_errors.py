@@ -20,6 +20,8 @@
     ├── ExecutionFailedError          Client.result() of an execution that ended failed
     ├── ResultTimeout                 Client.result(timeout=) ran out (also a TimeoutError)
     ├── StepFailedError               a step raised (after its retries, if any); recorded
+    ├── StepTimedOut                  a step attempt ran past its timeout= (a step failure)
+    ├── NonRetryableError             raised by step code: fail the step now, no more retries
     ├── SignalTimeout                 ctx.wait_for_signal(timeout=) ran out; recorded
     ├── ChildFailedError              a child execution (ctx.call) did not complete
     ├── NondeterminismError           replayed code asked for another durable call than recorded
@@ -334,6 +336,27 @@ class RedisUnavailable(StoreError, ConnectionError):
     def __init__(self, url: str, detail: str) -> None:
         super().__init__(f"cannot reach Redis at {url}: {detail}")
         self.url = url
+
+
+class StepTimedOut(ZartError, TimeoutError):
+    """An attempt of step ``step`` ran longer than its ``timeout``: recorded as the step's
+    failure (``error_type`` "StepTimedOut"), retried by its policy like any other."""
+
+    def __init__(self, step: str, timeout_ms: int) -> None:
+        super().__init__(f"step {step!r} did not finish within {timeout_ms}ms")
+        self.step = step
+        self.timeout_ms = timeout_ms
+
+
+class NonRetryableError(ZartError):
+    """Raise it from step code to fail the step at once, whatever retries are left (like
+    Temporal's non-retryable ``ApplicationError``). Recorded with ``error_type`` when given
+    (else "NonRetryableError") and the message."""
+
+    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type or type(self).__name__
 
 
 class Suspend(BaseException):

@@ -34,6 +34,7 @@ from zart_es.core import (
     InvalidStepName,
     LeaseLost,
     NewTimer,
+    NonRetryableError,
     Paused,
     RetryPolicy,
     RetryScheduled,
@@ -43,6 +44,7 @@ from zart_es.core import (
     StepCompleted,
     StepFailed,
     StepFailedError,
+    StepTimedOut,
     Suspend,
     TimerSet,
     check_execution_id,
@@ -109,10 +111,13 @@ class Context:
     # -- steps ------------------------------------------------------------------------
 
     @overload
-    async def step(self, name: str, fn: Callable[[], Awaitable[T]], *, type: Any = None) -> T: ...
+    async def step(self, name: str, fn: Callable[[], Awaitable[T]], *, type: Any = None,
+                   timeout: Duration | None = None) -> T: ...
     @overload
-    async def step(self, name: str, fn: Callable[[], T], *, type: Any = None) -> T: ...
-    async def step(self, name: str, fn: StepFn[Any], *, type: Any = None) -> Any:
+    async def step(self, name: str, fn: Callable[[], T], *, type: Any = None,
+                   timeout: Duration | None = None) -> T: ...
+    async def step(self, name: str, fn: StepFn[Any], *, type: Any = None,
+                   timeout: Duration | None = None) -> Any:
         """Run ``fn`` once and record its result under ``name``; replays return the record.
 
         ``fn`` takes no arguments and may be sync or async. The value returned is always
@@ -120,20 +125,29 @@ class Context:
         run and every replay see equal values. If ``fn`` raises, the failure is recorded
         and :class:`StepFailedError` is raised, now and on every replay. A crash while
         ``fn`` runs means it runs again (at least once); once recorded, never again.
+
+        With ``timeout``, an attempt that runs longer fails with :class:`StepTimedOut`
+        (recorded like any failure). It interrupts an async ``fn`` at its next ``await``; a
+        sync ``fn`` cannot be interrupted (give it ``lambda: asyncio.to_thread(f)``: the
+        thread runs on, but the step is recorded as timed out).
         """
-        return await self._step(name, fn, type, None)
+        return await self._step(name, fn, type, None, _timeout_ms(timeout))
 
     @overload
     async def step_with_retry(
         self, name: str, fn: Callable[[], Awaitable[T]], *, retries: int = 10,
         backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
-        jitter: bool = True, type: Any = None,
+        jitter: bool = True, type: Any = None, timeout: Duration | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        no_retry: tuple[type[BaseException], ...] = (),
     ) -> T: ...
     @overload
     async def step_with_retry(
         self, name: str, fn: Callable[[], T], *, retries: int = 10,
         backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
-        jitter: bool = True, type: Any = None,
+        jitter: bool = True, type: Any = None, timeout: Duration | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        no_retry: tuple[type[BaseException], ...] = (),
     ) -> T: ...
     async def step_with_retry(
         self,
@@ -146,6 +160,9 @@ class Context:
         max_delay: Duration = "5m",
         jitter: bool = True,
         type: Any = None,
+        timeout: Duration | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        no_retry: tuple[type[BaseException], ...] = (),
     ) -> Any:
         """Like :meth:`step`, but a failure schedules a retry on a durable timer.
 
@@ -156,9 +173,15 @@ class Context:
         Each failure appends ``RetryScheduled``: a restart neither resets the attempt
         count nor shortens the wait. After ``retries`` retries the step fails with
         :class:`StepFailedError` carrying the last exception's type and message.
+
+        ``timeout`` bounds each attempt (a :class:`StepTimedOut` is a failure like any
+        other, retried). A failure is not retried when it is a :class:`NonRetryableError`,
+        an instance of a type in ``no_retry``, or (with ``retry_on``) of no type in it: the
+        step fails at once, recorded as usual.
         """
-        policy = RetryPolicy.build(retries, backoff, delay, max_delay, jitter)
-        return await self._step(name, fn, type, policy)
+        policy = RetryPolicy.build(retries, backoff, delay, max_delay, jitter,
+                                   retry_on=retry_on, no_retry=no_retry)
+        return await self._step(name, fn, type, policy, _timeout_ms(timeout))
 
     @overload
     async def durable_loop(
@@ -185,7 +208,7 @@ class Context:
         """
         type_ = type if type is not None else return_type(fn)
         return [
-            await self._step(f"{prefix}-{i}", functools.partial(fn, i, item), type_, None)
+            await self._step(f"{prefix}-{i}", functools.partial(fn, i, item), type_, None, None)
             for i, item in enumerate(items)
         ]
 
@@ -459,7 +482,8 @@ class Context:
         self._seen.add(name)
 
     async def _step(
-        self, name: str, fn: StepFn[Any], type_: Any, policy: RetryPolicy | None
+        self, name: str, fn: StepFn[Any], type_: Any, policy: RetryPolicy | None,
+        timeout_ms: int | None,
     ) -> Any:
         self._claim(name)
         if type_ is None:
@@ -482,13 +506,13 @@ class Context:
         self._new_call(name)
         started = time.perf_counter()
         try:
-            value = await call_step_fn(fn)
+            value = await _attempt(name, fn, timeout_ms)
         except BaseException as exc:  # any failure of user code is recorded
             if not step_failure(exc):
                 raise
-            retrying = policy is not None and attempt <= policy.retries
+            retrying = policy is not None and policy.retries_after(exc, attempt)
             self._journal.observe_step(started, "retry" if retrying else "failed")
-            await self._record_failure(name, attempt, exc, policy)
+            await self._record_failure(name, attempt, exc, policy if retrying else None)
             # only reached when another worker recorded a success of this step meanwhile
             return self._decode(name, self._state.steps[name], type_)
         self._journal.observe_step(started, "completed")
@@ -504,13 +528,15 @@ class Context:
     async def _record_failure(
         self, name: str, attempt: int, exc: BaseException, policy: RetryPolicy | None
     ) -> None:
-        """Record a failed attempt, then suspend (retry) or raise StepFailedError.
+        """Record a failed attempt, then suspend (a retry, when ``policy`` is given) or raise
+        StepFailedError.
 
         Returns only if the log shows the step completed by another worker meanwhile.
         """
-        error_type, message = type(exc).__name__, str(exc)
+        error_type = exc.error_type if isinstance(exc, NonRetryableError) else type(exc).__name__
+        message = str(exc)
         bound = log.bind(execution_id=self.execution_id, step=name, attempt=attempt)
-        if policy is not None and attempt <= policy.retries:
+        if policy is not None:
             delay_ms = policy.delay_before(attempt + 1, seed=f"{self.execution_id}:{name}")
             timer = retry_timer(name, attempt + 1)
             bound.warning("step failed, retry scheduled", error=f"{error_type}: {message}",
@@ -534,6 +560,30 @@ class Context:
 
     def _decode(self, name: str, data: bytes, type_: Any) -> Any:
         return decode_value(data, type_, f"recorded result of step {name!r}")
+
+
+def _timeout_ms(timeout: Duration | None) -> int | None:
+    """A step's timeout in ms (None: none); a ConfigError for zero."""
+    if timeout is None:
+        return None
+    timeout_ms = to_ms(timeout)
+    if timeout_ms <= 0:
+        raise ConfigError(f"a step timeout must be longer than 0, got {timeout!r}")
+    return timeout_ms
+
+
+async def _attempt(name: str, fn: StepFn[Any], timeout_ms: int | None) -> Any:
+    """One attempt of a step function, bounded by ``timeout_ms`` when given."""
+    if timeout_ms is None:
+        return await call_step_fn(fn)
+    deadline = asyncio.timeout(timeout_ms / 1000)
+    try:
+        async with deadline:
+            return await call_step_fn(fn)
+    except TimeoutError:
+        if deadline.expired():  # ours, not a TimeoutError of the step's own
+            raise StepTimedOut(name, timeout_ms) from None
+        raise
 
 
 def _child_id(parent_id: str, call: str) -> str:
