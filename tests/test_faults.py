@@ -21,12 +21,14 @@ from zart_es import (
     Context,
     CorruptLog,
     ExecutionFailedError,
+    ExecutionNotFound,
     NonRetryableError,
     Registry,
     StepFailedError,
+    TaskError,
     durable,
 )
-from zart_es.core import RetryPolicy, StepCompleted, StepFailed, TimerSet
+from zart_es.core import FailureInfo, RetryPolicy, StepCompleted, StepFailed, TimerSet
 from zart_es.engine import Supervisor, TimerPoller, Worker
 from zart_es.store import Keys
 from zart_es.testing import WorkflowHarness
@@ -486,3 +488,89 @@ async def test_a_step_timeout_holds_in_a_real_worker(
         assert [e.error_type for e in retries] == ["StepTimedOut"]
     finally:
         stop_worker(worker)
+
+
+# -- a failure handler ----------------------------------------------------------------------
+
+
+def _handled_app(registry: Registry, handled: list[str]) -> None:
+    async def on_failure(ctx: Context, failure: FailureInfo) -> str:
+        note = f"{failure.workflow}/{failure.status}: {failure.error_type}: {failure.message}"
+        await ctx.step("notify", lambda: handled.append(note))
+        return note
+
+    @durable("fragile", registry=registry, timeout="1m", on_failure=on_failure)
+    async def fragile(ctx: Context, mode: str) -> str:
+        await ctx.step("work", lambda: "done")
+        if mode == "fail":
+            raise TaskError.custom("inventory is gone")
+        await ctx.sleep("1h")  # outlives its 1 minute deadline
+        return "unreachable"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(
+    ("mode", "note"),
+    [("fail", "fragile/failed: TaskError: inventory is gone"),
+     ("hang", "fragile/timed_out: ExecutionTimedOut: timed out after 60000ms")],
+)
+async def test_a_failure_handler_runs_once_as_an_execution_of_its_own(
+    mode: str, note: str
+) -> None:
+    registry = Registry()
+    handled: list[str] = []
+    _handled_app(registry, handled)
+    harness = WorkflowHarness(registry)
+    eid = harness.start("fragile", mode)
+    await harness.run()
+    if mode == "hang":
+        harness.advance(60_000)  # the deadline's timer fires and ends it timed_out
+        await harness.run()
+    await harness.run(eid)  # replays of the ended execution start no second handler
+    await harness.run(f"{eid}.on-failure")
+    await harness.run(f"{eid}.on-failure")
+    assert handled == [note]
+    assert harness.result(f"{eid}.on-failure") == note
+    assert [e.step for e in harness.journal(f"{eid}.on-failure").events
+            if isinstance(e, StepCompleted)] == ["notify"]
+
+
+@pytest.mark.pure
+async def test_a_completed_execution_starts_no_failure_handler() -> None:
+    registry = Registry()
+    handled: list[str] = []
+
+    async def on_failure(ctx: Context, failure: FailureInfo) -> None:
+        handled.append(failure.execution_id)
+
+    @durable("fine", registry=registry, on_failure=on_failure)
+    async def fine(ctx: Context) -> str:
+        return "ok"
+
+    harness = WorkflowHarness(registry)
+    eid = harness.start("fine")
+    await harness.run()
+    with pytest.raises(ExecutionNotFound):
+        harness.journal(f"{eid}.on-failure")
+    assert "fine.on-failure" in registry
+
+
+@pytest.mark.processes
+async def test_a_failure_handler_runs_in_a_real_worker_after_a_deadline(
+    client: Client, redis_url: str, tmp_path: Path, effects: Path
+) -> None:
+    worker = spawn_worker(redis_url, "tests.apps.faults", log=tmp_path / "w.log")
+    try:
+        eid = await client.start("deadline-handled")
+        with pytest.raises(ExecutionFailedError):
+            await client.result(eid, timeout=20)
+        handler = f"{eid}.on-failure"
+        await wait_for(lambda: _exists(client, handler), timeout=20)
+        assert await client.result(handler, timeout=20) == "timed_out"
+        assert count_effects(effects, "handled") == {eid: 1}
+    finally:
+        stop_worker(worker)
+
+
+async def _exists(client: Client, execution_id: str) -> bool:
+    return bool(await client.store.meta(execution_id))

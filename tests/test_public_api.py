@@ -31,6 +31,7 @@ PUBLIC = [
     "ExecutionNotFound",
     "ExecutionStatus",
     "ExecutionSummary",
+    "FailureInfo",
     "InvalidDuration",
     "InvalidExecutionId",
     "InvalidStepName",

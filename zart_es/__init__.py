@@ -6,6 +6,7 @@ execution's event stream, so a process that dies mid-way resumes where it stoppe
 
 from zart_es.client import Client, ExecutionHandle
 from zart_es.core import (
+    FailureInfo,
     Cancelled,
     ChildFailedError,
     ConfigError,
@@ -67,6 +68,7 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionStatus",
     "ExecutionSummary",
+    "FailureInfo",
     "InvalidDuration",
     "InvalidExecutionId",
     "InvalidStepName",

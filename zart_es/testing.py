@@ -89,6 +89,7 @@ from zart_es.workflow import (
     deadline_passed,
     default_registry,
     failure,
+    failure_handler_start,
     replay,
     workflow_input,
 )
@@ -332,6 +333,11 @@ class WorkflowHarness:
                 await self._run(journal)
         if journal.state.terminal and journal.state.parent_id:
             self._notify_parent(journal)
+        if journal.state.terminal and journal.state.workflow in self.registry:
+            start = failure_handler_start(self.registry.get(journal.state.workflow),
+                                          journal.state, self.max_payload_bytes)
+            if start is not None and start.execution_id not in self._journals:
+                self._create(start)
         return journal.state.status
 
     async def settle(self, *, max_runs: int = 1000) -> None:

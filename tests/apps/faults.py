@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from zart_es import Context, StepFailedError, durable
+from zart_es.core import FailureInfo
 
 from .crash import effect
 
@@ -41,3 +42,14 @@ async def _hang_first() -> str:
         _HUNG.add("first")
         await asyncio.sleep(30)
     return "second attempt"
+
+
+async def _handle(ctx: Context, failure: FailureInfo) -> str:
+    await ctx.step("note", lambda: effect("handled", failure.execution_id))
+    return failure.status
+
+
+@durable("deadline-handled", timeout="300ms", on_failure=_handle)
+async def deadline_handled(ctx: Context) -> None:
+    """Sleeps past its deadline: its failure handler runs."""
+    await ctx.sleep("1h")

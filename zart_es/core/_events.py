@@ -211,6 +211,18 @@ class QueueAdmitted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=Tr
     admitted_ms: int = 0
 
 
+class FailureInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The input of a workflow's failure handler (``@durable(..., on_failure=handler)``):
+    which execution ended how. Not an event: the handler is an execution of its own."""
+
+    execution_id: str
+    workflow: str
+    status: str
+    """``failed`` or ``timed_out``."""
+    error_type: str
+    message: str
+
+
 AnyEvent = (
     ExecutionStarted
     | StepCompleted

@@ -8,6 +8,7 @@ stream fields, so they are checked at the edge (client, registry, API) with a cl
 from __future__ import annotations
 
 import re
+import uuid
 
 from zart_es.core._errors import ConfigError, InvalidExecutionId
 
@@ -61,3 +62,12 @@ def check_queue_key(key: object) -> str:
     return key
 
 
+def derived_id(base: str, suffix: str) -> str:
+    """The id of an execution derived from another's (a child call, a failure handler):
+    ``base + suffix``, or, past 200 characters, a shortened form that still depends only
+    on the two (so every replay derives the same id)."""
+    candidate = base + suffix
+    if len(candidate) <= 200:
+        return candidate
+    digest = uuid.uuid5(uuid.NAMESPACE_OID, base).hex[:16]
+    return f"{base[:150]}.{digest}.{suffix.lstrip('.')[-30:]}"

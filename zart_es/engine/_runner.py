@@ -54,6 +54,7 @@ from zart_es.workflow import (
     Workflow,
     deadline_passed,
     failure,
+    failure_handler_start,
     replay,
     workflow_input,
 )
@@ -242,9 +243,26 @@ async def replay_execution(
     """
     journal.replay_opened = journal.state.opened_seq  # a new replay, of the latest run
     outcome = await _advance(journal, registry, max_payload_bytes)
-    if outcome is Outcome.ENDED and journal.state.parent_id:
-        await _notify_parent(journal)
+    if outcome is Outcome.ENDED:
+        if journal.state.parent_id:
+            await _notify_parent(journal)
+        await _start_failure_handler(journal, registry, max_payload_bytes)
     return outcome
+
+
+async def _start_failure_handler(
+    journal: StoreJournal, registry: Registry, max_payload_bytes: int
+) -> None:
+    """Start the workflow's failure handler if the run failed or timed out (idempotent on
+    its derived id: every replay of the ended execution asks, one start is made)."""
+    if journal.state.workflow not in registry:
+        return
+    start = failure_handler_start(registry.get(journal.state.workflow), journal.state,
+                                  max_payload_bytes)
+    if start is not None and await journal.store.create(start, start.execution_id,
+                                                         start.workflow):
+        log.info("failure handler started", execution_id=journal.state.execution_id,
+                 handler=start.execution_id)
 
 
 async def _advance(journal: StoreJournal, registry: Registry, max_payload_bytes: int) -> Outcome:

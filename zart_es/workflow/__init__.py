@@ -21,6 +21,7 @@ from zart_es.workflow._replay_pass import (
     completion,
     deadline_passed,
     failure,
+    failure_handler_start,
     replay,
     workflow_input,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "default_registry",
     "durable",
     "failure",
+    "failure_handler_start",
     "queue",
     "replay",
     "schedule",

@@ -50,6 +50,7 @@ from zart_es.core import (
     check_execution_id,
     check_workflow_name,
     decode_value,
+    derived_id,
     encode_value,
     format_ms,
     named_sleep_timer,
@@ -589,11 +590,7 @@ async def _attempt(name: str, fn: StepFn[Any], timeout_ms: int | None) -> Any:
 def _child_id(parent_id: str, call: str) -> str:
     """Deterministic id of a parent's child call (``child-0``, ``g0-1.child-0`` in a
     gather branch), shortened if it would be too long."""
-    candidate = f"{parent_id}.{call}"
-    if len(candidate) <= 200:
-        return candidate
-    digest = uuid_module.uuid5(uuid_module.NAMESPACE_OID, parent_id).hex[:16]
-    return f"{parent_id[:150]}.{digest}.{call[-30:]}"
+    return derived_id(parent_id, f".{call}")
 
 
 def _unretired(child_id: str, retired: set[str]) -> str:

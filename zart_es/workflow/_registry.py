@@ -44,6 +44,8 @@ class Workflow:
     timeout_ms: int | None
     queue: str | None = None
     """The queue whose limits and pause rules apply to its executions."""
+    on_failure: str | None = None
+    """The workflow that handles its failures (``<name>.on-failure``), if it has one."""
 
 
 class Registry:
@@ -56,10 +58,14 @@ class Registry:
 
     def register(
         self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
-        queue: str | Queue | None = None,
+        queue: str | Queue | None = None, on_failure: WorkflowFn | None = None,
     ) -> Workflow:
-        """Register ``fn`` under ``name``; the same function twice is a no-op."""
+        """Register ``fn`` under ``name``; the same function twice is a no-op. An
+        ``on_failure`` handler is registered as workflow ``<name>.on-failure``."""
         check_workflow_name(name)
+        handler = None
+        if on_failure is not None:
+            handler = self.register(failure_workflow(name), on_failure, queue=queue).name
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(f"@durable({name!r}) needs an 'async def' function, got {fn!r}")
         params = list(inspect.signature(fn).parameters.values())
@@ -83,6 +89,7 @@ class Registry:
             result_type=hints.get("return", Any),
             timeout_ms=None if timeout is None else to_ms(timeout),
             queue=self._queue_name(queue),
+            on_failure=handler,
         )
         existing = self._workflows.get(name)
         if existing is not None and _origin(existing.fn) != _origin(fn):
@@ -159,6 +166,7 @@ def durable(
     *,
     timeout: Duration | None = None,
     queue: str | Queue | None = None,
+    on_failure: Callable[..., Awaitable[Any]] | None = None,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an ``async def`` workflow under ``name``.
@@ -168,10 +176,16 @@ def durable(
     recorded. ``queue`` names the queue (see :func:`zart_es.queue`) whose concurrency,
     rate and priority govern when its executions may start, and whose pause rule holds
     them. The function is returned unchanged, so it stays callable in unit tests.
+
+    ``on_failure`` (``async def handler(ctx, failure: FailureInfo)``) runs durably once the
+    execution has ended ``failed`` or ``timed_out``: as an execution of its own,
+    ``<id>.on-failure``, of the workflow ``<name>.on-failure``, so its steps are recorded,
+    retried and resumed like any other's; it is started once per failed run.
     """
 
     def register(fn: F) -> F:
-        (registry or default_registry).register(name, fn, timeout=timeout, queue=queue)
+        (registry or default_registry).register(name, fn, timeout=timeout, queue=queue,
+                                                on_failure=on_failure)
         return fn
 
     return register
@@ -258,3 +272,8 @@ def _ignore_input(fn: Callable[[Context], Awaitable[Any]]) -> WorkflowFn:
 def _origin(fn: Callable[..., Any]) -> tuple[str, str]:
     inner: Callable[..., Any] = getattr(fn, "__wrapped__", fn)
     return (getattr(inner, "__module__", ""), getattr(inner, "__qualname__", repr(inner)))
+
+
+def failure_workflow(name: str) -> str:
+    """The name a workflow's failure handler is registered under."""
+    return f"{name}.on-failure"

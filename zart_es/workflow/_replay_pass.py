@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from zart_es.core import (
+    FAILED,
+    TIMED_OUT,
     Cancelled,
     Event,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionStarted,
     ExecutionState,
+    Failure,
+    FailureInfo,
     Interrupted,
     NewTimer,
     Paused,
@@ -30,6 +35,7 @@ from zart_es.core import (
     TaskError,
     TimerSet,
     decode_value,
+    derived_id,
     encode_value,
     timeout_timer,
 )
@@ -83,6 +89,24 @@ def failure(exc: BaseException) -> ExecutionFailed:
     if isinstance(exc, TaskError):
         return ExecutionFailed(error_type="TaskError", message=exc.message)
     return ExecutionFailed(error_type=type(exc).__name__, message=str(exc))
+
+
+def failure_handler_start(workflow: Workflow, state: ExecutionState,
+                          max_payload_bytes: int) -> ExecutionStarted | None:
+    """The ``ExecutionStarted`` of ``workflow``'s failure handler for this ended run, or
+    None (no handler, or the run did not fail or time out). Its id is derived from the
+    execution's and from the run (``<id>.on-failure``, ``<id>.on-failure-<n>`` after a
+    repair), so creating it on every replay of the ended execution starts it once."""
+    if workflow.on_failure is None or state.status not in (FAILED, TIMED_OUT):
+        return None
+    error = state.error or Failure("", "")
+    info = FailureInfo(execution_id=state.execution_id, workflow=workflow.name,
+                       status=str(state.status), error_type=error.error_type,
+                       message=error.message)
+    suffix = ".on-failure" + (f"-{state.opened_seq}" if state.opened_seq else "")
+    return ExecutionStarted(
+        execution_id=derived_id(state.execution_id, suffix), workflow=workflow.on_failure,
+        input=encode_value(info, f"input of {workflow.on_failure!r}", max_payload_bytes))
 
 
 async def deadline_passed(journal: Journal, timeout_ms: int,
