@@ -6,7 +6,6 @@ execution's event stream, so a process that dies mid-way resumes where it stoppe
 
 from zart_es.client import Client, ExecutionHandle
 from zart_es.core import (
-    FailureInfo,
     Cancelled,
     ChildFailedError,
     ConfigError,
@@ -17,6 +16,7 @@ from zart_es.core import (
     ExecutionEnded,
     ExecutionFailedError,
     ExecutionNotFound,
+    FailureInfo,
     InvalidDuration,
     InvalidExecutionId,
     InvalidStepName,
