@@ -24,11 +24,22 @@ from zart_es import (
     ExecutionNotFound,
     NonRetryableError,
     Registry,
+    RepairRefused,
     StepFailedError,
     TaskError,
     durable,
 )
-from zart_es.core import FailureInfo, RetryPolicy, StepCompleted, StepFailed, TimerSet
+from zart_es.core import (
+    ExecutionQuarantined,
+    ExecutionReleased,
+    ExecutionResumed,
+    FailureInfo,
+    RetryPolicy,
+    StepCompleted,
+    StepFailed,
+    TimerSet,
+    fold,
+)
 from zart_es.engine import Supervisor, TimerPoller, Worker
 from zart_es.store import Keys
 from zart_es.testing import WorkflowHarness
@@ -574,3 +585,70 @@ async def test_a_failure_handler_runs_in_a_real_worker_after_a_deadline(
 
 async def _exists(client: Client, execution_id: str) -> bool:
     return bool(await client.store.meta(execution_id))
+
+
+# -- quarantine -------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_an_execution_that_keeps_crashing_the_engine_is_quarantined_then_released(
+    client: Client, redis: Redis, redis_url: str
+) -> None:
+    registry = Registry()
+
+    @durable("gated", registry=registry)
+    async def gated(ctx: Context) -> str:
+        return str(await ctx.wait_for_signal("go", type=str))
+
+    async with Worker(redis_url, registry=registry, lease_timeout=0.3, poll_interval=0.05,
+                      quarantine_after=2) as worker:
+        eid = await client.start("gated")
+        await wait_for(lambda: _status_is(client, eid, "waiting"), timeout=10)
+        log_key = client.keys.log(eid)
+        junk = await redis.xadd(log_key, {"s": "99", "junk": "x"})  # not zart-es's writing
+        await client.send_signal(eid, "go", "through")  # wakes it: every run crashes now
+        await wait_for(lambda: _status_is(client, eid, "quarantined"), timeout=20)
+        assert [s.execution_id for s in await client.list(status="quarantined")] == [eid]
+        assert worker.metrics.quarantined._value.get() == 1
+        audit = [fields for _, fields in await redis.xrange(client.keys.audit())]
+        assert [(f[b"what"], f[b"execution_id"]) for f in audit] == [(b"quarantine",
+                                                                      eid.encode())]
+        assert audit[0][b"error"].startswith(b"CorruptLog: execution ")
+        done = await client.start("gated", execution_id="other")
+        await client.send_signal(done, "go", "x")
+        await client.result(done, timeout=10)
+        with pytest.raises(RepairRefused, match="it is completed, not quarantined"):
+            await client.release(done)
+        await redis.xdel(log_key, junk)  # the operator repairs the log
+        await client.release(eid, reason="log repaired", by="ana")
+        assert await client.result(eid, timeout=10) == "through"
+    history = [e async for e in client.history(eid)]
+    quarantined = [e for e in history if isinstance(e, ExecutionQuarantined)]
+    assert [(e.crashes, e.error_type) for e in quarantined] == [(2, "CorruptLog")]
+    assert [(e.by, e.reason) for e in history if isinstance(e, ExecutionReleased)] == [
+        ("ana", "log repaired")]
+
+
+async def _status_is(client: Client, execution_id: str, status: str) -> bool:
+    return (await client.status(execution_id)).status == status
+
+
+@pytest.mark.redis
+async def test_quarantined_stays_through_everything_but_its_release_in_redis_and_the_fold(
+    client: Client, redis: Redis
+) -> None:
+    """The append script and the fold apply one rule to held statuses; a pause's release
+    does not lift a quarantine."""
+    eid = await client.start("anything", execution_id="held-1")
+    store = client.store
+    steps: list[tuple[Any, str]] = [
+        (ExecutionQuarantined(crashes=5, error_type="E", message="m"), "quarantined"),
+        (TimerSet(timer="sleep-0", delay_ms=1), "quarantined"),
+        (ExecutionResumed(rule="workflow:x"), "quarantined"),
+        (ExecutionReleased(by="ana"), "pending"),
+    ]
+    for event, expected in steps:
+        await store.append(eid, -1, event)
+        assert (await store.meta(eid))[b"st"].decode() == expected
+        folded = fold(e for _, e in await store.read(eid))
+        assert folded.status == expected

@@ -103,6 +103,17 @@ async def restart(
     return Repaired(execution_id, run=run)
 
 
+@post("/admin/executions/{execution_id:str}/release", status_code=HTTP_202_ACCEPTED,
+      summary="Let a quarantined execution run again")
+async def release(
+    request: Request[Any, Any, Any], execution_id: str, data: RestartRequest | None = None
+) -> Repaired:
+    """409 ``repair_refused`` unless it is quarantined. The body (reason, by) is optional."""
+    data = data or RestartRequest()
+    await _client(request).release(execution_id, reason=data.reason, by=data.by)
+    return Repaired(execution_id)
+
+
 @get("/admin/pauses", summary="Pause rules in force")
 async def list_pauses(request: Request[Any, Any, Any]) -> list[PauseRule]:
     """Each rule with who set it, when and why."""
@@ -134,4 +145,4 @@ async def remove_pause(
     return PauseChange(f"{kind}:{name}", f"{kind}:{name}" in before, resumed)
 
 
-ROUTES = [retry_step, rerun, restart, list_pauses, add_pause, remove_pause]
+ROUTES = [retry_step, rerun, restart, release, list_pauses, add_pause, remove_pause]

@@ -129,6 +129,8 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace-period", type=float, default=10.0,
                    help="seconds in-flight executions get to finish on SIGTERM")
     p.add_argument("--poll-interval", type=float, default=0.5)
+    p.add_argument("--quarantine-after", type=int, default=5,
+                   help="engine crashes on one execution before it is quarantined")
     p.add_argument("--no-scheduler", action="store_true",
                    help="do not start the occurrences of recurring schedules here")
     p.add_argument("--log-json", action="store_true", default=None,

@@ -1,4 +1,4 @@
-"""``zart-es`` commands for operators: repair (retry-step, rerun, restart), pause rules
+"""``zart-es`` commands for operators: repair (retry-step, rerun, restart, release), pause rules
 (pause, resume, pauses) and stats. Each is one :class:`Client` call; see
 docs/operations.md."""
 
@@ -30,6 +30,10 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
     restart_.add_argument("id")
     _note(restart_)
 
+    release_ = add("release", "let a quarantined execution run again")
+    release_.add_argument("id")
+    _note(release_)
+
     for name, text in (("pause", "hold every execution of a workflow or queue"),
                        ("resume", "lift a pause rule; the executions it held continue")):
         parser = add(name, text)
@@ -41,8 +45,8 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
 
     add("pauses", "the pause rules in force")
     add("stats", "executions by state and by workflow")
-    return {"retry-step": retry_step, "rerun": rerun, "restart": restart, "pause": pause,
-            "resume": resume, "pauses": list_pauses, "stats": stats}
+    return {"retry-step": retry_step, "rerun": rerun, "restart": restart, "release": release,
+            "pause": pause, "resume": resume, "pauses": list_pauses, "stats": stats}
 
 
 def _note(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +76,14 @@ async def restart(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
         run = await client.restart(args.id, reason=args.reason, by=operator())
     print(f"execution {args.id!r} restarted: run {run}")
+    return 0
+
+
+async def release(args: argparse.Namespace) -> int:
+    """``zart-es release ID [--reason R]``."""
+    async with client_for(args) as client:
+        await client.release(args.id, reason=args.reason, by=operator())
+    print(f"execution {args.id!r} released: it runs again")
     return 0
 
 

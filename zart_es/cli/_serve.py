@@ -37,6 +37,7 @@ def _worker_from(args: argparse.Namespace, redis_url: str | None) -> Any:
         partitions=args.partitions,
         heartbeat_file=getattr(args, "heartbeat_file", None),
         run_scheduler=not args.no_scheduler,
+        quarantine_after=args.quarantine_after,
     )
 
 

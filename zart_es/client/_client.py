@@ -295,6 +295,13 @@ class Client:
         return await ops.restart(self.store, check_execution_id(execution_id), by=by,
                                    reason=reason)
 
+    async def release(self, execution_id: str, *, reason: str = "", by: str = "") -> None:
+        """Let a quarantined execution run again, once what crashed the engine on it is
+        fixed (its crash count starts over). :class:`RepairRefused` unless quarantined."""
+        await self._ready()
+        await ops.release(self.deployment, check_execution_id(execution_id), by=by,
+                          reason=reason)
+
     async def pause(
         self, *, workflow: str | None = None, queue: str | None = None, reason: str = "",
         by: str = "",

@@ -200,6 +200,24 @@ class ExecutionResumed(Event, frozen=True, kw_only=True, tag=True, omit_defaults
     rule: str = ""
 
 
+class ExecutionQuarantined(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The engine crashed ``crashes`` times running the execution (a log it cannot read, a
+    bug outside any step): it is set aside, status ``quarantined``, until an operator
+    releases it (``ExecutionReleased``). Timers and signals are still recorded meanwhile."""
+
+    crashes: int
+    error_type: str
+    message: str
+
+
+class ExecutionReleased(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """An operator released a quarantined execution (after fixing what crashed): it runs
+    again from its log."""
+
+    by: str = ""
+    reason: str = ""
+
+
 class QueueAdmitted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """The execution got a slot of queue ``queue`` for key ``key`` and may run; it holds the
     slot until it ends. ``admitted_ms`` is when the queue's gate admitted it (Redis' clock:
@@ -245,6 +263,8 @@ AnyEvent = (
     | RunRestarted
     | ExecutionPaused
     | ExecutionResumed
+    | ExecutionQuarantined
+    | ExecutionReleased
     | QueueAdmitted
 )
 

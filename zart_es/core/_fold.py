@@ -22,6 +22,8 @@ from zart_es.core._events import (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionPaused,
+    ExecutionQuarantined,
+    ExecutionReleased,
     ExecutionResumed,
     ExecutionStarted,
     ExecutionTimedOut,
@@ -53,6 +55,8 @@ class Status(StrEnum):
     WAITING = "waiting"
     """Waiting for a signal (``ctx.wait_for_signal``), with or without a timeout."""
     PAUSED = "paused"
+    QUARANTINED = "quarantined"
+    """Set aside after the engine crashed running it too often; an operator releases it."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -73,6 +77,7 @@ FAILED = Status.FAILED
 CANCELLED = Status.CANCELLED
 TIMED_OUT = Status.TIMED_OUT
 PAUSED = Status.PAUSED
+QUARANTINED = Status.QUARANTINED
 
 STATES: tuple[Status, ...] = tuple(Status)
 TERMINAL_STATES: frozenset[str] = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
@@ -154,6 +159,8 @@ class ExecutionState(msgspec.Struct):
     the same place starts a new child instead of re-reading the ended one."""
     paused_by: str | None = None
     """The pause rule holding the execution, while it is paused."""
+    quarantine: ExecutionQuarantined | None = None
+    """Why the execution is quarantined, while it is."""
     queue_key: str = ""
     priority: int | None = None
     admitted: str | None = None
@@ -214,22 +221,32 @@ _STATUS_AFTER: dict[type[Event], Status] = {
     RunRestarted: PENDING,
     ExecutionPaused: PAUSED,
     ExecutionResumed: PENDING,
+    ExecutionQuarantined: QUARANTINED,
+    ExecutionReleased: PENDING,
 }
 
 # events that do not change the status (delivered from outside, while anything goes on)
 _KEEPS_STATUS = (SignalReceived, CancelRequested, ChildCompleted, QueueAdmitted)
 
 
-def keeps_paused(status: str, event: Event) -> bool:
-    """Whether a paused execution stays paused although ``event`` names ``status``."""
-    return status not in TERMINAL_STATES and not isinstance(event, ExecutionResumed)
+HELD: dict[str, type[Event]] = {PAUSED: ExecutionResumed, QUARANTINED: ExecutionReleased}
+"""Statuses an execution keeps through everything but its end and the event that lifts
+them (the append script applies the same rule)."""
+
+
+def keeps_held(held: str, status: str, event: Event) -> bool:
+    """Whether an execution in a ``held`` status keeps it although ``event`` names
+    ``status``."""
+    lifted_by = HELD.get(held)
+    return (lifted_by is not None and status not in TERMINAL_STATES
+            and not isinstance(event, lifted_by))
 
 
 def apply(state: ExecutionState, event: Event) -> ExecutionState:
     """Fold one event into ``state`` (in place, and returned for chaining)."""
     state.version += 1
     status = status_after(event)
-    if status is not None and not (state.status == PAUSED and keeps_paused(status, event)):
+    if status is not None and not keeps_held(state.status, status, event):
         state.status = status
     fold_one = _APPLY.get(type(event))
     if fold_one is not None:
@@ -437,6 +454,8 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = dict([
     _on(ExecutionPaused, _paused),
     _on(ExecutionResumed, _resumed),
     _on(QueueAdmitted, _admitted),
+    _on(ExecutionQuarantined, lambda state, e: setattr(state, "quarantine", e)),
+    _on(ExecutionReleased, lambda state, _e: setattr(state, "quarantine", None)),
 ])
 
 

@@ -62,6 +62,9 @@ class WorkerMetrics:
             "zart_worker_event_loop_blocked_seconds",
             "How late the lease heartbeat ran because the event loop was blocked (a step "
             "function doing sync I/O or time.sleep)", registry=self.registry)
+        self.quarantined = Counter(
+            "zart_worker_quarantined", "Executions this worker quarantined after repeated "
+            "engine crashes", registry=self.registry)
         self.loop_restarts = Counter(
             "zart_worker_loop_restarts", "Background loops restarted after they crashed",
             ["loop"], registry=self.registry)

@@ -269,6 +269,8 @@ async def _advance(journal: StoreJournal, registry: Registry, max_payload_bytes:
     state = journal.state
     if state.terminal:
         return Outcome.ENDED
+    if state.quarantine is not None:
+        return Outcome.WAITING  # set aside until an operator releases it
     try:
         workflow = registry.get(state.workflow)
         data = workflow_input(workflow, state)

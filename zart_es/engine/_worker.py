@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
-from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, ExecutionState, LeaseLost
+from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, ExecutionState, LeaseLost, StoreError
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -30,7 +30,7 @@ from zart_es.engine._queue_gate import QueueGate, execution_ids
 from zart_es.engine._runner import Outcome, StoreJournal, replay_execution
 from zart_es.engine._scheduler import Scheduler
 from zart_es.engine._timers import TimerPoller
-from zart_es.ops import Schedules, resume_released
+from zart_es.ops import Schedules, quarantine_if_crashed_too_often, resume_released
 from zart_es.store import F_EXEC, GROUP, Deployment, RedisClient, load_script, script_caller
 from zart_es.workflow import Registry, default_registry
 
@@ -87,6 +87,7 @@ class Worker:
         heartbeat_file: str | None = None,
         queue_sweep_interval: float = 1.0,
         run_scheduler: bool = True,
+        quarantine_after: int = 5,
     ) -> None:
         if not structlog.is_configured():
             from zart_es.engine._logs import configure_logging
@@ -94,6 +95,10 @@ class Worker:
             configure_logging()
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if quarantine_after < 1:
+            raise ValueError(f"quarantine_after must be >= 1, got {quarantine_after}")
+        self.quarantine_after = quarantine_after
+        """Engine crashes on one execution before it is quarantined."""
         if lease_timeout <= 0:
             raise ValueError(f"lease_timeout must be > 0, got {lease_timeout}")
         self._own_deployment = deployment is None
@@ -343,12 +348,32 @@ class Worker:
                 # a message came in while acking (an event, a timer): it is ours to run
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # a bug or a corrupt log: keep the message pending; it is retried after the lease
+        except Exception as exc:
+            # a bug or a corrupt log: keep the message pending; it is retried after the
+            # lease, until the execution has crashed the engine quarantine_after times
             log.exception("execution run crashed; message left pending")
+            await self._crashed(execution_id, run, exc)
         finally:
             self._in_flight.pop(execution_id, None)
             self._room.set()
+
+    async def _crashed(self, execution_id: str, run: _InFlight, exc: Exception) -> None:
+        """Count a crash of the engine on this execution; at ``quarantine_after`` of them
+        record ``ExecutionQuarantined`` (it needs no readable log), note it in the audit
+        log and acknowledge its messages: it is not retried until an operator releases it."""
+        try:
+            crashes = await quarantine_if_crashed_too_often(
+                self.deployment, execution_id, exc, self.quarantine_after, by=self.consumer)
+            if crashes is None:
+                return
+            self.metrics.quarantined.inc()
+            log.error("execution quarantined: it crashed the engine too often",
+                      crashes=crashes, error=f"{type(exc).__name__}: {exc}")
+            await self._ack(list(run.messages))
+            run.messages = []
+        except (RedisError, OSError, StoreError) as redis_exc:
+            reraise_if_cancelling(redis_exc)
+            log.warning("could not count the crash", error=str(redis_exc))
 
     async def _run_once(self, execution_id: str) -> Outcome:
         journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)

@@ -15,6 +15,7 @@ from zart_es.ops._pauses import (
     resume_released,
     rule_name,
 )
+from zart_es.ops._quarantine import quarantine_if_crashed_too_often, release
 from zart_es.ops._repairs import rerun, restart, retry_step
 from zart_es.ops._schedules import (
     RACE_ROUNDS,
@@ -43,6 +44,8 @@ __all__ = [
     "event_record",
     "list_executions",
     "list_rules",
+    "quarantine_if_crashed_too_often",
+    "release",
     "remove_rule",
     "render_deployment_metrics",
     "rerun",

@@ -8,12 +8,13 @@ from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
 from zart_es.store._deployment import Deployment, HasDeployment, deployment_of
 from zart_es.store._embedded import RedisServer
-from zart_es.store._keys import F_EXEC, GROUP, Keys
+from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, Keys
 from zart_es.store._store import Store, load_script, to_event
 
 __all__ = [
     "F_EXEC",
     "GROUP",
+    "M_CRASHES",
     "ChainBreak",
     "Deployment",
     "HasDeployment",

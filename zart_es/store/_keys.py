@@ -20,6 +20,9 @@ F_PREV = b"p"
 F_BODY = b"e"
 # field of a work message
 F_EXEC = b"x"
+# field of an execution's meta hash kept outside the append script
+M_CRASHES = "crashes"
+"""How often the engine crashed running the execution since it was last released."""
 
 
 class Keys:

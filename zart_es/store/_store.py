@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from zart_es.core import (
+    HELD,
     REOPENING_EVENTS,
     TERMINAL_EVENTS,
     AnyEvent,
@@ -22,7 +23,6 @@ from zart_es.core import (
     Event,
     ExecutionEnded,
     ExecutionNotFound,
-    ExecutionResumed,
     NewTimer,
     PartitionMismatch,
     PayloadDecodeError,
@@ -39,6 +39,9 @@ from zart_es.store._connection import RedisClient
 from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, Keys
 
 READ_PAGE = 5000
+
+LIFTS: dict[type[Event], str] = {event: status for status, event in HELD.items()}
+"""The held status each releasing event lifts (ExecutionResumed: paused, ...)."""
 
 
 def load_script(name: str) -> str:
@@ -159,8 +162,9 @@ class Store:
     ) -> list[Any]:
         keys = self.keys
         status = status_after(event) or ""
-        if isinstance(event, ExecutionResumed):
-            status = "!" + status
+        lifted = LIFTS.get(type(event))
+        if lifted is not None:
+            status = f"!{lifted} {status}"  # lifts that held status (see HELD)
         control = "\n".join((
             mode,
             str(expected),

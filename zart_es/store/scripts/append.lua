@@ -12,8 +12,8 @@
 --   1 mode: "new" (create; idempotent on the execution id), "next", or "reopen" (an
 --     operator's repair event: only after the terminal event, which it lifts)
 --   2 expected version, or "-1" for "append whatever the version"
---   3 status after this event ("": unchanged; "!<status>": also ends a pause, which
---     otherwise keeps the status "paused" until the execution ends)
+--   3 status after this event ("": unchanged; "!<held> <status>": also lifts the held
+--     status <held> ("paused", "quarantined"), which otherwise stays until the end)
 --   4 "1" to enqueue a work message
 --   5 timer member to add, or ""
 --   6 that timer's delay in ms after this entry's time
@@ -67,12 +67,14 @@ if consume ~= '' then
   redis.call('ZREM', timers, consume)
 end
 
+local held = (cur[4] == 'paused' or cur[4] == 'quarantined') and terminal ~= '1'
 if status == '' then
   status = cur[4]  -- events from outside keep the status
 elseif string.sub(status, 1, 1) == '!' then
-  status = string.sub(status, 2)
-elseif cur[4] == 'paused' and terminal ~= '1' then
-  status = 'paused'
+  local lifts, new = string.match(status, '^!(%S+) (%S+)$')
+  if not (held and cur[4] ~= lifts) then status = new else status = cur[4] end
+elseif held then
+  status = cur[4]
 end
 if mode == 'reopen' then
   redis.call('HDEL', meta, 'end', 'k:cancel')
