@@ -191,8 +191,8 @@ def test_status_is_a_str_enum_and_the_old_field_name_still_reads() -> None:
     assert not zart_es.Status.SLEEPING.terminal
     assert zart_es.Status("timed_out").terminal
     assert [str(s) for s in zart_es.Status] == [
-        "pending", "running", "sleeping", "waiting", "paused", "completed", "failed",
-        "cancelled", "timed_out"]
+        "pending", "running", "sleeping", "waiting", "paused", "quarantined", "completed",
+        "failed", "cancelled", "timed_out"]
 
 
 def test_first_names_of_renamed_public_names_still_work() -> None:
