@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from zart_es.core import (
     StepCompleted,
     StepFailed,
     TimerSet,
+    encode_event,
     fold,
 )
 from zart_es.engine import Supervisor, TimerPoller, Worker
@@ -652,3 +654,39 @@ async def test_quarantined_stays_through_everything_but_its_release_in_redis_and
         assert (await store.meta(eid))[b"st"].decode() == expected
         folded = fold(e for _, e in await store.read(eid))
         assert folded.status == expected
+
+
+# -- reading a large execution (fault 7) ----------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_reading_a_100k_event_execution_100_times_at_once_stays_bounded(
+    client: Client, redis: Redis, redis_url: str
+) -> None:
+    """Before: each read folded the whole log and held every event (10 concurrent reads of
+    100,000 events: 529 MB; 200 exceeded 5 GB). Now one fold, a page at a time, is shared."""
+    eid = await client.start("long", execution_id="long-1")
+    events = 100_000
+    # written straight into the stream (the append script would take 30x longer to set up;
+    # reading does not check the hash chain)
+    log_key = client.keys.log(eid)
+    for first in range(1, events + 1, 10_000):
+        pipe = redis.pipeline(transaction=False)
+        for i in range(first, first + 10_000):
+            body = encode_event(StepCompleted(step=f"s{i}", result=b"\xa2ok"))
+            pipe.xadd(log_key, {"s": str(i), "p": "", "e": body})
+        await pipe.execute()
+    async with Client(redis_url) as reader:  # a fresh process's cold cache, as an API's
+        tracemalloc.start()
+        try:
+            started = time.monotonic()
+            details = await asyncio.gather(*(reader.describe(eid) for _ in range(100)))
+            elapsed = time.monotonic() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        await client.store.append(eid, -1, StepCompleted(step="late", result=b"\xa2ok"))
+        assert (await reader.describe(eid)).steps_done[-1] == "late"  # the new entry read
+    assert all(len(d.steps_done) == events for d in details)
+    assert peak < 150 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    assert elapsed < 60

@@ -46,6 +46,7 @@ from zart_es.ops import (
     ExecutionDetail,
     ExecutionStatus,
     ExecutionSummary,
+    FoldCache,
     Started,
     Stats,
     cancel_execution,
@@ -84,6 +85,7 @@ class Client:
         self.redis = self.deployment.redis
         self.store = self.deployment.store
         self._max_payload = self.deployment.max_payload_bytes
+        self._folds = FoldCache(self.store)
 
     async def __aenter__(self) -> Client:
         await self._ready()
@@ -343,7 +345,7 @@ class Client:
     async def describe(self, execution_id: str) -> ExecutionDetail:
         """Status plus what the folded log says: steps done, current step, timers pending."""
         status = await self.status(execution_id)
-        return describe(status, await self.store.read(check_execution_id(execution_id)))
+        return describe(status, await self._folds.state(check_execution_id(execution_id)))
 
     async def verify(self, execution_id: str) -> ChainBreak | None:
         """Check the log's sequence numbers and hash chain; None when intact."""

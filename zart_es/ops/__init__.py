@@ -4,6 +4,7 @@ audit stream.
 """
 
 from zart_es.ops._control import Started, cancel_execution, submit_execution
+from zart_es.ops._folds import FoldCache
 from zart_es.ops._insight import ExecutionDetail, ExecutionStatus, describe, event_record
 from zart_es.ops._listing import ExecutionSummary, Stats, count_executions, list_executions
 from zart_es.ops._metrics import render_deployment_metrics
@@ -30,6 +31,7 @@ __all__ = [
     "ExecutionDetail",
     "ExecutionStatus",
     "ExecutionSummary",
+    "FoldCache",
     "PauseRule",
     "Schedules",
     "Started",

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from zart_es.core import TERMINAL_STATES, AnyEvent, Status, fold
+from zart_es.core import TERMINAL_STATES, ExecutionState, Status
 
 
 class ExecutionStatus(msgspec.Struct, frozen=True):
@@ -64,9 +64,8 @@ class ExecutionDetail(msgspec.Struct, frozen=True):
         return self.status
 
 
-def describe(status: ExecutionStatus, entries: list[tuple[bytes, AnyEvent]]) -> ExecutionDetail:
+def describe(status: ExecutionStatus, state: ExecutionState) -> ExecutionDetail:
     """Combine a status with the fold of the execution's log."""
-    state = fold(event for _, event in entries)
     done = [name for name in state.order if name in state.steps]
     current = next((name for name in reversed(state.order) if name not in state.steps
                     and name not in state.failed_steps), None)

@@ -8,6 +8,7 @@ record a second result for a step.
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -210,15 +211,22 @@ class Store:
         self, execution_id: str, after: bytes | None = None
     ) -> list[tuple[bytes, AnyEvent]]:
         """The log's entries after stream id ``after`` (all when None), oldest first."""
+        return [entry async for page in self.pages(execution_id, after) for entry in page]
+
+    async def pages(
+        self, execution_id: str, after: bytes | None = None
+    ) -> AsyncIterator[list[tuple[bytes, AnyEvent]]]:
+        """The log's entries after stream id ``after``, oldest first, a page (at most
+        READ_PAGE entries) at a time: a reader that folds as it goes holds one page."""
         key = self.keys.log(execution_id)
-        out: list[tuple[bytes, AnyEvent]] = []
         start = b"(" + after if after else b"-"
         while True:
             page = await self.redis.xrange(key, min=start, max="+", count=READ_PAGE)
-            for entry_id, fields in page:
-                out.append((entry_id, to_event(entry_id, fields, execution_id)))
+            if page:
+                yield [(entry_id, to_event(entry_id, fields, execution_id))
+                       for entry_id, fields in page]
             if len(page) < READ_PAGE:
-                return out
+                return
             start = b"(" + page[-1][0]
 
     async def read_first(self, execution_id: str) -> AnyEvent | None:
