@@ -71,6 +71,7 @@ from zart_es.core import (
     LeaseLost,
     NewTimer,
     PayloadError,
+    Payloads,
     SignalConsumed,
     SignalReceived,
     TimerFired,
@@ -79,8 +80,6 @@ from zart_es.core import (
     apply,
     check_execution_id,
     check_workflow_name,
-    decode_value,
-    encode_value,
     timeout_of,
     wait_timer,
 )
@@ -251,11 +250,14 @@ class WorkflowHarness:
     def __init__(
         self, registry: Registry | None = None, *, start_ms: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        payloads: Payloads | None = None,
     ) -> None:
         self.registry = registry if registry is not None else default_registry
         self.now_ms = wall_clock_ms() if start_ms is None else start_ms
         """The harness clock (ms): it stamps events and decides which timers are due."""
         self.max_payload_bytes = max_payload_bytes
+        self.payloads = payloads or Payloads(max_payload_bytes)
+        """How values are encoded (pass one with a cipher to test encrypted logs)."""
         self._journals: dict[str, MemoryJournal] = {}
         self._first = ""
 
@@ -267,7 +269,7 @@ class WorkflowHarness:
         ``Client.start``; the same id for another workflow is a ConfigError."""
         check_workflow_name(workflow)
         eid = check_execution_id(execution_id or uuid.uuid4().hex)
-        payload = encode_value(data, f"input of workflow {workflow!r}", self.max_payload_bytes)
+        payload = self.payloads.encode(data, f"input of workflow {workflow!r}")
         existing = self._journals.get(eid)
         if existing is None:
             self._create(ExecutionStarted(execution_id=eid, workflow=workflow, input=payload))
@@ -299,7 +301,7 @@ class WorkflowHarness:
         ``Client.send_signal``. With ``signal_id`` the same id again records nothing
         (False). Raises :class:`~zart_es.core.ExecutionEnded` once the execution ended."""
         check_workflow_name(name, what="signal name")
-        data = encode_value(payload, f"payload of signal {name!r}", self.max_payload_bytes)
+        data = self.payloads.encode(payload, f"payload of signal {name!r}")
         token = f"event:{signal_id}" if signal_id else ""
         stored = self.journal(execution_id).append(
             SignalReceived(name=name, payload=data), enqueue=True, token=token)
@@ -335,7 +337,7 @@ class WorkflowHarness:
             self._notify_parent(journal)
         if journal.state.terminal and journal.state.workflow in self.registry:
             start = failure_handler_start(self.registry.get(journal.state.workflow),
-                                          journal.state, self.max_payload_bytes)
+                                          journal.state, self.payloads)
             if start is not None and start.execution_id not in self._journals:
                 self._create(start)
         return journal.state.status
@@ -382,7 +384,8 @@ class WorkflowHarness:
         cancelled. RuntimeError while it has not ended (run it further)."""
         state = self.journal(execution_id).state
         if state.status == COMPLETED:
-            return decode_value(state.result or b"", type, f"result of {state.execution_id!r}")
+            return self.payloads.decode(state.result or b"", type,
+                                        f"result of {state.execution_id!r}")
         if state.terminal and state.error is not None:
             raise ExecutionFailedError(state.execution_id, state.error.error_type,
                                        state.error.message)
@@ -414,7 +417,7 @@ class WorkflowHarness:
     async def _run(self, journal: MemoryJournal) -> None:
         try:
             workflow = self.registry.get(journal.state.workflow)
-            data = workflow_input(workflow, journal.state)
+            data = workflow_input(workflow, journal.state, self.payloads)
         except (UnknownWorkflow, PayloadError) as exc:
             await journal.record(failure(exc))
             return
@@ -422,7 +425,7 @@ class WorkflowHarness:
                 journal, workflow.timeout_ms, self._now):
             await journal.record(ExecutionTimedOut(timeout_ms=workflow.timeout_ms))
             return
-        done = await replay(journal, workflow, data, self.max_payload_bytes)
+        done = await replay(journal, workflow, data, self.payloads)
         if isinstance(done.stopped, Cancelled):
             await journal.record(ExecutionCancelled(reason=done.stopped.reason))
         elif done.ending is not None:

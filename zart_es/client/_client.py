@@ -34,13 +34,12 @@ from zart_es.core import (
     ExecutionFailedError,
     ExecutionNotFound,
     ExecutionTimedOut,
+    Payloads,
     ResultTimeout,
     SignalReceived,
     Status,
     check_execution_id,
     check_workflow_name,
-    decode_value,
-    encode_value,
 )
 from zart_es.ops import (
     ExecutionDetail,
@@ -72,19 +71,20 @@ class Client:
         partitions: int | None = None,
         prefix: str = "zart",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        payload_keys: str | None = None,
         redis: RedisClient | None = None,
         deployment: Deployment | None = None,
     ) -> None:
         self._own_deployment = deployment is None
         self.deployment = deployment or Deployment(
             redis_url, partitions=partitions, prefix=prefix,
-            max_payload_bytes=max_payload_bytes, redis=redis)
+            max_payload_bytes=max_payload_bytes, payload_keys=payload_keys, redis=redis)
         """The deployment handle this client works through (shareable with a worker)."""
         self.url = self.deployment.url
         self.keys = self.deployment.keys
         self.redis = self.deployment.redis
         self.store = self.deployment.store
-        self._max_payload = self.deployment.max_payload_bytes
+        self._payloads = self.deployment.payloads
         self._folds = FoldCache(self.store)
 
     async def __aenter__(self) -> Client:
@@ -144,7 +144,7 @@ class Client:
         if state in TERMINAL_STATES:
             last = await self._last_event(execution_id)
             if isinstance(last, ExecutionCompleted):
-                result = decode_value(last.result, type, f"result of {execution_id!r}")
+                result = self._payloads.decode(last.result, type, f"result of {execution_id!r}")
             elif isinstance(last, ExecutionFailed):
                 error = f"{last.error_type}: {last.message}"
             elif isinstance(last, ExecutionTimedOut):
@@ -183,7 +183,7 @@ class Client:
             raise ExecutionNotFound(execution_id)
         last_id, event = tail[0][0], to_event(tail[0][0], tail[0][1], execution_id)
         while True:
-            outcome = _outcome(execution_id, event, type)
+            outcome = _outcome(execution_id, event, type, self._payloads)
             if outcome is not _RUNNING:
                 return outcome
             block = WAIT_SLICE_MS
@@ -197,7 +197,7 @@ class Client:
             for _key, entries in reply or ():
                 for entry_id, fields in entries:
                     last_id, event = entry_id, to_event(entry_id, fields, execution_id)
-                    if _outcome(execution_id, event, type) is not _RUNNING:
+                    if _outcome(execution_id, event, type, self._payloads) is not _RUNNING:
                         break
                 else:
                     continue
@@ -230,7 +230,7 @@ class Client:
         (returns False). Raises :class:`ExecutionNotFound` or :class:`ExecutionEnded`.
         """
         check_workflow_name(name, what="signal name")
-        data = encode_value(payload, f"payload of signal {name!r}", self._max_payload)
+        data = self._payloads.encode(payload, f"payload of signal {name!r}")
         await self._ready()
         appended = await self.store.append(
             check_execution_id(execution_id), -1, SignalReceived(name=name, payload=data),
@@ -376,10 +376,10 @@ class Client:
 _RUNNING = object()
 
 
-def _outcome(execution_id: str, event: AnyEvent, type_: Any) -> Any:
+def _outcome(execution_id: str, event: AnyEvent, type_: Any, payloads: Payloads) -> Any:
     """The result if ``event`` ends the execution successfully; raises if it failed."""
     if isinstance(event, ExecutionCompleted):
-        return decode_value(event.result, type_, f"result of {execution_id!r}")
+        return payloads.decode(event.result, type_, f"result of {execution_id!r}")
     if isinstance(event, ExecutionFailed):
         raise ExecutionFailedError(execution_id, event.error_type, event.message)
     if isinstance(event, ExecutionTimedOut):

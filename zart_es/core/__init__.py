@@ -12,6 +12,7 @@ from zart_es.core._codec import (
     encode_event,
     encode_value,
 )
+from zart_es.core._crypto import AesGcmKeyring
 from zart_es.core._durations import Duration, format_ms, to_ms
 from zart_es.core._errors import (
     Cancelled,
@@ -110,6 +111,7 @@ from zart_es.core._names import (
     check_workflow_name,
     derived_id,
 )
+from zart_es.core._payloads import SEALED, Cipher, Payloads
 from zart_es.core._queue import Queue
 from zart_es.core._schedule_times import (
     DEFAULT_ID_TEMPLATE,
@@ -148,16 +150,19 @@ __all__ = [
     "PAUSED",
     "QUARANTINED",
     "REOPENING_EVENTS",
+    "SEALED",
     "STATES",
     "TERMINAL_EVENTS",
     "TERMINAL_STATES",
     "TIMED_OUT",
+    "AesGcmKeyring",
     "AnyEvent",
     "CancelRequested",
     "Cancelled",
     "ChildCompleted",
     "ChildFailedError",
     "ChildStarted",
+    "Cipher",
     "ConfigError",
     "CorruptLog",
     "DuplicateStepName",
@@ -194,6 +199,7 @@ __all__ = [
     "PayloadError",
     "PayloadNotEncodable",
     "PayloadTooLarge",
+    "Payloads",
     "Queue",
     "QueueAdmitted",
     "RedisUnavailable",

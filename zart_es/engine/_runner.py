@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 from zart_es.core import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
     TERMINAL_EVENTS,
     Cancelled,
     ChildCompleted,
@@ -36,6 +35,7 @@ from zart_es.core import (
     NewTimer,
     Paused,
     PayloadError,
+    Payloads,
     Queue,
     QueueAdmitted,
     SignalConsumed,
@@ -232,7 +232,7 @@ async def replay_execution(
     journal: StoreJournal,
     registry: Registry,
     *,
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    payloads: Payloads | None = None,
 ) -> Outcome:
     """Drive the execution whose log ``journal`` holds until it ends or waits.
 
@@ -242,30 +242,31 @@ async def replay_execution(
     records it once), so a crash between the two writes loses nothing.
     """
     journal.replay_opened = journal.state.opened_seq  # a new replay, of the latest run
-    outcome = await _advance(journal, registry, max_payload_bytes)
+    payloads = payloads or Payloads()
+    outcome = await _advance(journal, registry, payloads)
     if outcome is Outcome.ENDED:
         if journal.state.parent_id:
             await _notify_parent(journal)
-        await _start_failure_handler(journal, registry, max_payload_bytes)
+        await _start_failure_handler(journal, registry, payloads)
     return outcome
 
 
 async def _start_failure_handler(
-    journal: StoreJournal, registry: Registry, max_payload_bytes: int
+    journal: StoreJournal, registry: Registry, payloads: Payloads
 ) -> None:
     """Start the workflow's failure handler if the run failed or timed out (idempotent on
     its derived id: every replay of the ended execution asks, one start is made)."""
     if journal.state.workflow not in registry:
         return
     start = failure_handler_start(registry.get(journal.state.workflow), journal.state,
-                                  max_payload_bytes)
+                                  payloads)
     if start is not None and await journal.store.create(start, start.execution_id,
                                                          start.workflow):
         log.info("failure handler started", execution_id=journal.state.execution_id,
                  handler=start.execution_id)
 
 
-async def _advance(journal: StoreJournal, registry: Registry, max_payload_bytes: int) -> Outcome:
+async def _advance(journal: StoreJournal, registry: Registry, payloads: Payloads) -> Outcome:
     state = journal.state
     if state.terminal:
         return Outcome.ENDED
@@ -273,7 +274,7 @@ async def _advance(journal: StoreJournal, registry: Registry, max_payload_bytes:
         return Outcome.WAITING  # set aside until an operator releases it
     try:
         workflow = registry.get(state.workflow)
-        data = workflow_input(workflow, state)
+        data = workflow_input(workflow, state, payloads)
     except (UnknownWorkflow, PayloadError) as exc:
         log.error(  # noqa: TRY400 -- an expected failure: no traceback wanted
             "cannot run execution", execution_id=state.execution_id,
@@ -288,7 +289,7 @@ async def _advance(journal: StoreJournal, registry: Registry, max_payload_bytes:
         # again after a pause that was lifted while it was recorded: that gave the slot back
         if journal.queue is not None and not await _admitted(journal, journal.queue):
             return Outcome.QUEUED
-        outcome = await _replay_once(journal, workflow, data, max_payload_bytes)
+        outcome = await _replay_once(journal, workflow, data, payloads)
         if outcome is not Outcome.AGAIN:
             return outcome
 
@@ -318,9 +319,9 @@ async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Out
 
 
 async def _replay_once(
-    journal: StoreJournal, workflow: Workflow, data: Any, limit: int
+    journal: StoreJournal, workflow: Workflow, data: Any, payloads: Payloads
 ) -> Outcome:
-    done = await replay(journal, workflow, data, limit)
+    done = await replay(journal, workflow, data, payloads)
     if done.stopped is not None:
         return await _paused(journal, done.stopped)
     if done.ending is None:  # the workflow swallowed Suspend: still waiting

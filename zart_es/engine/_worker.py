@@ -81,6 +81,7 @@ class Worker:
         consumer: str | None = None,
         cache_size: int = 1000,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        payload_keys: str | None = None,
         redis: RedisClient | None = None,
         deployment: Deployment | None = None,
         metrics: WorkerMetrics | None = None,
@@ -104,7 +105,7 @@ class Worker:
         self._own_deployment = deployment is None
         self.deployment = deployment or Deployment(
             redis_url, partitions=partitions, prefix=prefix,
-            max_payload_bytes=max_payload_bytes, redis=redis)
+            max_payload_bytes=max_payload_bytes, payload_keys=payload_keys, redis=redis)
         """The deployment handle this worker works through (shareable with a client)."""
         self.url = self.deployment.url
         self.registry = registry or default_registry
@@ -125,7 +126,6 @@ class Worker:
         self._poll_interval = poll_interval
         self._lease = script_caller(self.redis, load_script("lease"), pipelined=False)
         self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
-        self._max_payload = max_payload_bytes
         self.metrics = metrics or WorkerMetrics()
         self.loops = Supervisor(log, lambda loop: self.metrics.loop_restarts.labels(loop).inc())
         """The worker's background loops, restarted when they crash (see :meth:`healthy`)."""
@@ -390,7 +390,7 @@ class Worker:
         if state.version == 1:
             self.metrics.executions.labels(state.workflow, "started").inc()
         outcome = await replay_execution(journal, self.registry,
-                                         max_payload_bytes=self._max_payload)
+                                         payloads=self.deployment.payloads)
         if outcome is Outcome.ENDED and not was_terminal:
             self.metrics.executions.labels(state.workflow, state.status).inc()
         if outcome is Outcome.ENDED:

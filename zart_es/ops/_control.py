@@ -22,7 +22,6 @@ from zart_es.core import (
     check_priority,
     check_queue_key,
     check_workflow_name,
-    encode_value,
 )
 from zart_es.store import Deployment
 
@@ -45,7 +44,7 @@ async def submit_execution(
     check_queue_key(queue_key)
     if priority is not None:
         check_priority(priority)
-    payload = encode_value(data, f"input of workflow {name!r}", deployment.max_payload_bytes)
+    payload = deployment.payloads.encode(data, f"input of workflow {name!r}")
     await deployment.ready()
     event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
                              queue_key=queue_key, priority=priority)

@@ -9,13 +9,14 @@ other for these.
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, RedisUnavailable
+from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, AesGcmKeyring, Payloads, RedisUnavailable
 from zart_es.store._connection import (
     DEFAULT_PREFIX,
     RedisClient,
@@ -44,6 +45,7 @@ class Deployment:
         partitions: int | None = None,
         prefix: str = DEFAULT_PREFIX,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        payload_keys: str | None = None,
         redis: RedisClient | None = None,
     ) -> None:
         self.url = resolve_url(redis_url)
@@ -52,7 +54,12 @@ class Deployment:
         self.redis: RedisClient = redis if redis is not None else connect(self.url)
         self.store = Store(self.redis, self.keys)
         self.max_payload_bytes = max_payload_bytes
-        """Largest encoded input, step result or event payload accepted (bytes)."""
+        """Largest encoded input, step result or signal payload accepted (bytes)."""
+        keys = payload_keys if payload_keys is not None else os.environ.get("ZART_PAYLOAD_KEYS")
+        self.payloads = Payloads(max_payload_bytes,
+                                 AesGcmKeyring.parse(keys) if keys else None)
+        """How this deployment's user values are encoded (and encrypted, with
+        ``payload_keys`` / ``$ZART_PAYLOAD_KEYS``: see :class:`~zart_es.core.AesGcmKeyring`)."""
         self._checked = False
 
     async def __aenter__(self) -> Deployment:

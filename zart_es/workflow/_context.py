@@ -36,6 +36,7 @@ from zart_es.core import (
     NewTimer,
     NonRetryableError,
     Paused,
+    Payloads,
     RetryPolicy,
     RetryScheduled,
     SignalAwaited,
@@ -49,9 +50,7 @@ from zart_es.core import (
     TimerSet,
     check_execution_id,
     check_workflow_name,
-    decode_value,
     derived_id,
-    encode_value,
     format_ms,
     named_sleep_timer,
     retry_timer,
@@ -80,10 +79,11 @@ class Context:
     """
 
     def __init__(
-        self, journal: Journal, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+        self, journal: Journal, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        payloads: Payloads | None = None,
     ) -> None:
         self._journal = journal
-        self._max_payload = max_payload_bytes
+        self._payloads = payloads or Payloads(max_payload_bytes)
         self._seen: set[str] = set()
         self._counters: dict[str, int] = {}
         self._suspended = False
@@ -337,7 +337,7 @@ class Context:
         if index < 0:
             raise SignalTimeout(name, to_ms(timeout or 0))
         payload = state.received[name][index].payload
-        return decode_value(payload, type, f"payload of event {name!r}")
+        return self._payloads.decode(payload, type, f"payload of signal {name!r}")
 
 
     wait_for_event = wait_for_signal
@@ -405,7 +405,7 @@ class Context:
             self._replay.visit(self._state, call)
             return child_id
         self._new_call(call)
-        payload = encode_value(data, f"input of child workflow {workflow!r}", self._max_payload)
+        payload = self._payloads.encode(data, f"input of child workflow {workflow!r}")
         await self._journal.create_child(child_id, workflow, payload)
         await self._journal.record(ChildStarted(call=call, child_id=child_id, workflow=workflow))
         return child_id
@@ -427,7 +427,7 @@ class Context:
             raise self._suspend()
         if done.status != COMPLETED:
             raise ChildFailedError(child_id, done.status, done.error_type, done.message)
-        return decode_value(done.result, type, f"result of child execution {child_id!r}")
+        return self._payloads.decode(done.result, type, f"result of child execution {child_id!r}")
 
     # -- internals ----------------------------------------------------------------------
 
@@ -517,7 +517,7 @@ class Context:
             # only reached when another worker recorded a success of this step meanwhile
             return self._decode(name, self._state.steps[name], type_)
         self._journal.observe_step(started, "completed")
-        encoded = encode_value(value, f"result of step {name!r}", self._max_payload)
+        encoded = self._payloads.encode(value, f"result of step {name!r}")
         await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt))
         # the record may be another worker's (it won the race): return what the log says,
         # a success or a failure
@@ -560,7 +560,7 @@ class Context:
         raise StepFailedError(name, failure.error_type, failure.message, failure.attempt)
 
     def _decode(self, name: str, data: bytes, type_: Any) -> Any:
-        return decode_value(data, type_, f"recorded result of step {name!r}")
+        return self._payloads.decode(data, type_, f"recorded result of step {name!r}")
 
 
 def _timeout_ms(timeout: Duration | None) -> int | None:

@@ -31,12 +31,11 @@ from zart_es.core import (
     NewTimer,
     Paused,
     PayloadError,
+    Payloads,
     Suspend,
     TaskError,
     TimerSet,
-    decode_value,
     derived_id,
-    encode_value,
     timeout_timer,
 )
 from zart_es.workflow._context import Context
@@ -52,10 +51,10 @@ class Replayed:
     stopped: Suspend | Interrupted | Cancelled | Paused | None = None
 
 
-async def replay(journal: Journal, workflow: Workflow, data: Any, max_payload_bytes: int
+async def replay(journal: Journal, workflow: Workflow, data: Any, payloads: Payloads
                  ) -> Replayed:
     """Run ``workflow`` once from the top over ``journal`` (see the module docstring)."""
-    ctx = Context(journal, max_payload_bytes=max_payload_bytes)
+    ctx = Context(journal, payloads=payloads)
     try:
         result = await workflow.fn(ctx, data)
     except (Suspend, Interrupted, Cancelled, Paused) as stopped:
@@ -66,19 +65,20 @@ async def replay(journal: Journal, workflow: Workflow, data: Any, max_payload_by
         return Replayed() if ctx.suspended else Replayed(ending=failure(exc))
     if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
         return Replayed()
-    return Replayed(ending=completion(workflow, result, max_payload_bytes))
+    return Replayed(ending=completion(workflow, result, payloads))
 
 
-def workflow_input(workflow: Workflow, state: ExecutionState) -> Any:
+def workflow_input(workflow: Workflow, state: ExecutionState, payloads: Payloads) -> Any:
     """The execution's input decoded to the workflow's declared type (PayloadError if not)."""
-    return decode_value(state.input, workflow.input_type, f"input of workflow {workflow.name!r}")
+    return payloads.decode(state.input, workflow.input_type,
+                           f"input of workflow {workflow.name!r}")
 
 
-def completion(workflow: Workflow, result: Any, max_payload_bytes: int
+def completion(workflow: Workflow, result: Any, payloads: Payloads
                ) -> ExecutionCompleted | ExecutionFailed:
     """The event that records a returned ``result``: a failure if it cannot be stored."""
     try:
-        encoded = encode_value(result, f"result of workflow {workflow.name!r}", max_payload_bytes)
+        encoded = payloads.encode(result, f"result of workflow {workflow.name!r}")
     except PayloadError as exc:
         return failure(exc)
     return ExecutionCompleted(result=encoded)
@@ -92,7 +92,7 @@ def failure(exc: BaseException) -> ExecutionFailed:
 
 
 def failure_handler_start(workflow: Workflow, state: ExecutionState,
-                          max_payload_bytes: int) -> ExecutionStarted | None:
+                          payloads: Payloads) -> ExecutionStarted | None:
     """The ``ExecutionStarted`` of ``workflow``'s failure handler for this ended run, or
     None (no handler, or the run did not fail or time out). Its id is derived from the
     execution's and from the run (``<id>.on-failure``, ``<id>.on-failure-<n>`` after a
@@ -106,7 +106,7 @@ def failure_handler_start(workflow: Workflow, state: ExecutionState,
     suffix = ".on-failure" + (f"-{state.opened_seq}" if state.opened_seq else "")
     return ExecutionStarted(
         execution_id=derived_id(state.execution_id, suffix), workflow=workflow.on_failure,
-        input=encode_value(info, f"input of {workflow.on_failure!r}", max_payload_bytes))
+        input=payloads.encode(info, f"input of {workflow.on_failure!r}"))
 
 
 async def deadline_passed(journal: Journal, timeout_ms: int,
