@@ -7,7 +7,7 @@ from zart_es.store._chain import ChainBreak, verify_chain
 from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
 from zart_es.store._deployment import Deployment, HasDeployment, deployment_of
-from zart_es.store._embedded import RedisServer
+from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
 from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, Keys
 from zart_es.store._store import Store, load_script, to_event
 
@@ -15,6 +15,7 @@ __all__ = [
     "F_EXEC",
     "GROUP",
     "M_CRASHES",
+    "STREAM_NODE_MAX_BYTES",
     "ChainBreak",
     "Deployment",
     "HasDeployment",
