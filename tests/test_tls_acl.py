@@ -38,8 +38,10 @@ from zart_es import (
     Client,
     Context,
     ExecutionFailedError,
+    Registry,
     Schedules,
     Status,
+    Worker,
     durable,
     queue,
     schedule,
@@ -566,3 +568,24 @@ async def test_missing_permissions_are_one_line_errors(acl_server: SecureRedis,
     refused = {(e["username"], e["reason"], e["object"]) for e in acl_refusals(acl_server)}
     assert {("no-evalsha", "command", "evalsha"), ("no-config", "key", "zart:config"),
             ("zart", "auth", "AUTH")} <= refused, refused
+
+
+async def test_a_worker_whose_user_lacks_a_permission_reports_unhealthy(
+        acl_server: SecureRedis, password: str) -> None:
+    """It cannot record anything: its probes must say so, not stay green while every
+    execution sits pending (zart-es health reads the heartbeat file it stops touching)."""
+    registry = Registry()
+
+    @durable("acl-probe", registry=registry)
+    async def probe(ctx: Context) -> int:
+        return int(await ctx.step("one", lambda: 1))
+
+    async with Client(acl_server.url("zart", password)) as client, Worker(
+            acl_server.url("no-evalsha", password), registry=registry, lease_timeout=1,
+            poll_interval=0.05) as worker:
+        assert worker.healthy()
+        await client.start("acl-probe")
+        deadline = time.monotonic() + 10
+        while worker.healthy():
+            assert time.monotonic() < deadline, "the worker never reported the refusal"
+            await asyncio.sleep(0.05)

@@ -70,6 +70,11 @@ class Supervisor:
         """Run ``loop()`` as a supervised task named ``name``."""
         return asyncio.create_task(self._supervise(name, loop), name=name)
 
+    def report_failure(self, name: str) -> None:
+        """Count a failure a loop handled itself but that will not pass by waiting (Redis
+        refusing a command to this user): the worker is unhealthy for the next minute."""
+        self.crashed_at[name] = time.monotonic()
+
     def healthy(self) -> bool:
         """True unless some loop crashed within the last CRASHED_RECENTLY_S seconds."""
         now = time.monotonic()

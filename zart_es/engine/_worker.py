@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, ExecutionState, LeaseLost, StoreError
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
@@ -324,6 +324,8 @@ class Worker:
                     self._cache.pop(execution_id, None)  # unknown what landed: re-read
                     failures += 1
                     log.warning("redis error while running, retrying", error=str(exc))
+                    if isinstance(exc, NoPermissionError):
+                        self.loops.report_failure("runs")  # no retry will fix an ACL
                     await asyncio.sleep(_backoff(failures))
                     run.again = True
                     continue
@@ -525,6 +527,8 @@ class Worker:
                 except (RedisError, OSError) as exc:
                     reraise_if_cancelling(exc)
                     log.warning("heartbeat failed", error=str(exc))
+                    if isinstance(exc, NoPermissionError):
+                        self.loops.report_failure("heartbeat")  # no retry will fix an ACL
                     continue
                 if lost:
                     self._forget(partition, set(lost))
