@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import functools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from redis.asyncio import RedisCluster
 from redis.exceptions import ClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from zart_es import ops
+from zart_es.client._ends import EndWatcher
 from zart_es.client._handle import ExecutionHandle
 from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -57,6 +58,9 @@ from zart_es.ops import (
 from zart_es.store import ChainBreak, Deployment, RedisClient, to_event, verify_chain
 
 WAIT_SLICE_MS = 5_000
+SHORT_READS = 8
+"""Waits' reads of a last event in flight at once: a thousand concurrent result() calls
+share a few connections instead of opening one each."""
 OUTAGE_SECONDS = 30.0
 """How long ``result()`` keeps waiting through a lost connection before raising."""
 
@@ -86,6 +90,9 @@ class Client:
         self.store = self.deployment.store
         self._payloads = self.deployment.payloads
         self._folds = FoldCache(self.store)
+        self._short_reads = asyncio.Semaphore(SHORT_READS)
+        self._ends = EndWatcher(self.redis, self.keys,
+                                per_partition=isinstance(self.redis, RedisCluster))
 
     async def __aenter__(self) -> Client:
         await self._ready()
@@ -96,6 +103,7 @@ class Client:
 
     async def close(self) -> None:
         """Close the connections this client opened (a deployment passed in stays open)."""
+        await self._ends.aclose()
         if self._own_deployment:
             await self.deployment.close()
 
@@ -169,39 +177,38 @@ class Client:
 
         Raises :class:`ExecutionFailedError` if it failed, timed out or was cancelled
         (``error_type`` "ExecutionTimedOut" / "Cancelled"), and
-        :class:`ResultTimeout` if ``timeout`` seconds pass first. Blocks on the
-        execution's stream: no polling.
+        :class:`ResultTimeout` if ``timeout`` seconds pass first. No polling and no read
+        per event: all of a client's waits share one blocking read of the partitions'
+        ``ended`` streams, and the execution's last event is read when it ends.
         """
         _check_timeout(timeout)
         await self._ready()
         check_execution_id(execution_id)
         deadline = None if timeout is None else time.monotonic() + timeout
+        await self._through_outages(self._ends.start, deadline)
+        while True:
+            async with self._ends.watch(execution_id) as ended:
+                outcome = _outcome(execution_id, await self._tail(execution_id, deadline),
+                                   type, self._payloads)
+                if outcome is not _RUNNING:
+                    return outcome
+                wait = WAIT_SLICE_MS / 1000
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ResultTimeout(execution_id, timeout or 0.0)
+                    wait = min(wait, remaining)
+                await asyncio.wait({ended}, timeout=wait)  # then look again either way
+
+    async def _tail(self, execution_id: str, deadline: float | None) -> AnyEvent:
+        """The execution's last event (through outages); ExecutionNotFound without a log."""
         key = self.keys.log(execution_id)
-        tail: list[Any] = await self._through_outages(
-            lambda: self.redis.xrevrange(key, count=1), deadline)
+        async with self._short_reads:
+            tail: list[Any] = await self._through_outages(
+                lambda: self.redis.xrevrange(key, count=1), deadline)
         if not tail:
             raise ExecutionNotFound(execution_id)
-        last_id, event = tail[0][0], to_event(tail[0][0], tail[0][1], execution_id)
-        while True:
-            outcome = _outcome(execution_id, event, type, self._payloads)
-            if outcome is not _RUNNING:
-                return outcome
-            block = WAIT_SLICE_MS
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ResultTimeout(execution_id, timeout or 0.0)
-                block = max(1, min(block, int(remaining * 1000)))
-            reply = await self._through_outages(
-                functools.partial(self.redis.xread, {key: last_id}, block=block), deadline)
-            for _key, entries in reply or ():
-                for entry_id, fields in entries:
-                    last_id, event = entry_id, to_event(entry_id, fields, execution_id)
-                    if _outcome(execution_id, event, type, self._payloads) is not _RUNNING:
-                        break
-                else:
-                    continue
-                break
+        return to_event(tail[0][0], tail[0][1], execution_id)
 
     @staticmethod
     async def _through_outages(read: Callable[[], Awaitable[Any]], deadline: float | None) -> Any:

@@ -11,7 +11,9 @@ few. Order of calls is the order of arrival; each caller gets its own reply or e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -77,6 +79,12 @@ class ScriptPipe:
         self._conn: AbstractConnection | None = None
         self._wire = asyncio.Lock()
         """Held while a request is on the connection and its replies are unread."""
+        self._wire_users = 0
+        """Tasks holding or waiting for the wire. Not ``_wire.locked()``: while the lock
+        passes to a waiter it reads unlocked, and a caller arriving then would take the
+        direct path and queue on the lock instead of joining the batch; every caller whose
+        reply just came back arrives exactly then, so batching collapsed into one call per
+        round trip (measured: 2,000 lone sends/s with 500 executions in flight)."""
         self._flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, keys: list[str], args: list[bytes | str]) -> Any:
@@ -86,8 +94,8 @@ class ScriptPipe:
         reply (no hand-off to the flusher task); otherwise the call joins the next batch.
         """
         packed = _resp(b"EVALSHA", self._sha.encode(), b"%d" % len(keys), *keys, *args)
-        if not self._queue and not self._wire.locked():
-            async with self._wire:
+        if not self._queue and not self._wire_users:
+            async with self._holding_wire():
                 return await self._send_one(packed)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((packed, future))
@@ -95,6 +103,16 @@ class ScriptPipe:
             self._flusher = asyncio.create_task(self._flush_forever())
         self._wake.set()
         return await future
+
+    @contextlib.asynccontextmanager
+    async def _holding_wire(self) -> AsyncIterator[None]:
+        """The wire, counted from the moment a task asks for it (see ``_wire_users``)."""
+        self._wire_users += 1
+        try:
+            async with self._wire:
+                yield
+        finally:
+            self._wire_users -= 1
 
     async def _send_one(self, packed: bytes) -> Any:
         for attempt in (1, 2):
@@ -146,7 +164,7 @@ class ScriptPipe:
                 batch = [call for call in self._queue[:MAX_BATCH] if not call[1].done()]
                 del self._queue[:MAX_BATCH]
                 if batch:  # calls whose callers were cancelled before sending are dropped
-                    async with self._wire:
+                    async with self._holding_wire():
                         await self._send(batch)
 
     async def _send(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:

@@ -53,6 +53,11 @@ class Keys:
         """Sorted set: member = timer member, score = due time in ms (Redis clock)."""
         return f"{self._tag(partition)}:timers"
 
+    def ended(self, partition: int) -> str:
+        """Stream of the partition's executions as they end (``x=<id>``, capped near
+        ENDED_MAXLEN): what clients wait on, one XREAD for all their waits."""
+        return f"{self._tag(partition)}:ended"
+
     def bad_timers(self, partition: int) -> str:
         """Sorted set of timer members the poller could not fire (unparseable, or naming an
         execution of another partition), moved aside for inspection; score = due ms."""

@@ -75,7 +75,7 @@ class Store:
     def _script_keys(self, execution_id: str) -> list[str]:
         keys, p = self.keys, self.keys.partition_of(execution_id)
         return [keys.log(execution_id), keys.meta(execution_id), keys.timers(p), keys.work(p),
-                keys.index_prefix(p)]
+                keys.index_prefix(p), keys.ended(p)]
 
     async def aclose(self) -> None:
         """Close the store's own connection (the shared client is the caller's)."""

@@ -8,6 +8,8 @@
 -- KEYS[5] prefix of the partition's status indexes (zsets "<prefix><status>", member =
 --         execution id, score = creation ms; same hash tag, so the same slot) and of its
 --         counts hash "<prefix>@counts" (field "<workflow>\n<status>" -> executions)
+-- KEYS[6] the partition's "ended" stream: one entry x=<id> per terminal event, capped
+--         near 10,000 entries (clients wait on it instead of on each log)
 -- ARGV[1] control fields joined by "\n" (one argument: each argument costs client time):
 --   1 mode: "new" (create; idempotent on the execution id), "next", or "reopen" (an
 --     operator's repair event: only after the terminal event, which it lifts)
@@ -99,7 +101,10 @@ else
     redis.call('HINCRBY', index .. '@counts', cur[6] .. '\n' .. status, 1)
   end
 end
-if terminal == '1' then redis.call('HSET', meta, 'end', ms) end
+if terminal == '1' then
+  redis.call('HSET', meta, 'end', ms)
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'x', execution_id)
+end
 for i = 13, #c do
   if c[i] ~= '' then redis.call('ZREM', timers, c[i]) end
 end
