@@ -47,7 +47,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -85,13 +85,15 @@ from zart_es.core import (
 )
 from zart_es.workflow import (
     Registry,
+    ReplayVerdict,
+    check_history,
     deadline_passed,
     default_registry,
     failure,
     failure_handler_start,
-    replay,
     workflow_input,
 )
+from zart_es.workflow import replay as replay_pass
 
 __all__ = ["Clock", "MemoryJournal", "WorkflowHarness", "wall_clock_ms"]
 
@@ -425,7 +427,7 @@ class WorkflowHarness:
                 journal, workflow.timeout_ms, self._now):
             await journal.record(ExecutionTimedOut(timeout_ms=workflow.timeout_ms))
             return
-        done = await replay(journal, workflow, data, self.payloads)
+        done = await replay_pass(journal, workflow, data, self.payloads)
         if isinstance(done.stopped, Cancelled):
             await journal.record(ExecutionCancelled(reason=done.stopped.reason))
         elif done.ending is not None:
@@ -447,3 +449,13 @@ class WorkflowHarness:
             with contextlib.suppress(ExecutionEnded):
                 parent.append(event, enqueue=True, token=f"child:{state.execution_id}")
 
+
+async def replay(history: Iterable[Event], registry: Registry | None = None, *,
+                 payloads: Payloads | None = None) -> ReplayVerdict:
+    """Would ``registry``'s code (the default registry's when None) replay this recorded
+    history? Runs no step and writes nothing; ``verdict.ok`` is False, with the position,
+    what the log recorded and what the code asks for, where the code would fail the
+    execution with NondeterminismError. The same check as ``zart-es replay``, for a test
+    suite: record histories (``[e async for e in client.history(id)]``, or a harness's
+    ``events``) and keep checking them against new code."""
+    return await check_history(history, registry or default_registry, payloads)

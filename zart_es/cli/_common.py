@@ -6,16 +6,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import importlib
 import json
 import math
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
 import msgspec
 
 from zart_es.client import Client
 from zart_es.core import ZartError
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+"""A subcommand: parsed arguments in, exit status out."""
 
 
 class AddCommand(Protocol):
@@ -93,3 +98,12 @@ def operator() -> str:
         return ""
 
 
+def import_apps(modules: list[str]) -> None:
+    """Import the ``--app`` modules (their ``@durable`` functions register), from the
+    current directory too; a one-line ZartError for one that does not import."""
+    sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ZartError(f"cannot import --app {module!r}: {exc}") from None

@@ -10,17 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable
 from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from zart_es.cli._common import AddCommand
+from zart_es.cli._common import AddCommand, Handler
 from zart_es.core import ZartError
 
 EXIT_ERROR = 1
 
-Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,9 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _client_commands(add)
     from zart_es.cli import _ops as cli_ops
+    from zart_es.cli import _replay as cli_replay
     from zart_es.cli import _schedule as cli_schedule
 
-    parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_schedule.add_commands(add, nested)})
+    parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_replay.add_commands(add),
+                             **cli_schedule.add_commands(add, nested)})
     return parser
 
 

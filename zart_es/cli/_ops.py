@@ -5,13 +5,9 @@ docs/operations.md."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from zart_es.cli._common import AddCommand, client_for, operator, show, when
+from zart_es.cli._common import AddCommand, Handler, client_for, operator, show, when
 from zart_es.ops import rule_name
-
-Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def add_commands(add: AddCommand) -> dict[str, Handler]:

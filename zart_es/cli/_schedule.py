@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Coroutine
 from typing import Any
 
-from zart_es.cli._common import AddCommand, client_for, json_arg, operator, print_json, show
+from zart_es.cli._common import (
+    AddCommand,
+    Handler,
+    client_for,
+    json_arg,
+    operator,
+    print_json,
+    show,
+)
 from zart_es.core import DEFAULT_ID_TEMPLATE, OVERLAP_POLICIES, ScheduleNotFound, schedule_to_dict
 from zart_es.ops import Schedules
-
-Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def add_commands(

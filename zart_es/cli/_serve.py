@@ -5,24 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from typing import Any
 
+from zart_es.cli._common import import_apps
 from zart_es.cli._main import EXIT_ERROR
-from zart_es.core import ZartError
-
-
-def _import_apps(modules: list[str]) -> None:
-    sys.path.insert(0, os.getcwd())
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ZartError(f"cannot import --app {module!r}: {exc}") from None
 
 
 def _worker_from(args: argparse.Namespace, redis_url: str | None) -> Any:
@@ -62,7 +51,7 @@ async def worker(args: argparse.Namespace) -> int:
     from zart_es.engine import configure_logging
 
     configure_logging(json=args.log_json)
-    _import_apps(args.app)
+    import_apps(args.app)
     engine = _worker_from(args, args.redis_url)
     if args.metrics_port is not None:
         from prometheus_client import start_http_server
@@ -110,7 +99,7 @@ async def dev(args: argparse.Namespace) -> int:
     from zart_es.store import RedisServer
 
     configure_logging(json=args.log_json)
-    _import_apps(args.app)
+    import_apps(args.app)
     url = args.redis_url or os.environ.get("ZART_REDIS_URL")
     server = None
     if not url:

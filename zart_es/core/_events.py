@@ -123,6 +123,14 @@ class SignalAwaited(Event, frozen=True, kw_only=True, tag=True, omit_defaults=Tr
     name: str
 
 
+class PatchMarked(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """``ctx.patched(patch)`` took the new code path in this execution: every replay takes
+    it again. A log that passed the same point without this marker was written by the old
+    code, whose replays take the old path."""
+
+    patch: str
+
+
 class CancelRequested(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """Someone asked the execution to stop; the workflow sees ``Cancelled`` at its next
     durable call and may run compensation steps."""
@@ -254,6 +262,7 @@ AnyEvent = (
     | SignalReceived
     | SignalConsumed
     | SignalAwaited
+    | PatchMarked
     | CancelRequested
     | ExecutionCancelled
     | ChildStarted

@@ -27,6 +27,7 @@ from zart_es.core._events import (
     ExecutionResumed,
     ExecutionStarted,
     ExecutionTimedOut,
+    PatchMarked,
     QueueAdmitted,
     RetryScheduled,
     RunRestarted,
@@ -40,7 +41,13 @@ from zart_es.core._events import (
     TimerFired,
     TimerSet,
 )
-from zart_es.core._timer_names import RETRY_PREFIX, TIMEOUT_PREFIX, retry_step_of, wait_timer
+from zart_es.core._timer_names import (
+    RETRY_PREFIX,
+    TIMEOUT_PREFIX,
+    patch_call,
+    retry_step_of,
+    wait_timer,
+)
 
 
 class Status(StrEnum):
@@ -441,6 +448,7 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = dict([
     _on(SignalReceived, _signal_received),
     _on(SignalConsumed, _signal_consumed),
     _on(SignalAwaited, lambda state, e: _ordered(state, e.wait)),
+    _on(PatchMarked, lambda state, e: _ordered(state, patch_call(e.patch))),
     _on(CancelRequested, _cancel_requested),
     _on(ChildStarted, _child_started),
     _on(ChildCompleted, _child_completed),
@@ -510,6 +518,7 @@ _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = dict([
     _on(SignalConsumed, lambda s, e: e.wait in s.consumed or e.index in s.taken.get(e.name, {})),
     _on(ChildStarted, lambda s, e: e.call in s.children),
     _on(SignalAwaited, lambda s, e: e.wait in s.ordered),
+    _on(PatchMarked, lambda s, e: patch_call(e.patch) in s.ordered),
     _on(ExecutionCompleted, _ended),
     _on(ExecutionFailed, _ended),
     _on(ExecutionTimedOut, _ended),

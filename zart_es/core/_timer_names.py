@@ -1,4 +1,4 @@
-"""How durable timers are named: one place for every naming rule.
+"""How durable timers (and other recorded calls) are named: one place for every naming rule.
 
 Names are unique within an execution and deterministic over replays.
 """
@@ -41,6 +41,11 @@ def wait_timer(wait: str) -> str:
 def timeout_timer(timeout_ms: int) -> str:
     """The execution's deadline; it carries its length so whoever fires it can say it."""
     return f"{TIMEOUT_PREFIX}{timeout_ms}"
+
+
+def patch_call(patch: str) -> str:
+    """The durable call a ``ctx.patched(patch)`` marker stands for in the order of calls."""
+    return f"patch:{patch}"
 
 
 def timeout_of(timer: str) -> int | None:

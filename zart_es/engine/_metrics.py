@@ -65,6 +65,9 @@ class WorkerMetrics:
         self.quarantined = Counter(
             "zart_worker_quarantined", "Executions this worker quarantined after repeated "
             "engine crashes", registry=self.registry)
+        self.unknown = Counter(
+            "zart_worker_unknown_workflow", "Work left for other workers: an execution of a "
+            "workflow this worker does not serve", registry=self.registry)
         self.loop_restarts = Counter(
             "zart_worker_loop_restarts", "Background loops restarted after they crashed",
             ["loop"], registry=self.registry)

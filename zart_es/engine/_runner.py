@@ -76,6 +76,9 @@ class Outcome(enum.Enum):
     """The run stopped for a pause rule that turned out to be lifted already: run again."""
     QUEUED = "queued"
     """The execution waits for a slot of its queue; a release (or the sweeper) wakes it."""
+    UNKNOWN = "unknown"
+    """This worker's code has no such workflow (an old pod during a rollout): another
+    worker, or a later version of this one, must run it."""
 
 
 class StoreJournal:
@@ -268,10 +271,9 @@ async def _start_failure_handler(
 
 async def _advance(journal: StoreJournal, registry: Registry, payloads: Payloads) -> Outcome:
     state = journal.state
-    if state.terminal:
-        return Outcome.ENDED
-    if state.quarantine is not None:
-        return Outcome.WAITING  # set aside until an operator releases it
+    skipped = _not_for_this_worker(state, registry)
+    if skipped is not None:
+        return skipped
     try:
         workflow = registry.get(state.workflow)
         data = workflow_input(workflow, state, payloads)
@@ -420,6 +422,21 @@ async def _notify_parent(journal: StoreJournal) -> None:
     with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
         await journal.store.append(state.parent_id, -1, event, enqueue=True,
                                    token=f"child:{state.execution_id}")
+
+
+def _not_for_this_worker(state: ExecutionState, registry: Registry) -> Outcome | None:
+    """Why this worker does not run the execution now: it ended, it is quarantined, or
+    this worker's code does not serve its workflow (another worker's does)."""
+    if state.terminal:
+        return Outcome.ENDED
+    if state.quarantine is not None:
+        return Outcome.WAITING  # set aside until an operator releases it
+    if state.workflow not in registry:
+        log.warning("workflow not served by this worker; left for one that serves it",
+                    execution_id=state.execution_id, workflow=state.workflow,
+                    serves=registry.names())
+        return Outcome.UNKNOWN
+    return None
 
 
 def _never() -> bool:

@@ -329,10 +329,7 @@ class Worker:
                     await asyncio.sleep(_backoff(failures))
                     run.again = True
                     continue
-                if outcome is Outcome.WAITING:
-                    self.poller.wake()
-                if outcome is Outcome.HANDED_OFF:
-                    await self._release(run.messages)
+                if await self._not_acked(outcome, run):
                     return
                 if run.again:
                     continue
@@ -358,6 +355,22 @@ class Worker:
         finally:
             self._in_flight.pop(execution_id, None)
             self._room.set()
+
+    async def _not_acked(self, outcome: Outcome, run: _InFlight) -> bool:
+        """True when the run's messages are not to be acknowledged here: handed back to
+        the stream (draining), or left pending for a worker that serves the workflow."""
+        if outcome is Outcome.WAITING:
+            self.poller.wake()
+        if outcome is Outcome.HANDED_OFF:
+            await self._release(run.messages)
+            return True
+        if outcome is Outcome.UNKNOWN:
+            # left pending and unleased: any worker's reclaim takes it after the lease
+            # (one that serves the workflow runs it; this one looks again)
+            self.metrics.unknown.inc()
+            run.messages = []
+            return True
+        return False
 
     async def _crashed(self, execution_id: str, run: _InFlight, exc: Exception) -> None:
         """Count a crash of the engine on this execution; at ``quarantine_after`` of them

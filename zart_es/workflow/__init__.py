@@ -16,6 +16,7 @@ from zart_es.workflow._registry import (
     queue,
     schedule,
 )
+from zart_es.workflow._replay_check import HistoryJournal, ReplayVerdict, check_history
 from zart_es.workflow._replay_pass import (
     Replayed,
     completion,
@@ -28,10 +29,13 @@ from zart_es.workflow._replay_pass import (
 
 __all__ = [
     "Context",
+    "HistoryJournal",
     "Journal",
     "Registry",
+    "ReplayVerdict",
     "Replayed",
     "Workflow",
+    "check_history",
     "completion",
     "deadline_passed",
     "default_registry",

@@ -35,6 +35,7 @@ from zart_es.core import (
     LeaseLost,
     NewTimer,
     NonRetryableError,
+    PatchMarked,
     Paused,
     Payloads,
     RetryPolicy,
@@ -53,6 +54,7 @@ from zart_es.core import (
     derived_id,
     format_ms,
     named_sleep_timer,
+    patch_call,
     retry_timer,
     sleep_timer,
     to_ms,
@@ -89,6 +91,7 @@ class Context:
         self._suspended = False
         self._root_halt = [False]
         self._replay = ReplayTracker()
+        self._patches: dict[str, bool] = {}
 
     @property
     def execution_id(self) -> str:
@@ -372,6 +375,51 @@ class Context:
             await self._journal.record(SignalAwaited(wait=key, name=name))  # status: waiting
         raise self._suspend()
 
+    # -- versioning running code -------------------------------------------------------
+
+    async def patched(self, patch: str) -> bool:
+        """Whether this execution takes the new code path of change ``patch``.
+
+        True in executions that reach this point under the new code (a ``PatchMarked``
+        marker is recorded, so their replays say True too); False when replaying a log
+        that passed this point without the marker, i.e. written by the old code, which
+        keeps its old path. So a step can be inserted into a loop that is running::
+
+            if await ctx.patched("audit-step"):
+                await ctx.step(f"audit-{i}", audit)
+
+        Call it outside ``ctx.gather`` (a gather does not track the order of calls). Once
+        no execution from before the change runs any more, replace it with
+        :meth:`deprecate_patch` and drop the old branch.
+        """
+        self._check_running()
+        key = patch_call(_check_name(patch))
+        decided = self._patches.get(key)
+        if decided is not None:
+            return decided
+        state = self._state
+        if key in state.ordered:
+            self._replay.visit(state, key)
+            decided = True
+        elif self._replay.replaying(state):
+            decided = False  # the old code passed here and recorded no marker
+        else:
+            self._new_call(key)
+            await self._journal.record(PatchMarked(patch=patch))
+            decided = True
+        self._patches[key] = decided
+        return decided
+
+    def deprecate_patch(self, patch: str) -> None:
+        """Mark where ``ctx.patched(patch)`` stood, once only its new path is left: logs
+        that recorded the marker replay through it; new executions record nothing. Keep it
+        while executions that recorded the marker may still run."""
+        self._check_running()
+        key = patch_call(_check_name(patch))
+        if key in self._state.ordered and key not in self._patches:
+            self._replay.visit(self._state, key)
+            self._patches[key] = True
+
     async def now(self) -> datetime:
         """The current time (UTC), recorded on first use: replays see the same instant."""
         return await self.step(f"{_scope.get()}now-{self._next('now')}", lambda: datetime.now(UTC),
@@ -472,12 +520,7 @@ class Context:
 
     def _claim(self, name: str) -> None:
         self._check_running()
-        if not isinstance(name, str) or not name:
-            raise InvalidStepName(name, "must be a non-empty string")
-        if len(name) > MAX_STEP_NAME:
-            raise InvalidStepName(name, f"longer than {MAX_STEP_NAME} characters")
-        if not name.isprintable():
-            raise InvalidStepName(name, "has control characters")
+        _check_name(name)
         if name in self._seen:
             raise DuplicateStepName(self.execution_id, name)
         self._seen.add(name)
@@ -561,6 +604,17 @@ class Context:
 
     def _decode(self, name: str, data: bytes, type_: Any) -> Any:
         return self._payloads.decode(data, type_, f"recorded result of step {name!r}")
+
+
+def _check_name(name: object) -> str:
+    """A step name (or a patch id): 1 to MAX_STEP_NAME printable characters."""
+    if not isinstance(name, str) or not name:
+        raise InvalidStepName(name, "must be a non-empty string")
+    if len(name) > MAX_STEP_NAME:
+        raise InvalidStepName(name, f"longer than {MAX_STEP_NAME} characters")
+    if not name.isprintable():
+        raise InvalidStepName(name, "has control characters")
+    return name
 
 
 def _timeout_ms(timeout: Duration | None) -> int | None:

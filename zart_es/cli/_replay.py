@@ -1,0 +1,44 @@
+"""``zart-es replay``: the pre-deploy gate. Replays recorded histories against the code
+about to be deployed, runs no step and writes nothing, and says which executions would
+fail with NondeterminismError (exit 1 if any)."""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+
+from zart_es.cli._common import AddCommand, Handler, client_for, import_apps, print_json, show
+from zart_es.workflow import ReplayVerdict, check_history, default_registry
+
+
+def add_commands(add: AddCommand) -> dict[str, Handler]:
+    """The ``replay`` subcommand."""
+    replay_ = add("replay", "check that the code replays recorded executions (pre-deploy)")
+    replay_.add_argument("--app", required=True, action="append",
+                         help="module whose @durable functions to check (repeatable)")
+    which = replay_.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", action="append", default=None, help="an execution (repeatable)")
+    which.add_argument("--sample", type=int, default=None,
+                       help="the N newest executions of the app's workflows")
+    return {"replay": replay}
+
+
+async def replay(args: argparse.Namespace) -> int:
+    """Replay each chosen execution's log; one line each; exit 1 if one would fail."""
+    import_apps(args.app)
+    async with client_for(args) as client:
+        ids = args.id or [s.execution_id for s in await client.list(limit=args.sample or 1)
+                          if s.workflow in default_registry]
+        verdicts = [await check_history([e async for e in client.history(eid)],
+                                        default_registry, client.deployment.payloads)
+                    for eid in ids]
+    _report(args, verdicts)
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _report(args: argparse.Namespace, verdicts: builtins.list[ReplayVerdict]) -> None:
+    if args.json:
+        print_json(verdicts)
+        return
+    show(args, verdicts, ("", "execution", "workflow", "replay"),
+         (("ok" if v.ok else "FAIL", v.execution_id, v.workflow, v.detail) for v in verdicts))
