@@ -37,7 +37,8 @@ def _tool(name: str) -> str:
 
 def test_kubernetes_manifests_match_the_schemas() -> None:
     files = [p for p in sorted((DEPLOY / "base").glob("*.yaml"))
-             if p.name not in ("kustomization.yaml", "worker-scaledobject.yaml")]
+             if p.name not in ("kustomization.yaml", "worker-scaledobject.yaml",
+                               "redis-auth.yaml")]
     files.append(DEPLOY / "overlays" / "production" / "external-redis.yaml")
     result = subprocess.run([_tool("kubernetes-validate"), "--strict", *map(str, files)],
                             capture_output=True, text=True, check=False)
@@ -52,9 +53,17 @@ def test_keda_scaled_object() -> None:
     streams = [t["metadata"]["stream"] for t in scaled["spec"]["triggers"]]
     config = _docs(DEPLOY / "base" / "config.yaml")[0]["data"]
     keys = Keys(partitions=int(config["ZART_PARTITIONS"]))
-    assert streams == [keys.work(p) for p in range(keys.partitions)]  # the keys we write
+    # the keys we write, each twice: its backlog (lag) and its work in flight (pending)
+    assert streams == [keys.work(p) for p in range(keys.partitions) for _ in (0, 1)]
+    assert {t["authenticationRef"]["name"] for t in scaled["spec"]["triggers"]} == {
+        "zart-redis"}
+    auth_schema = json.loads(
+        (DEPLOY / "schemas" / "keda-triggerauthentication.schema.json").read_text())
+    (auth,) = _docs(DEPLOY / "base" / "redis-auth.yaml")
+    jsonschema.validate(auth, auth_schema)
+    assert auth["metadata"]["name"] == "zart-redis"
     broken = json.loads(json.dumps(scaled))
-    broken["spec"]["triggers"][0]["metadata"]["pendingEntriesCount"] = 50  # not a string
+    broken["spec"]["triggers"][0]["metadata"]["lagCount"] = 6  # not a string
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
 

@@ -212,7 +212,21 @@ async def deliver_event(
     return Delivered(execution_id, name, delivered)
 
 
-@get("/healthz", summary="Liveness: Redis reachable", opt={"public": True})
+class Alive(msgspec.Struct, frozen=True):
+    """Reply of ``GET /livez``."""
+
+    status: str
+    version: str
+
+
+@get("/livez", summary="Liveness: this process answers", opt={"public": True})
+async def livez() -> Alive:
+    """200 while the process serves requests, whatever Redis does: a liveness probe on it
+    does not restart every pod when Redis blips (readiness uses ``/healthz``)."""
+    return Alive("ok", __version__)
+
+
+@get("/healthz", summary="Readiness: Redis reachable", opt={"public": True})
 async def healthz(request: Request[Any, Any, Any]) -> Response[Health]:
     """200 when Redis answers and this process's settings match the deployment's (its
     partition count), 503 otherwise ("unavailable" / "misconfigured")."""
@@ -335,7 +349,7 @@ def create_app(
 
     return Litestar(
         route_handlers=[start_execution, list_executions, get_execution, get_history,
-                        cancel_execution, deliver_signal, deliver_event, healthz, metrics,
+                        cancel_execution, deliver_signal, deliver_event, livez, healthz, metrics,
                         wait_execution, stats, *api_admin.ROUTES, *api_schedules.ROUTES],
         lifespan=[lifespan],
         guards=[_bearer_guard(token)] if token else [],

@@ -8,9 +8,28 @@ from __future__ import annotations
 
 import bisect
 import time
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import HistogramMetricFamily
+
+
+def _version() -> str:
+    try:
+        return package_version("zart-es")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
+VERSION = _version()
 
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)
 
@@ -48,6 +67,12 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        Info("zart_build", "zart-es version of this worker",
+             registry=self.registry).info({"version": VERSION})
+        self.in_flight = Gauge("zart_worker_in_flight",
+                               "Executions this worker is driving now", registry=self.registry)
         self.executions = Counter(
             "zart_worker_executions", "Execution runs by workflow and outcome",
             ["workflow", "outcome"], registry=self.registry)

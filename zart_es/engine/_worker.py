@@ -128,6 +128,7 @@ class Worker:
         self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
         self.metrics = metrics or WorkerMetrics()
         self.loops = Supervisor(log, lambda loop: self.metrics.loop_restarts.labels(loop).inc())
+        self.metrics.in_flight.set_function(lambda: len(self._in_flight))
         """The worker's background loops, restarted when they crash (see :meth:`healthy`)."""
         self.heartbeat_file = heartbeat_file
         """Touched while the worker's loops run: ``zart-es health --heartbeat-file`` reads it."""

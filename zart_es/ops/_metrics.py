@@ -33,6 +33,7 @@ async def render_deployment_metrics(deployment: Deployment | HasDeployment) -> b
         pipe.zcount(keys.timers(p), "-inf", now_ms)
         pipe.zcount(keys.timers(p), "-inf", now_ms - OVERDUE_MS)
         pipe.xpending(keys.work(p), GROUP)
+        pipe.xinfo_groups(keys.work(p))
     lag: list[Any] = await pipe.execute(raise_on_error=False)
 
     by_state = GaugeMetricFamily("zart_executions", "Executions by state", labels=["state"])
@@ -47,13 +48,20 @@ async def render_deployment_metrics(deployment: Deployment | HasDeployment) -> b
     pending = GaugeMetricFamily("zart_work_pending",
                                 "Work messages delivered and not acknowledged, by partition",
                                 labels=["partition"])
-    due.add_metric([], sum(int(lag[3 * p]) for p in range(keys.partitions)))
-    overdue.add_metric([], sum(int(lag[3 * p + 1]) for p in range(keys.partitions)))
+    waiting = GaugeMetricFamily(
+        "zart_work_waiting", "Work messages not yet delivered to any worker, by partition "
+        "(the consumer group's lag: the backlog KEDA scales on)", labels=["partition"])
+    due.add_metric([], sum(int(lag[4 * p]) for p in range(keys.partitions)))
+    overdue.add_metric([], sum(int(lag[4 * p + 1]) for p in range(keys.partitions)))
     for p in range(keys.partitions):
-        summary = lag[3 * p + 2]
+        summary = lag[4 * p + 2]
         pending.add_metric([str(p)], int(summary["pending"]) if isinstance(summary, dict) else 0)
+        waiting.add_metric([str(p)], _group_lag(lag[4 * p + 3]))
+    queued = GaugeMetricFamily("zart_queue_waiting",
+                               "Executions waiting for a slot of a queue (all queue keys)")
+    queued.add_metric([], await _queue_waiters(client))
     registry = CollectorRegistry()
-    registry.register(_Snapshot([by_state, due, overdue, pending]))
+    registry.register(_Snapshot([by_state, due, overdue, pending, waiting, queued]))
     return generate_latest(registry)
 
 
@@ -65,3 +73,27 @@ class _Snapshot:
 
     def collect(self) -> list[GaugeMetricFamily]:
         return self._families
+
+
+def _group_lag(groups: Any) -> int:
+    """The workers group's lag from XINFO GROUPS (0 when unknown: Redis < 7, no group)."""
+    if not isinstance(groups, list):
+        return 0
+    for group in groups:
+        name = group.get("name", b"")
+        if (name.decode() if isinstance(name, bytes) else name) == GROUP:
+            return int(group.get("lag") or 0)
+    return 0
+
+
+async def _queue_waiters(deployment: Deployment) -> int:
+    """Executions in the waiting lines of every queue key that has members."""
+    redis, keys = deployment.redis, deployment.keys
+    pairs = [m.decode() async for m in redis.sscan_iter(keys.queue_index())]
+    if not pairs:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for pair in pairs:
+        queue, _, key = pair.partition(" ")
+        pipe.zcard(keys.queue_slot(queue, key) + "waiting")
+    return sum(int(n) for n in await pipe.execute())
