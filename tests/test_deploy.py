@@ -5,6 +5,7 @@ the manifests run exists in the CLI."""
 from __future__ import annotations
 
 import json
+import tomllib
 import shutil
 import subprocess
 import sys
@@ -123,3 +124,11 @@ def test_every_command_in_the_manifests_exists_in_the_cli() -> None:
         parser.parse_args(argv)  # exits (SystemExit) on an unknown command or option
         checked += 1
     assert checked >= 8
+
+
+def test_the_image_tag_is_the_package_version() -> None:
+    version = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]["version"]
+    for kustomization in (DEPLOY / "base" / "kustomization.yaml",
+                          DEPLOY / "overlays" / "production" / "kustomization.yaml"):
+        (image,) = _docs(kustomization)[0]["images"]
+        assert image["newTag"] == version, kustomization
