@@ -5,10 +5,10 @@ the manifests run exists in the CLI."""
 from __future__ import annotations
 
 import json
-import tomllib
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
