@@ -195,9 +195,7 @@ async def deliver_signal(
     signal_id: str | None = None,
 ) -> Delivered:
     """The JSON body is the payload. ``?signal_id=`` makes delivery idempotent."""
-    delivered = await _client(request).send_signal(execution_id, name, data,
-                                                   signal_id=signal_id)
-    return Delivered(execution_id, name, delivered)
+    return await _deliver(request, execution_id, name, data, signal_id)
 
 
 @post("/executions/{execution_id:str}/events/{name:str}", status_code=HTTP_202_ACCEPTED,
@@ -207,8 +205,13 @@ async def deliver_event(
     event_id: str | None = None,
 ) -> Delivered:
     """``/signals/{name}`` under its first name; ``?event_id=`` is ``?signal_id=``."""
+    return await _deliver(request, execution_id, name, data, event_id)
+
+
+async def _deliver(request: Request[Any, Any, Any], execution_id: str, name: str, data: Any,
+                   signal_id: str | None) -> Delivered:
     delivered = await _client(request).send_signal(execution_id, name, data,
-                                                   signal_id=event_id)
+                                                   signal_id=signal_id)
     return Delivered(execution_id, name, delivered)
 
 
