@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import random
 import socket
 import time
 import uuid
@@ -40,6 +41,17 @@ READ_BLOCK_MS = 2000
 PAUSE_SWEEP_EVERY = 10
 """Refreshes of the pause rules between two sweeps for executions whose rule is gone."""
 RETRY_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+UNKNOWN_PAUSE_S = 1.0
+"""Longest pause before work of a workflow this worker does not serve is handed back."""
+POOLED_CALLS = 32
+"""Executions' commands on the shared connection pool at once (the catch-up read, the
+ack): the pool grows to about this plus one per reader and background loop, not to one
+per execution in flight (a connection costs ~18 KB of RSS, not given back after a burst)."""
+CACHE_HORIZON_MS = 60_000
+CACHE_MIN_EVENTS = 64
+"""A waiting execution's fold is kept only if it is due back within CACHE_HORIZON_MS (a
+timer, a queue slot) or its log has CACHE_MIN_EVENTS events or more: a shorter log costs
+~2 us an event to fold again, read in the one XRANGE a catch-up makes anyway."""
 
 Message = tuple[int, bytes]  # (partition, work message id)
 
@@ -62,9 +74,11 @@ class Worker:
     """A worker process's engine; embed it with ``async with Worker(url) as w:`` or ``run()``.
 
     ``concurrency`` caps the executions driven at once (sleeping ones cost nothing: they
-    live in Redis). ``lease_timeout`` is how long a silent worker keeps its messages before
-    another reclaims them; heartbeats renew it every third of that. ``grace_period`` is
-    how long ``stop()`` lets in-flight executions run before handing them back.
+    live in Redis; the folds of those due back soon, or with long logs, are kept in an LRU
+    of ``cache_size``). ``lease_timeout`` is how long a silent worker keeps its messages
+    before another reclaims them; heartbeats renew it every third of that.
+    ``grace_period`` is how long ``stop()`` lets in-flight executions run before handing
+    them back.
     """
 
     def __init__(
@@ -135,6 +149,7 @@ class Worker:
         self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
         self._cache_size = cache_size
         self._in_flight: dict[str, _InFlight] = {}
+        self._pooled = asyncio.Semaphore(POOLED_CALLS)
         self._room = asyncio.Event()
         self._room.set()
         self._stopping = asyncio.Event()
@@ -235,7 +250,13 @@ class Worker:
         failures = 0
         while True:
             await self._room.wait()
-            count = max(1, min(self.concurrency - len(self._in_flight), 100))
+            room = self.concurrency - len(self._in_flight)
+            if room <= 0:  # woken by a run that ended, but others were taken on meanwhile
+                self._room.clear()
+                continue
+            # every partition's reader may be blocked in a read at once: each asks for its
+            # share of the room, or the worker would take on up to 100 per partition
+            count = max(1, min(room // self.keys.partitions, 100))
             try:
                 reply: Any = await self.redis.xreadgroup(
                     GROUP, self.consumer, {stream: ">"}, count=count, block=READ_BLOCK_MS
@@ -366,10 +387,12 @@ class Worker:
             await self._release(run.messages)
             return True
         if outcome is Outcome.UNKNOWN:
-            # left pending and unleased: any worker's reclaim takes it after the lease
-            # (one that serves the workflow runs it; this one looks again)
+            # handed back to the stream after a random pause, for a worker that serves the
+            # workflow to read (left pending instead, this worker's own reclaim loop took
+            # it back every lease and starved the others); the pause bounds the bouncing
             self.metrics.unknown.inc()
-            run.messages = []
+            await asyncio.sleep(random.uniform(UNKNOWN_PAUSE_S / 2, UNKNOWN_PAUSE_S))
+            await self._release(run.messages)
             return True
         return False
 
@@ -397,7 +420,8 @@ class Worker:
         journal.metrics = self.metrics
         journal.pauses = self.pauses
         journal.gate = self.gate
-        await journal.catch_up()
+        async with self._pooled:
+            await journal.catch_up()
         state = journal.state
         if state.version == 0:
             log.warning("work message for an execution with no log; dropped")
@@ -414,12 +438,16 @@ class Worker:
         if outcome is Outcome.QUEUED:
             if journal.retry_in_ms is not None:  # only the rate window holds it: try again
                 self._later_wake([execution_id], journal.retry_in_ms)
-            outcome = Outcome.WAITING
-        if outcome is Outcome.WAITING:
-            self._cache[execution_id] = journal
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._keep(execution_id, journal)  # a release or the rate window wakes it
+            return Outcome.WAITING
+        if outcome is Outcome.WAITING and _worth_keeping(journal):
+            self._keep(execution_id, journal)
         return outcome
+
+    def _keep(self, execution_id: str, journal: StoreJournal) -> None:
+        self._cache[execution_id] = journal
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     async def _ack(self, messages: list[Message]) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -427,7 +455,8 @@ class Worker:
             stream = self.keys.work(partition)
             pipe.xack(stream, GROUP, *ids)
             pipe.xdel(stream, *ids)
-        await pipe.execute()
+        async with self._pooled:
+            await pipe.execute()
 
     async def _ack_quietly(self, messages: list[Message]) -> None:
         try:
@@ -568,6 +597,18 @@ class Worker:
                 log.warning("lease lost; another worker owns the execution now",
                             execution_id=execution_id)
                 run.task.cancel()
+
+
+def _worth_keeping(journal: StoreJournal) -> bool:
+    """Whether a waiting execution's fold is worth its memory: its log is long, or one of
+    its timers is due within CACHE_HORIZON_MS (of Redis' clock at its last entry)."""
+    state = journal.state
+    if state.version >= CACHE_MIN_EVENTS:
+        return True
+    if journal.last_entry is None:
+        return False
+    horizon = int(journal.last_entry.split(b"-", 1)[0]) + CACHE_HORIZON_MS
+    return any(not timer.fired and timer.due_ms <= horizon for timer in state.timers.values())
 
 
 def _by_partition(messages: Iterable[Message]) -> dict[int, list[bytes]]:
