@@ -95,8 +95,12 @@ class ScriptPipe:
         """
         packed = _resp(b"EVALSHA", self._sha.encode(), b"%d" % len(keys), *keys, *args)
         if not self._queue and not self._wire_users:
-            async with self._holding_wire():
-                return await self._send_one(packed)
+            self._wire_users += 1  # inline, not _holding_wire(): this is every step's path
+            try:
+                async with self._wire:
+                    return await self._send_one(packed)
+            finally:
+                self._wire_users -= 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((packed, future))
         if self._flusher is None or self._flusher.done():

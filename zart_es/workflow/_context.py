@@ -550,7 +550,8 @@ class Context:
         self._new_call(name)
         started = time.perf_counter()
         try:
-            value = await _attempt(name, fn, timeout_ms)
+            value = await (call_step_fn(fn) if timeout_ms is None
+                           else _attempt(name, fn, timeout_ms))
         except BaseException as exc:  # any failure of user code is recorded
             if not step_failure(exc):
                 raise
