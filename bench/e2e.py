@@ -643,14 +643,22 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(), "load_avg": os.getloadavg()}
 
 
-async def orchestrate(args: argparse.Namespace) -> int:
+def orchestration(json_output: bool) -> Callable[[str], None]:
+    """SIGTERM unwinds the running task through its finally blocks (no process is left
+    behind); returns the progress printer (stderr when stdout carries JSON)."""
     main_task = asyncio.current_task()
-    if main_task is not None:  # SIGTERM: unwind through the finally blocks
+    if main_task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    out = sys.stderr if args.json else sys.stdout
+    out = sys.stderr if json_output else sys.stdout
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
+
+    return say
+
+
+async def orchestrate(args: argparse.Namespace) -> int:
+    say = orchestration(args.json)
 
     modes = ["always", "everysec"] if args.fsync == "both" else [args.fsync]
     report: dict[str, Any] = {

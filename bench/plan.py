@@ -52,7 +52,6 @@ import json
 import math
 import os
 import platform
-import signal
 import sys
 import tempfile
 import time
@@ -65,7 +64,7 @@ from typing import Any
 import psutil
 import uvloop
 from common import median, private_redis
-from e2e import Child, busy_s, cpu_s, spawn, stop
+from e2e import Child, busy_s, cpu_s, orchestration, spawn, stop
 from redis.asyncio import Redis
 
 from zart_es import Client
@@ -744,13 +743,7 @@ ASSUMPTIONS = """Assumptions:
 
 
 async def orchestrate(args: argparse.Namespace) -> int:
-    main_task = asyncio.current_task()
-    if main_task is not None:  # SIGTERM: unwind through the finally blocks
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    out = sys.stderr if args.json else sys.stdout
-
-    def say(text: str) -> None:
-        print(text, file=out, flush=True)
+    say = orchestration(args.json)
 
     started = time.monotonic()
     report = await measure(args, say)

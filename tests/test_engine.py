@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import msgspec
 import pytest
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.redis
 class Point(msgspec.Struct, frozen=True):
     x: int
     y: int
-
-
-@dataclasses.dataclass
-class Box:
-    label: str
-    points: list[Point]
 
 
 async def test_duplicate_start_is_one_execution(env: tuple[Client, Registry], redis: Redis) -> None:
