@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import zart_es
+
 from .helpers import ROOT, spawn_worker, stop_worker, zart
 
 pytestmark = pytest.mark.processes
@@ -215,3 +217,8 @@ def test_operator_commands_repair_pause_and_schedule(redis_url: str, tmp_path: P
         assert stats["by_workflow"]["provision"]["completed"] == 1
     finally:
         stop_worker(worker)
+
+
+def test_version_is_the_package_version(redis_url: str) -> None:
+    shown = zart(redis_url, "--version")
+    assert (shown.returncode, shown.stdout.strip()) == (0, f"zart-es {zart_es.__version__}")

@@ -22,6 +22,15 @@ EXIT_ERROR = 1
 
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zart-es")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zart-es`` (exposed for tests and docs)."""
 
@@ -42,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     nested = argparse.ArgumentParser(add_help=False)
     connection_options(nested, "sub_", default=argparse.SUPPRESS)
     parser = argparse.ArgumentParser(prog="zart-es", description="Durable execution on Redis")
+    parser.add_argument("--version", action="version", version=f"zart-es {_version()}")
     connection_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True)
 
