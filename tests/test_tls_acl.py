@@ -16,11 +16,12 @@ started with ``ZART_TEST_TLS_ACL_APP=1``, so importing the tests registers nothi
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,10 @@ from typing import Any
 import httpx
 import pytest
 import redis as redis_sync
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from redis.exceptions import NoPermissionError
 
 from zart_es import (
@@ -117,31 +122,50 @@ class Certs:
 
 
 def make_certs(directory: Path) -> Certs:
-    """CA and server certificate (EC P-256, one day), made with the openssl command."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make test certificates")
+    """CA and server certificate (EC P-256, one day), made with the cryptography package
+    (a test dependency: no openssl command needed, so the test never skips for it)."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca, ca_key = directory / "ca.pem", directory / "ca.key"
-    cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
-    ext = directory / "server.ext"
-    ext.write_text("basicConstraints=critical,CA:FALSE\n"
-                   "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth\n"
-                   "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                   "subjectKeyIdentifier=hash\n"
-                   "authorityKeyIdentifier=keyid,issuer\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for command in (
-        [openssl, "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "1",
-         "-subj", "/CN=zart-es test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        [openssl, "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-        [openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
-         "-CAcreateserial", "-out", cert, "-days", "1", "-extfile", ext],
-    ):
-        subprocess.run([str(c) for c in command], check=True, capture_output=True, timeout=30)
-    return Certs(ca=ca, cert=cert, key=key)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zart-es test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    ca_cert = (_certificate(ca_name, ca_name, ca_key.public_key(), now)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(_usage(key_cert_sign=True), critical=True)
+               .sign(ca_key, hashes.SHA256()))
+    server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    server_cert = (_certificate(server_name, ca_name, key.public_key(), now)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                  critical=True)
+                   .add_extension(_usage(digital_signature=True), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                                  critical=False)
+                   .add_extension(x509.SubjectAlternativeName(
+                       [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.DNSName("localhost")]), critical=False)
+                   .sign(ca_key, hashes.SHA256()))
+    certs = Certs(ca=directory / "ca.pem", cert=directory / "server.pem",
+                  key=directory / "server.key")
+    certs.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    certs.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    certs.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.TraditionalOpenSSL,
+                                            serialization.NoEncryption()))
+    return certs
+
+
+def _certificate(subject: x509.Name, issuer: x509.Name, public_key: Any,
+                 now: datetime.datetime) -> x509.CertificateBuilder:
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)))
+
+
+def _usage(*, key_cert_sign: bool = False, digital_signature: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=digital_signature, content_commitment=False,
+                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=key_cert_sign, crl_sign=key_cert_sign,
+                         encipher_only=False, decipher_only=False)
 
 
 def tls_supported(binary: str) -> bool:
