@@ -18,7 +18,8 @@ async def start(args: argparse.Namespace) -> int:
     """``zart-es start NAME --input JSON [--id ID]``: prints the id."""
     data = json_arg(args.input, "--input")
     async with client_for(args) as client:
-        print(await client.start(args.name, data, execution_id=args.id))
+        print(await client.start(args.name, data, execution_id=args.id,
+                                 task_queue=args.task_queue))
     return 0
 
 

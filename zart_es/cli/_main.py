@@ -99,6 +99,8 @@ def _client_commands(add: AddCommand) -> None:
     start.add_argument("name")
     start.add_argument("--input", default="null", help="input as JSON")
     start.add_argument("--id", default=None, help="execution id (idempotent)")
+    start.add_argument("--task-queue", default=None,
+                       help="run it on this task queue (default: the one its workflow declares)")
 
     add("status", "state of an execution").add_argument("id")
 
@@ -142,6 +144,9 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--poll-interval", type=float, default=0.5)
     p.add_argument("--quarantine-after", type=int, default=5,
                    help="engine crashes on one execution before it is quarantined")
+    p.add_argument("--task-queue", action="append", dest="task_queues", default=None,
+                   metavar="NAME", help="serve only this task queue (repeatable; default: "
+                   "'default' and every task queue the apps' workflows declare)")
     p.add_argument("--no-scheduler", action="store_true",
                    help="do not start the occurrences of recurring schedules here")
     p.add_argument("--log-json", action="store_true", default=None,

@@ -27,6 +27,7 @@ def _worker_from(args: argparse.Namespace, redis_url: str | None) -> Any:
         heartbeat_file=getattr(args, "heartbeat_file", None),
         run_scheduler=not args.no_scheduler,
         quarantine_after=args.quarantine_after,
+        task_queues=args.task_queues,
     )
 
 

@@ -25,6 +25,7 @@ from zart_es.client._ends import EndWatcher
 from zart_es.client._handle import ExecutionHandle
 from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_TASK_QUEUE,
     STATES,
     TERMINAL_STATES,
     AnyEvent,
@@ -55,7 +56,14 @@ from zart_es.ops import (
     list_executions,
     submit_execution,
 )
-from zart_es.store import ChainBreak, Deployment, RedisClient, to_event, verify_chain
+from zart_es.store import (
+    M_TASK_QUEUE,
+    ChainBreak,
+    Deployment,
+    RedisClient,
+    to_event,
+    verify_chain,
+)
 
 WAIT_SLICE_MS = 5_000
 SHORT_READS = 8
@@ -119,7 +127,7 @@ class Client:
 
     async def start(
         self, name: str, data: Any = None, execution_id: str | None = None, *,
-        queue_key: str = "", priority: int | None = None,
+        queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
     ) -> str:
         """Start workflow ``name`` with input ``data``; returns the execution id.
 
@@ -127,18 +135,23 @@ class Client:
         returns the id (a different workflow under that id is a :class:`ConfigError`).
         For a workflow of a queue, ``queue_key`` (a tenant, say) picks whose concurrency
         and rate limits apply and ``priority`` overrides the queue's own.
+
+        ``task_queue`` overrides the task queue the workflow's code declares (which its
+        workers recorded in Redis when they started): only workers serving that queue run
+        the execution, now and on every later step.
         """
         started = await self.submit(name, data, execution_id, queue_key=queue_key,
-                                    priority=priority)
+                                    priority=priority, task_queue=task_queue)
         return started.execution_id
 
     async def submit(
         self, name: str, data: Any = None, execution_id: str | None = None, *,
-        queue_key: str = "", priority: int | None = None,
+        queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
     ) -> Started:
         """:meth:`start`, also saying whether this call created the execution."""
         return await submit_execution(self.deployment, name, data, execution_id,
-                                      queue_key=queue_key, priority=priority)
+                                      queue_key=queue_key, priority=priority,
+                                      task_queue=task_queue)
 
     async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
         """The execution's status, with its result or error once it has ended."""
@@ -168,6 +181,7 @@ class Client:
             updated_ms=int(meta[b"u"]),
             result=result,
             error=error,
+            task_queue=(meta.get(M_TASK_QUEUE.encode()) or DEFAULT_TASK_QUEUE.encode()).decode(),
         )
 
     async def result(
@@ -352,7 +366,10 @@ class Client:
     async def describe(self, execution_id: str) -> ExecutionDetail:
         """Status plus what the folded log says: steps done, current step, timers pending."""
         status = await self.status(execution_id)
-        return describe(status, await self._folds.state(check_execution_id(execution_id)))
+        workers = None if status.done else (
+            await self.deployment.routes.workers([status.task_queue]))[status.task_queue]
+        return describe(status, await self._folds.state(check_execution_id(execution_id)),
+                        workers)
 
     async def verify(self, execution_id: str) -> ChainBreak | None:
         """Check the log's sequence numbers and hash chain; None when intact."""

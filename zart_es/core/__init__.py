@@ -105,10 +105,12 @@ from zart_es.core._fold import (
     status_after,
 )
 from zart_es.core._names import (
+    DEFAULT_TASK_QUEUE,
     check_execution_id,
     check_priority,
     check_queue_key,
     check_queue_name,
+    check_task_queue,
     check_workflow_name,
     derived_id,
 )
@@ -145,6 +147,7 @@ __all__ = [
     "COMPLETED",
     "DEFAULT_ID_TEMPLATE",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_TASK_QUEUE",
     "FAILED",
     "HELD",
     "MAX_NEXT_OCCURRENCES",
@@ -244,6 +247,7 @@ __all__ = [
     "check_priority",
     "check_queue_key",
     "check_queue_name",
+    "check_task_queue",
     "check_workflow_name",
     "decode_event",
     "decode_value",

@@ -45,6 +45,22 @@ def check_queue_name(name: object, what: str = "queue name") -> str:
     return value
 
 
+DEFAULT_TASK_QUEUE = "default"
+"""The task queue of a workflow that names none, and the one a worker serves besides its
+workflows' own when given no ``task_queues``."""
+_TASK_QUEUE = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+
+
+def check_task_queue(name: object) -> str:
+    """Return the task queue name if it is 1-40 lowercase letters, digits and inner
+    dashes (it is part of work streams' keys and of Kubernetes objects' names), else
+    raise ConfigError."""
+    if not isinstance(name, str) or not _TASK_QUEUE.fullmatch(name):
+        raise ConfigError("task queue must be 1-40 lowercase letters, digits or inner '-' "
+                          f"(like a Kubernetes name), got {name!r}")
+    return name
+
+
 def check_priority(priority: object) -> int:
     """Return the priority if it is an int in ``-1000..1000``, else raise ConfigError."""
     if (not isinstance(priority, int) or isinstance(priority, bool)

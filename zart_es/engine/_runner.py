@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from zart_es.core import (
+    DEFAULT_TASK_QUEUE,
     TERMINAL_EVENTS,
     Cancelled,
     ChildCompleted,
@@ -100,6 +101,7 @@ class StoreJournal:
         "retry_in_ms",
         "state",
         "store",
+        "task_queue_of",
     )
 
     def __init__(
@@ -119,6 +121,8 @@ class StoreJournal:
         self.gate: QueueGate | None = None
         self.retry_in_ms: int | None = None
         """Set when the queue's rate window (not its cap) keeps the execution waiting."""
+        self.task_queue_of: Callable[[str], Awaitable[str]] = _default_task_queue
+        """The task queue a new execution of a workflow goes to (a child, a handler)."""
         # one append at a time: concurrent branches (ctx.gather) must not fold twice
         self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
@@ -169,7 +173,8 @@ class StoreJournal:
         """Create the child's log (a no-op if it exists: replays start it once)."""
         event = ExecutionStarted(execution_id=child_id, workflow=workflow, input=payload,
                                  parent_id=self._execution_id)
-        if await self.store.create(event, child_id, workflow):
+        if await self.store.create(event, child_id, workflow,
+                                   await self.task_queue_of(workflow)):
             return
         first = await self.store.read_first(child_id)
         if not isinstance(first, ExecutionStarted) or first.parent_id != self._execution_id:
@@ -263,8 +268,9 @@ async def _start_failure_handler(
         return
     start = failure_handler_start(registry.get(journal.state.workflow), journal.state,
                                   payloads)
-    if start is not None and await journal.store.create(start, start.execution_id,
-                                                         start.workflow):
+    if start is not None and await journal.store.create(
+            start, start.execution_id, start.workflow,
+            await journal.task_queue_of(start.workflow)):
         log.info("failure handler started", execution_id=journal.state.execution_id,
                  handler=start.execution_id)
 
@@ -441,3 +447,7 @@ def _not_for_this_worker(state: ExecutionState, registry: Registry) -> Outcome |
 
 def _never() -> bool:
     return False
+
+
+async def _default_task_queue(workflow: str) -> str:
+    return DEFAULT_TASK_QUEUE

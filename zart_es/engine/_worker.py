@@ -1,4 +1,4 @@
-"""``Worker``: reads work messages of every partition and drives executions.
+"""``Worker``: reads work messages of its task queues on every partition, drives executions.
 
 One process runs many executions at once: each work message starts a task that replays
 its execution until it ends or waits for a timer, then acknowledges the message. A message
@@ -23,7 +23,14 @@ from typing import Any
 import structlog
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
-from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, ExecutionState, LeaseLost, StoreError
+from zart_es.core import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_TASK_QUEUE,
+    ExecutionState,
+    LeaseLost,
+    StoreError,
+    check_task_queue,
+)
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -53,7 +60,7 @@ CACHE_MIN_EVENTS = 64
 timer, a queue slot) or its log has CACHE_MIN_EVENTS events or more: a shorter log costs
 ~2 us an event to fold again, read in the one XRANGE a catch-up makes anyway."""
 
-Message = tuple[int, bytes]  # (partition, work message id)
+Message = tuple[str, bytes]  # (work stream, work message id)
 
 
 class _InFlight:
@@ -78,8 +85,13 @@ class Worker:
     of ``cache_size``). ``lease_timeout`` is how long a silent worker keeps its messages
     before another reclaims them; heartbeats renew it every third of that.
     ``grace_period`` is how long ``stop()`` lets in-flight executions run before handing
-    them back.
+    them back. ``task_queues`` are the task queues whose work it reads; by default the
+    default queue and every queue its registry's workflows declare.
     """
+
+    _streams: dict[int, dict[str, str]]
+    """Per partition: work stream -> its task queue (the streams this worker reads; set by
+    :meth:`run`)."""
 
     def __init__(
         self,
@@ -103,6 +115,7 @@ class Worker:
         queue_sweep_interval: float = 1.0,
         run_scheduler: bool = True,
         quarantine_after: int = 5,
+        task_queues: Iterable[str] | None = None,
     ) -> None:
         if not structlog.is_configured():
             from zart_es.engine._logs import configure_logging
@@ -114,6 +127,7 @@ class Worker:
             raise ValueError(f"quarantine_after must be >= 1, got {quarantine_after}")
         self.quarantine_after = quarantine_after
         """Engine crashes on one execution before it is quarantined."""
+        self._task_queues = _check_task_queues(task_queues)
         if lease_timeout <= 0:
             raise ValueError(f"lease_timeout must be > 0, got {lease_timeout}")
         self._own_deployment = deployment is None
@@ -159,18 +173,32 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------------
 
+    @property
+    def task_queues(self) -> tuple[str, ...]:
+        """The task queues whose work this worker reads."""
+        if self._task_queues is not None:
+            return self._task_queues
+        return tuple(sorted({DEFAULT_TASK_QUEUE, *self.registry.task_queues()}))
+
     async def run(self) -> None:
         """Work until :meth:`stop` is called, then drain within the grace period."""
         await self.deployment.ready()
         await self.pauses.refresh()
+        served = self.task_queues
+        self._streams = {p: {self.keys.work(p, queue): queue for queue in served}
+                         for p in range(self.keys.partitions)}
         for p in range(self.keys.partitions):
             await self._ensure_group(p)
+        # the code's routes, for clients that do not import it; then say we serve ours
+        await self.deployment.routes.announce(self.registry.routes())
+        await self.deployment.routes.serving(self.consumer, served)
         # declared in code: stored (or updated) by every worker, also by one that leaves
         # starting their occurrences to other processes (--no-scheduler)
         for spec in self.registry.schedules():
             await Schedules(self.deployment).ensure(spec, by=self.consumer)
         log.info("worker started", consumer=self.consumer, partitions=self.keys.partitions,
-                 concurrency=self.concurrency, workflows=self.registry.names())
+                 concurrency=self.concurrency, workflows=self.registry.names(),
+                 task_queues=list(served))
         loops = self.loops
         self._intake = [loops.start(f"read-{p}", functools.partial(self._read, p))
                         for p in range(self.keys.partitions)]
@@ -229,6 +257,10 @@ class Worker:
         await _cancel(self._background)
         for handle in self._later:
             handle.cancel()
+        try:
+            await self.deployment.routes.leaving(self.consumer, self.task_queues)
+        except (RedisError, OSError) as exc:
+            log.warning("could not say this worker left its task queues", error=str(exc))
         await self.gate.aclose()
         await self._lease.aclose()
         await self._release_script.aclose()
@@ -239,14 +271,16 @@ class Worker:
     # -- intake ---------------------------------------------------------------------
 
     async def _ensure_group(self, partition: int) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.work(partition), GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self._streams[partition]:
+            try:
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def _read(self, partition: int) -> None:
-        stream = self.keys.work(partition)
+        # one read for all the partition's streams this worker serves (one hash slot)
+        streams = dict.fromkeys(self._streams[partition], ">")
         failures = 0
         while True:
             await self._room.wait()
@@ -259,7 +293,8 @@ class Worker:
             count = max(1, min(room // self.keys.partitions, 100))
             try:
                 reply: Any = await self.redis.xreadgroup(
-                    GROUP, self.consumer, {stream: ">"}, count=count, block=READ_BLOCK_MS
+                    GROUP, self.consumer, streams,  # type: ignore[arg-type]
+                    count=count, block=READ_BLOCK_MS,
                 )
                 failures = 0
             except (RedisError, OSError) as exc:
@@ -270,48 +305,47 @@ class Worker:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     await self._ensure_group(partition)
                 continue
-            for _stream, messages in reply or ():
-                self._dispatch_all(partition, messages)
+            for stream, messages in reply or ():
+                self._dispatch_all(_text(stream), messages)
 
     async def _reclaim(self) -> None:
         """Take over messages whose holder went silent for longer than the lease."""
         min_idle = int(self.lease_timeout * 1000)
         while True:
             await asyncio.sleep(max(0.2, self.lease_timeout / 2))
-            for p in range(self.keys.partitions):
+            for stream in [s for streams in self._streams.values() for s in streams]:
                 try:
-                    await self._reclaim_partition(p, min_idle)
+                    await self._reclaim_stream(stream, min_idle)
                 except (RedisError, OSError) as exc:
                     reraise_if_cancelling(exc)
-                    log.warning("reclaim failed", partition=p, error=str(exc))
+                    log.warning("reclaim failed", stream=stream, error=str(exc))
 
-    async def _reclaim_partition(self, partition: int, min_idle: int) -> None:
+    async def _reclaim_stream(self, stream: str, min_idle: int) -> None:
         cursor: bytes | str = "0-0"
         while True:
             reply: Any = await self.redis.execute_command(
-                "XAUTOCLAIM", self.keys.work(partition), GROUP, self.consumer, min_idle,
-                cursor, "COUNT", 100,
+                "XAUTOCLAIM", stream, GROUP, self.consumer, min_idle, cursor, "COUNT", 100,
             )
             # Redis 6.2 replies [cursor, entries]; 7.x adds a third element (deleted ids)
             cursor, entries = reply[0], reply[1]
             live = [e for e in entries if e and e[1] is not None]
             if live:
-                log.info("reclaimed work", partition=partition, messages=len(live))
-                self._dispatch_all(partition, live)
+                log.info("reclaimed work", stream=stream, messages=len(live))
+                self._dispatch_all(stream, live)
             if cursor in (b"0-0", "0-0"):
                 return
 
-    def _dispatch_all(self, partition: int, messages: Iterable[Any]) -> None:
+    def _dispatch_all(self, stream: str, messages: Iterable[Any]) -> None:
         malformed: list[Message] = []
         for msg_id, fields in messages:
             fields_dict = fields if isinstance(fields, dict) else _pairs(fields)
             execution_id = fields_dict.get(F_EXEC)
             if execution_id is None:  # not written by zart-es: drop it, keep reading
                 log.warning("work message without an execution id dropped",
-                            partition=partition, message=msg_id, fields=str(fields_dict)[:200])
-                malformed.append((partition, msg_id))
+                            stream=stream, message=msg_id, fields=str(fields_dict)[:200])
+                malformed.append((stream, msg_id))
                 continue
-            self._dispatch(partition, msg_id, execution_id.decode(errors="replace"))
+            self._dispatch(stream, msg_id, execution_id.decode(errors="replace"))
         if malformed:
             task = asyncio.create_task(self._ack_quietly(malformed))
             self._background.append(task)
@@ -319,13 +353,13 @@ class Worker:
         if len(self._in_flight) >= self.concurrency:
             self._room.clear()
 
-    def _dispatch(self, partition: int, msg_id: bytes, execution_id: str) -> None:
+    def _dispatch(self, stream: str, msg_id: bytes, execution_id: str) -> None:
         run = self._in_flight.get(execution_id)
         if run is not None:  # already driving it here: look again when this run stops
-            run.messages.append((partition, msg_id))
+            run.messages.append((stream, msg_id))
             run.again = True
             return
-        run = _InFlight((partition, msg_id))
+        run = _InFlight((stream, msg_id))
         self._in_flight[execution_id] = run
         run.task = asyncio.create_task(self._drive(execution_id, run))
 
@@ -420,6 +454,7 @@ class Worker:
         journal.metrics = self.metrics
         journal.pauses = self.pauses
         journal.gate = self.gate
+        journal.task_queue_of = self._task_queue_of
         async with self._pooled:
             await journal.catch_up()
         state = journal.state
@@ -431,6 +466,8 @@ class Worker:
             self.metrics.executions.labels(state.workflow, "started").inc()
         outcome = await replay_execution(journal, self.registry,
                                          payloads=self.deployment.payloads)
+        if outcome is Outcome.UNKNOWN and await self._route(execution_id, state.workflow):
+            return Outcome.ENDED  # its work is on its own task queue's stream now
         if outcome is Outcome.ENDED and not was_terminal:
             self.metrics.executions.labels(state.workflow, state.status).inc()
         if outcome is Outcome.ENDED:
@@ -444,15 +481,37 @@ class Worker:
             self._keep(execution_id, journal)
         return outcome
 
+    async def _route(self, execution_id: str, workflow: str) -> bool:
+        """Move work this worker cannot run to the task queue its workflow declares, when a
+        worker has declared one since the execution started on another (its start found no
+        route and waited on the default queue, or the code moved the workflow)."""
+        target = await self.deployment.routes.known(workflow)
+        run = self._in_flight.get(execution_id)
+        if target is None or run is None or not run.messages:
+            return False
+        stream = run.messages[0][0]
+        if self._streams[self.keys.partition_of(execution_id)].get(stream) == target:
+            return False
+        await self.store.move_to_task_queue(execution_id, target)
+        log.info("work moved to the task queue its workflow declares", workflow=workflow,
+                 task_queue=target)
+        return True
+
     def _keep(self, execution_id: str, journal: StoreJournal) -> None:
         self._cache[execution_id] = journal
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
+    async def _task_queue_of(self, workflow: str) -> str:
+        """Where a new execution (a child, a failure handler) of ``workflow`` goes: the
+        task queue its code here declares, else the one a worker recorded."""
+        if workflow in self.registry:
+            return self.registry.get(workflow).task_queue
+        return await self.deployment.routes.task_queue_of(workflow)
+
     async def _ack(self, messages: list[Message]) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        for partition, ids in _by_partition(messages).items():
-            stream = self.keys.work(partition)
+        for stream, ids in _by_stream(messages).items():
             pipe.xack(stream, GROUP, *ids)
             pipe.xdel(stream, *ids)
         async with self._pooled:
@@ -469,8 +528,8 @@ class Worker:
         """Hand abandoned messages back at once (a fresh message each) instead of waiting
         for their lease to run out."""
         try:
-            for partition, ids in _by_partition(messages).items():
-                await self._release_script([self.keys.work(partition)], [GROUP, *ids])
+            for stream, ids in _by_stream(messages).items():
+                await self._release_script([stream], [GROUP, *ids])
         except (RedisError, OSError) as exc:
             log.warning("could not release work; it is reclaimed after the lease", error=str(exc))
 
@@ -561,11 +620,12 @@ class Worker:
                             "can run again on another worker: make blocking step functions "
                             "async or wrap them in asyncio.to_thread",
                             blocked_s=round(stalled, 1), lease_timeout_s=self.lease_timeout)
+            await self._serving()
             held: list[Message] = [m for r in self._in_flight.values() for m in r.messages]
-            for partition, ids in _by_partition(held).items():
+            for stream, ids in _by_stream(held).items():
                 try:
                     lost: list[bytes] = await self._lease(
-                        keys=[self.keys.work(partition)], args=[GROUP, self.consumer, *ids]
+                        keys=[stream], args=[GROUP, self.consumer, *ids]
                     )
                 except (RedisError, OSError) as exc:
                     reraise_if_cancelling(exc)
@@ -574,7 +634,7 @@ class Worker:
                         self.loops.report_failure("heartbeat")  # no retry will fix an ACL
                     continue
                 if lost:
-                    self._forget(partition, set(lost))
+                    self._forget(stream, set(lost))
 
     def healthy(self) -> bool:
         """False while a background loop crashed within the last minute: the heartbeat
@@ -590,9 +650,18 @@ class Worker:
                 log.warning("cannot touch heartbeat file", path=self.heartbeat_file,
                             error=str(exc))
 
-    def _forget(self, partition: int, lost: set[bytes]) -> None:
+    async def _serving(self) -> None:
+        """Say which task queues this worker serves (``status`` and ``/metrics`` count
+        the live workers of each)."""
+        try:
+            await self.deployment.routes.serving(self.consumer, self.task_queues)
+        except (RedisError, OSError) as exc:
+            reraise_if_cancelling(exc)
+            log.warning("could not say which task queues this worker serves", error=str(exc))
+
+    def _forget(self, stream: str, lost: set[bytes]) -> None:
         for execution_id, run in list(self._in_flight.items()):
-            run.messages = [m for m in run.messages if not (m[0] == partition and m[1] in lost)]
+            run.messages = [m for m in run.messages if not (m[0] == stream and m[1] in lost)]
             if not run.messages and run.task is not None and not run.acking:
                 log.warning("lease lost; another worker owns the execution now",
                             execution_id=execution_id)
@@ -611,11 +680,24 @@ def _worth_keeping(journal: StoreJournal) -> bool:
     return any(not timer.fired and timer.due_ms <= horizon for timer in state.timers.values())
 
 
-def _by_partition(messages: Iterable[Message]) -> dict[int, list[bytes]]:
-    out: dict[int, list[bytes]] = {}
-    for partition, msg_id in messages:
-        out.setdefault(partition, []).append(msg_id)
+def _check_task_queues(task_queues: Iterable[str] | None) -> tuple[str, ...] | None:
+    if task_queues is None:
+        return None
+    checked = tuple(sorted({check_task_queue(name) for name in task_queues}))
+    if not checked:
+        raise ValueError("task_queues must name at least one task queue")
+    return checked
+
+
+def _by_stream(messages: Iterable[Message]) -> dict[str, list[bytes]]:
+    out: dict[str, list[bytes]] = {}
+    for stream, msg_id in messages:
+        out.setdefault(stream, []).append(msg_id)
     return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _pairs(flat: list[Any]) -> dict[bytes, bytes]:

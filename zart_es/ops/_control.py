@@ -21,6 +21,7 @@ from zart_es.core import (
     check_execution_id,
     check_priority,
     check_queue_key,
+    check_task_queue,
     check_workflow_name,
 )
 from zart_es.store import Deployment
@@ -35,11 +36,16 @@ class Started(msgspec.Struct, frozen=True):
 
 async def submit_execution(
     deployment: Deployment, name: str, data: Any = None, execution_id: str | None = None, *,
-    queue_key: str = "", priority: int | None = None,
+    queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
 ) -> Started:
     """Record ``ExecutionStarted`` for workflow ``name`` with its work message, unless the
-    id exists already (then a different workflow under that id is a ConfigError)."""
+    id exists already (then a different workflow under that id is a ConfigError).
+
+    The work goes to ``task_queue``, by default the one the workflow's code declares (as
+    its workers recorded it; the default task queue if none has started yet)."""
     check_workflow_name(name)
+    if task_queue is not None:
+        check_task_queue(task_queue)
     execution_id = check_execution_id(execution_id or uuid.uuid4().hex)
     check_queue_key(queue_key)
     if priority is not None:
@@ -48,7 +54,9 @@ async def submit_execution(
     await deployment.ready()
     event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
                              queue_key=queue_key, priority=priority)
-    created = await deployment.store.create(event, execution_id, name)
+    if task_queue is None:
+        task_queue = await deployment.routes.task_queue_of(name)
+    created = await deployment.store.create(event, execution_id, name, task_queue)
     if not created:
         existing = (await deployment.store.meta(execution_id)).get(b"w", b"").decode()
         if existing != name:

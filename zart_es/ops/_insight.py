@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from zart_es.core import TERMINAL_STATES, ExecutionState, Status
+from zart_es.core import DEFAULT_TASK_QUEUE, TERMINAL_STATES, ExecutionState, Status
 
 
 class ExecutionStatus(msgspec.Struct, frozen=True):
@@ -21,6 +21,8 @@ class ExecutionStatus(msgspec.Struct, frozen=True):
     updated_ms: int
     result: Any = None
     error: str | None = None
+    task_queue: str = DEFAULT_TASK_QUEUE
+    """The task queue whose workers run it."""
 
     @property
     def done(self) -> bool:
@@ -57,6 +59,11 @@ class ExecutionDetail(msgspec.Struct, frozen=True):
     cancel_requested: bool = False
     done: bool = False
     """True once the execution has ended, whichever way."""
+    task_queue: str = DEFAULT_TASK_QUEUE
+    """The task queue whose workers run it."""
+    task_queue_workers: int | None = None
+    """Live workers serving that task queue (not read once it has ended): 0 means its work
+    waits until one starts."""
 
     @property
     def state(self) -> Status:
@@ -64,7 +71,8 @@ class ExecutionDetail(msgspec.Struct, frozen=True):
         return self.status
 
 
-def describe(status: ExecutionStatus, state: ExecutionState) -> ExecutionDetail:
+def describe(status: ExecutionStatus, state: ExecutionState,
+             task_queue_workers: int | None = None) -> ExecutionDetail:
     """Combine a status with the fold of the execution's log."""
     done = [name for name in state.order if name in state.steps]
     current = next((name for name in reversed(state.order) if name not in state.steps
@@ -84,6 +92,8 @@ def describe(status: ExecutionStatus, state: ExecutionState) -> ExecutionDetail:
         error=status.error,
         cancel_requested=state.cancel_requested is not None,
         done=status.done,
+        task_queue=status.task_queue,
+        task_queue_workers=None if status.done else task_queue_workers,
     )
 
 

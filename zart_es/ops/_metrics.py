@@ -1,7 +1,8 @@
 """The deployment's Prometheus gauges, read from Redis at scrape time (the API's
-``/metrics``): executions by state (from the status indexes), work-stream pending messages
-per partition, timers due and overdue. Correct however many workers run; a worker's own
-timings are :mod:`zart_es.engine`'s ``WorkerMetrics``.
+``/metrics``): executions by state (from the status indexes), work-stream backlog and
+pending messages per partition and task queue, live workers per task queue, timers due
+and overdue. Correct however many workers run; a worker's own timings are
+:mod:`zart_es.engine`'s ``WorkerMetrics``.
 """
 
 from __future__ import annotations
@@ -28,13 +29,20 @@ async def render_deployment_metrics(deployment: Deployment | HasDeployment) -> b
         for status in STATES:
             pipe.zcard(keys.index(p, status))
     replies: list[Any] = await pipe.execute()
+    task_queues = await client.routes.task_queues()
     pipe = client.redis.pipeline(transaction=False)
     for p in range(keys.partitions):
         pipe.zcount(keys.timers(p), "-inf", now_ms)
         pipe.zcount(keys.timers(p), "-inf", now_ms - OVERDUE_MS)
-        pipe.xpending(keys.work(p), GROUP)
-        pipe.xinfo_groups(keys.work(p))
+    timers: list[Any] = await pipe.execute()
+    pipe = client.redis.pipeline(transaction=False)
+    for p in range(keys.partitions):
+        for queue in task_queues:
+            pipe.xpending(keys.work(p, queue), GROUP)
+            pipe.xinfo_groups(keys.work(p, queue))
+            pipe.xlen(keys.work(p, queue))
     lag: list[Any] = await pipe.execute(raise_on_error=False)
+    workers = await client.routes.workers(task_queues)
 
     by_state = GaugeMetricFamily("zart_executions", "Executions by state", labels=["state"])
     counts = dict.fromkeys(STATES, 0)
@@ -45,23 +53,33 @@ async def render_deployment_metrics(deployment: Deployment | HasDeployment) -> b
     due = GaugeMetricFamily("zart_timers_due", "Timers at or past their due time")
     overdue = GaugeMetricFamily("zart_timers_overdue",
                                 f"Timers more than {OVERDUE_MS} ms past due")
-    pending = GaugeMetricFamily("zart_work_pending",
-                                "Work messages delivered and not acknowledged, by partition",
-                                labels=["partition"])
+    pending = GaugeMetricFamily(
+        "zart_work_pending", "Work messages delivered and not acknowledged, by partition "
+        "and task queue", labels=["partition", "task_queue"])
     waiting = GaugeMetricFamily(
         "zart_work_waiting", "Work messages not yet delivered to any worker, by partition "
-        "(the consumer group's lag: the backlog KEDA scales on)", labels=["partition"])
-    due.add_metric([], sum(int(lag[4 * p]) for p in range(keys.partitions)))
-    overdue.add_metric([], sum(int(lag[4 * p + 1]) for p in range(keys.partitions)))
+        "and task queue (the consumer group's lag; the whole stream while no worker of "
+        "the queue ever read it: the backlog KEDA scales on)",
+        labels=["partition", "task_queue"])
+    due.add_metric([], sum(int(timers[2 * p]) for p in range(keys.partitions)))
+    overdue.add_metric([], sum(int(timers[2 * p + 1]) for p in range(keys.partitions)))
+    streams = iter(lag)
     for p in range(keys.partitions):
-        summary = lag[4 * p + 2]
-        pending.add_metric([str(p)], int(summary["pending"]) if isinstance(summary, dict) else 0)
-        waiting.add_metric([str(p)], _group_lag(lag[4 * p + 3]))
+        for queue in task_queues:
+            summary, groups, length = next(streams), next(streams), next(streams)
+            pending.add_metric([str(p), queue],
+                               int(summary["pending"]) if isinstance(summary, dict) else 0)
+            waiting.add_metric([str(p), queue], _group_lag(groups, length))
+    served = GaugeMetricFamily(
+        "zart_task_queue_workers", "Live workers serving each task queue (0: its work "
+        "waits until one starts)", labels=["task_queue"])
+    for queue, count in workers.items():
+        served.add_metric([queue], count)
     queued = GaugeMetricFamily("zart_queue_waiting",
                                "Executions waiting for a slot of a queue (all queue keys)")
     queued.add_metric([], await _queue_waiters(client))
     registry = CollectorRegistry()
-    registry.register(_Snapshot([by_state, due, overdue, pending, waiting, queued]))
+    registry.register(_Snapshot([by_state, due, overdue, pending, waiting, queued, served]))
     return generate_latest(registry)
 
 
@@ -75,15 +93,16 @@ class _Snapshot:
         return self._families
 
 
-def _group_lag(groups: Any) -> int:
-    """The workers group's lag from XINFO GROUPS (0 when unknown: Redis < 7, no group)."""
+def _group_lag(groups: Any, length: Any) -> int:
+    """The workers group's lag from XINFO GROUPS; the stream's length when no worker
+    created the group yet (nothing was delivered); 0 when unknown (Redis < 7, no stream)."""
     if not isinstance(groups, list):
         return 0
     for group in groups:
         name = group.get("name", b"")
         if (name.decode() if isinstance(name, bytes) else name) == GROUP:
             return int(group.get("lag") or 0)
-    return 0
+    return int(length) if isinstance(length, int) else 0
 
 
 async def _queue_waiters(deployment: Deployment) -> int:

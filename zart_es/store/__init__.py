@@ -8,20 +8,24 @@ from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
 from zart_es.store._deployment import Deployment, HasDeployment, deployment_of
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
-from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, Keys
+from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
+from zart_es.store._routes import WORKER_SEEN_MS, Routes
 from zart_es.store._store import Store, load_script, to_event
 
 __all__ = [
     "F_EXEC",
     "GROUP",
     "M_CRASHES",
+    "M_TASK_QUEUE",
     "STREAM_NODE_MAX_BYTES",
+    "WORKER_SEEN_MS",
     "ChainBreak",
     "Deployment",
     "HasDeployment",
     "Keys",
     "RedisClient",
     "RedisServer",
+    "Routes",
     "ScriptCaller",
     "Store",
     "deployment_of",

@@ -26,6 +26,7 @@ from zart_es.store._connection import (
     resolve_url,
 )
 from zart_es.store._keys import Keys
+from zart_es.store._routes import Routes
 from zart_es.store._store import Store
 
 
@@ -53,6 +54,8 @@ class Deployment:
         self._own_redis = redis is None
         self.redis: RedisClient = redis if redis is not None else connect(self.url)
         self.store = Store(self.redis, self.keys)
+        self.routes = Routes(self.redis, self.keys)
+        """Which task queue each workflow's work goes to, and which queues have workers."""
         self.max_payload_bytes = max_payload_bytes
         """Largest encoded input, step result or signal payload accepted (bytes)."""
         keys = payload_keys if payload_keys is not None else os.environ.get("ZART_PAYLOAD_KEYS")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import zlib
 
-from zart_es.core import check_execution_id
+from zart_es.core import DEFAULT_TASK_QUEUE, check_execution_id
 
 GROUP = "workers"
 """The consumer group every worker joins on every partition's work stream."""
@@ -20,6 +20,8 @@ F_PREV = b"p"
 F_BODY = b"e"
 # field of a work message
 F_EXEC = b"x"
+# field of an execution's meta hash: its task queue (absent: the default one)
+M_TASK_QUEUE = "q"
 # field of an execution's meta hash kept outside the append script
 M_CRASHES = "crashes"
 """How often the engine crashed running the execution since it was last released."""
@@ -45,8 +47,17 @@ class Keys:
     def _tag(self, partition: int) -> str:
         return f"{{{self.prefix}:{partition}}}"
 
-    def work(self, partition: int) -> str:
-        """Stream of "run execution X" messages, read by the consumer group."""
+    def work(self, partition: int, task_queue: str = DEFAULT_TASK_QUEUE) -> str:
+        """Stream of "run execution X" messages of one task queue, read by the consumer
+        group of the workers serving it. The default queue's is ``<tag>:work`` (the one
+        stream of releases before task queues), another's ``<tag>:work:<task queue>``;
+        the append script builds the same names from ``work_prefix`` and the meta hash."""
+        if task_queue == DEFAULT_TASK_QUEUE:
+            return self.work_prefix(partition)
+        return f"{self.work_prefix(partition)}:{task_queue}"
+
+    def work_prefix(self, partition: int) -> str:
+        """The default task queue's work stream, and the prefix of the others'."""
         return f"{self._tag(partition)}:work"
 
     def timers(self, partition: int) -> str:
@@ -95,6 +106,20 @@ class Keys:
     def audit(self) -> str:
         """Stream of deployment-level changes (schedules, pause rules): who, what, when."""
         return f"{self.prefix}:audit"
+
+    def routes(self) -> str:
+        """Hash: workflow name -> the task queue its code declares, written by every worker
+        at start: where a client that has no registry sends a new execution's work."""
+        return f"{self.prefix}:routes"
+
+    def task_queues(self) -> str:
+        """Set of the task queues any worker ever served or any workflow declared."""
+        return f"{self.prefix}:task-queues"
+
+    def task_queue_workers(self, task_queue: str) -> str:
+        """Sorted set: consumer -> the ms (Redis' clock) that worker last said it serves
+        ``task_queue`` (its heartbeat): whether the queue has live workers."""
+        return f"{self.prefix}:tq:{task_queue}:workers"
 
     def schedules(self) -> str:
         """Hash: schedule name -> its msgpack-encoded definition."""

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from zart_es.core import (
+    DEFAULT_TASK_QUEUE,
     HELD,
     REOPENING_EVENTS,
     TERMINAL_EVENTS,
@@ -37,7 +38,7 @@ from zart_es.core import (
 )
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
-from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, Keys
+from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, M_TASK_QUEUE, Keys
 
 READ_PAGE = 5000
 
@@ -74,7 +75,8 @@ class Store:
 
     def _script_keys(self, execution_id: str) -> list[str]:
         keys, p = self.keys, self.keys.partition_of(execution_id)
-        return [keys.log(execution_id), keys.meta(execution_id), keys.timers(p), keys.work(p),
+        return [keys.log(execution_id), keys.meta(execution_id), keys.timers(p),
+                keys.work_prefix(p),
                 keys.index_prefix(p), keys.ended(p)]
 
     async def aclose(self) -> None:
@@ -93,9 +95,12 @@ class Store:
                 "every client and worker of a deployment must use the same count"
             )
 
-    async def create(self, event: Event, execution_id: str, workflow: str) -> bool:
-        """Append ``ExecutionStarted`` and its work message; False if the id already exists."""
-        reply = await self._call(execution_id, "new", -1, event, workflow=workflow, enqueue=True)
+    async def create(self, event: Event, execution_id: str, workflow: str,
+                     task_queue: str = DEFAULT_TASK_QUEUE) -> bool:
+        """Append ``ExecutionStarted`` and its work message, on the work stream of
+        ``task_queue`` (where all its work goes from then on); False if the id exists."""
+        reply = await self._call(execution_id, "new", -1, event, workflow=workflow,
+                                 enqueue=True, task_queue=task_queue)
         return bool(reply[0] == b"ok")
 
     async def append(
@@ -160,6 +165,7 @@ class Store:
         consume_timer: str = "",
         drop_timers: tuple[str, ...] = (),
         token: str = "",
+        task_queue: str = DEFAULT_TASK_QUEUE,
     ) -> list[Any]:
         keys = self.keys
         status = status_after(event) or ""
@@ -179,6 +185,7 @@ class Store:
             execution_id,
             workflow,
             token,
+            "" if task_queue == DEFAULT_TASK_QUEUE else task_queue,
             *(keys.timer_member(execution_id, name) for name in drop_timers),
         ))
         reply: list[Any] = await self._append(
@@ -187,14 +194,39 @@ class Store:
         return reply
 
     async def wake(self, execution_ids: list[str]) -> None:
-        """Send each execution a work message (it runs again and decides for itself)."""
+        """Send each execution a work message on its task queue's stream (it runs again and
+        decides for itself); an execution that no longer exists gets none."""
         if not execution_ids:
             return
         pipe = self.redis.pipeline(transaction=False)
         for execution_id in execution_ids:
-            partition = self.keys.partition_of(execution_id)
-            pipe.xadd(self.keys.work(partition), {F_EXEC: execution_id})
+            pipe.hmget(self.keys.meta(execution_id), ["v", M_TASK_QUEUE])
+        found: list[list[bytes | None]] = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for execution_id, (version, task_queue) in zip(execution_ids, found, strict=True):
+            if version is not None:
+                pipe.xadd(self.work_stream(execution_id, task_queue), {F_EXEC: execution_id})
         await pipe.execute()
+
+    async def move_to_task_queue(self, execution_id: str, task_queue: str) -> None:
+        """Record ``task_queue`` as the execution's and send it a work message there (a
+        worker of another queue found work it cannot run whose route is known now). A
+        crash in between is retried by the worker holding the old message."""
+        meta = self.keys.meta(execution_id)
+        pipe = self.redis.pipeline(transaction=False)
+        if task_queue == DEFAULT_TASK_QUEUE:
+            pipe.hdel(meta, M_TASK_QUEUE)
+        else:
+            pipe.hset(meta, M_TASK_QUEUE, task_queue)
+        pipe.xadd(self.work_stream(execution_id, task_queue), {F_EXEC: execution_id})
+        await pipe.execute()
+
+    def work_stream(self, execution_id: str, task_queue: bytes | str | None) -> str:
+        """The work stream of an execution whose meta hash says ``task_queue``."""
+        if isinstance(task_queue, bytes):
+            task_queue = task_queue.decode()
+        return self.keys.work(self.keys.partition_of(execution_id),
+                              task_queue or DEFAULT_TASK_QUEUE)
 
     async def ended(self, admissions: list[str]) -> list[bool]:
         """For each queue admission (an execution id, or ``"<id> <token>"`` for a run an

@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 
 from zart_es.core import (
     DEFAULT_ID_TEMPLATE,
+    DEFAULT_TASK_QUEUE,
     ConfigError,
     DuplicateWorkflow,
     Duration,
     Queue,
     ScheduleSpec,
     UnknownWorkflow,
+    check_task_queue,
     check_workflow_name,
     to_ms,
 )
@@ -46,6 +48,8 @@ class Workflow:
     """The queue whose limits and pause rules apply to its executions."""
     on_failure: str | None = None
     """The workflow that handles its failures (``<name>.on-failure``), if it has one."""
+    task_queue: str = DEFAULT_TASK_QUEUE
+    """The task queue its work goes to: only workers serving that queue run it."""
 
 
 class Registry:
@@ -59,13 +63,16 @@ class Registry:
     def register(
         self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
         queue: str | Queue | None = None, on_failure: WorkflowFn | None = None,
+        task_queue: str = DEFAULT_TASK_QUEUE,
     ) -> Workflow:
         """Register ``fn`` under ``name``; the same function twice is a no-op. An
         ``on_failure`` handler is registered as workflow ``<name>.on-failure``."""
         check_workflow_name(name)
+        check_task_queue(task_queue)
         handler = None
         if on_failure is not None:
-            handler = self.register(failure_workflow(name), on_failure, queue=queue).name
+            handler = self.register(failure_workflow(name), on_failure, queue=queue,
+                                    task_queue=task_queue).name
         if not inspect.iscoroutinefunction(fn):
             raise ConfigError(f"@durable({name!r}) needs an 'async def' function, got {fn!r}")
         params = list(inspect.signature(fn).parameters.values())
@@ -90,6 +97,7 @@ class Registry:
             timeout_ms=None if timeout is None else to_ms(timeout),
             queue=self._queue_name(queue),
             on_failure=handler,
+            task_queue=task_queue,
         )
         existing = self._workflows.get(name)
         if existing is not None and _origin(existing.fn) != _origin(fn):
@@ -147,6 +155,14 @@ class Registry:
         """Registered workflow names, sorted."""
         return sorted(self._workflows)
 
+    def routes(self) -> dict[str, str]:
+        """Workflow name -> the task queue it declares, for every registered workflow."""
+        return {name: self._workflows[name].task_queue for name in sorted(self._workflows)}
+
+    def task_queues(self) -> list[str]:
+        """The task queues the registered workflows declare, sorted."""
+        return sorted({workflow.task_queue for workflow in self._workflows.values()})
+
     def _queue_name(self, queue: str | Queue | None) -> str | None:
         if queue is None:
             return None
@@ -167,6 +183,7 @@ def durable(
     timeout: Duration | None = None,
     queue: str | Queue | None = None,
     on_failure: Callable[..., Awaitable[Any]] | None = None,
+    task_queue: str = DEFAULT_TASK_QUEUE,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an ``async def`` workflow under ``name``.
@@ -181,11 +198,16 @@ def durable(
     execution has ended ``failed`` or ``timed_out``: as an execution of its own,
     ``<id>.on-failure``, of the workflow ``<name>.on-failure``, so its steps are recorded,
     retried and resumed like any other's; it is started once per failed run.
+
+    ``task_queue`` (e.g. ``"gpu"``) sends its work only to workers serving that task
+    queue (``zart-es worker --task-queue gpu``); with no such worker its executions wait,
+    they do not fail. Workers record the declaration in Redis when they start, so a client
+    that does not import this code routes new executions by it too.
     """
 
     def register(fn: F) -> F:
         (registry or default_registry).register(name, fn, timeout=timeout, queue=queue,
-                                                on_failure=on_failure)
+                                                on_failure=on_failure, task_queue=task_queue)
         return fn
 
     return register

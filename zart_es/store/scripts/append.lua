@@ -4,7 +4,10 @@
 -- does the side-writes that belong with it: status, timer to add, work message.
 -- All keys share one hash tag (one slot).
 --
--- KEYS[1] log stream   KEYS[2] meta hash   KEYS[3] timer wheel   KEYS[4] work stream
+-- KEYS[1] log stream   KEYS[2] meta hash   KEYS[3] timer wheel
+-- KEYS[4] the default task queue's work stream, and the prefix of the others'
+--         ("<KEYS[4]>:<task queue>", same hash tag): the work message goes to the stream of
+--         the execution's task queue (meta field "q", absent for the default queue)
 -- KEYS[5] prefix of the partition's status indexes (zsets "<prefix><status>", member =
 --         execution id, score = creation ms; same hash tag, so the same slot) and of its
 --         counts hash "<prefix>@counts" (field "<workflow>\n<status>" -> executions)
@@ -25,7 +28,8 @@
 --   10 execution id
 --   11 workflow name (mode "new")
 --   12 idempotency token: if the execution already saw it, append nothing ("duplicate")
---   13.. timer members to drop from the wheel (a terminal event's pending timers)
+--   13 task queue (mode "new"; "" for the default one)
+--   14.. timer members to drop from the wheel (a terminal event's pending timers)
 -- ARGV[2] event body (msgpack)
 -- Returns {"ok", entry id, seq} | {"exists"} | {"missing"} | {"conflict", version}
 --       | {"ended", version} | {"gone"} | {"early", due} | {"duplicate"} | {"open", version}
@@ -35,10 +39,11 @@ for part in string.gmatch(ARGV[1] .. '\n', '([^\n]*)\n') do c[#c + 1] = part end
 local mode, expected, status, enqueue = c[1], tonumber(c[2]), c[3], c[4]
 local add_timer, delay, due_at, consume = c[5], tonumber(c[6]), tonumber(c[7]), c[8]
 local terminal, execution_id, workflow, token = c[9], c[10], c[11], c[12]
+local task_queue = c[13] or ''
 local body = ARGV[2]
 local log, meta, timers, work, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local cur = redis.call('HMGET', meta, 'v', 'h', 'end', 'st', 'c', 'w')
+local cur = redis.call('HMGET', meta, 'v', 'h', 'end', 'st', 'c', 'w', 'q')
 local version, prev = tonumber(cur[1]), cur[2] or ''
 if mode == 'new' then
   if version then return {'exists'} end
@@ -92,7 +97,9 @@ if mode == 'new' then
   redis.call('ZADD', index .. 'all', ms, execution_id)
   redis.call('ZADD', index .. status, ms, execution_id)
   redis.call('HINCRBY', index .. '@counts', workflow .. '\n' .. status, 1)
+  if task_queue ~= '' then redis.call('HSET', meta, 'q', task_queue) end
 else
+  task_queue = cur[7] or ''
   redis.call('HSET', meta, 'v', version + 1, 'h', hash, 'st', status, 'u', ms)
   if cur[4] ~= status then
     redis.call('ZREM', index .. cur[4], execution_id)
@@ -105,7 +112,7 @@ if terminal == '1' then
   redis.call('HSET', meta, 'end', ms)
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'x', execution_id)
 end
-for i = 13, #c do
+for i = 14, #c do
   if c[i] ~= '' then redis.call('ZREM', timers, c[i]) end
 end
 
@@ -114,6 +121,9 @@ if add_timer ~= '' then
   if due == 0 then due = ms + delay end
   redis.call('ZADD', timers, due, add_timer)
 end
-if enqueue == '1' then redis.call('XADD', work, '*', 'x', execution_id) end
+if enqueue == '1' then
+  if task_queue ~= '' then work = work .. ':' .. task_queue end
+  redis.call('XADD', work, '*', 'x', execution_id)
+end
 
 return {'ok', id, version}

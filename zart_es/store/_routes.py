@@ -1,0 +1,93 @@
+"""Task queue routing: which task queue a workflow's work goes to, and which have workers.
+
+A workflow's code declares its task queue (``@durable(name, task_queue="gpu")``). Workers
+run that code, so every worker writes its registry's declarations into the deployment's
+routes hash when it starts; a client or the scheduler, which may not import the code,
+reads the hash to put a new execution's work on the right stream. Workers also say, on
+every heartbeat, which task queues they serve, so ``status`` and ``/metrics`` can tell a
+queue that has no worker from one that is merely busy.
+"""
+
+from __future__ import annotations
+
+import time
+
+from zart_es.core import DEFAULT_TASK_QUEUE
+from zart_es.store._clock import redis_now_ms
+from zart_es.store._connection import RedisClient
+from zart_es.store._keys import Keys
+
+ROUTES_TTL_S = 5.0
+"""How long a process trusts its copy of the routes hash before reading it again."""
+WORKER_SEEN_MS = 30_000
+"""A worker that has not said it serves a task queue for this long is not counted."""
+
+
+class Routes:
+    """The deployment's routes hash and task queue heartbeats, with a short-lived cache."""
+
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._routes: dict[str, str] = {}
+        self._read_at = float("-inf")
+
+    async def announce(self, routes: dict[str, str]) -> None:
+        """Record the task queue each workflow's code declares (a worker, at start)."""
+        if routes:
+            await self._redis.hset(self._keys.routes(), mapping=routes)  # type: ignore[misc]
+            self._routes.update(routes)
+
+    async def task_queue_of(self, workflow: str) -> str:
+        """The task queue a worker declared for ``workflow``; the default task queue when
+        no worker serving it has started yet (its work then waits there, and a worker of
+        the default queue moves it once the route is known)."""
+        if time.monotonic() - self._read_at > ROUTES_TTL_S or workflow not in self._routes:
+            await self.refresh()
+        return self._routes.get(workflow, DEFAULT_TASK_QUEUE)
+
+    async def known(self, workflow: str) -> str | None:
+        """The declared task queue of ``workflow``, read fresh; None if none was declared."""
+        await self.refresh()
+        return self._routes.get(workflow)
+
+    async def refresh(self) -> dict[str, str]:
+        """Read the routes hash now."""
+        raw: dict[bytes, bytes] = await self._redis.hgetall(self._keys.routes())  # type: ignore[misc]
+        self._routes = {k.decode(): v.decode() for k, v in raw.items()}
+        self._read_at = time.monotonic()
+        return dict(self._routes)
+
+    async def serving(self, consumer: str, task_queues: tuple[str, ...]) -> None:
+        """Say that worker ``consumer`` serves ``task_queues`` (every heartbeat), and forget
+        workers silent for ten times :data:`WORKER_SEEN_MS`."""
+        now_ms = await redis_now_ms(self._redis)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(self._keys.task_queues(), *task_queues)
+        for queue in task_queues:
+            key = self._keys.task_queue_workers(queue)
+            pipe.zadd(key, {consumer: now_ms})
+            pipe.zremrangebyscore(key, "-inf", now_ms - 10 * WORKER_SEEN_MS)
+        await pipe.execute()
+
+    async def leaving(self, consumer: str, task_queues: tuple[str, ...]) -> None:
+        """Say that worker ``consumer`` stopped (a clean stop; a killed one ages out)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for queue in task_queues:
+            pipe.zrem(self._keys.task_queue_workers(queue), consumer)
+        await pipe.execute()
+
+    async def task_queues(self) -> list[str]:
+        """Every task queue a worker served or a workflow declared, sorted."""
+        members: set[bytes] = await self._redis.smembers(self._keys.task_queues())  # type: ignore[misc]
+        declared = set((await self.refresh()).values())
+        return sorted({m.decode() for m in members} | declared | {DEFAULT_TASK_QUEUE})
+
+    async def workers(self, task_queues: list[str]) -> dict[str, int]:
+        """Live workers (heard from within :data:`WORKER_SEEN_MS`) of each task queue."""
+        now_ms = await redis_now_ms(self._redis)
+        pipe = self._redis.pipeline(transaction=False)
+        for queue in task_queues:
+            pipe.zcount(self._keys.task_queue_workers(queue), now_ms - WORKER_SEEN_MS, "+inf")
+        counts: list[int] = await pipe.execute()
+        return dict(zip(task_queues, counts, strict=True))
