@@ -15,6 +15,7 @@ from zart_es.core._codec import (
 from zart_es.core._crypto import AesGcmKeyring
 from zart_es.core._durations import Duration, format_ms, to_ms
 from zart_es.core._errors import (
+    ArchiveError,
     Cancelled,
     ChildFailedError,
     ConfigError,
@@ -22,6 +23,7 @@ from zart_es.core._errors import (
     DuplicateStepName,
     DuplicateWorkflow,
     EventTimeout,
+    ExecutionArchived,
     ExecutionEnded,
     ExecutionFailedError,
     ExecutionNotFound,
@@ -116,6 +118,7 @@ from zart_es.core._names import (
 )
 from zart_es.core._payloads import SEALED, Cipher, Payloads
 from zart_es.core._queue import Queue
+from zart_es.core._retention import DEFAULT_RETENTION_MS, deployment_retention, parse_retention
 from zart_es.core._schedule_times import (
     DEFAULT_ID_TEMPLATE,
     MAX_NEXT_OCCURRENCES,
@@ -147,6 +150,7 @@ __all__ = [
     "COMPLETED",
     "DEFAULT_ID_TEMPLATE",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_RETENTION_MS",
     "DEFAULT_TASK_QUEUE",
     "FAILED",
     "HELD",
@@ -162,6 +166,7 @@ __all__ = [
     "TIMED_OUT",
     "AesGcmKeyring",
     "AnyEvent",
+    "ArchiveError",
     "CancelRequested",
     "Cancelled",
     "ChildCompleted",
@@ -175,6 +180,7 @@ __all__ = [
     "Duration",
     "Event",
     "EventTimeout",
+    "ExecutionArchived",
     "ExecutionCancelled",
     "ExecutionCompleted",
     "ExecutionEnded",
@@ -251,6 +257,7 @@ __all__ = [
     "check_workflow_name",
     "decode_event",
     "decode_value",
+    "deployment_retention",
     "derived_id",
     "detail_json",
     "due",
@@ -262,6 +269,7 @@ __all__ = [
     "next_occurrence",
     "occurrence_text",
     "occurrences",
+    "parse_retention",
     "patch_call",
     "render_id",
     "retry_timer",

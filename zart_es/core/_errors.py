@@ -27,8 +27,10 @@
     ├── NondeterminismError           replayed code asked for another durable call than recorded
     ├── TaskError                     raised by user code to fail its execution on purpose
     ├── RepairRefused                 an admin operation that makes no sense for the execution now
+    │   └── ExecutionArchived         a repair of an execution whose log moved to the archive
     ├── UnknownStep                   an admin operation named a step that was never recorded
     ├── ScheduleNotFound              no recurring schedule with that name
+    ├── ArchiveError                  the archive cannot be read or written (URL, objects)
     └── StoreError                    Redis answered something the engine cannot accept
         ├── VersionConflict           an append lost the optimistic-concurrency race
         ├── ExecutionEnded            an append to a log that already has its terminal event
@@ -278,6 +280,22 @@ class RepairRefused(ZartError):
         self.execution_id = execution_id
         self.why = why
         super().__init__(f"cannot repair execution {execution_id!r}: {why}")
+
+
+class ExecutionArchived(RepairRefused):
+    """A repair (retry a step, re-run, restart, release) of an execution whose retention
+    passed: its log left Redis for the archive, where it stays read-only. Nothing was
+    recorded; start a new execution (under a new id) to run the work again."""
+
+    def __init__(self, execution_id: str, archive: str) -> None:
+        super().__init__(execution_id, f"it was archived (to {archive}) when its retention "
+                         "passed; archived executions are read-only")
+        self.archive = archive
+
+
+class ArchiveError(ZartError):
+    """The archive of ended executions cannot be used: a bad ``archive_url``, an object
+    store that refuses a read or a write, an object that is not an archive file."""
 
 
 class UnknownStep(ZartError, LookupError):

@@ -11,7 +11,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from zart_es.core import (
     DEFAULT_ID_TEMPLATE,
@@ -24,6 +24,7 @@ from zart_es.core import (
     UnknownWorkflow,
     check_task_queue,
     check_workflow_name,
+    parse_retention,
     to_ms,
 )
 
@@ -50,6 +51,9 @@ class Workflow:
     """The workflow that handles its failures (``<name>.on-failure``), if it has one."""
     task_queue: str = DEFAULT_TASK_QUEUE
     """The task queue its work goes to: only workers serving that queue run it."""
+    retention_ms: int | Literal["default"] | None = "default"
+    """How long its ended executions stay in Redis before the archiver moves them out
+    (None: for ever; "default": the deployment's ``--retention``)."""
 
 
 class Registry:
@@ -63,7 +67,7 @@ class Registry:
     def register(
         self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
         queue: str | Queue | None = None, on_failure: WorkflowFn | None = None,
-        task_queue: str = DEFAULT_TASK_QUEUE,
+        task_queue: str = DEFAULT_TASK_QUEUE, retention: Duration | None = None,
     ) -> Workflow:
         """Register ``fn`` under ``name``; the same function twice is a no-op. An
         ``on_failure`` handler is registered as workflow ``<name>.on-failure``."""
@@ -98,6 +102,7 @@ class Registry:
             queue=self._queue_name(queue),
             on_failure=handler,
             task_queue=task_queue,
+            retention_ms="default" if retention is None else parse_retention(retention),
         )
         existing = self._workflows.get(name)
         if existing is not None and _origin(existing.fn) != _origin(fn):
@@ -159,6 +164,12 @@ class Registry:
         """Workflow name -> the task queue it declares, for every registered workflow."""
         return {name: self._workflows[name].task_queue for name in sorted(self._workflows)}
 
+    def retentions(self) -> dict[str, int | None]:
+        """Workflow name -> the retention its code declares (ms; None: for ever), for the
+        workflows that declare one; the others follow the deployment's default."""
+        return {name: workflow.retention_ms for name, workflow in self._workflows.items()
+                if workflow.retention_ms != "default"}
+
     def task_queues(self) -> list[str]:
         """The task queues the registered workflows declare, sorted."""
         return sorted({workflow.task_queue for workflow in self._workflows.values()})
@@ -184,6 +195,7 @@ def durable(
     queue: str | Queue | None = None,
     on_failure: Callable[..., Awaitable[Any]] | None = None,
     task_queue: str = DEFAULT_TASK_QUEUE,
+    retention: Duration | None = None,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an ``async def`` workflow under ``name``.
@@ -203,11 +215,17 @@ def durable(
     queue (``zart-es worker --task-queue gpu``); with no such worker its executions wait,
     they do not fail. Workers record the declaration in Redis when they start, so a client
     that does not import this code routes new executions by it too.
+
+    ``retention`` (e.g. ``"30d"``; ``"none"``: for ever) is how long its executions stay in
+    Redis once they have ended (completed, failed, cancelled, timed out) before the
+    archiver moves them to the archive, where they stay readable (default: the
+    deployment's ``--retention`` / ``$ZART_RETENTION``, 7 days).
     """
 
     def register(fn: F) -> F:
         (registry or default_registry).register(name, fn, timeout=timeout, queue=queue,
-                                                on_failure=on_failure, task_queue=task_queue)
+                                                on_failure=on_failure, task_queue=task_queue,
+                                                retention=retention)
         return fn
 
     return register
