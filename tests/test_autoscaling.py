@@ -15,6 +15,7 @@ import yaml
 from prometheus_client import generate_latest
 from redis.asyncio import Redis
 
+from tests.helpers import wait_for
 from zart_es import Client, Context, Registry, Worker, durable
 from zart_es.ops import render_deployment_metrics
 
@@ -101,3 +102,35 @@ async def test_a_saturated_pool_is_scaled_up_not_down(redis_url: str, redis: Red
     assert "process_cpu_seconds_total" in own
     # 900 waiting over 16 partitions (~56 each) at 6 per partition and replica: ~10
     assert 8 <= after <= 14, after
+
+
+GPU_SCALED_OBJECT = (SCALED_OBJECT.parent.parent / "overlays" / "task-queue-gpu"
+                     / "worker-gpu-scaledobject.yaml")
+
+
+async def test_a_task_queue_pool_scales_from_zero_on_its_own_backlog(
+        redis_url: str, redis: Redis) -> None:
+    """The gpu pool (min 0 replicas) is woken by work of its task queue only: a default
+    worker whose code declares the queue has created its consumer groups, so KEDA's
+    lagCount sees the backlog while no gpu worker runs; the default pool is not asked to
+    grow for work it cannot take."""
+    gpu = yaml.safe_load(GPU_SCALED_OBJECT.read_text())
+    base = yaml.safe_load(SCALED_OBJECT.read_text())
+    registry = Registry()
+
+    @durable("render", task_queue="gpu", registry=registry)
+    async def render(ctx: Context) -> None:
+        return None
+
+    async with Client(redis_url) as client, Worker(
+            redis_url, registry=registry, task_queues=["default"], poll_interval=0.05):
+        # started: it created the groups, then recorded the routes
+        await wait_for(lambda: client.deployment.routes.known("render"))
+        assert await keda_replicas(redis, gpu) == 0  # idle: scaled to zero
+        for _ in range(40):
+            await client.start("render")
+        wanted_gpu = await keda_replicas(redis, gpu)
+        wanted_base = await keda_replicas(redis, base)
+    # 40 over 16 partitions at target 1 per partition: the fullest partition's count
+    assert 2 <= wanted_gpu <= 8, wanted_gpu
+    assert wanted_base == 1

@@ -41,21 +41,49 @@ def test_kubernetes_manifests_match_the_schemas() -> None:
              if p.name not in ("kustomization.yaml", "worker-scaledobject.yaml",
                                "redis-auth.yaml")]
     files.append(DEPLOY / "overlays" / "production" / "external-redis.yaml")
+    files += [DEPLOY / "overlays" / "task-queue-gpu" / name
+              for name in ("worker-gpu.yaml", "worker-gpu-pdb.yaml")]
     result = subprocess.run([_tool("kubernetes-validate"), "--strict", *map(str, files)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed" in result.stdout + result.stderr
 
 
-def test_keda_scaled_object() -> None:
+SCALED_OBJECTS = {  # the pool's ScaledObject -> its task queue
+    DEPLOY / "base" / "worker-scaledobject.yaml": "default",
+    DEPLOY / "overlays" / "task-queue-gpu" / "worker-gpu-scaledobject.yaml": "gpu",
+}
+
+
+@pytest.mark.parametrize("path", SCALED_OBJECTS, ids=lambda p: p.parent.name)
+def test_keda_scaled_objects_are_generated_and_watch_their_task_queue(path: Path) -> None:
     schema = json.loads((DEPLOY / "schemas" / "keda-scaledobject.schema.json").read_text())
-    (scaled,) = _docs(DEPLOY / "base" / "worker-scaledobject.yaml")
+    (scaled,) = _docs(path)
     jsonschema.validate(scaled, schema)
     streams = [t["metadata"]["stream"] for t in scaled["spec"]["triggers"]]
     config = _docs(DEPLOY / "base" / "config.yaml")[0]["data"]
     keys = Keys(partitions=int(config["ZART_PARTITIONS"]))
     # the keys we write, each twice: its backlog (lag) and its work in flight (pending)
-    assert streams == [keys.work(p) for p in range(keys.partitions) for _ in (0, 1)]
+    queue = SCALED_OBJECTS[path]
+    assert streams == [keys.work(p, queue) for p in range(keys.partitions) for _ in (0, 1)]
+    # what deploy/scaledobject.py prints, with the options its first line names
+    options = path.read_text().splitlines()[0].split("(", 1)[1].split(")", 1)[0]
+    argv = [] if options == "no options" else options.split()
+    generated = subprocess.run(
+        [sys.executable, str(DEPLOY / "scaledobject.py"), *argv],
+        capture_output=True, text=True, check=True).stdout
+    assert generated == path.read_text(), f"regenerate {path}: python deploy/scaledobject.py"
+    # the worker Deployment it scales serves exactly that task queue
+    (worker,) = [d for f in path.parent.glob("*.yaml") for d in _docs(f)
+                 if d.get("kind") == "Deployment"
+                 and d["metadata"]["name"] == scaled["spec"]["scaleTargetRef"]["name"]]
+    args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--task-queue") + 1] == queue
+
+
+def test_keda_auth_and_a_broken_scaled_object() -> None:
+    schema = json.loads((DEPLOY / "schemas" / "keda-scaledobject.schema.json").read_text())
+    (scaled,) = _docs(DEPLOY / "base" / "worker-scaledobject.yaml")
     assert {t["authenticationRef"]["name"] for t in scaled["spec"]["triggers"]} == {
         "zart-redis"}
     auth_schema = json.loads(

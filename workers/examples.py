@@ -155,3 +155,14 @@ async def checkout(ctx: Context, order: str) -> str:
     reserved = await ctx.step("reserve", lambda: f"reserved:{order}")
     charged = await ctx.step("charge", lambda: services.charge_card(order))
     return f"{reserved} {charged}"
+
+
+@durable("render-thumbnails", task_queue="gpu")
+async def render_thumbnails(ctx: Context, data: BatchData) -> BatchResult:
+    """Runs only on workers serving task queue ``gpu`` (``zart-es worker --task-queue
+    gpu``, the GPU pool of ``deploy/overlays/task-queue-gpu``); started from anywhere, it
+    waits for one if none runs. One recorded step per image: a pod lost mid-batch resumes
+    at the next image on another GPU worker."""
+    rendered = [await ctx.step(f"render-{i}", functools.partial(services.render_thumbnail, i))
+                for i in range(data.count)]
+    return BatchResult(processed=len(rendered), results=rendered)

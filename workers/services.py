@@ -76,6 +76,13 @@ class Job(msgspec.Struct, frozen=True):
     fails: bool = False
 
 
+async def render_thumbnail(index: int) -> str:
+    """The GPU: renders one image (side effect), as the process that holds it."""
+    await asyncio.sleep(step_delay())
+    record_effect("render", f"{index} {os.getpid()}")
+    return f"thumbnail-{index}.png"
+
+
 def submit_job(name: str, runs_for: float, fails: bool = False) -> Job:
     """Submit a job; it finishes ``runs_for`` seconds later (wall clock)."""
     record_effect("submit", name)

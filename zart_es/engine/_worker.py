@@ -187,8 +187,11 @@ class Worker:
         served = self.task_queues
         self._streams = {p: {self.keys.work(p, queue): queue for queue in served}
                          for p in range(self.keys.partitions)}
+        # the groups of every queue the code declares too: a pool scaled to zero is woken
+        # by KEDA from its group's lag, which needs the group
+        declared = set(self.registry.task_queues()) - set(served)
         for p in range(self.keys.partitions):
-            await self._ensure_group(p)
+            await self._ensure_group(p, [self.keys.work(p, queue) for queue in declared])
         # the code's routes, for clients that do not import it; then say we serve ours
         await self.deployment.routes.announce(self.registry.routes())
         await self.deployment.routes.serving(self.consumer, served)
@@ -270,8 +273,8 @@ class Worker:
 
     # -- intake ---------------------------------------------------------------------
 
-    async def _ensure_group(self, partition: int) -> None:
-        for stream in self._streams[partition]:
+    async def _ensure_group(self, partition: int, more: Iterable[str] = ()) -> None:
+        for stream in [*self._streams[partition], *more]:
             try:
                 await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except ResponseError as exc:
