@@ -28,6 +28,8 @@ from zart_es.core import (
     decode_value,
     encode_event,
     encode_value,
+    export_event,
+    import_events,
 )
 from zart_es.core import _events as ev
 
@@ -446,3 +448,22 @@ def test_any_map_decodes_to_an_event_or_a_decode_error(body: dict[str, Any]) -> 
         return
     assert isinstance(event, tuple(EVENT_CLASSES))
     assert (event.seq, event.at_ms) == (1, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(any_event_body, st.integers(min_value=0, max_value=2**40)),
+                max_size=6))
+def test_exported_histories_import_as_the_same_events(
+        bodies: list[tuple[ev.Event, int]]) -> None:
+    """``history --format export`` / ``replay --file``: lossless, bytes and tags included."""
+    events = [msgspec.structs.replace(event, seq=seq, at_ms=seq + 1, prev_hash="ab" * 20)
+              for event, seq in bodies]
+    lines = [export_event(event) for event in events]
+    assert all(b"\n" not in line for line in lines)
+    assert import_events([*lines, b"  "]) == events
+
+
+def test_an_exported_history_that_does_not_decode_names_its_line() -> None:
+    good = export_event(ev.TimerFired(timer="t", seq=1))
+    with pytest.raises(PayloadDecodeError, match=r"line 2 of saved\.jsonl"):
+        import_events([good, b'{"type": "NoSuchEvent"}'], source="saved.jsonl")

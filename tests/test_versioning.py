@@ -190,6 +190,20 @@ async def test_a_rolling_upgrade_with_old_and_new_workers_side_by_side(
                 env={**os.environ, "UPGRADE_UNPATCHED": "1"})
             assert careless.returncode == 1, careless.stderr
             assert "non-determinism at durable call #1" in careless.stdout
+            # the same gate from an exported history, without Redis (a CI job's shape)
+            exported = zart(redis_url, "history", running, "--format", "export")
+            assert exported.returncode == 0, exported.stderr
+            recorded = tmp_path / "history.jsonl"
+            recorded.write_text(exported.stdout)
+            for unpatched, code in (("", 0), ("1", 1)):
+                offline = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "zart_es", "replay", "--app", "tests.apps.upgrade_v2",
+                     "--file", str(recorded), "--redis-url", "redis://127.0.0.1:1"],
+                    cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+                    env={**os.environ, "UPGRADE_UNPATCHED": unpatched})
+                assert offline.returncode == code, offline.stdout + offline.stderr
+                assert running in offline.stdout
             assert await client.result(running, timeout=30) == "v2, old path"
             fresh = await client.start("upgradable", execution_id="upgrade-2")
             assert await client.result(fresh, timeout=30) == "v2"

@@ -10,7 +10,7 @@ import sys
 import msgspec
 
 from zart_es.cli._common import client_for, json_arg, print_json, show, when
-from zart_es.core import ZartError
+from zart_es.core import ZartError, export_event
 from zart_es.ops import event_record
 
 
@@ -63,6 +63,10 @@ async def history(args: argparse.Namespace) -> int:
                                 f"{broken.reason}")
             count = len([e async for e in client.history(args.id)])
             print(f"log of {args.id!r} verified: {count} events, sequence and hash chain intact")
+            return 0
+        if args.format == "export":
+            for stored in [e async for e in client.history(args.id)]:
+                sys.stdout.buffer.write(export_event(stored) + b"\n")
             return 0
         events = [event_record(e) async for e in client.history(args.id)]
     if args.format == "json" or (args.format == "table" and args.json):

@@ -116,7 +116,9 @@ def _client_commands(add: AddCommand) -> None:
 
     history = add("history", "the event log of an execution")
     history.add_argument("id")
-    history.add_argument("--format", choices=("table", "json", "jsonl"), default="table")
+    history.add_argument("--format", choices=("table", "json", "jsonl", "export"),
+                         default="table", help="export: lossless JSON lines, for "
+                         "'zart-es replay --file' (payloads stay as recorded)")
     history.add_argument("--verify", action="store_true",
                          help="check sequence numbers and the hash chain; exit 1 if broken")
 

@@ -8,6 +8,8 @@ import argparse
 import builtins
 
 from zart_es.cli._common import AddCommand, Handler, client_for, import_apps, print_json, show
+from zart_es.core import AnyEvent, ExecutionStarted, ZartError, import_events
+from zart_es.store import payloads_for
 from zart_es.workflow import ReplayVerdict, check_history, default_registry
 
 
@@ -20,12 +22,22 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
     which.add_argument("--id", action="append", default=None, help="an execution (repeatable)")
     which.add_argument("--sample", type=int, default=None,
                        help="the N newest executions of the app's workflows")
+    which.add_argument("--file", action="append", default=None,
+                       help="histories exported with 'zart-es history ID --format export' "
+                            "(JSON lines; one or more executions per file; repeatable); "
+                            "needs no Redis")
     return {"replay": replay}
 
 
 async def replay(args: argparse.Namespace) -> int:
     """Replay each chosen execution's log; one line each; exit 1 if one would fail."""
     import_apps(args.app)
+    if args.file:
+        payloads = payloads_for()
+        verdicts = [await check_history(events, default_registry, payloads)
+                    for path in args.file for events in _histories(path)]
+        _report(args, verdicts)
+        return 0 if all(v.ok for v in verdicts) else 1
     async with client_for(args) as client:
         ids = args.id or [s.execution_id for s in await client.list(limit=args.sample or 1)
                           if s.workflow in default_registry]
@@ -34,6 +46,23 @@ async def replay(args: argparse.Namespace) -> int:
                     for eid in ids]
     _report(args, verdicts)
     return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _histories(path: str) -> builtins.list[builtins.list[AnyEvent]]:
+    """The executions' logs in an exported file: each starts at its ExecutionStarted."""
+    try:
+        with open(path, "rb") as lines:
+            events = import_events(lines, source=path)
+    except OSError as exc:
+        raise ZartError(f"cannot read {path}: {exc.strerror}") from None
+    histories: builtins.list[builtins.list[AnyEvent]] = []
+    for event in events:
+        if isinstance(event, ExecutionStarted) or not histories:
+            histories.append([])
+        histories[-1].append(event)
+    if not histories:
+        raise ZartError(f"{path} holds no events")
+    return histories
 
 
 def _report(args: argparse.Namespace, verdicts: builtins.list[ReplayVerdict]) -> None:

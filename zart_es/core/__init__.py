@@ -11,6 +11,8 @@ from zart_es.core._codec import (
     decode_value,
     encode_event,
     encode_value,
+    export_event,
+    import_events,
 )
 from zart_es.core._crypto import AesGcmKeyring
 from zart_es.core._durations import Duration, format_ms, to_ms
@@ -263,8 +265,10 @@ __all__ = [
     "due",
     "encode_event",
     "encode_value",
+    "export_event",
     "fold",
     "format_ms",
+    "import_events",
     "named_sleep_timer",
     "next_occurrence",
     "occurrence_text",

@@ -6,7 +6,7 @@ from zart_es.store._autopipe import ScriptCaller, script_caller
 from zart_es.store._chain import ChainBreak, verify_chain
 from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
-from zart_es.store._deployment import Deployment, HasDeployment, deployment_of
+from zart_es.store._deployment import Deployment, HasDeployment, deployment_of, payloads_for
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
 from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
 from zart_es.store._routes import WORKER_SEEN_MS, Routes
@@ -30,6 +30,7 @@ __all__ = [
     "Store",
     "deployment_of",
     "load_script",
+    "payloads_for",
     "redis_now_ms",
     "script_caller",
     "to_event",

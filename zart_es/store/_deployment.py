@@ -58,9 +58,7 @@ class Deployment:
         """Which task queue each workflow's work goes to, and which queues have workers."""
         self.max_payload_bytes = max_payload_bytes
         """Largest encoded input, step result or signal payload accepted (bytes)."""
-        keys = payload_keys if payload_keys is not None else os.environ.get("ZART_PAYLOAD_KEYS")
-        self.payloads = Payloads(max_payload_bytes,
-                                 AesGcmKeyring.parse(keys) if keys else None)
+        self.payloads = payloads_for(max_payload_bytes, payload_keys)
         """How this deployment's user values are encoded (and encrypted, with
         ``payload_keys`` / ``$ZART_PAYLOAD_KEYS``: see :class:`~zart_es.core.AesGcmKeyring`)."""
         self._checked = False
@@ -100,6 +98,14 @@ class HasDeployment(Protocol):
 
     @property
     def deployment(self) -> Deployment: ...
+
+
+def payloads_for(max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                 payload_keys: str | None = None) -> Payloads:
+    """How a deployment encodes user values: size limit, and the keys (``payload_keys``,
+    else ``$ZART_PAYLOAD_KEYS``) that encrypt them, if any."""
+    keys = payload_keys if payload_keys is not None else os.environ.get("ZART_PAYLOAD_KEYS")
+    return Payloads(max_payload_bytes, AesGcmKeyring.parse(keys) if keys else None)
 
 
 def deployment_of(target: Deployment | HasDeployment) -> Deployment:
