@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from zart_es import ops
+from zart_es.client._archived import ArchiveReads
 from zart_es.client._ends import EndWatcher
 from zart_es.client._handle import ExecutionHandle
 from zart_es.core import (
@@ -86,6 +87,7 @@ class Client:
         payload_keys: str | None = None,
         redis: RedisClient | None = None,
         deployment: Deployment | None = None,
+        archive_url: str | None = None,
     ) -> None:
         self._own_deployment = deployment is None
         self.deployment = deployment or Deployment(
@@ -99,6 +101,9 @@ class Client:
         self._payloads = self.deployment.payloads
         self._folds = FoldCache(self.store)
         self._short_reads = asyncio.Semaphore(SHORT_READS)
+        self.archive = ArchiveReads(archive_url, self.keys)
+        """Where executions whose retention passed are read from (``archive_url``, else
+        ``$ZART_ARCHIVE_URL``; none: they are not found once archived)."""
         self._ends = EndWatcher(self.redis, self.keys,
                                 per_partition=isinstance(self.redis, RedisCluster))
 
@@ -156,7 +161,8 @@ class Client:
     async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
         """The execution's status, with its result or error once it has ended."""
         await self._ready()
-        meta = await self.store.meta(check_execution_id(execution_id))
+        meta = (await self.store.meta(check_execution_id(execution_id))
+                or await self.archive.meta(execution_id))
         if not meta:
             raise ExecutionNotFound(execution_id)
         state = meta[b"st"].decode()
@@ -221,6 +227,8 @@ class Client:
             tail: list[Any] = await self._through_outages(
                 lambda: self.redis.xrevrange(key, count=1), deadline)
         if not tail:
+            tail = (await self.archive.entries(execution_id))[-1:]
+        if not tail:
             raise ExecutionNotFound(execution_id)
         return to_event(tail[0][0], tail[0][1], execution_id)
 
@@ -275,16 +283,24 @@ class Client:
         return await cancel_execution(self.deployment, execution_id, reason)
 
     async def list(
-        self, *, status: str | None = None, name: str | None = None, limit: int = 100
+        self, *, status: str | None = None, name: str | None = None, limit: int = 100,
+        archived: bool = False,
     ) -> list[ExecutionSummary]:
-        """Executions across all partitions, newest first, optionally by status and name."""
+        """Executions across all partitions, newest first, optionally by status and name;
+        with ``archived``, those in the archive too."""
         if status is not None and status not in STATES:
             raise ConfigError(f"unknown status {status!r}; use one of {', '.join(STATES)}")
         if limit < 1:
             raise ConfigError(f"limit must be >= 1, got {limit}")
         await self._ready()
-        return await list_executions(self.redis, self.keys, status=status, name=name,
+        live = await list_executions(self.redis, self.keys, status=status, name=name,
                                      limit=limit)
+        if not archived:
+            return live
+        more = await self.archive.summaries(status=status, name=name, limit=limit)
+        seen = {summary.execution_id for summary in live}
+        return sorted([*live, *(s for s in more if s.execution_id not in seen)],
+                      key=lambda summary: summary.created_ms, reverse=True)[:limit]
 
     # -- repair and pause (docs/operations.md) ------------------------------------------
 
@@ -298,8 +314,9 @@ class Client:
         :class:`UnknownStep` for a step it never recorded.
         """
         await self._ready()
-        return await ops.retry_step(self.store, check_execution_id(execution_id), step,
-                                      by=by, reason=reason)
+        async with self.archive.repairing(execution_id):
+            return await ops.retry_step(self.store, check_execution_id(execution_id), step,
+                                          by=by, reason=reason)
 
     async def rerun(
         self, execution_id: str, steps: builtins.list[str], *, reason: str = "", by: str = ""
@@ -308,22 +325,25 @@ class Client:
         first of them, and run the ended execution again from there. Returns the calls
         forgotten."""
         await self._ready()
-        return await ops.rerun(self.store, check_execution_id(execution_id), list(steps),
-                                 by=by, reason=reason)
+        async with self.archive.repairing(execution_id):
+            return await ops.rerun(self.store, check_execution_id(execution_id), list(steps),
+                                     by=by, reason=reason)
 
     async def restart(self, execution_id: str, *, reason: str = "", by: str = "") -> int:
         """Run an ended execution again from scratch with its original input, under the
         same id; the old run's events stay in its log. Returns the new run number."""
         await self._ready()
-        return await ops.restart(self.store, check_execution_id(execution_id), by=by,
-                                   reason=reason)
+        async with self.archive.repairing(execution_id):
+            return await ops.restart(self.store, check_execution_id(execution_id), by=by,
+                                       reason=reason)
 
     async def release(self, execution_id: str, *, reason: str = "", by: str = "") -> None:
         """Let a quarantined execution run again, once what crashed the engine on it is
         fixed (its crash count starts over). :class:`RepairRefused` unless quarantined."""
         await self._ready()
-        await ops.release(self.deployment, check_execution_id(execution_id), by=by,
-                          reason=reason)
+        async with self.archive.repairing(execution_id):
+            await ops.release(self.deployment, check_execution_id(execution_id), by=by,
+                              reason=reason)
 
     async def pause(
         self, *, workflow: str | None = None, queue: str | None = None, reason: str = "",
@@ -376,9 +396,12 @@ class Client:
         await self._ready()
         check_execution_id(execution_id)
         raw: list[Any] = await self.redis.xrange(self.keys.log(execution_id))
+        last = await self.redis.hget(self.keys.meta(execution_id), "h")  # type: ignore[misc]
+        if not raw:
+            raw = await self.archive.entries(execution_id)
+            last = (await self.archive.meta(execution_id)).get(b"h")
         if not raw:
             raise ExecutionNotFound(execution_id)
-        last = await self.redis.hget(self.keys.meta(execution_id), "h")  # type: ignore[misc]
         return verify_chain((fields for _, fields in raw),
                             last.decode() if last is not None else None)
 
@@ -386,7 +409,9 @@ class Client:
         """The execution's events, oldest first (each with ``seq``, ``at_ms``, ``prev_hash``)."""
         await self._ready()
         check_execution_id(execution_id)
-        entries = await self.store.read(execution_id)
+        entries = await self.store.read(execution_id) or [
+            (entry_id, to_event(entry_id, fields, execution_id))
+            for entry_id, fields in await self.archive.entries(execution_id)]
         if not entries:
             raise ExecutionNotFound(execution_id)
         for _entry_id, event in entries:
@@ -394,6 +419,7 @@ class Client:
 
     async def _last_event(self, execution_id: str) -> AnyEvent | None:
         tail: list[Any] = await self.redis.xrevrange(self.keys.log(execution_id), count=1)
+        tail = tail or (await self.archive.entries(execution_id))[-1:]
         return to_event(tail[0][0], tail[0][1], execution_id) if tail else None
 
 

@@ -1,10 +1,11 @@
 """The engine: the worker, the runner that replays an execution, the timer poller, the
-scheduler, the queue gate and the worker's copy of the pause rules.
+scheduler, the archiver, the queue gate and the worker's copy of the pause rules.
 
 The engine never imports the client.
 """
 
 from zart_es.engine._aio import Supervisor
+from zart_es.engine._archiver import Archiver
 from zart_es.engine._logs import configure_logging
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -15,6 +16,7 @@ from zart_es.engine._timers import TimerPoller
 from zart_es.engine._worker import Worker
 
 __all__ = [
+    "Archiver",
     "PauseRules",
     "QueueGate",
     "Scheduler",

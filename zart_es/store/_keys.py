@@ -69,6 +69,30 @@ class Keys:
         ENDED_MAXLEN): what clients wait on, one XREAD for all their waits."""
         return f"{self._tag(partition)}:ended"
 
+    def archive_due(self, partition: int) -> str:
+        """Sorted set of the partition's ended executions waiting for the archiver:
+        member = execution id, score = when its retention passes (ms, Redis' clock)."""
+        return f"{self._tag(partition)}:archive:due"
+
+    def archiver(self, partition: int) -> str:
+        """Hash of the partition's archiver: ``cursor`` (the last ``ended`` entry it read)
+        and ``plan`` (the batch it is moving, until its executions left Redis)."""
+        return f"{self._tag(partition)}:archive"
+
+    def archiver_lease(self, partition: int) -> str:
+        """Who archives the partition now (a string with a TTL: the lease)."""
+        return f"{self._tag(partition)}:archive:lease"
+
+    def retention(self) -> str:
+        """Hash: workflow name -> the retention its code declares (ms, or ``none``),
+        written by every worker at start, read by a standalone archiver."""
+        return f"{self.prefix}:retention"
+
+    def audit_archive(self) -> str:
+        """Hash of the operator audit stream's archiver: ``cursor`` and ``plan``, as
+        :meth:`archiver` (the audit stream has no partition: one key of its own)."""
+        return f"{self.prefix}:audit:archive"
+
     def bad_timers(self, partition: int) -> str:
         """Sorted set of timer members the poller could not fire (unparseable, or naming an
         execution of another partition), moved aside for inspection; score = due ms."""

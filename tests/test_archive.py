@@ -1,0 +1,121 @@
+"""The archive: ended executions leave Redis for Parquet files and read back the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from zart_es import Client, Context
+from zart_es.archive import Archive
+from zart_es.core import ExecutionArchived, ExecutionFailedError, ExecutionNotFound
+from zart_es.engine import Archiver
+from zart_es.store import Deployment, verify_chain
+from zart_es.workflow import Registry
+
+pytestmark = pytest.mark.redis
+
+
+def _register(registry: Registry) -> None:
+    async def ship(ctx: Context, order: dict[str, int]) -> int:
+        total = 0
+        for i in range(3):
+            async def step(i: int = i) -> int:
+                return order["n"] * i
+            total += await ctx.step(f"pack-{i}", step)
+        return total
+
+    async def doomed(ctx: Context) -> None:
+        async def fail() -> None:
+            raise RuntimeError("no stock")
+        await ctx.step("reserve", fail)
+
+    async def kept(ctx: Context) -> str:
+        return "kept"
+
+    registry.register("ship", ship, retention=0)
+    registry.register("doomed", doomed, retention="0s")
+    registry.register("kept", kept, retention="none")
+
+
+async def _archive_all(redis_url: str, root: Path, registry: Registry) -> Archiver:
+    deployment = Deployment(redis_url)
+    archiver = Archiver(deployment, Archive(str(root)), retention_ms=None,
+                        retentions=registry.retentions(), owner="test")
+    await archiver.queue.announce_retention(registry.retentions())
+    await archiver.tick()
+    await archiver.aclose()
+    await deployment.close()
+    return archiver
+
+
+async def test_archived_executions_read_the_same(env: tuple[Client, Registry], redis: Redis,
+                                                 tmp_path: Path) -> None:
+    client, registry = env
+    _register(registry)
+    root = tmp_path / "archive"
+    ids = [await client.start("ship", {"n": n}) for n in range(1, 4)]
+    failed = await client.start("doomed")
+    kept = await client.start("kept")
+    for execution_id in ids:
+        await client.result(execution_id, timeout=10)
+    with pytest.raises(ExecutionFailedError):
+        await client.result(failed, timeout=10)
+    assert await client.result(kept, timeout=10) == "kept"
+    before = {i: (await client.status(i), [e async for e in client.history(i)])
+              for i in [*ids, failed]}
+
+    archiver = await _archive_all(redis_url=client.url, root=root, registry=registry)
+    assert archiver.archived == 4
+    # out of Redis: log, meta and index entries (the retained one stays)
+    for execution_id in [*ids, failed]:
+        assert not await redis.exists(client.keys.log(execution_id), client.keys.meta(execution_id))
+    assert [s.execution_id for s in await client.list()] == [kept]
+    assert (await client.stats()).total == 1
+    with pytest.raises(ExecutionNotFound):
+        await client.status(ids[0])  # this client has no archive
+
+    async with Client(client.url, archive_url=str(root)) as reader:
+        for execution_id, (status, history) in before.items():
+            assert await reader.status(execution_id) == status
+            assert [e async for e in reader.history(execution_id)] == history
+            assert await reader.verify(execution_id) is None
+        assert await reader.result(ids[2], timeout=1) == 3 * (0 + 1 + 2)
+        with pytest.raises(ExecutionFailedError, match="no stock"):
+            await reader.result(failed, timeout=1)
+        listed = await reader.list(archived=True)
+        assert {s.execution_id for s in listed} == {*ids, failed, kept}
+        assert {s.execution_id for s in await reader.list(status="failed", archived=True)} \
+            == {failed}
+        with pytest.raises(ExecutionArchived, match="archived"):
+            await reader.retry_step(failed)
+        with pytest.raises(ExecutionArchived):
+            await reader.restart(ids[0])
+        with pytest.raises(ExecutionNotFound):
+            await reader.status("never-was")
+
+    # the archive's own rows verify with the store's chain check
+    found = await Archive(str(root)).find(ids[0], client.keys.partition_of(ids[0]))
+    assert found is not None
+    assert verify_chain((f for _, f in found.entries), found.meta[b"h"].decode()) is None
+
+
+async def test_a_second_pass_archives_nothing_twice(env: tuple[Client, Registry],
+                                                    tmp_path: Path) -> None:
+    client, registry = env
+    _register(registry)
+    root = tmp_path / "archive"
+    first = await client.start("ship", {"n": 1})
+    await client.result(first, timeout=10)
+    await _archive_all(client.url, root, registry)
+    second = await client.start("ship", {"n": 2})
+    await client.result(second, timeout=10)
+    await _archive_all(client.url, root, registry)
+    await _archive_all(client.url, root, registry)
+    table = await Archive(str(root)).table("executions")
+    assert table is not None
+    assert sorted(table["execution_id"].to_pylist()) == sorted([first, second])
+    events = await Archive(str(root)).table("events")
+    assert events is not None
+    assert events.num_rows == 2 * 5  # started, 3 steps, completed: once each

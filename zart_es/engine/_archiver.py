@@ -1,0 +1,199 @@
+"""The archiver: moves ended executions whose retention passed from Redis to the archive.
+
+It runs inside every worker (one archiver works a partition at a time, by a lease that a
+killed worker loses when it expires) and on its own (``zart-es archiver``). Per batch:
+
+1. record the plan (batch name, day, each execution's id and version) in Redis;
+2. write the batch's events, then its executions row set, as new objects (a retry of the
+   same plan finds them and writes nothing: object names come from the plan);
+3. remove each execution from Redis with ``purge.lua``, which re-checks it is still
+   ended at the archived version (a repair that reopened it meanwhile keeps it live);
+4. clear the plan.
+
+A crash between any two steps resumes the recorded plan: nothing is lost (Redis is
+cleared only after the archive holds the batch) and nothing is archived twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from zart_es.archive import ExecutionRecord, day_of
+from zart_es.core import (
+    AnyEvent,
+    ArchiveError,
+    CorruptLog,
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionTimedOut,
+)
+from zart_es.engine._aio import tick_forever
+from zart_es.store import ArchiveQueue, Deployment, redis_now_ms, to_event
+
+if TYPE_CHECKING:
+    from zart_es.archive import Archive
+
+log = structlog.get_logger("zart_es.archiver")
+
+BATCH = 500
+"""Executions moved per batch (per partition and day)."""
+LEASE_MS = 30_000
+"""How long a partition stays with an archiver that stopped renewing (killed)."""
+
+
+class Plan(msgspec.Struct, frozen=True):
+    """The batch an archiver is moving, recorded in Redis before anything is written."""
+
+    batch: str
+    day: str
+    members: list[tuple[str, int]]
+    """Each execution's id and the version (event count) archived."""
+
+
+_plans = msgspec.msgpack.Encoder()
+_plan_decoder = msgspec.msgpack.Decoder(Plan)
+
+
+class Archiver:
+    """Archives a deployment's ended executions once their retention has passed.
+
+    ``retention_ms`` is the deployment default (None: keep for ever); ``retentions`` the
+    retentions the code declares per workflow, which win over it (and over what other
+    workers recorded in Redis for workflows this process does not import).
+    """
+
+    def __init__(self, deployment: Deployment, archive: Archive, *,
+                 retention_ms: int | None, retentions: dict[str, int | None] | None = None,
+                 owner: str, poll_interval: float = 1.0, batch: int = BATCH,
+                 lease_ms: int = LEASE_MS) -> None:
+        self.deployment = deployment
+        self.archive = archive
+        self.queue = ArchiveQueue(deployment.redis, deployment.keys)
+        self.retention_ms = retention_ms
+        self._code = dict(retentions or {})
+        self._recorded: dict[str, int | None] = {}
+        self.owner = owner
+        self._poll = poll_interval
+        self._batch = batch
+        self._lease_ms = lease_ms
+        self._wake = asyncio.Event()
+        self.archived = 0
+        """Executions this archiver removed from Redis after archiving them."""
+
+    async def run(self) -> None:
+        """Archive forever (until cancelled); Redis and archive errors are retried."""
+        await self.queue.announce_retention(self._code)
+        await tick_forever(self.tick, self._wake, self._poll, log, "archiving")
+
+    async def aclose(self) -> None:
+        """Close the scripts' connections."""
+        await self.queue.aclose()
+
+    def _retention_of(self, workflow: str) -> int | None:
+        if workflow in self._code:
+            return self._code[workflow]
+        return self._recorded.get(workflow, self.retention_ms)
+
+    async def tick(self) -> float:
+        """One pass over the partitions this archiver holds; seconds until the next."""
+        self._recorded = await self.queue.retentions()
+        busy = False
+        for p in range(self.deployment.keys.partitions):
+            if not await self.queue.lease(p, self.owner, self._lease_ms):
+                continue
+            try:
+                busy = await self.archive_partition(p) or busy
+            except (ArchiveError, OSError) as exc:  # an outage: Redis keeps it all meanwhile
+                log.warning("archiving failed; retrying", partition=p, error=str(exc))
+        return 0.0 if busy else self._poll
+
+    async def archive_partition(self, partition: int) -> bool:
+        """Finish an interrupted batch, file new ends, move one due batch; True if a full
+        batch was moved (more may be due)."""
+        queue = self.queue
+        pending = await queue.plan(partition)
+        if pending is not None:
+            await self._move(partition, pending, _plan_decoder.decode(pending), {})
+        while await queue.file_ended(partition, self._retention_of) >= 1000:
+            pass
+        now = await redis_now_ms(self.deployment.redis)
+        ids = await queue.due(partition, now, self._batch)
+        if not ids:
+            return False
+        records: dict[str, ExecutionRecord] = {}
+        by_day: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        stale: list[tuple[str, int]] = []
+        for execution_id, (meta, entries) in zip(ids, await queue.snapshots(ids), strict=True):
+            if b"end" not in meta or b"v" not in meta:
+                stale.append((execution_id, -1))  # gone or reopened: drop it from the due set
+                continue
+            record = ExecutionRecord(execution_id, meta, entries)
+            records[execution_id] = record
+            by_day[day_of(record.ended_ms)].append((execution_id, record.version))
+        if stale:
+            await queue.purge(partition, stale)
+        if not by_day:
+            return bool(stale)
+        day = min(by_day)
+        members = by_day[day]
+        plan = Plan(_batch_name(partition, members, now), day, members)
+        encoded = _plans.encode(plan)
+        await queue.save_plan(partition, encoded)
+        await self._move(partition, encoded, plan, records)
+        return len(ids) >= self._batch
+
+    async def _move(self, partition: int, encoded: bytes, plan: Plan,
+                    records: dict[str, ExecutionRecord]) -> None:
+        missing = [execution_id for execution_id, _ in plan.members
+                   if execution_id not in records]
+        if missing:
+            for execution_id, (meta, entries) in zip(
+                    missing, await self.queue.snapshots(missing), strict=True):
+                records[execution_id] = ExecutionRecord(execution_id, meta, entries)
+        # only what is still ended at the planned version goes in (a repair may have
+        # reopened one since the plan: it stays live and is archived when it ends again)
+        kept = [records[execution_id] for execution_id, version in plan.members
+                if records[execution_id].meta.get(b"end") is not None
+                and records[execution_id].meta.get(b"v") == str(version).encode()]
+        if kept:
+            now = await redis_now_ms(self.deployment.redis)
+            await self.archive.write_batch(partition, plan.day, plan.batch, kept,
+                                           errors=[_error_of(r) for r in kept],
+                                           archived_ms=now)
+        replies = await self.queue.purge(partition, plan.members)
+        await self.queue.clear_plan(partition, encoded)
+        moved = sum(reply == "ok" for reply in replies.values())
+        self.archived += moved
+        log.info("archived", partition=partition, batch=plan.batch, executions=moved,
+                 archive=self.archive.url)
+
+
+def _batch_name(partition: int, members: list[tuple[str, int]], now_ms: int) -> str:
+    """Deterministic for one plan (it is recorded before the objects are written)."""
+    digest = hashlib.sha1(repr(members).encode(), usedforsecurity=False).hexdigest()[:12]
+    return f"{now_ms:013d}-{partition:04d}-{digest}"
+
+
+def _error_of(record: ExecutionRecord) -> str | None:
+    """The error summary of an ended execution (the executions table's ``error``)."""
+    if not record.entries:
+        return None
+    entry_id, fields = record.entries[-1]
+    try:
+        last: AnyEvent = to_event(entry_id, fields, record.execution_id)
+    except CorruptLog as exc:
+        return str(exc)
+    if isinstance(last, ExecutionFailed):
+        return f"{last.error_type}: {last.message}"
+    if isinstance(last, ExecutionTimedOut):
+        return f"ExecutionTimedOut: timed out after {last.timeout_ms}ms"
+    if isinstance(last, ExecutionCancelled):
+        return f"Cancelled: {last.reason or 'cancelled'}"
+    return None
+
