@@ -22,10 +22,10 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
     which.add_argument("--id", action="append", default=None, help="an execution (repeatable)")
     which.add_argument("--sample", type=int, default=None,
                        help="the N newest executions of the app's workflows")
-    which.add_argument("--file", action="append", default=None,
+    which.add_argument("--file", nargs="+", action="extend", default=None,
                        help="histories exported with 'zart-es history ID --format export' "
-                            "(JSON lines; one or more executions per file; repeatable); "
-                            "needs no Redis")
+                            "(JSON lines; one or more executions per file; several files "
+                            "or a glob); needs no Redis")
     return {"replay": replay}
 
 

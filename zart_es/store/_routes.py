@@ -79,9 +79,9 @@ class Routes:
 
     async def task_queues(self) -> list[str]:
         """Every task queue a worker served or a workflow declared, sorted."""
-        members: set[bytes] = await self._redis.smembers(self._keys.task_queues())  # type: ignore[misc]
+        served = {m.decode() async for m in self._redis.sscan_iter(self._keys.task_queues())}
         declared = set((await self.refresh()).values())
-        return sorted({m.decode() for m in members} | declared | {DEFAULT_TASK_QUEUE})
+        return sorted(served | declared | {DEFAULT_TASK_QUEUE})
 
     async def workers(self, task_queues: list[str]) -> dict[str, int]:
         """Live workers (heard from within :data:`WORKER_SEEN_MS`) of each task queue."""
