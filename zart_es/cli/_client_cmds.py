@@ -54,7 +54,10 @@ async def listing(args: argparse.Namespace) -> int:
 
 
 async def history(args: argparse.Namespace) -> int:
-    """``zart-es history ID [--format table|json|jsonl] [--verify]``."""
+    """``zart-es history ID [--format table|json|jsonl] [--verify] [--timeline]``."""
+    if args.timeline:
+        from zart_es.cli._timeline import timeline
+        return await timeline(args)
     async with client_for(args) as client:
         if args.verify:
             broken = await client.verify(args.id)

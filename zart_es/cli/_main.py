@@ -121,6 +121,8 @@ def _client_commands(add: AddCommand) -> None:
                          "'zart-es replay --file' (payloads stay as recorded)")
     history.add_argument("--verify", action="store_true",
                          help="check sequence numbers and the hash chain; exit 1 if broken")
+    history.add_argument("--timeline", action="store_true",
+                         help="draw the steps, retries, sleeps, waits and children to scale")
 
     cancel = add("cancel", "ask an execution to stop")
     cancel.add_argument("id")

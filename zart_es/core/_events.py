@@ -40,6 +40,10 @@ class StepCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=Tr
     step: str
     result: bytes
     attempt: int = 1
+    duration_us: int = -1
+    """How long the attempt's step function ran, in µs, on the worker's monotonic clock
+    (-1: recorded before the field existed). The attempt began ``at_ms`` minus this,
+    within the append's round trip: no worker's wall clock is compared with Redis'."""
 
 
 class StepFailed(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -49,6 +53,10 @@ class StepFailed(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True)
     error_type: str
     message: str
     attempt: int = 1
+    duration_us: int = -1
+    """How long the attempt's step function ran, in µs, on the worker's monotonic clock
+    (-1: recorded before the field existed). The attempt began ``at_ms`` minus this,
+    within the append's round trip: no worker's wall clock is compared with Redis'."""
 
 
 class RetryScheduled(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -60,6 +68,10 @@ class RetryScheduled(Event, frozen=True, kw_only=True, tag=True, omit_defaults=T
     message: str
     timer: str
     delay_ms: int
+    duration_us: int = -1
+    """How long the failed attempt's step function ran, in µs, on the worker's monotonic
+    clock (-1: recorded before the field existed). The attempt began ``at_ms`` minus this,
+    within the append's round trip: no worker's wall clock is compared with Redis'."""
 
 
 class TimerSet(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

@@ -25,6 +25,7 @@ from zart_es.ops._schedules import (
     decode_state,
     encode_record,
 )
+from zart_es.ops._timeline import Mark, Row, Span, Timeline, build_timeline
 
 __all__ = [
     "RACE_ROUNDS",
@@ -32,11 +33,16 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionSummary",
     "FoldCache",
+    "Mark",
     "PauseRule",
+    "Row",
     "Schedules",
+    "Span",
     "Started",
     "Stats",
+    "Timeline",
     "add_rule",
+    "build_timeline",
     "cancel_execution",
     "count_executions",
     "decode_schedule",

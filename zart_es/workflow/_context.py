@@ -555,14 +555,18 @@ class Context:
         except BaseException as exc:  # any failure of user code is recorded
             if not step_failure(exc):
                 raise
+            took_us = _micros_since(started)
             retrying = policy is not None and policy.retries_after(exc, attempt)
             self._journal.observe_step(started, "retry" if retrying else "failed")
-            await self._record_failure(name, attempt, exc, policy if retrying else None)
+            await self._record_failure(name, attempt, exc, policy if retrying else None,
+                                       took_us)
             # only reached when another worker recorded a success of this step meanwhile
             return self._decode(name, self._state.steps[name], type_)
+        took_us = _micros_since(started)
         self._journal.observe_step(started, "completed")
         encoded = self._payloads.encode(value, f"result of step {name!r}")
-        await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt))
+        await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt,
+                                                 duration_us=took_us))
         # the record may be another worker's (it won the race): return what the log says,
         # a success or a failure
         failure = self._state.failed_steps.get(name)
@@ -571,10 +575,11 @@ class Context:
         return self._decode(name, self._state.steps[name], type_)
 
     async def _record_failure(
-        self, name: str, attempt: int, exc: BaseException, policy: RetryPolicy | None
+        self, name: str, attempt: int, exc: BaseException, policy: RetryPolicy | None,
+        took_us: int,
     ) -> None:
-        """Record a failed attempt, then suspend (a retry, when ``policy`` is given) or raise
-        StepFailedError.
+        """Record a failed attempt (its step function ran ``took_us``), then suspend (a
+        retry, when ``policy`` is given) or raise StepFailedError.
 
         Returns only if the log shows the step completed by another worker meanwhile.
         """
@@ -588,7 +593,8 @@ class Context:
                           delay=format_ms(delay_ms))
             await self._journal.record(
                 RetryScheduled(step=name, attempt=attempt + 1, error_type=error_type,
-                               message=message, timer=timer, delay_ms=delay_ms),
+                               message=message, timer=timer, delay_ms=delay_ms,
+                               duration_us=took_us),
                 timer=NewTimer(timer, delay_ms),
             )
             if name in self._state.steps:
@@ -596,7 +602,8 @@ class Context:
             raise self._suspend()
         bound.warning("step failed", error=f"{error_type}: {message}")
         await self._journal.record(
-            StepFailed(step=name, error_type=error_type, message=message, attempt=attempt)
+            StepFailed(step=name, error_type=error_type, message=message, attempt=attempt,
+                       duration_us=took_us)
         )
         failure = self._state.failed_steps.get(name)
         if failure is None:  # another worker recorded a success meanwhile
@@ -616,6 +623,12 @@ def _check_name(name: object) -> str:
     if not name.isprintable():
         raise InvalidStepName(name, "has control characters")
     return name
+
+
+def _micros_since(started: float) -> int:
+    """Microseconds since ``started`` (``time.perf_counter()``): an attempt's duration,
+    recorded with its outcome so a timeline can place the attempt (see StepCompleted)."""
+    return int((time.perf_counter() - started) * 1_000_000)
 
 
 def _timeout_ms(timeout: Duration | None) -> int | None:
