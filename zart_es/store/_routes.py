@@ -19,6 +19,8 @@ from zart_es.store._keys import Keys
 
 ROUTES_TTL_S = 5.0
 """How long a process trusts its copy of the routes hash before reading it again."""
+MISS_TTL_S = 1.0
+"""How often a start of a workflow with no recorded route reads the hash again."""
 WORKER_SEEN_MS = 30_000
 """A worker that has not said it serves a task queue for this long is not counted."""
 
@@ -42,7 +44,8 @@ class Routes:
         """The task queue a worker declared for ``workflow``; the default task queue when
         no worker serving it has started yet (its work then waits there, and a worker of
         the default queue moves it once the route is known)."""
-        if time.monotonic() - self._read_at > ROUTES_TTL_S or workflow not in self._routes:
+        age = time.monotonic() - self._read_at
+        if age > ROUTES_TTL_S or (workflow not in self._routes and age > MISS_TTL_S):
             await self.refresh()
         return self._routes.get(workflow, DEFAULT_TASK_QUEUE)
 
