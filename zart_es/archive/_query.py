@@ -7,8 +7,8 @@ or a bucket: no DuckDB extension, no network of its own) and offered as views:
   workflow, status, version, created, updated, ended, task_queue, last_hash, error,
   batch, archived, date, partition``;
 - ``events``: one row per event of those snapshots: ``execution_id, workflow, seq,
-  entry_id, at, event_type, step, attempt, by, body, prev_hash, batch, date, partition``;
-- ``audit``: the operator audit stream: ``entry_id, at, what, by, detail (JSON), date``.
+  entry_id, at, event_type, step, attempt, operator, body, prev_hash, batch, date, partition``;
+- ``audit``: the operator audit stream: ``entry_id, at, what, operator, detail (JSON), date``.
 
 ``since``/``until`` (days) bound what is read: a query of last week reads last week's
 objects only.

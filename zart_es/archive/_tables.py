@@ -32,7 +32,7 @@ EVENTS = pa.schema([
     ("event_type", pa.string()),
     ("step", pa.string()),
     ("attempt", pa.int32()),
-    ("by", pa.string()),
+    ("operator", pa.string()),
     ("body", pa.binary()),
     ("prev_hash", pa.string()),
     ("batch", pa.string()),
@@ -57,7 +57,7 @@ AUDIT = pa.schema([
     ("entry_id", pa.string()),
     ("at", pa.timestamp("ms", tz="UTC")),
     ("what", pa.string()),
-    ("by", pa.string()),
+    ("operator", pa.string()),
     ("detail", pa.string()),
     ("batch", pa.string()),
 ])
@@ -81,7 +81,7 @@ def events_table(records: Sequence[ExecutionRecord], batch: str) -> pa.Table:
                 ("execution_id", record.execution_id), ("workflow", workflow), ("seq", seq),
                 ("entry_id", entry_id.decode()), ("at", int(entry_id.split(b"-")[0])),
                 ("event_type", event_type), ("step", step), ("attempt", attempt),
-                ("by", by), ("body", body), ("prev_hash", fields.get(b"p", b"").decode()),
+                ("operator", by), ("body", body), ("prev_hash", fields.get(b"p", b"").decode()),
                 ("batch", batch),
             ):
                 rows[name].append(value)
@@ -107,13 +107,13 @@ def executions_table(records: Sequence[ExecutionRecord], batch: str, errors: Seq
 
 
 def audit_table(entries: Iterable[Entry], batch: str) -> pa.Table:
-    """One row per operator audit entry (``what``, ``by`` and the rest as JSON)."""
+    """One row per operator audit entry (``what``, ``operator`` and the rest as JSON)."""
     rows: dict[str, list[Any]] = {name: [] for name in AUDIT.names}
     for entry_id, fields in entries:
         detail = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
         for name, value in (
             ("entry_id", entry_id.decode()), ("at", int(entry_id.split(b"-")[0])),
-            ("what", detail.pop("what", "")), ("by", detail.pop("by", "")),
+            ("what", detail.pop("what", "")), ("operator", detail.pop("by", "")),
             ("detail", msgspec.json.encode(detail).decode()), ("batch", batch),
         ):
             rows[name].append(value)

@@ -85,11 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=30)
 
     _client_commands(add)
+    from zart_es.cli import _archive as cli_archive
     from zart_es.cli import _ops as cli_ops
     from zart_es.cli import _replay as cli_replay
     from zart_es.cli import _schedule as cli_schedule
 
     parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_replay.add_commands(add),
+                             **cli_archive.add_commands(add, nested),
                              **cli_schedule.add_commands(add, nested)})
     return parser
 
@@ -151,6 +153,9 @@ def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-queue", action="append", dest="task_queues", default=None,
                    metavar="NAME", help="serve only this task queue (repeatable; default: "
                    "'default' and every task queue the apps' workflows declare)")
+    from zart_es.cli._archive import archive_options
+
+    archive_options(p)
     p.add_argument("--no-scheduler", action="store_true",
                    help="do not start the occurrences of recurring schedules here")
     p.add_argument("--log-json", action="store_true", default=None,

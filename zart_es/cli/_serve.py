@@ -28,6 +28,8 @@ def _worker_from(args: argparse.Namespace, redis_url: str | None) -> Any:
         run_scheduler=not args.no_scheduler,
         quarantine_after=args.quarantine_after,
         task_queues=args.task_queues,
+        archive_url=args.archive_url,
+        retention=args.retention,
     )
 
 

@@ -15,9 +15,16 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from zart_es.archive import Entry, resolve_archive_url
-from zart_es.core import STATES, ExecutionArchived, ExecutionNotFound, Status
+from zart_es.core import (
+    STATES,
+    ExecutionArchived,
+    ExecutionNotFound,
+    ExecutionState,
+    Status,
+    fold,
+)
 from zart_es.ops import ExecutionSummary
-from zart_es.store import Keys
+from zart_es.store import Keys, to_event
 
 if TYPE_CHECKING:
     from zart_es.archive import Archive, ArchivedExecution
@@ -66,6 +73,13 @@ class ArchiveReads:
         """Its raw log entries as archived (empty when it is not archived)."""
         found = await self.find(execution_id)
         return list(found.entries) if found is not None else []
+
+    async def folded(self, execution_id: str) -> ExecutionState:
+        """Its folded state, from the archived log; ExecutionNotFound if not archived."""
+        entries = await self.entries(execution_id)
+        if not entries:
+            raise ExecutionNotFound(execution_id)
+        return fold(to_event(entry_id, fields, execution_id) for entry_id, fields in entries)
 
     @contextlib.asynccontextmanager
     async def repairing(self, execution_id: str) -> AsyncIterator[None]:

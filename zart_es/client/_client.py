@@ -388,8 +388,11 @@ class Client:
         status = await self.status(execution_id)
         workers = None if status.done else (
             await self.deployment.routes.workers([status.task_queue]))[status.task_queue]
-        return describe(status, await self._folds.state(check_execution_id(execution_id)),
-                        workers)
+        try:
+            state = await self._folds.state(check_execution_id(execution_id))
+        except ExecutionNotFound:
+            state = await self.archive.folded(execution_id)
+        return describe(status, state, workers)
 
     async def verify(self, execution_id: str) -> ChainBreak | None:
         """Check the log's sequence numbers and hash chain; None when intact."""

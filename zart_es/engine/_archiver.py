@@ -24,17 +24,19 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 
-from zart_es.archive import ExecutionRecord, day_of
+from zart_es.archive import ExecutionRecord, day_of, resolve_archive_url
 from zart_es.core import (
     AnyEvent,
     ArchiveError,
     CorruptLog,
+    Duration,
     ExecutionCancelled,
     ExecutionFailed,
     ExecutionTimedOut,
+    deployment_retention,
 )
 from zart_es.engine._aio import tick_forever
-from zart_es.store import ArchiveQueue, Deployment, redis_now_ms, to_event
+from zart_es.store import ArchiveQueue, AuditArchiveQueue, Deployment, redis_now_ms, to_event
 
 if TYPE_CHECKING:
     from zart_es.archive import Archive
@@ -75,6 +77,7 @@ class Archiver:
         self.deployment = deployment
         self.archive = archive
         self.queue = ArchiveQueue(deployment.redis, deployment.keys)
+        self.audit = AuditArchiveQueue(deployment.redis, deployment.keys)
         self.retention_ms = retention_ms
         self._code = dict(retentions or {})
         self._recorded: dict[str, int | None] = {}
@@ -87,7 +90,9 @@ class Archiver:
         """Executions this archiver removed from Redis after archiving them."""
 
     async def run(self) -> None:
-        """Archive forever (until cancelled); Redis and archive errors are retried."""
+        """Archive forever (until cancelled); Redis and archive errors are retried.
+
+        With ``retention_ms`` None the operator audit stream is not archived either."""
         await self.queue.announce_retention(self._code)
         await tick_forever(self.tick, self._wake, self._poll, log, "archiving")
 
@@ -103,7 +108,7 @@ class Archiver:
     async def tick(self) -> float:
         """One pass over the partitions this archiver holds; seconds until the next."""
         self._recorded = await self.queue.retentions()
-        busy = False
+        busy = await self._archive_audit()
         for p in range(self.deployment.keys.partitions):
             if not await self.queue.lease(p, self.owner, self._lease_ms):
                 continue
@@ -112,6 +117,23 @@ class Archiver:
             except (ArchiveError, OSError) as exc:  # an outage: Redis keeps it all meanwhile
                 log.warning("archiving failed; retrying", partition=p, error=str(exc))
         return 0.0 if busy else self._poll
+
+    async def _archive_audit(self) -> bool:
+        """Archive the operator audit stream's new entries (one day per batch), holding
+        the lease of partition 0 for it; True if a full batch was moved."""
+        if self.retention_ms is None or not await self.queue.lease(0, self.owner,
+                                                                   self._lease_ms):
+            return False
+        entries = await self.audit.pending(self._batch)
+        if not entries:
+            return False
+        day = day_of(int(entries[0][0].split(b"-")[0]))
+        batch = [e for e in entries if day_of(int(e[0].split(b"-")[0])) == day]
+        name = f"{batch[0][0].decode()}_{batch[-1][0].decode()}"
+        await self.archive.write_audit(day, name, batch)
+        now = await redis_now_ms(self.deployment.redis)
+        await self.audit.archived(batch[-1][0], now - self.retention_ms)
+        return len(entries) >= self._batch
 
     async def archive_partition(self, partition: int) -> bool:
         """Finish an interrupted batch, file new ends, move one due batch; True if a full
@@ -197,3 +219,20 @@ def _error_of(record: ExecutionRecord) -> str | None:
         return f"Cancelled: {last.reason or 'cancelled'}"
     return None
 
+
+
+def archiver_for(deployment: Deployment, retentions: dict[str, int | None],
+                 archive_url: str | None, retention: Duration | None, owner: str, *,
+                 poll_interval: float = 1.0) -> Archiver | None:
+    """The archiver a worker runs: None without an archive (``archive_url`` or
+    ``$ZART_ARCHIVE_URL``), for then nothing may leave Redis. ``retention`` is the
+    deployment default (``--retention``, else ``$ZART_RETENTION``, else 7 days)."""
+    url = resolve_archive_url(archive_url)
+    if url is None:
+        log.info("no archive configured: ended executions stay in Redis "
+                 "(set --archive-url or ZART_ARCHIVE_URL to apply retention)")
+        return None
+    from zart_es.archive import Archive
+
+    return Archiver(deployment, Archive(url), retention_ms=deployment_retention(retention),
+                    retentions=retentions, owner=owner, poll_interval=poll_interval)

@@ -26,12 +26,14 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_TASK_QUEUE,
+    Duration,
     ExecutionState,
     LeaseLost,
     StoreError,
     check_task_queue,
 )
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
+from zart_es.engine._archiver import archiver_for
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
@@ -116,6 +118,8 @@ class Worker:
         run_scheduler: bool = True,
         quarantine_after: int = 5,
         task_queues: Iterable[str] | None = None,
+        archive_url: str | None = None,
+        retention: Duration | None = None,
     ) -> None:
         if not structlog.is_configured():
             from zart_es.engine._logs import configure_logging
@@ -127,7 +131,9 @@ class Worker:
             raise ValueError(f"quarantine_after must be >= 1, got {quarantine_after}")
         self.quarantine_after = quarantine_after
         """Engine crashes on one execution before it is quarantined."""
-        self._task_queues = _check_task_queues(task_queues)
+        # and where ended executions go once their retention passed (docs: retention)
+        self._task_queues, self._archive = _check_task_queues(task_queues), (archive_url,
+                                                                             retention)
         if lease_timeout <= 0:
             raise ValueError(f"lease_timeout must be > 0, got {lease_timeout}")
         self._own_deployment = deployment is None
@@ -216,6 +222,10 @@ class Worker:
             scheduler = Scheduler(self.deployment,
                                   poll_interval=max(0.05, min(self._poll_interval, 1.0)))
             self._background.append(loops.start("scheduler", scheduler.run))
+        archiver = archiver_for(self.deployment, self.registry.retentions(), *self._archive,
+                                self.consumer, poll_interval=max(self._poll_interval, 1.0))
+        if archiver is not None:
+            self._background.append(loops.start("archiver", archiver.run))
         try:
             await self._stopping.wait()
         finally:

@@ -3,6 +3,7 @@ append path, the hash chain, Redis' clock and private redis-server processes.
 """
 
 from zart_es.store._archiving import ArchiveQueue
+from zart_es.store._audit_archiving import AuditArchiveQueue
 from zart_es.store._autopipe import ScriptCaller, script_caller
 from zart_es.store._chain import ChainBreak, verify_chain
 from zart_es.store._clock import redis_now_ms
@@ -21,6 +22,7 @@ __all__ = [
     "STREAM_NODE_MAX_BYTES",
     "WORKER_SEEN_MS",
     "ArchiveQueue",
+    "AuditArchiveQueue",
     "ChainBreak",
     "Deployment",
     "HasDeployment",

@@ -1,0 +1,149 @@
+"""``zart-es archiver`` and ``zart-es audit query|log``: the archive of ended executions.
+
+The archive's URL comes from ``--archive-url``, else ``$ZART_ARCHIVE_URL``; retention
+from ``--retention``, else ``$ZART_RETENTION``, else 7 days (``none``: keep for ever).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import uuid
+from typing import Any
+
+from zart_es.cli._common import AddCommand, Handler, client_for, show, when
+from zart_es.core import ConfigError
+
+
+def archive_options(p: argparse.ArgumentParser) -> None:
+    """``--archive-url`` and ``--retention`` (the worker's and the archiver's)."""
+    p.add_argument("--archive-url", default=None,
+                   help="archive of ended executions: a directory or s3://bucket/prefix "
+                        "(default: $ZART_ARCHIVE_URL; none: nothing leaves Redis)")
+    p.add_argument("--retention", default=None,
+                   help="how long ended executions stay in Redis before they are archived "
+                        "(default: $ZART_RETENTION or 7d; 'none': for ever)")
+
+
+def add_commands(add: AddCommand, nested: argparse.ArgumentParser) -> dict[str, Handler]:
+    """Add ``archiver`` and ``audit``; returns their handlers by name. ``nested`` carries
+    the connection options of a sub-subcommand (``audit log --redis-url ...``)."""
+    archiver_ = add("archiver", "move ended executions past their retention to the archive")
+    archive_options(archiver_)
+    archiver_.add_argument("--poll-interval", type=float, default=1.0)
+    archiver_.add_argument("--batch", type=int, default=500,
+                           help="executions per batch (per partition and day)")
+    archiver_.add_argument("--lease-timeout", type=float, default=30.0,
+                           help="seconds before a killed archiver's partitions are taken over")
+    audit_ = add("audit", "the archive: SQL over it, the operator audit log")
+    archive_url(audit_)
+    which = audit_.add_subparsers(dest="audit_command", required=True)
+    query_ = which.add_parser("query", parents=[nested],
+                              help="run SQL (DuckDB) over the views events, executions, audit")
+    query_.add_argument("sql")
+    query_.add_argument("--since", default="", help="first day read (YYYY-MM-DD)")
+    query_.add_argument("--until", default="", help="last day read (YYYY-MM-DD)")
+    archive_url(query_, argparse.SUPPRESS)
+    log_ = which.add_parser("log", parents=[nested],
+                            help="the operator audit log: archived, then live")
+    log_.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
+    archive_url(log_, argparse.SUPPRESS)
+    return {"archiver": archiver, "audit": audit}
+
+
+def archive_url(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """``--archive-url`` alone (the audit commands read the archive, never write it)."""
+    p.add_argument("--archive-url", default=default,
+                   help="the archive (default: $ZART_ARCHIVE_URL)")
+
+
+def _url(args: argparse.Namespace) -> str:
+    url = args.archive_url or os.environ.get("ZART_ARCHIVE_URL")
+    if not url:
+        raise ConfigError("no archive: pass --archive-url or set ZART_ARCHIVE_URL")
+    return str(url)
+
+
+async def archiver(args: argparse.Namespace) -> int:
+    """``zart-es archiver``: archive until SIGTERM/SIGINT."""
+    import asyncio
+    import signal
+
+    from zart_es.archive import Archive
+    from zart_es.core import deployment_retention
+    from zart_es.engine import Archiver, configure_logging
+    from zart_es.store import Deployment
+
+    configure_logging()
+    retention = deployment_retention(args.retention)
+    async with Deployment(args.redis_url, partitions=args.partitions) as deployment:
+        engine = Archiver(deployment, Archive(_url(args)), retention_ms=retention,
+                          owner=f"archiver-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
+                          poll_interval=args.poll_interval, batch=args.batch,
+                          lease_ms=round(args.lease_timeout * 1000))
+        task = asyncio.create_task(engine.run())
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a batch cut short resumes next time
+            asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await engine.aclose()
+    return 0
+
+
+async def audit(args: argparse.Namespace) -> int:
+    """``zart-es audit query SQL`` / ``zart-es audit log [--follow]``."""
+    from zart_es.archive import Archive, query
+
+    archive = Archive(_url(args))
+    if args.audit_command == "query":
+        columns, rows = await query(archive, args.sql, since=args.since, until=args.until)
+        show(args, [dict(zip(columns, row, strict=True)) for row in rows], columns,
+             ([_cell(value) for value in row] for row in rows))
+        return 0
+    return await _log(args, archive)
+
+
+async def _log(args: argparse.Namespace, archive: Any) -> int:
+    from zart_es.store import AuditArchiveQueue
+
+    table = await archive.audit()
+    last: bytes | None = None
+    for row in table.to_pylist():
+        _print_entry(args, row["entry_id"], row["what"], row["operator"], json.loads(row["detail"]))
+        last = row["entry_id"].encode()
+    async with client_for(args) as client:
+        live = AuditArchiveQueue(client.redis, client.keys)
+        while True:
+            entries = await live.live(last, 5000 if args.follow else None)
+            for entry_id, fields in entries:
+                if last is not None and entry_id <= last:
+                    continue
+                detail = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+                _print_entry(args, entry_id.decode(), detail.pop("what", ""),
+                             detail.pop("by", ""), detail)
+                last = entry_id
+            if not args.follow:
+                return 0
+
+
+def _print_entry(args: argparse.Namespace, entry_id: str, what: str, by: str,
+                 detail: dict[str, Any]) -> None:
+    at = when(int(entry_id.split("-", maxsplit=1)[0]))
+    if args.json:
+        print(json.dumps({"id": entry_id, "at": at, "what": what, "by": by, **detail}),
+              flush=True)
+    else:
+        rest = " ".join(f"{k}={v}" for k, v in detail.items())
+        print(f"{at}  {what:<16} by {by or '-':<12} {rest}", flush=True)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return "" if value is None else str(value)
