@@ -119,3 +119,26 @@ async def test_a_second_pass_archives_nothing_twice(env: tuple[Client, Registry]
     events = await Archive(str(root)).table("events")
     assert events is not None
     assert events.num_rows == 2 * 5  # started, 3 steps, completed: once each
+
+
+async def test_a_worker_archives_when_given_an_archive(redis_url: str, registry: Registry,
+                                                       tmp_path: Path) -> None:
+    from zart_es import Worker
+
+    from .helpers import wait_for
+
+    _register(registry)
+    root = str(tmp_path / "archive")
+    async with Worker(redis_url, registry=registry, poll_interval=0.05, archive_url=root,
+                      retention="none"), Client(redis_url, archive_url=root) as client:
+        shipped = await client.start("ship", {"n": 2})  # declares retention 0
+        kept = await client.start("kept")               # declares "none"
+        await client.result(shipped, timeout=10)
+        await client.result(kept, timeout=10)
+
+        async def archived() -> bool:
+            return not await client.redis.exists(client.keys.meta(shipped))
+        await wait_for(archived, timeout=15)
+        assert await client.result(shipped, timeout=1) == 6
+        assert (await client.status(kept)).status == "completed"
+        assert await client.redis.exists(client.keys.meta(kept))

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from zart_es.archive._objects import ObjectStore
 from zart_es.archive._records import Entry, ExecutionRecord
 from zart_es.archive._tables import (
+    EXECUTIONS,
     audit_table,
     events_table,
     executions_table,
@@ -95,7 +96,7 @@ class Archive:
         await asyncio.gather(*(read(path) for path in missing))
         tables = [self._ids[path] for path in paths]
         if not tables:
-            return _with_path(pa.table({}), "").schema.empty_table()
+            return _with_path(EXECUTIONS.empty_table(), "")
         return pa.concat_tables(tables)
 
     async def find(self, execution_id: str, partition: int) -> ArchivedExecution | None:

@@ -33,10 +33,12 @@ class ObjectStore:
         try:
             if scheme in REMOTE_SCHEMES:
                 self._store = from_url(url)
+                self._root: Path | None = None
             elif scheme in ("", "file"):
                 root = Path(url.removeprefix("file://")).expanduser().absolute()
                 root.mkdir(parents=True, exist_ok=True)
                 self._store = LocalStore(root)
+                self._root = root
             else:
                 raise ConfigError(f"archive URL {url!r}: use a directory, file://, "
                                   f"or one of {', '.join(s + '://' for s in REMOTE_SCHEMES)}")
@@ -78,6 +80,10 @@ class ObjectStore:
     async def list(self, prefix: str) -> list[str]:
         """Paths of the objects under ``prefix`` (a folder: ``"executions"``), sorted."""
         paths: list[str] = []
+        if self._root is not None and not (self._root / prefix).is_dir():
+            # no such folder yet; also spares obstore a failing listing (after one, the
+            # process was seen to abort at exit, obstore 0.12)
+            return []
         try:
             async for chunk in obstore.list(self._store, prefix=prefix):
                 paths.extend(meta["path"] for meta in chunk)
