@@ -42,7 +42,7 @@ class ArchiveQueue:
 
     async def lease(self, partition: int, owner: str, ttl_ms: int) -> bool:
         """Take or renew the partition's archiver lease; False while another holds it."""
-        return bool(await self._lease([self.keys.archiver_lease(partition)],
+        return bool(await self._lease([self.keys.archiver(partition)],
                                       [owner, str(ttl_ms)]))
 
     async def announce_retention(self, retentions: dict[str, int | None]) -> None:
@@ -89,13 +89,16 @@ class ArchiveQueue:
     async def _sweep(self, partition: int, retention_of: Callable[[str], int | None]) -> None:
         for status in sorted(TERMINAL_STATES):
             index = self.keys.index(partition, status)
-            cursor = 0
-            while True:
-                cursor, found = await self.redis.zscan(index, cursor, count=FILE_PAGE)
-                await self._file(partition, [member.decode() for member, _ in found],
+            start = 0
+            while True:  # by rank: executions archived meanwhile shift it, which only
+                # skips ones already filed (this sweep is a backstop, filing is idempotent)
+                found: list[bytes] = await self.redis.zrange(index, start,
+                                                             start + FILE_PAGE - 1)
+                await self._file(partition, [member.decode() for member in found],
                                  retention_of)
-                if cursor == 0:
+                if len(found) < FILE_PAGE:
                     break
+                start += FILE_PAGE
         if await self.redis.hget(self.keys.archiver(partition), "cursor") is None:  # type: ignore[misc]
             await self.redis.hset(self.keys.archiver(partition), "cursor", "0-0")  # type: ignore[misc]
 

@@ -2,8 +2,8 @@
 the trimming of what was.
 
 The stream is read from the archiver's cursor; a batch (entries of one day) is written
-to the archive, then the cursor moves past it, then entries up to the cursor are trimmed
-from Redis (``XTRIM MINID``). A crash before the cursor moves rewrites the same batch
+to the archive, then the cursor moves past it, then archived entries older than the retention
+are deleted from Redis. A crash before the cursor moves rewrites the same batch
 under the same name (its first and last entry ids), which the archive's conditional
 put turns into a no-op: nothing lost, nothing twice.
 """
@@ -16,6 +16,9 @@ from zart_es.store._connection import RedisClient
 from zart_es.store._keys import Keys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+
+TRIM_PAGE = 1000
+"""Archived entries deleted per pass (XDEL: the ACL user has no XTRIM)."""
 
 
 class AuditArchiveQueue:
@@ -38,8 +41,11 @@ class AuditArchiveQueue:
         older than ``keep_after_ms`` (the stream keeps recent ones for ``audit log``)."""
         await self.redis.hset(self.keys.audit_archive(),  # type: ignore[misc]
                               mapping={"cursor": last})
-        last_ms = int(last.split(b"-")[0])
-        await self.redis.xtrim(self.keys.audit(), minid=min(last_ms + 1, keep_after_ms))
+        old: list[Any] = await self.redis.xrange(self.keys.audit(), max=last,
+                                                 count=TRIM_PAGE)
+        drop = [entry_id for entry_id, _ in old if int(entry_id.split(b"-")[0]) < keep_after_ms]
+        if drop:
+            await self.redis.xdel(self.keys.audit(), *drop)
 
     async def live(self, after: bytes | None, block_ms: int | None) -> list[Entry]:
         """Entries after ``after`` still in Redis (blocking up to ``block_ms`` for new)."""

@@ -75,13 +75,10 @@ class Keys:
         return f"{self._tag(partition)}:archive:due"
 
     def archiver(self, partition: int) -> str:
-        """Hash of the partition's archiver: ``cursor`` (the last ``ended`` entry it read)
-        and ``plan`` (the batch it is moving, until its executions left Redis)."""
+        """Hash of the partition's archiver: ``cursor`` (the last ``ended`` entry it read),
+        ``plan`` (the batch it is moving, until its executions left Redis) and ``lease``
+        (``<owner> <expiry ms>``: who archives the partition now)."""
         return f"{self._tag(partition)}:archive"
-
-    def archiver_lease(self, partition: int) -> str:
-        """Who archives the partition now (a string with a TTL: the lease)."""
-        return f"{self._tag(partition)}:archive:lease"
 
     def retention(self) -> str:
         """Hash: workflow name -> the retention its code declares (ms, or ``none``),
