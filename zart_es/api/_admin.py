@@ -1,6 +1,6 @@
 """The operator routes of the HTTP API (``/admin/...``): repair ended executions and
 manage pause rules. Each route is one :class:`Client` call; errors use the codes of
-:mod:`zart_es.api._app` (``repair_refused`` 409, ``unknown_step`` 422, ...)."""
+:mod:`zart_es.api._problems` (``repair_refused`` 409, ``unknown_step`` 422, ...)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import msgspec
 from litestar import Request, delete, get, post
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from zart_es.api._problems import errors
 from zart_es.client import Client
 from zart_es.core import ConfigError
 from zart_es.ops import PauseRule, rule_name
@@ -70,7 +71,8 @@ def _client(request: Request[Any, Any, Any]) -> Client:
 
 
 @post("/admin/executions/{execution_id:str}/retry-step", status_code=HTTP_202_ACCEPTED,
-      summary="Run the failed step of a failed execution again")
+      summary="Run the failed step of a failed execution again",
+      **errors("not_found", "repair_refused", "unknown_step", body=True))
 async def retry_step(
     request: Request[Any, Any, Any], execution_id: str, data: RetryStepRequest | None = None
 ) -> Repaired:
@@ -83,7 +85,8 @@ async def retry_step(
 
 
 @post("/admin/executions/{execution_id:str}/rerun", status_code=HTTP_202_ACCEPTED,
-      summary="Re-run an ended execution from chosen steps")
+      summary="Re-run an ended execution from chosen steps",
+      **errors("not_found", "repair_refused", "unknown_step", body=True))
 async def rerun(request: Request[Any, Any, Any], execution_id: str, data: RerunRequest) -> Repaired:
     """Forgets the chosen steps and every durable call recorded after the first of them."""
     forgotten = await _client(request).rerun(execution_id, data.steps, reason=data.reason,
@@ -92,7 +95,8 @@ async def rerun(request: Request[Any, Any, Any], execution_id: str, data: RerunR
 
 
 @post("/admin/executions/{execution_id:str}/restart", status_code=HTTP_202_ACCEPTED,
-      summary="Run an ended execution again from scratch")
+      summary="Run an ended execution again from scratch",
+      **errors("not_found", "repair_refused", body=True))
 async def restart(
     request: Request[Any, Any, Any], execution_id: str, data: RestartRequest | None = None
 ) -> Repaired:
@@ -104,7 +108,8 @@ async def restart(
 
 
 @post("/admin/executions/{execution_id:str}/release", status_code=HTTP_202_ACCEPTED,
-      summary="Let a quarantined execution run again")
+      summary="Let a quarantined execution run again",
+      **errors("not_found", "repair_refused", body=True))
 async def release(
     request: Request[Any, Any, Any], execution_id: str, data: RestartRequest | None = None
 ) -> Repaired:
@@ -114,13 +119,14 @@ async def release(
     return Repaired(execution_id)
 
 
-@get("/admin/pauses", summary="Pause rules in force")
+@get("/admin/pauses", summary="Pause rules in force", **errors())
 async def list_pauses(request: Request[Any, Any, Any]) -> list[PauseRule]:
     """Each rule with who set it, when and why."""
     return await _client(request).pauses()
 
 
-@post("/admin/pauses", status_code=HTTP_200_OK, summary="Pause a workflow or a queue")
+@post("/admin/pauses", status_code=HTTP_200_OK, summary="Pause a workflow or a queue",
+      **errors(body=True))
 async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> PauseChange:
     """Executions stop at their next step boundary; ``changed`` is false if already paused."""
     added = await _client(request).pause(workflow=data.workflow, queue=data.queue,
@@ -129,7 +135,7 @@ async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> Paus
 
 
 @delete("/admin/pauses/{kind:str}/{name:path}", status_code=HTTP_200_OK,
-        summary="Lift a pause rule")
+        summary="Lift a pause rule", **errors("invalid_request"))
 async def remove_pause(
     request: Request[Any, Any, Any], kind: str, name: str, by: str = ""
 ) -> PauseChange:

@@ -4,10 +4,8 @@ Litestar because it speaks msgspec natively (request bodies decode straight into
 responses encode with msgspec) and builds the OpenAPI schema from the same types; see
 docs/architecture.md. No engine logic lives here: every route is one Client call.
 
-Errors are JSON ``{"code": ..., "message": ...}`` with a stable code: ``not_found``
-(404), ``execution_ended`` (409), ``invalid_request`` (422), ``payload_too_large`` (413),
-``unauthorized`` (401), ``redis_unavailable`` (503), ``repair_refused`` (409),
-``unknown_step`` (422), ``schedule_exists`` (409).
+Errors are RFC 9457 problem details with a stable ``code`` (:mod:`zart_es.api._problems`);
+each route declares in the OpenAPI document the error replies it can send.
 """
 
 from __future__ import annotations
@@ -19,21 +17,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.params import Parameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
     HTTP_202_ACCEPTED,
-    HTTP_401_UNAUTHORIZED,
-    HTTP_404_NOT_FOUND,
-    HTTP_409_CONFLICT,
-    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from redis.exceptions import RedisClusterException, RedisError
@@ -41,23 +35,13 @@ from redis.exceptions import RedisClusterException, RedisError
 from zart_es import __version__
 from zart_es.api import _admin as api_admin
 from zart_es.api import _schedules as api_schedules
+from zart_es.api._problems import errors, problem_plugin
 from zart_es.client import Client
 from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     STATES,
-    ConfigError,
     ExecutionEnded,
-    ExecutionNotFound,
-    InvalidExecutionId,
     PartitionMismatch,
-    PayloadError,
-    PayloadTooLarge,
-    RedisUnavailable,
-    RepairRefused,
-    ScheduleExists,
-    ScheduleNotFound,
-    UnknownStep,
-    ZartError,
 )
 from zart_es.ops import (
     ExecutionDetail,
@@ -106,19 +90,15 @@ class Health(msgspec.Struct, frozen=True):
     version: str
 
 
-class ErrorBody(msgspec.Struct, frozen=True):
-    """Every error reply."""
-
-    code: str
-    message: str
-
-
 def _client(request: Request[Any, Any, Any]) -> Client:
     client: Client = request.app.state.client
     return client
 
 
-@post("/executions", status_code=HTTP_201_CREATED, summary="Start an execution")
+@post("/executions", status_code=HTTP_201_CREATED, summary="Start an execution",
+      **errors(body=True, replies={HTTP_200_OK: ResponseSpec(
+          Started, generate_examples=False,
+          description="an execution with that id existed: nothing started")}))
 async def start_execution(request: Request[Any, Any, Any], data: StartRequest) -> Response[Started]:
     """Idempotent on ``id``: the same id again starts nothing and answers 200."""
     started = await _client(request).submit(data.name, data.input, execution_id=data.id)
@@ -126,7 +106,7 @@ async def start_execution(request: Request[Any, Any, Any], data: StartRequest) -
                     status_code=HTTP_201_CREATED if started.created else HTTP_200_OK)
 
 
-@get("/executions", summary="List executions, newest first")
+@get("/executions", summary="List executions, newest first", **errors("invalid_request"))
 async def list_executions(
     request: Request[Any, Any, Any],
     status: str | None = None,
@@ -140,13 +120,15 @@ async def list_executions(
     return await _client(request).list(status=status, name=name, limit=limit)
 
 
-@get("/executions/{execution_id:str}", summary="One execution's state")
+@get("/executions/{execution_id:str}", summary="One execution's state",
+     **errors("not_found", "invalid_request"))
 async def get_execution(request: Request[Any, Any, Any], execution_id: str) -> ExecutionDetail:
     """State, result or error, steps done, current step and pending timers."""
     return await _client(request).describe(execution_id)
 
 
-@get("/executions/{execution_id:str}/wait", summary="Long-poll until the execution ends")
+@get("/executions/{execution_id:str}/wait", summary="Long-poll until the execution ends",
+     **errors("not_found", "invalid_request"))
 async def wait_execution(
     request: Request[Any, Any, Any], execution_id: str,
     timeout: float = Parameter(default=30.0, ge=0, le=300),
@@ -158,14 +140,14 @@ async def wait_execution(
     return await client.describe(execution_id)
 
 
-@get("/stats", summary="Executions by state and by workflow")
+@get("/stats", summary="Executions by state and by workflow", **errors())
 async def stats(request: Request[Any, Any, Any]) -> Stats:
     """Counts kept by the append script: no scan of executions."""
     return await _client(request).stats()
 
 
 @get("/executions/{execution_id:str}/history", summary="The execution's event log",
-     media_type=MediaType.JSON)
+     media_type=MediaType.JSON, **errors("not_found", "invalid_request"))
 async def get_history(
     request: Request[Any, Any, Any], execution_id: str, format: str = "json"
 ) -> Response[Any]:
@@ -180,7 +162,8 @@ async def get_history(
 
 
 @post("/executions/{execution_id:str}/cancel", status_code=HTTP_202_ACCEPTED,
-      summary="Ask an execution to stop")
+      summary="Ask an execution to stop",
+      **errors("not_found", "execution_ended", "invalid_request"))
 async def cancel_execution(request: Request[Any, Any, Any], execution_id: str) -> Cancelled:
     """The workflow gets ``Cancelled`` at its next durable call. 409 if it already ended."""
     if not await _client(request).cancel(execution_id):
@@ -189,7 +172,7 @@ async def cancel_execution(request: Request[Any, Any, Any], execution_id: str) -
 
 
 @post("/executions/{execution_id:str}/signals/{name:str}", status_code=HTTP_202_ACCEPTED,
-      summary="Deliver a signal")
+      summary="Deliver a signal", **errors("not_found", "execution_ended", body=True))
 async def deliver_signal(
     request: Request[Any, Any, Any], execution_id: str, name: str, data: Any = None,
     signal_id: str | None = None,
@@ -199,7 +182,8 @@ async def deliver_signal(
 
 
 @post("/executions/{execution_id:str}/events/{name:str}", status_code=HTTP_202_ACCEPTED,
-      summary="Deliver a signal (the route's first name)", deprecated=True)
+      summary="Deliver a signal (the route's first name)", deprecated=True,
+      **errors("not_found", "execution_ended", body=True))
 async def deliver_event(
     request: Request[Any, Any, Any], execution_id: str, name: str, data: Any = None,
     event_id: str | None = None,
@@ -222,14 +206,18 @@ class Alive(msgspec.Struct, frozen=True):
     version: str
 
 
-@get("/livez", summary="Liveness: this process answers", opt={"public": True})
+@get("/livez", summary="Liveness: this process answers", opt={"public": True},
+     **errors(public=True))
 async def livez() -> Alive:
     """200 while the process serves requests, whatever Redis does: a liveness probe on it
     does not restart every pod when Redis blips (readiness uses ``/healthz``)."""
     return Alive("ok", __version__)
 
 
-@get("/healthz", summary="Readiness: Redis reachable", opt={"public": True})
+@get("/healthz", summary="Readiness: Redis reachable", opt={"public": True},
+     **errors(public=True, replies={HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
+         Health, generate_examples=False,
+         description="Redis unreachable, or the partition count is not the deployment's")}))
 async def healthz(request: Request[Any, Any, Any]) -> Response[Health]:
     """200 when Redis answers and this process's settings match the deployment's (its
     partition count), 503 otherwise ("unavailable" / "misconfigured")."""
@@ -244,72 +232,11 @@ async def healthz(request: Request[Any, Any, Any]) -> Response[Health]:
                     status_code=HTTP_200_OK if state == "ok" else HTTP_503_SERVICE_UNAVAILABLE)
 
 
-@get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT)
+@get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT, **errors())
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Executions by state and workflow, work-stream lag per partition, timers due."""
     body = await render_deployment_metrics(_client(request))
     return Response(body, media_type="text/plain; version=0.0.4")
-
-
-_STATUS_OF: list[tuple[type[BaseException], int, str]] = [
-    (ExecutionNotFound, HTTP_404_NOT_FOUND, "not_found"),
-    (ScheduleNotFound, HTTP_404_NOT_FOUND, "not_found"),
-    (ScheduleExists, HTTP_409_CONFLICT, "schedule_exists"),
-    (ExecutionEnded, HTTP_409_CONFLICT, "execution_ended"),
-    (RepairRefused, HTTP_409_CONFLICT, "repair_refused"),
-    (UnknownStep, HTTP_422_UNPROCESSABLE_ENTITY, "unknown_step"),
-    (PayloadTooLarge, HTTP_413_REQUEST_ENTITY_TOO_LARGE, "payload_too_large"),
-    (InvalidExecutionId, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
-    (PayloadError, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
-    (PartitionMismatch, HTTP_503_SERVICE_UNAVAILABLE, "misconfigured"),
-    (ConfigError, HTTP_422_UNPROCESSABLE_ENTITY, "invalid_request"),
-    (RedisUnavailable, HTTP_503_SERVICE_UNAVAILABLE, "redis_unavailable"),
-]
-
-
-def _error(_request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    if isinstance(exc, ExecutionEnded):
-        message = f"execution {exc.execution_id!r} has already ended"
-    else:
-        message = str(exc)
-    for kind, status, code in _STATUS_OF:
-        if isinstance(exc, kind):
-            return Response(ErrorBody(code, message), status_code=status)
-    if isinstance(exc, ValidationException):
-        return Response(ErrorBody("invalid_request", _validation_message(exc)),
-                        status_code=HTTP_422_UNPROCESSABLE_ENTITY)
-    if isinstance(exc, NotAuthorizedException):
-        return Response(ErrorBody("unauthorized", "missing or wrong bearer token"),
-                        status_code=HTTP_401_UNAUTHORIZED,
-                        headers={"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed",
-                413: "payload_too_large"}.get(exc.status_code, "http_error")
-        return Response(ErrorBody(code, exc.detail), status_code=exc.status_code)
-    if isinstance(exc, RedisError | OSError | RedisClusterException):
-        return Response(ErrorBody("redis_unavailable", f"Redis error: {exc}"),
-                        status_code=HTTP_503_SERVICE_UNAVAILABLE)
-    return Response(ErrorBody("error", str(exc)), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
-
-
-def _validation_message(exc: ValidationException) -> str:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    details = "; ".join(_detail(item) for item in extra)
-    return f"{exc.detail}: {details}" if details else str(exc.detail)
-
-
-def _detail(item: object) -> str:
-    """One validation problem, naming the field when Litestar says which."""
-    if not isinstance(item, dict):
-        return str(item)
-    message = str(item.get("message", item))
-    key = item.get("key")
-    return f"{key}: {message}" if key and str(key) not in message else message
-
-
-def _too_deep(_request: Request[Any, Any, Any], _exc: RecursionError) -> Response[ErrorBody]:
-    return Response(ErrorBody("invalid_request", "the JSON body is nested too deeply"),
-                    status_code=HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 def _bearer_guard(token: str) -> Any:
@@ -351,15 +278,38 @@ def create_app(
                 await app.state.client.close()
 
     return Litestar(
-        route_handlers=[start_execution, list_executions, get_execution, get_history,
-                        cancel_execution, deliver_signal, deliver_event, livez, healthz, metrics,
-                        wait_execution, stats, *api_admin.ROUTES, *api_schedules.ROUTES],
+        route_handlers=[
+            Router("/", tags=["executions"], security=BEARER, route_handlers=[
+                start_execution, list_executions, get_execution, get_history, wait_execution,
+                cancel_execution, deliver_signal, deliver_event]),
+            Router("/", tags=["admin"], security=BEARER, route_handlers=api_admin.ROUTES),
+            Router("/", tags=["schedules"], security=BEARER,
+                   route_handlers=api_schedules.ROUTES),
+            Router("/", tags=["monitoring"], security=BEARER, route_handlers=[stats, metrics]),
+            Router("/", tags=["probes"], route_handlers=[livez, healthz]),
+        ],
         lifespan=[lifespan],
         guards=[_bearer_guard(token)] if token else [],
-        exception_handlers={ZartError: _error, HTTPException: _error, RedisError: _error,
-                            OSError: _error, RedisClusterException: _error,
-                            RecursionError: _too_deep},
-        openapi_config=OpenAPIConfig(title="zart-es", version=__version__),
+        plugins=[problem_plugin()],
+        openapi_config=OPENAPI,
         request_max_body_size=max_input_bytes + 64 * 1024,
         debug=False,
     )
+
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+"""The routes' security requirement (in force when the API runs with a token)."""
+
+OPENAPI = OpenAPIConfig(
+    title="zart-es", version=__version__,
+    description="Durable executions over HTTP. Errors are RFC 9457 problem details "
+                "(application/problem+json) with a stable `code` member.",
+    components=Components(security_schemes={"bearer": SecurityScheme(
+        type="http", scheme="bearer",
+        description="`--token` / `$ZART_API_TOKEN` of `zart-es api`; without one, no auth")}),
+    tags=[Tag(name="executions", description="start, read, steer executions"),
+          Tag(name="admin", description="repairs and pause rules (docs/operations.md)"),
+          Tag(name="schedules", description="recurring schedules (docs/schedules.md)"),
+          Tag(name="monitoring", description="counts and Prometheus metrics"),
+          Tag(name="probes", description="liveness and readiness; no token needed")],
+)

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, delete, get, post
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from zart_es.api._problems import errors
 from zart_es.client import Client
 from zart_es.core import DEFAULT_ID_TEMPLATE, ScheduleNotFound, ScheduleState, schedule_to_dict
 from zart_es.ops import Schedules
@@ -59,14 +60,15 @@ async def _view(schedules: Schedules, name: str, upcoming: int = 3) -> ScheduleV
                         next=[t.isoformat() for t in nexts])
 
 
-@get("/schedules", summary="Recurring schedules")
+@get("/schedules", summary="Recurring schedules", **errors())
 async def list_schedules(request: Request[Any, Any, Any]) -> list[ScheduleView]:
     """Every schedule with its progress (last occurrence, started, skipped)."""
     schedules = _schedules(request)
     return [await _view(schedules, s.name, 1) for s in await schedules.list()]
 
 
-@post("/schedules", status_code=HTTP_201_CREATED, summary="Define a recurring schedule")
+@post("/schedules", status_code=HTTP_201_CREATED, summary="Define a recurring schedule",
+      **errors("schedule_exists", body=True))
 async def add_schedule(request: Request[Any, Any, Any], data: ScheduleRequest) -> ScheduleView:
     """409 ``schedule_exists`` for a taken name unless ``replace`` is true."""
     schedules = _schedules(request)
@@ -76,13 +78,14 @@ async def add_schedule(request: Request[Any, Any, Any], data: ScheduleRequest) -
     return await _view(schedules, data.name)
 
 
-@get("/schedules/{name:str}", summary="One schedule")
+@get("/schedules/{name:str}", summary="One schedule", **errors("not_found"))
 async def get_schedule(request: Request[Any, Any, Any], name: str) -> ScheduleView:
     """The schedule, its progress and its next five occurrences."""
     return await _view(_schedules(request), name, 5)
 
 
-@delete("/schedules/{name:str}", status_code=HTTP_200_OK, summary="Delete a schedule")
+@delete("/schedules/{name:str}", status_code=HTTP_200_OK, summary="Delete a schedule",
+        **errors("not_found", "invalid_request"))
 async def remove_schedule(
     request: Request[Any, Any, Any], name: str, by: str = ""
 ) -> dict[str, Any]:
@@ -93,7 +96,8 @@ async def remove_schedule(
     return {"name": name, "removed": True}
 
 
-@post("/schedules/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a schedule")
+@post("/schedules/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a schedule",
+      **errors("not_found", "invalid_request"))
 async def pause_schedule(
     request: Request[Any, Any, Any], name: str, by: str = ""
 ) -> ScheduleView:
@@ -103,7 +107,8 @@ async def pause_schedule(
     return await _view(schedules, name)
 
 
-@post("/schedules/{name:str}/resume", status_code=HTTP_200_OK, summary="Resume a schedule")
+@post("/schedules/{name:str}/resume", status_code=HTTP_200_OK, summary="Resume a schedule",
+      **errors("not_found", "invalid_request"))
 async def resume_schedule(
     request: Request[Any, Any, Any], name: str, by: str = ""
 ) -> ScheduleView:
