@@ -27,3 +27,4 @@ def test_demo_runs_and_every_check_holds(tmp_path: Path) -> None:
     assert "at most 2 in flight at once" in out
     assert "retry_step('charge') after the outage" in out
     assert "schedule every 1s: started 2 executions" in out
+    assert "hash chain intact" in out  # part 4: archived, read back, verified

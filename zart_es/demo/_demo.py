@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zart_es.client import Client
+from zart_es.demo._archive_demo import archive_part
 from zart_es.ops import Schedules
 from zart_es.store import RedisServer
 
@@ -83,6 +84,8 @@ async def run_demo(data_dir: str, items: int = 30, partitions: int | None = None
             ok = await _crash_and_resume(run, items)
             ok = await _other_examples(client, screen, stamp) and ok
             ok = await _operations(run) and ok
+            if server is not None:  # the demo's own Redis: its executions are its to archive
+                ok = await archive_part(client, screen.say, base, stamp) and ok
     finally:
         for worker in workers:
             if worker.poll() is None:
