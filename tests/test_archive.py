@@ -142,3 +142,41 @@ async def test_a_worker_archives_when_given_an_archive(redis_url: str, registry:
         assert await client.result(shipped, timeout=1) == 6
         assert (await client.status(kept)).status == "completed"
         assert await client.redis.exists(client.keys.meta(kept))
+
+
+@pytest.mark.processes
+async def test_the_cli_reads_archived_executions(env: tuple[Client, Registry],
+                                                 tmp_path: Path) -> None:
+    import json
+
+    from .helpers import zart
+
+    client, registry = env
+    _register(registry)
+    root = tmp_path / "archive"
+    shipped = await client.start("ship", {"n": 5})
+    failed = await client.start("doomed")
+    await client.result(shipped, timeout=10)
+    await client.wait(failed, timeout=10)
+    await _archive_all(client.url, root, registry)
+
+    def cli(*args: str) -> str:
+        done = zart(client.url, "--json", "--archive-url", str(root), *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert json.loads(cli("status", shipped))["status"] == "completed"
+    assert json.loads(cli("result", shipped)) == 15
+    history = [json.loads(line) for line in cli("history", shipped, "--format", "jsonl")
+               .splitlines()]
+    assert len(history) == 5
+    verify = zart(client.url, "--archive-url", str(root), "history", shipped, "--verify")
+    assert verify.returncode == 0, verify.stderr
+    listed = json.loads(cli("list", "--archived", "--status", "failed"))
+    assert [row["execution_id"] for row in listed] == [failed]
+    refused = zart(client.url, "--archive-url", str(root), "retry-step", failed)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"zart-es: error: cannot repair execution '{failed}': "
+                                     "it was archived")
+    gone = zart(client.url, "status", shipped)  # no archive: not found, one line
+    assert gone.stderr.strip() == f"zart-es: error: no execution '{shipped}'"

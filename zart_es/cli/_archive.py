@@ -20,10 +20,8 @@ from zart_es.core import ConfigError
 
 
 def archive_options(p: argparse.ArgumentParser) -> None:
-    """``--archive-url`` and ``--retention`` (the worker's and the archiver's)."""
-    p.add_argument("--archive-url", default=None,
-                   help="archive of ended executions: a directory or s3://bucket/prefix "
-                        "(default: $ZART_ARCHIVE_URL; none: nothing leaves Redis)")
+    """``--retention`` (the worker's and the archiver's; ``--archive-url`` is a connection
+    option of every command: without one, nothing leaves Redis)."""
     p.add_argument("--retention", default=None,
                    help="how long ended executions stay in Redis before they are archived "
                         "(default: $ZART_RETENTION or 7d; 'none': for ever)")
@@ -40,25 +38,16 @@ def add_commands(add: AddCommand, nested: argparse.ArgumentParser) -> dict[str, 
     archiver_.add_argument("--lease-timeout", type=float, default=30.0,
                            help="seconds before a killed archiver's partitions are taken over")
     audit_ = add("audit", "the archive: SQL over it, the operator audit log")
-    archive_url(audit_)
     which = audit_.add_subparsers(dest="audit_command", required=True)
     query_ = which.add_parser("query", parents=[nested],
                               help="run SQL (DuckDB) over the views events, executions, audit")
     query_.add_argument("sql")
     query_.add_argument("--since", default="", help="first day read (YYYY-MM-DD)")
     query_.add_argument("--until", default="", help="last day read (YYYY-MM-DD)")
-    archive_url(query_, argparse.SUPPRESS)
     log_ = which.add_parser("log", parents=[nested],
                             help="the operator audit log: archived, then live")
     log_.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
-    archive_url(log_, argparse.SUPPRESS)
     return {"archiver": archiver, "audit": audit}
-
-
-def archive_url(p: argparse.ArgumentParser, default: Any = None) -> None:
-    """``--archive-url`` alone (the audit commands read the archive, never write it)."""
-    p.add_argument("--archive-url", default=default,
-                   help="the archive (default: $ZART_ARCHIVE_URL)")
 
 
 def _url(args: argparse.Namespace) -> str:

@@ -46,7 +46,8 @@ async def result(args: argparse.Namespace) -> int:
 async def listing(args: argparse.Namespace) -> int:
     """``zart-es list [--status S] [--name N] [--limit K]``."""
     async with client_for(args) as client:
-        rows = await client.list(status=args.status, name=args.name, limit=args.limit)
+        rows = await client.list(status=args.status, name=args.name, limit=args.limit,
+                                 archived=args.archived)
     show(args, rows, ("id", "workflow", "status", "created (UTC)", "events"),
           ((row.execution_id, row.workflow, row.status, when(row.created_ms), str(row.version))
            for row in rows))

@@ -32,7 +32,8 @@ class AddCommand(Protocol):
 
 def client_for(args: argparse.Namespace) -> Client:
     """A client of the deployment the command's ``--redis-url``/``--partitions`` name."""
-    return Client(args.redis_url, partitions=args.partitions)
+    return Client(args.redis_url, partitions=args.partitions,
+                  archive_url=getattr(args, "archive_url", None))
 
 
 def json_arg(text: str, option: str) -> Any:

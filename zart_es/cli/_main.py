@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Redis URL (default: $ZART_REDIS_URL or redis://localhost:6379/0)")
         p.add_argument("--partitions", dest=f"{prefix}partitions", type=int, default=default,
                        help="partition count of the deployment (default: $ZART_PARTITIONS or 16)")
+        p.add_argument("--archive-url", dest=f"{prefix}archive_url", default=default,
+                       help="the archive of ended executions: a directory or s3://bucket/"
+                            "prefix (default: $ZART_ARCHIVE_URL)")
         p.add_argument("--json", dest=f"{prefix}json", action="store_true",
                        default=default if default is not None else False,
                        help="plain JSON output")
@@ -115,6 +118,7 @@ def _client_commands(add: AddCommand) -> None:
     listing.add_argument("--status", default=None)
     listing.add_argument("--name", default=None, help="workflow name")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--archived", action="store_true", help="include archived ones")
 
     history = add("history", "the event log of an execution")
     history.add_argument("id")
@@ -176,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args.redis_url = args.sub_redis_url or args.redis_url
     args.partitions = args.partitions if args.sub_partitions is None else args.sub_partitions
     args.json = args.sub_json or args.json
+    args.archive_url = args.sub_archive_url or args.archive_url
     from zart_es.cli import _client_cmds as cli_client
     from zart_es.cli import _serve as cli_serve
 
