@@ -180,3 +180,49 @@ async def test_the_cli_reads_archived_executions(env: tuple[Client, Registry],
                                      "it was archived")
     gone = zart(client.url, "status", shipped)  # no archive: not found, one line
     assert gone.stderr.strip() == f"zart-es: error: no execution '{shipped}'"
+
+
+@pytest.mark.processes
+async def test_the_http_api_reads_archived_executions(env: tuple[Client, Registry],
+                                                      tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import socket
+    import sys
+
+    import httpx
+
+    from .helpers import ROOT
+
+    client, registry = env
+    _register(registry)
+    root = tmp_path / "archive"
+    shipped = await client.start("ship", {"n": 1})
+    await client.result(shipped, timeout=10)
+    await _archive_all(client.url, root, registry)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "zart_es", "api", "--redis-url", client.url, "--port", str(port),
+        cwd=ROOT, env={**os.environ, "ZART_ARCHIVE_URL": str(root)},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(200):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            detail = (await http.get(f"/executions/{shipped}")).json()
+            assert detail["status"] == "completed"
+            assert detail["result"] == 3
+            history = (await http.get(f"/executions/{shipped}/history")).json()
+            assert [e["type"] for e in history["items"]] == [
+                "ExecutionStarted", "StepCompleted", "StepCompleted", "StepCompleted",
+                "ExecutionCompleted"]
+    finally:
+        proc.terminate()
+        await proc.wait()
