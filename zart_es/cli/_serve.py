@@ -109,6 +109,9 @@ async def dev(args: argparse.Namespace) -> int:
         server = await asyncio.to_thread(RedisServer(os.path.join(args.data_dir, "redis"),
                                                      appendfsync="everysec").start)
         url = server.url
+        # the embedded default archive, beside the embedded Redis (worker and API read it)
+        os.environ["ZART_ARCHIVE_URL"] = (args.archive_url or os.environ.get("ZART_ARCHIVE_URL")
+                                          or os.path.join(args.data_dir, "archive"))
     try:
         engine = _worker_from(args, url)
         http = _uvicorn(create_app(url, token=args.token, partitions=args.partitions,
