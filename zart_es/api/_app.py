@@ -14,15 +14,25 @@ import hmac
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Schema,
+    SecurityScheme,
+    Tag,
+)
 from litestar.params import Parameter
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -35,17 +45,17 @@ from redis.exceptions import RedisClusterException, RedisError
 from zart_es import __version__
 from zart_es.api import _admin as api_admin
 from zart_es.api import _schedules as api_schedules
-from zart_es.api._problems import errors, problem_plugin
+from zart_es.api._problems import ProblemOperation, errors, problem_plugin
 from zart_es.client import Client
 from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
-    STATES,
     ExecutionEnded,
     PartitionMismatch,
+    Status,
 )
 from zart_es.ops import (
     ExecutionDetail,
-    ExecutionSummary,
+    ExecutionPage,
     Stats,
     event_record,
     render_deployment_metrics,
@@ -106,18 +116,31 @@ async def start_execution(request: Request[Any, Any, Any], data: StartRequest) -
                     status_code=HTTP_201_CREATED if started.created else HTTP_200_OK)
 
 
-@get("/executions", summary="List executions, newest first", **errors("invalid_request"))
+Cursor = Annotated[str | None, Parameter(
+    description="the `next` of the previous page (opaque); none: the first page")]
+
+
+@get("/executions", summary="List executions, newest first, a page at a time",
+     **errors("invalid_request"))
 async def list_executions(
     request: Request[Any, Any, Any],
-    status: str | None = None,
+    *,
+    status: Status | None = None,
     name: str | None = None,
-    limit: int = Parameter(default=100, ge=1, le=1000),
-) -> list[ExecutionSummary]:
-    """Filter by ``status`` (one of pending, running, sleeping, completed, failed,
-    cancelled, timed_out) and workflow ``name``."""
-    if status is not None and status not in STATES:
-        raise ValidationException(f"unknown status {status!r}; use one of {', '.join(STATES)}")
-    return await _client(request).list(status=status, name=name, limit=limit)
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    cursor: Cursor = None,
+    started_after: Annotated[datetime | None, Parameter(
+        description="only executions started at or after this instant")] = None,
+    started_before: Annotated[datetime | None, Parameter(
+        description="only executions started before this instant")] = None,
+) -> ExecutionPage:
+    """Filter by ``status``, workflow ``name`` and start time (ISO 8601 with an offset).
+    ``next`` is the cursor of the following page, null on the last; pass it as ``cursor``
+    with the same filters. Executions started meanwhile are newer: they never shift a
+    page."""
+    return await _client(request).list_page(
+        status=status, name=name, limit=limit, cursor=cursor, started_after=started_after,
+        started_before=started_before)
 
 
 @get("/executions/{execution_id:str}", summary="One execution's state",
@@ -146,19 +169,47 @@ async def stats(request: Request[Any, Any, Any]) -> Stats:
     return await _client(request).stats()
 
 
+class EventPage(msgspec.Struct, frozen=True):
+    """Reply of ``GET /executions/{id}/history``: events oldest first (each with ``type``,
+    ``seq``, ``at_ms``, ``prev_hash`` and its fields); ``next``: the following page."""
+
+    items: list[dict[str, Any]]
+    next: str | None
+
+
+@dataclass
+class _HistoryOperation(ProblemOperation):
+    """The history route's 200 is a JSON page, or JSON lines with ``?format=jsonl``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["application/x-ndjson"] = OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.STRING, description="the whole log, one event per line"))
+
+
 @get("/executions/{execution_id:str}/history", summary="The execution's event log",
-     media_type=MediaType.JSON, **errors("not_found", "invalid_request"))
+     media_type=MediaType.JSON, **errors(
+         "not_found", "invalid_request", operation=_HistoryOperation, replies={
+             HTTP_200_OK: ResponseSpec(EventPage, generate_examples=False,
+                                       description="a page of events, or the whole log as "
+                                                   "JSON lines (format=jsonl)")}))
 async def get_history(
-    request: Request[Any, Any, Any], execution_id: str, format: str = "json"
+    request: Request[Any, Any, Any], execution_id: str,
+    format: Literal["json", "jsonl"] = "json",
+    cursor: Cursor = None,
+    limit: Annotated[int, Parameter(ge=1, le=10_000)] = 1000,
 ) -> Response[Any]:
-    """The events as a JSON array, or ``?format=jsonl`` (one event per line) to export."""
-    if format not in ("json", "jsonl"):
-        raise ValidationException("format must be json or jsonl")
-    events = [event_record(e) async for e in _client(request).history(execution_id)]
+    """A page of events (``next``: the cursor of the following one, null on the last), or
+    ``?format=jsonl``: the whole log, one event per line, to export."""
+    client = _client(request)
     if format == "jsonl":
-        body = b"".join(msgspec.json.encode(e) + b"\n" for e in events)
+        body = b"".join([msgspec.json.encode(event_record(e)) + b"\n"
+                         async for e in client.history(execution_id)])
         return Response(body, media_type="application/x-ndjson")
-    return Response(events)
+    page = await client.history_page(execution_id, cursor=cursor, limit=limit)
+    return Response(EventPage([event_record(e) for e in page.items], page.next))
 
 
 @post("/executions/{execution_id:str}/cancel", status_code=HTTP_202_ACCEPTED,

@@ -73,10 +73,17 @@ class Archive:
         return await self.objects.put_new(
             executions, to_parquet(executions_table(records, batch, errors, archived_ms)))
 
-    async def write_audit(self, day: str, batch: str, entries: Sequence[Entry]) -> bool:
-        """Store operator audit entries (all of ``day``) as batch ``batch``, once."""
-        return await self.objects.put_new(object_path("audit", day, None, batch),
-                                          to_parquet(audit_table(entries, batch)))
+    async def write_audit(self, day: str, batch: str, entries: Sequence[Entry]) -> bytes:
+        """Store operator audit entries (all of ``day``) as batch ``batch``, once; returns
+        the id of the last entry the stored batch holds: these entries' last, or, when an
+        earlier attempt stored that batch already (a crash before the cursor moved), the
+        last of what that attempt stored, where the next batch must begin."""
+        path = object_path("audit", day, None, batch)
+        if await self.objects.put_new(path, to_parquet(audit_table(entries, batch))):
+            return entries[-1][0]
+        stored = from_parquet(await self.objects.get(path), path, columns=["entry_id"])
+        last: str = max(stored["entry_id"].to_pylist(), key=_entry_order)
+        return last.encode()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -142,6 +149,11 @@ class Archive:
 
     async def _read(self, path: str) -> pa.Table:
         return from_parquet(await self.objects.get(path), path)
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _day_in(path: str) -> str:

@@ -129,10 +129,11 @@ class Archiver:
             return False
         day = day_of(int(entries[0][0].split(b"-")[0]))
         batch = [e for e in entries if day_of(int(e[0].split(b"-")[0])) == day]
-        name = f"{batch[0][0].decode()}_{batch[-1][0].decode()}"
-        await self.archive.write_audit(day, name, batch)
+        # named by its first entry: a retry after a crash (before the cursor moved) finds
+        # the batch stored and continues after what it holds
+        last = await self.archive.write_audit(day, batch[0][0].decode(), batch)
         now = await redis_now_ms(self.deployment.redis)
-        await self.audit.archived(batch[-1][0], now - self.retention_ms)
+        await self.audit.archived(last, now - self.retention_ms)
         return len(entries) >= self._batch
 
     async def archive_partition(self, partition: int) -> bool:

@@ -6,7 +6,19 @@ audit stream.
 from zart_es.ops._control import Started, cancel_execution, submit_execution
 from zart_es.ops._folds import FoldCache
 from zart_es.ops._insight import ExecutionDetail, ExecutionStatus, describe, event_record
-from zart_es.ops._listing import ExecutionSummary, Stats, count_executions, list_executions
+from zart_es.ops._listing import (
+    ExecutionPage,
+    ExecutionSummary,
+    HistoryPage,
+    Stats,
+    count_executions,
+    decode_cursor,
+    encode_cursor,
+    list_executions,
+    ms_of,
+    page_executions,
+    page_history,
+)
 from zart_es.ops._metrics import render_deployment_metrics
 from zart_es.ops._pauses import (
     PauseRule,
@@ -30,9 +42,11 @@ from zart_es.ops._timeline import Mark, Row, Span, Timeline, build_timeline
 __all__ = [
     "RACE_ROUNDS",
     "ExecutionDetail",
+    "ExecutionPage",
     "ExecutionStatus",
     "ExecutionSummary",
     "FoldCache",
+    "HistoryPage",
     "Mark",
     "PauseRule",
     "Row",
@@ -45,13 +59,18 @@ __all__ = [
     "build_timeline",
     "cancel_execution",
     "count_executions",
+    "decode_cursor",
     "decode_schedule",
     "decode_state",
     "describe",
+    "encode_cursor",
     "encode_record",
     "event_record",
     "list_executions",
     "list_rules",
+    "ms_of",
+    "page_executions",
+    "page_history",
     "quarantine_if_crashed_too_often",
     "release",
     "remove_rule",
