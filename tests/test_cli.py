@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shlex
 import subprocess
 import sys
 import time
@@ -222,3 +223,45 @@ def test_operator_commands_repair_pause_and_schedule(redis_url: str, tmp_path: P
 def test_version_is_the_package_version(redis_url: str) -> None:
     shown = zart(redis_url, "--version")
     assert (shown.returncode, shown.stdout.strip()) == (0, f"zart-es {zart_es.__version__}")
+
+
+def test_list_and_history_page_with_cursors(redis_url: str) -> None:
+    ids = [f"cli-page-{i}" for i in range(5)]
+    for eid in ids:  # no worker: they stay pending
+        assert zart(redis_url, "start", "cli-paged", "--id", eid).returncode == 0
+    first = zart(redis_url, "list", "--name", "cli-paged", "--limit", "2", "--json")
+    assert len(json.loads(first.stdout)) == 2
+    hint = first.stderr.strip()
+    assert hint.startswith("more: zart-es "), first.stderr
+    assert "--cursor" in hint
+    listed = json.loads(first.stdout)
+    while hint:  # run the printed command, as a user would
+        page = subprocess.run(
+            [sys.executable, "-m", "zart_es", *shlex.split(hint.removeprefix("more: zart-es "))],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+        assert page.returncode == 0, page.stderr
+        listed += json.loads(page.stdout)
+        hint = page.stderr.strip()
+    assert sorted(r["execution_id"] for r in listed) == sorted(ids)
+    assert len({r["execution_id"] for r in listed}) == len(ids)
+    everything = json.loads(zart(redis_url, "list", "--name", "cli-paged", "--limit", "2",
+                                 "--all", "--json").stdout)
+    assert [r["execution_id"] for r in everything] == [r["execution_id"] for r in listed]
+    recent = json.loads(zart(redis_url, "list", "--name", "cli-paged", "--since", "10m",
+                             "--json").stdout)
+    assert len(recent) == len(ids)
+    assert json.loads(zart(redis_url, "list", "--name", "cli-paged", "--until", "1970-01-02",
+                           "--json").stdout) == []
+    bad = zart(redis_url, "list", "--since", "yesterday-ish")
+    assert bad.returncode == 1
+    assert "--since must be ISO 8601" in bad.stderr
+    zart(redis_url, "cancel", ids[0])
+    whole = zart(redis_url, "history", ids[0], "--format", "jsonl").stdout.splitlines()
+    assert len(whole) >= 2
+    one = zart(redis_url, "history", ids[0], "--format", "jsonl", "--limit", "1")
+    assert one.stdout.splitlines() == whole[:1]
+    cursor = one.stderr.strip().rpartition("--cursor ")[2]
+    rest = zart(redis_url, "history", ids[0], "--format", "jsonl", "--limit", "100",
+                "--cursor", cursor)
+    assert rest.stdout.splitlines() == whole[1:]
+    assert rest.stderr == ""

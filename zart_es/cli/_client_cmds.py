@@ -5,12 +5,14 @@ or when piped."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 from zart_es.cli._common import client_for, json_arg, print_json, show, when
-from zart_es.core import ZartError, export_event
+from zart_es.core import AnyEvent, ConfigError, ZartError, export_event, to_ms
 from zart_es.ops import event_record
 
 
@@ -44,18 +46,66 @@ async def result(args: argparse.Namespace) -> int:
 
 
 async def listing(args: argparse.Namespace) -> int:
-    """``zart-es list [--status S] [--name N] [--limit K]``."""
+    """``zart-es list [--status S] [--name N] [--limit K] [--since W] [--until W]
+    [--cursor C | --all]``: one page, and on stderr how to get the next one."""
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
     async with client_for(args) as client:
-        rows = await client.list(status=args.status, name=args.name, limit=args.limit,
-                                 archived=args.archived)
+        if args.archived:
+            if args.cursor or since or until:
+                raise ConfigError("--archived lists without --cursor, --since or --until")
+            rows, cursor = await client.list(status=args.status, name=args.name,
+                                             limit=args.limit, archived=True), None
+        else:
+            rows, cursor = [], args.cursor
+            while True:
+                page = await client.list_page(status=args.status, name=args.name,
+                                              limit=args.limit, cursor=cursor,
+                                              started_after=since, started_before=until)
+                rows, cursor = rows + page.items, page.next
+                if not (args.all and cursor):
+                    break
     show(args, rows, ("id", "workflow", "status", "created (UTC)", "events"),
           ((row.execution_id, row.workflow, row.status, when(row.created_ms), str(row.version))
            for row in rows))
+    _next_page_hint(args, cursor)
     return 0
 
 
+def _when(text: str | None, option: str) -> datetime | None:
+    """``--since``/``--until``: ISO 8601 (UTC without an offset) or a duration ago."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(milliseconds=to_ms(text))
+        except ConfigError:
+            raise ConfigError(f"{option} must be ISO 8601 (2026-01-31T12:00:00+01:00) or a "
+                              f"duration ago (30m, 2h, 7d), got {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _next_page_hint(args: argparse.Namespace, cursor: str | None) -> None:
+    """Say, on stderr (stdout stays the page), how to read the next page: the same command
+    with this ``--cursor``."""
+    if cursor is None:
+        return
+    argv: list[str] = []
+    skip = False
+    for arg in args.argv:
+        if not skip and not arg.startswith("--cursor="):
+            skip = arg == "--cursor"
+            argv += [] if skip else [arg]
+        else:
+            skip = False
+    print(f"more: zart-es {' '.join(shlex.quote(a) for a in argv)} --cursor {cursor}",
+          file=sys.stderr)
+
+
 async def history(args: argparse.Namespace) -> int:
-    """``zart-es history ID [--format table|json|jsonl] [--verify] [--timeline]``."""
+    """``zart-es history ID [--format table|json|jsonl|export] [--limit N [--cursor C]]
+    [--verify] [--timeline]``; read a page at a time."""
     if args.timeline:
         from zart_es.cli._timeline import timeline
         return await timeline(args)
@@ -68,11 +118,20 @@ async def history(args: argparse.Namespace) -> int:
             count = len([e async for e in client.history(args.id)])
             print(f"log of {args.id!r} verified: {count} events, sequence and hash chain intact")
             return 0
-        if args.format == "export":
-            for stored in [e async for e in client.history(args.id)]:
-                sys.stdout.buffer.write(export_event(stored) + b"\n")
-            return 0
-        events = [event_record(e) async for e in client.history(args.id)]
+        stored: list[AnyEvent] = []
+        cursor = args.cursor
+        while True:
+            page = await client.history_page(args.id, cursor=cursor, limit=args.limit or 1000)
+            stored, cursor = stored + page.items, page.next
+            if args.limit or cursor is None:
+                break
+    if args.format == "export":
+        for raw in stored:
+            sys.stdout.buffer.write(export_event(raw) + b"\n")
+        sys.stdout.flush()
+        _next_page_hint(args, cursor)
+        return 0
+    events = [event_record(e) for e in stored]
     if args.format == "json" or (args.format == "table" and args.json):
         print_json(events)
     elif args.format == "jsonl" or not sys.stdout.isatty():
@@ -84,6 +143,7 @@ async def history(args: argparse.Namespace) -> int:
               ((str(e["seq"]), when(e["at_ms"]), e["type"], msgspec.json.encode(
                   {k: v for k, v in e.items() if k not in envelope}, enc_hook=str).decode())
                for e in events))
+    _next_page_hint(args, cursor)
     return 0
 
 

@@ -114,10 +114,18 @@ def _client_commands(add: AddCommand) -> None:
     result.add_argument("--wait", action="store_true", help="wait until it ends")
     result.add_argument("--timeout", type=float, default=None)
 
-    listing = add("list", "executions, newest first")
+    listing = add("list", "executions, newest first, a page at a time")
     listing.add_argument("--status", default=None)
     listing.add_argument("--name", default=None, help="workflow name")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    listing.add_argument("--cursor", default=None,
+                         help="the page after this cursor (printed under the previous page)")
+    listing.add_argument("--since", default=None, metavar="WHEN",
+                         help="started at or after: ISO 8601 (UTC unless it has an offset) "
+                         "or a duration ago (30m, 2h, 7d)")
+    listing.add_argument("--until", default=None, metavar="WHEN",
+                         help="started before: ISO 8601 or a duration ago")
+    listing.add_argument("--all", action="store_true", help="follow the cursors to the end")
     listing.add_argument("--archived", action="store_true", help="include archived ones")
 
     history = add("history", "the event log of an execution")
@@ -127,6 +135,10 @@ def _client_commands(add: AddCommand) -> None:
                          "'zart-es replay --file' (payloads stay as recorded)")
     history.add_argument("--verify", action="store_true",
                          help="check sequence numbers and the hash chain; exit 1 if broken")
+    history.add_argument("--limit", type=int, default=None,
+                         help="print one page of this many events (default: the whole log)")
+    history.add_argument("--cursor", default=None,
+                         help="the page after this cursor (printed under the previous page)")
     history.add_argument("--timeline", action="store_true",
                          help="draw the steps, retries, sleeps, waits and children to scale")
 
@@ -177,6 +189,7 @@ def _api_options(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``zart-es`` console script."""
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv  # to print the next page's command
     args.redis_url = args.sub_redis_url or args.redis_url
     args.partitions = args.partitions if args.sub_partitions is None else args.sub_partitions
     args.json = args.sub_json or args.json

@@ -13,6 +13,7 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import RedisCluster
@@ -302,6 +303,19 @@ class Client:
         return sorted([*live, *(s for s in more if s.execution_id not in seen)],
                       key=lambda summary: summary.created_ms, reverse=True)[:limit]
 
+    async def list_page(
+        self, *, status: str | None = None, name: str | None = None, limit: int = 100,
+        cursor: str | None = None, started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> ops.ExecutionPage:
+        """A page of :meth:`list` (executions in Redis): those started in [``started_after``,
+        ``started_before``) after ``cursor``, a previous page's ``next`` (same filters)."""
+        await self._ready()
+        return await ops.page_executions(
+            self.redis, self.keys, status=status, name=name, limit=limit, cursor=cursor,
+            created_after_ms=ops.ms_of(started_after, "started_after"),
+            created_before_ms=ops.ms_of(started_before, "started_before"))
+
     # -- repair and pause (docs/operations.md) ------------------------------------------
 
     async def retry_step(
@@ -419,6 +433,16 @@ class Client:
             raise ExecutionNotFound(execution_id)
         for _entry_id, event in entries:
             yield event
+
+    async def history_page(
+        self, execution_id: str, *, cursor: str | None = None, limit: int = 1000
+    ) -> ops.HistoryPage:
+        """A page of :meth:`history`: ``limit`` events after ``cursor`` (a previous page's
+        ``next``), read with one XRANGE however long the log."""
+        await self._ready()
+        return await ops.page_history(
+            self.redis, self.keys, check_execution_id(execution_id), cursor=cursor,
+            limit=limit, archived=lambda: self.archive.entries(execution_id))
 
     async def _last_event(self, execution_id: str) -> AnyEvent | None:
         tail: list[Any] = await self.redis.xrevrange(self.keys.log(execution_id), count=1)
