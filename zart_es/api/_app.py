@@ -45,6 +45,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from zart_es import __version__
 from zart_es.api import _admin as api_admin
 from zart_es.api import _schedules as api_schedules
+from zart_es.api import _ui as api_ui
 from zart_es.api._problems import ProblemOperation, errors, problem_plugin
 from zart_es.client import Client
 from zart_es.core import (
@@ -338,6 +339,7 @@ def create_app(
                    route_handlers=api_schedules.ROUTES),
             Router("/", tags=["monitoring"], security=BEARER, route_handlers=[stats, metrics]),
             Router("/", tags=["probes"], route_handlers=[livez, healthz]),
+            Router("/", tags=["console"], security=BEARER, route_handlers=api_ui.ROUTES),
         ],
         lifespan=[lifespan],
         guards=[_bearer_guard(token)] if token else [],

@@ -3,6 +3,7 @@ rules, schedules, listing, the picture of one execution, deployment metrics, the
 audit stream.
 """
 
+from zart_es.ops._console import AuditEntry, Holder, QueueSlots, audit_entries, queue_slots
 from zart_es.ops._control import Started, cancel_execution, submit_execution
 from zart_es.ops._folds import FoldCache
 from zart_es.ops._insight import ExecutionDetail, ExecutionStatus, describe, event_record
@@ -41,14 +42,17 @@ from zart_es.ops._timeline import Mark, Row, Span, Timeline, build_timeline
 
 __all__ = [
     "RACE_ROUNDS",
+    "AuditEntry",
     "ExecutionDetail",
     "ExecutionPage",
     "ExecutionStatus",
     "ExecutionSummary",
     "FoldCache",
     "HistoryPage",
+    "Holder",
     "Mark",
     "PauseRule",
+    "QueueSlots",
     "Row",
     "Schedules",
     "Span",
@@ -56,6 +60,7 @@ __all__ = [
     "Stats",
     "Timeline",
     "add_rule",
+    "audit_entries",
     "build_timeline",
     "cancel_execution",
     "count_executions",
@@ -72,6 +77,7 @@ __all__ = [
     "page_executions",
     "page_history",
     "quarantine_if_crashed_too_often",
+    "queue_slots",
     "release",
     "remove_rule",
     "render_deployment_metrics",

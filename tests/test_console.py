@@ -1,0 +1,376 @@
+"""The web console in a real browser: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``) driven by Selenium, against ``zart-es api`` with a token and a worker
+as subprocesses on a real Redis. Screenshots go to ``tests/artifacts/screenshots/``.
+
+Also the console's read routes over plain HTTP: the timeline, the chain check, queue
+slots, the audit stream and the static pages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis as redis_sync
+
+from zart_es.store._embedded import RedisServer, free_port
+
+from .helpers import ROOT, spawn_worker, stop_worker
+
+pytestmark = pytest.mark.processes
+
+TOKEN = "console-token"
+OPERATOR = "ada"
+SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Deployment:
+    """The API's base URL and the flag directory of the test app."""
+
+    def __init__(self, url: str, flags: Path) -> None:
+        self.url = url
+        self.flags = flags
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        reply = httpx.request(method, f"{self.url}{path}", headers=AUTH, timeout=10, **kwargs)
+        assert reply.status_code < 400, reply.text
+        return reply.json()
+
+    def history(self, eid: str) -> list[dict[str, Any]]:
+        """The whole log (a page of up to 1000 events holds these tests' logs)."""
+        reply = self.call("GET", f"/executions/{eid}/history")
+        return list(reply["items"] if isinstance(reply, dict) else reply)
+
+    def wait_status(self, eid: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            detail: dict[str, Any] = self.call("GET", f"/executions/{eid}")
+            if detail["status"] in statuses:
+                return detail
+            time.sleep(0.05)
+        raise TimeoutError(f"{eid} never reached {statuses}: {detail['status']}")
+
+
+@pytest.fixture(scope="module")
+def deployment(redis_server: RedisServer,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with redis_sync.Redis.from_url(redis_server.url) as r:
+        r.flushall()
+    flags = tmp_path_factory.mktemp("console-flags")
+    port = free_port()
+    api = subprocess.Popen(
+        [sys.executable, "-m", "zart_es", "api", "--redis-url", redis_server.url,
+         "--port", str(port), "--token", TOKEN],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = spawn_worker(redis_server.url, "tests.apps.console",
+                          env={"CONSOLE_FLAG_DIR": str(flags)},
+                          log=tmp_path_factory.mktemp("console") / "worker.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_up(url)
+        deployment = Deployment(url, flags)
+        for name, data, eid in [("console-order", "o1", "order-1"),
+                                ("console-checkout", "c1", "checkout-1"),
+                                ("console-approval", "a1", "approval-1"),
+                                ("console-queued", 1, "queued-1")]:
+            deployment.call("POST", "/executions", json={"name": name, "input": data, "id": eid})
+        deployment.wait_status("queued-1", "waiting")  # it holds the slot: queued-2 waits
+        deployment.call("POST", "/executions",
+                        json={"name": "console-queued", "input": 2, "id": "queued-2"})
+        deployment.wait_status("order-1", "completed")
+        deployment.wait_status("checkout-1", "failed")
+        deployment.wait_status("approval-1", "waiting")
+        yield deployment
+    finally:
+        stop_worker(worker)
+        api.terminate()
+        api.wait(timeout=10)
+
+
+def _wait_up(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("API did not come up")
+
+
+# -- the console's routes over HTTP ------------------------------------------------------
+
+
+def test_the_pages_are_public_and_the_data_needs_the_token(deployment: Deployment) -> None:
+    for path in ("/ui/", "/ui", "/ui/console.js", "/ui/execution.js", "/ui/console.css"):
+        reply = httpx.get(f"{deployment.url}{path}", timeout=5)
+        assert reply.status_code == 200, path
+    assert "<script" not in httpx.get(f"{deployment.url}/ui/console.js").text
+    assert "https://" not in httpx.get(f"{deployment.url}/ui/").text  # nothing from a CDN
+    for path in ("/executions/order-1/timeline", "/executions/order-1/verify", "/queues",
+                 "/audit"):
+        assert httpx.get(f"{deployment.url}{path}", timeout=5).status_code == 401, path
+    missing = httpx.get(f"{deployment.url}/executions/nope/timeline", headers=AUTH)
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    schema = deployment.call("GET", "/schema/openapi.json")
+    assert "/executions/{execution_id}/timeline" in schema["paths"]
+    assert not any(p.startswith("/ui") for p in schema["paths"])
+
+
+def test_the_timeline_route_places_every_call(deployment: Deployment) -> None:
+    timeline = deployment.call("GET", "/executions/order-1/timeline")
+    rows = {row["name"]: row for row in timeline["rows"]}
+    assert list(rows) == ["execution", "reserve", "charge", "sleep-0", "event:approval#0",
+                          "child:order-1.child-0", "ship"]
+    first, backoff, second = rows["charge"]["spans"]
+    assert (first["outcome"], backoff["kind"], second["outcome"]) == ("retry", "backoff",
+                                                                      "completed")
+    assert first["took_us"] >= 75_000  # the step function slept 80 ms (by the loop's clock)
+    assert first["end_ms"] <= backoff["start_ms"] <= backoff["end_ms"] <= second["start_ms"]
+    sleep = rows["sleep-0"]["spans"][0]
+    assert sleep["end_ms"] - sleep["start_ms"] >= 400  # never fires early
+    assert rows["event:approval#0"]["spans"][0]["outcome"] == "timed_out"
+    assert rows["child:order-1.child-0"]["spans"][0]["outcome"] == "completed"
+    assert timeline["end_ms"] == rows["execution"]["spans"][0]["end_ms"]
+    check = deployment.call("GET", "/executions/order-1/verify")
+    assert check == {"id": "order-1", "intact": True, "events": check["events"],
+                     "broken_at": None, "reason": ""}
+    assert check["events"] == len(deployment.history("order-1"))
+
+
+def test_queue_slots_and_the_audit_stream(deployment: Deployment) -> None:
+    [slots] = deployment.call("GET", "/queues")
+    assert (slots["queue"], slots["key"]) == ("console-slots", "")
+    assert [h["execution_id"] for h in slots["running"]] == ["queued-1"]
+    assert [h["execution_id"] for h in slots["waiting"]] == ["queued-2"]
+    waiter = slots["waiting"][0]
+    assert abs(waiter["since_ms"] - time.time() * 1000) < 120_000
+    deployment.call("POST", "/admin/pauses", json={"queue": "console-other", "by": "grace"})
+    deployment.call("DELETE", "/admin/pauses/queue/console-other?by=grace")
+    newest, older = deployment.call("GET", "/audit?limit=2")
+    assert (newest["what"], older["what"]) == ("resume", "pause")
+    assert newest["detail"] == {"rule": "queue:console-other", "by": "grace"}
+    assert deployment.call("GET", f"/audit?limit=5&before={newest['id']}")[0] == older
+    assert deployment.call("GET", "/audit?before=0-0") == []
+
+
+# -- in the browser ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1400,1000", "--lang=en"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _until(driver: Any, what: Callable[[], Any], timeout: float = 10) -> Any:
+    """Poll ``what`` (a value or None/False) until it gives one; the page's own refresh
+    runs every 3 s."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = what()
+        except (StaleElementReferenceException, WebDriverException):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            driver.save_screenshot(str(SCREENSHOTS / "failure.png"))
+            raise TimeoutError(f"the page never showed it; see {SCREENSHOTS / 'failure.png'}")
+        time.sleep(0.05)
+
+
+def _css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def _listed(driver: Any) -> list[str]:
+    return [row.get_attribute("data-id") for row in _css(driver, "#executions tr[data-id]")]
+
+
+def _open(driver: Any, deployment: Deployment, eid: str) -> None:
+    driver.get(f"{deployment.url}/ui/#/executions/{eid}")
+    _until(driver, lambda: _css(driver, "#chain") and _css(driver, "#execution-id")[0].text == eid)
+
+
+def _confirm(driver: Any) -> None:
+    _css(driver, "#confirm-ok")[0].click()
+    _until(driver, lambda: not _css(driver, "#confirm[open]"))
+
+
+def test_1_sign_in_and_filter_the_list(browser: Any, deployment: Deployment) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(f"{deployment.url}/ui/")
+    _until(browser, lambda: _css(browser, "#login[open]"))  # the API asked for the token
+    _css(browser, "#login-token")[0].send_keys(TOKEN)
+    _css(browser, "#login-operator")[0].send_keys(OPERATOR)
+    _css(browser, "#login-submit")[0].click()
+    _until(browser, lambda: len(_listed(browser)) == 6)
+    assert set(_listed(browser)) == {"order-1", "order-1.child-0", "checkout-1", "approval-1",
+                                     "queued-1", "queued-2"}
+    assert browser.execute_script("return sessionStorage.getItem('zart-es.token')") == TOKEN
+    assert OPERATOR in _css(browser, "#whoami")[0].text
+    browser.save_screenshot(str(SCREENSHOTS / "executions.png"))
+    Select(_css(browser, "#filter-status")[0]).select_by_value("failed")
+    _until(browser, lambda: _listed(browser) == ["checkout-1"])
+    Select(_css(browser, "#filter-status")[0]).select_by_value("")
+    _css(browser, "#filter-prefix")[0].send_keys("order-")
+    _until(browser, lambda: sorted(_listed(browser)) == ["order-1", "order-1.child-0"])
+    Select(_css(browser, "#filter-name")[0]).select_by_value("console-invoice")
+    _until(browser, lambda: _listed(browser) == ["order-1.child-0"])
+    _css(browser, "#filter-prefix")[0].clear()
+    Select(_css(browser, "#filter-name")[0]).select_by_value("")
+    _until(browser, lambda: len(_listed(browser)) == 6)
+
+
+def test_2_an_execution_with_its_timeline(browser: Any, deployment: Deployment) -> None:
+    browser.get(f"{deployment.url}/ui/#/executions")
+    link = _until(browser, lambda: _css(browser, '#executions tr[data-id="order-1"] a'))
+    link[0].click()
+    _until(browser, lambda: _css(browser, "#chain"))
+    assert _css(browser, "#execution-id")[0].text == "order-1"
+    assert "hash chain verified" in _css(browser, "#chain")[0].text
+    assert '"invoice": "invoice-o1"' in _css(browser, "#result pre")[0].text
+    assert _css(browser, "#input pre")[0].text == '"o1"'
+    rows = [g.get_attribute("data-row") for g in _css(browser, "#timeline g.row")]
+    assert rows == ["execution", "reserve", "charge", "sleep-0", "event:approval#0",
+                    "child:order-1.child-0", "ship"]
+    charge = _css(browser, '#timeline g.row[data-row="charge"] rect')
+    assert [r.get_attribute("class") for r in charge] == ["span attempt retry",
+                                                          "span backoff fired",
+                                                          "span attempt completed"]
+    xs = [float(r.get_attribute("x")) for r in charge]
+    assert xs == sorted(xs)  # to scale: the retry, its backoff, the second attempt
+    [sleep] = _css(browser, '#timeline g.row[data-row="sleep-0"] rect')
+    [reserve] = _css(browser, '#timeline g.row[data-row="reserve"] rect')
+    # 400 ms of sleep against a 50 ms step
+    assert float(sleep.get_attribute("width")) > 4 * float(reserve.get_attribute("width"))
+    assert len(_css(browser, "#events tbody tr")) == int(
+        _css(browser, "#chain")[0].text.split(": ")[1].split()[0])
+    assert _css(browser, '#actions [data-action="rerun"]')
+    assert not _css(browser, '#actions [data-action="cancel"]')  # it has ended
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(SCREENSHOTS / "execution.png"))
+    _css(browser, '#children a')[0].click()  # to the child, and back by its parent link
+    _until(browser, lambda: _css(browser, "#parent a"))
+    assert _css(browser, "#execution-id")[0].text == "order-1.child-0"
+    _css(browser, "#parent a")[0].click()
+    _until(browser, lambda: _css(browser, "#execution-id")
+           and _css(browser, "#execution-id")[0].text == "order-1")
+
+
+def test_3_cancel_with_a_confirmation(browser: Any, deployment: Deployment) -> None:
+    _open(browser, deployment, "approval-1")
+    _css(browser, '#actions [data-action="cancel"]')[0].click()
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _css(browser, "#confirm-cancel")[0].click()  # "Back": nothing happens
+    assert deployment.call("GET", "/executions/approval-1")["status"] == "waiting"
+    _css(browser, '#actions [data-action="cancel"]')[0].click()
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    browser.save_screenshot(str(SCREENSHOTS / "cancel-confirm.png"))
+    _confirm(browser)
+    deployment.wait_status("approval-1", "cancelled")
+    _until(browser, lambda: _css(browser, 'h1 .badge[data-status="cancelled"]'))
+    assert not _css(browser, '#actions [data-action="cancel"]')
+    browser.save_screenshot(str(SCREENSHOTS / "cancelled.png"))
+
+
+def test_4_retry_step_of_a_failed_execution(browser: Any, deployment: Deployment) -> None:
+    _open(browser, deployment, "checkout-1")
+    assert "ConnectionError" in _css(browser, "#error pre")[0].text
+    failed = _css(browser, '#timeline g.row[data-row="charge"] rect.failed')
+    assert len(failed) == 1
+    (deployment.flags / "provider-up").touch()  # the provider is back
+    _css(browser, '#actions [data-action="retryStep"]')[0].click()
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _css(browser, '#confirm-fields input[name="reason"]')[0].send_keys("provider back")
+    _confirm(browser)
+    deployment.wait_status("checkout-1", "completed")
+    _until(browser, lambda: _css(browser, 'h1 .badge[data-status="completed"]'), timeout=15)
+    charge = _until(browser, lambda: len(_css(
+        browser, '#timeline g.row[data-row="charge"] rect.attempt')) == 2 and _css(
+        browser, '#timeline g.row[data-row="charge"] rect.attempt'))
+    assert [r.get_attribute("class") for r in charge] == ["span attempt failed",
+                                                          "span attempt completed"]
+    repair = [e for e in deployment.history("checkout-1")
+              if e["type"] == "StepRetryRequested"]
+    assert [(e["step"], e["by"], e["reason"]) for e in repair] == [("charge", OPERATOR,
+                                                                    "provider back")]
+    browser.save_screenshot(str(SCREENSHOTS / "retried.png"))
+
+
+def test_5_pause_rules_queues_schedules_and_the_audit_stream(
+    browser: Any, deployment: Deployment
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    deployment.call("POST", "/schedules", json={"name": "nightly", "workflow": "console-order",
+                                                "input": "n", "cron": "0 2 * * *"})
+    browser.get(f"{deployment.url}/ui/#/pauses")
+    _until(browser, lambda: _css(browser, "#add-pause"))[0].click()
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    Select(_css(browser, '#confirm-fields select[name="kind"]')[0]).select_by_value("workflow")
+    _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("console-order")
+    _css(browser, '#confirm-fields input[name="reason"]')[0].send_keys("PSP down")
+    _confirm(browser)
+    _until(browser, lambda: _css(browser, 'tr[data-rule="workflow:console-order"]'))
+    [rule] = deployment.call("GET", "/admin/pauses")
+    assert (rule["rule"], rule["by"], rule["reason"]) == ("workflow:console-order", OPERATOR,
+                                                          "PSP down")
+    _css(browser, 'tr[data-rule="workflow:console-order"] button')[0].click()
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _confirm(browser)
+    _until(browser, lambda: not _css(browser, "tr[data-rule]"))
+    assert deployment.call("GET", "/admin/pauses") == []
+
+    browser.get(f"{deployment.url}/ui/#/queues")
+    row = _until(browser, lambda: _css(browser, 'tr[data-queue="console-slots"]'))[0]
+    assert "queued-1" in row.text
+    assert "queued-2" in row.text
+    browser.save_screenshot(str(SCREENSHOTS / "queues.png"))
+
+    browser.get(f"{deployment.url}/ui/#/schedules")
+    row = _until(browser, lambda: _css(browser, 'tr[data-schedule="nightly"]'))[0]
+    assert "0 2 * * *" in row.text
+    row.find_element("css selector", "button").click()  # Pause
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _confirm(browser)
+    _until(browser, lambda: _css(browser, 'tr[data-schedule="nightly"] .badge.paused'))
+    assert deployment.call("GET", "/schedules/nightly")["paused"] is True
+
+    browser.get(f"{deployment.url}/ui/#/audit")
+    _until(browser, lambda: _css(browser, "tr[data-entry]"))
+    entries = [r.text for r in _css(browser, "tr[data-entry]")]
+    assert "schedule.pause" in entries[0]
+    assert any("pause" in e and OPERATOR in e and "workflow:console-order" in e
+               for e in entries)
+    browser.save_screenshot(str(SCREENSHOTS / "audit.png"))
