@@ -32,6 +32,9 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults
     """The key (tenant) whose concurrency and rate limits of the workflow's queue apply."""
     priority: int | None = None
     """Admission priority in the workflow's queue (None: the queue's own)."""
+    traceparent: str = ""
+    """The W3C trace context it was started in (a client's span, a parent's run): every
+    run's span is a child of it, so one execution is one trace ("": none)."""
 
 
 class StepCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

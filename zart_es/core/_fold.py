@@ -176,6 +176,8 @@ class ExecutionState(msgspec.Struct):
     """Position of the event that last reopened the execution (a repair), 0 if none."""
     opened_ms: int = 0
     """When that was (0: never; the run started at ``started_ms``)."""
+    traceparent: str = ""
+    """The trace context the execution was started in (its runs' spans' parent)."""
 
     @property
     def admission(self) -> str:
@@ -265,6 +267,7 @@ def _started(state: ExecutionState, e: ExecutionStarted) -> None:
     state.execution_id, state.workflow, state.input = e.execution_id, e.workflow, e.input
     state.started_ms, state.parent_id = e.at_ms, e.parent_id
     state.queue_key, state.priority = e.queue_key, e.priority
+    state.traceparent = e.traceparent
 
 
 def _step_completed(state: ExecutionState, e: StepCompleted) -> None:

@@ -49,6 +49,7 @@ from zart_es.core import (
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
+from zart_es.ops import step_attempt, traceparent
 from zart_es.store import Store, redis_now_ms
 from zart_es.workflow import (
     Registry,
@@ -164,14 +165,16 @@ class StoreJournal:
         await self.pauses.refresh()
         return False
 
-    def observe_step(self, started: float, outcome: str) -> None:
-        """Feed the worker's step-duration histogram, if it has one."""
+    def observe_step(self, step: str, attempt: int, started: float, outcome: str) -> None:
+        """Feed the worker's step-duration histogram, if it has one, and the trace."""
         if self.metrics is not None:
             self.metrics.step(self.state.workflow, started, outcome)
+        step_attempt(self._execution_id, step, attempt, started, outcome)
 
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         """Create the child's log (a no-op if it exists: replays start it once)."""
         event = ExecutionStarted(execution_id=child_id, workflow=workflow, input=payload,
+                                 traceparent=traceparent(),
                                  parent_id=self._execution_id)
         if await self.store.create(event, child_id, workflow,
                                    await self.task_queue_of(workflow)):

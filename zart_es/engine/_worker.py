@@ -40,7 +40,13 @@ from zart_es.engine._queue_gate import QueueGate, execution_ids
 from zart_es.engine._runner import Outcome, StoreJournal, replay_execution
 from zart_es.engine._scheduler import Scheduler
 from zart_es.engine._timers import TimerPoller
-from zart_es.ops import Schedules, quarantine_if_crashed_too_often, resume_released
+from zart_es.ops import (
+    Schedules,
+    ended_run,
+    quarantine_if_crashed_too_often,
+    resume_released,
+    run_span,
+)
 from zart_es.store import F_EXEC, GROUP, Deployment, RedisClient, load_script, script_caller
 from zart_es.workflow import Registry, default_registry
 
@@ -477,8 +483,10 @@ class Worker:
         was_terminal = state.terminal
         if state.version == 1:
             self.metrics.executions.labels(state.workflow, "started").inc()
-        outcome = await replay_execution(journal, self.registry,
-                                         payloads=self.deployment.payloads)
+        with run_span(execution_id, state.workflow, state.run, state.traceparent) as span:
+            outcome = await replay_execution(journal, self.registry,
+                                             payloads=self.deployment.payloads)
+            ended_run(span, outcome.value, state)
         if outcome is Outcome.UNKNOWN and await self._route(execution_id, state.workflow):
             return Outcome.ENDED  # its work is on its own task queue's stream now
         if outcome is Outcome.ENDED and not was_terminal:

@@ -39,6 +39,7 @@ from zart_es.ops._schedules import (
     encode_record,
 )
 from zart_es.ops._timeline import Mark, Row, Span, Timeline, build_timeline
+from zart_es.ops._tracing import ended_run, run_span, step_attempt, traceparent
 
 __all__ = [
     "RACE_ROUNDS",
@@ -70,6 +71,7 @@ __all__ = [
     "describe",
     "encode_cursor",
     "encode_record",
+    "ended_run",
     "event_record",
     "list_executions",
     "list_rules",
@@ -86,5 +88,8 @@ __all__ = [
     "resume_released",
     "retry_step",
     "rule_name",
+    "run_span",
+    "step_attempt",
     "submit_execution",
+    "traceparent",
 ]

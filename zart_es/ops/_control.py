@@ -24,6 +24,7 @@ from zart_es.core import (
     check_task_queue,
     check_workflow_name,
 )
+from zart_es.ops._tracing import traceparent
 from zart_es.store import Deployment
 
 
@@ -53,6 +54,7 @@ async def submit_execution(
     payload = deployment.payloads.encode(data, f"input of workflow {name!r}")
     await deployment.ready()
     event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
+                             traceparent=traceparent(),
                              queue_key=queue_key, priority=priority)
     if task_queue is None:
         task_queue = await deployment.routes.task_queue_of(name)

@@ -106,7 +106,8 @@ def failure_handler_start(workflow: Workflow, state: ExecutionState,
     suffix = ".on-failure" + (f"-{state.opened_seq}" if state.opened_seq else "")
     return ExecutionStarted(
         execution_id=derived_id(state.execution_id, suffix), workflow=workflow.on_failure,
-        input=payloads.encode(info, f"input of {workflow.on_failure!r}"))
+        input=payloads.encode(info, f"input of {workflow.on_failure!r}"),
+        traceparent=state.traceparent)
 
 
 async def deadline_passed(journal: Journal, timeout_ms: int,
