@@ -348,6 +348,40 @@ def test_redis_unreachable_is_a_503_problem() -> None:
         proc.wait(timeout=10)
 
 
+def test_one_json_log_stream_with_an_access_log(redis_server: RedisServer) -> None:
+    """uvicorn's stdlib records and the access log come out as structlog JSON lines."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zart_es", "api", "--redis-url", redis_server.url,
+         "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert httpx.get(f"{base}/executions/nope", params={"x": "secret"}).status_code == 404
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    lines = [json.loads(line) for line in err.splitlines()]  # every line is JSON
+    assert all({"event", "level", "timestamp"} <= line.keys() for line in lines), err
+    stdlib = [line for line in lines if line.get("logger") == "uvicorn.error"]
+    assert any(line["event"].startswith("Uvicorn running on") for line in stdlib), err
+    assert all("color_message" not in line for line in stdlib)
+    access = [line for line in lines if line["event"] == "request"]
+    missing = next(line for line in access if line["path"] == "/executions/nope")
+    assert (missing["method"], missing["status"], missing["level"]) == ("GET", 404, "info")
+    assert missing["logger"] == "zart_es.api.access"
+    assert 0 < missing["duration_ms"] < 10_000
+    assert "secret" not in err  # the query string is not logged
+
+
 def test_schedules_routes(api: str) -> None:
     body = {"name": "api-sched", "workflow": "transform-records", "input": 1, "every": "1s"}
     created = httpx.post(f"{api}/schedules", json=body)

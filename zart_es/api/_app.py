@@ -347,6 +347,7 @@ def create_app(
         openapi_config=OPENAPI,
         request_max_body_size=max_input_bytes + 64 * 1024,
         debug=False,
+        logging_config=None,  # records go to the process's logging (zart-es: structlog)
     )
 
 

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = add("api", "serve the HTTP API (uvicorn)")
     _api_options(api)
+    api.add_argument("--log-json", action="store_true", default=None,
+                     help="JSON log lines (default when stderr is not a terminal)")
 
     dev = add("dev", "embedded Redis + a worker + the API in one process, for development")
     _worker_options(dev)

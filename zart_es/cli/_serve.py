@@ -75,7 +75,13 @@ def _uvicorn(app: Any, args: argparse.Namespace) -> Any:
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    return Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+    from zart_es.api import access_log
+
+    # uvicorn's records go to the root logger, which configure_logging routes through
+    # structlog (log_config=None: no handlers of its own); the access log is ours, with
+    # the duration uvicorn's lacks
+    return Server(uvicorn.Config(access_log(app), host=args.host, port=args.port,
+                                 log_config=None, log_level=None, access_log=False,
                                  lifespan="on"))
 
 
@@ -84,7 +90,7 @@ async def api(args: argparse.Namespace) -> int:
     from zart_es.api import create_app
     from zart_es.engine import configure_logging
 
-    configure_logging()
+    configure_logging(json=args.log_json)
     app = create_app(args.redis_url, token=args.token, max_input_bytes=args.max_input_bytes,
                      partitions=args.partitions)
     http = _uvicorn(app, args)
