@@ -265,3 +265,35 @@ def test_list_and_history_page_with_cursors(redis_url: str) -> None:
                 "--cursor", cursor)
     assert rest.stdout.splitlines() == whole[1:]
     assert rest.stderr == ""
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_know_the_subcommands(shell: str) -> None:
+    script = subprocess.run([sys.executable, "-m", "zart_es", "completion", shell], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30, check=True).stdout
+    for word in ("worker", "history", "list", "schedule", "--cursor", "completion"):
+        assert word in script, (shell, word)
+
+
+def test_bash_completion_completes_in_bash(tmp_path: Path) -> None:
+    """The bash script, sourced in a real bash, completes subcommands, nested subcommands
+    and options."""
+    script = tmp_path / "zart-es.bash"
+    script.write_text(subprocess.run(
+        [sys.executable, "-m", "zart_es", "completion", "bash"], cwd=ROOT,
+        capture_output=True, text=True, timeout=30, check=True).stdout)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        probe = (f"source {shlex.quote(str(script))}; COMP_WORDS=({line}); "
+                 f"COMP_CWORD={len(words) - 1}; COMP_LINE={shlex.quote(line)}; "
+                 "COMP_POINT=${#COMP_LINE}; "
+                 f"_shtab_zart_es zart-es {shlex.quote(words[-1])} {shlex.quote(words[-2])}; "
+                 'printf "%s\\n" "${COMPREPLY[@]}"')
+        done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True,
+                              timeout=30, check=True)
+        return done.stdout.split()
+
+    assert complete("zart-es", "hist") == ["history"]
+    assert complete("zart-es", "list", "--cur") == ["--cursor"]
+    assert set(complete("zart-es", "schedule", "''")) >= {"add", "list", "pause", "resume"}
