@@ -7,6 +7,7 @@ slots, the audit stream and the static pages."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import redis as redis_sync
 
 from zart_es.store._embedded import RedisServer, free_port
 
-from .helpers import ROOT, spawn_worker, stop_worker
+from .helpers import ROOT, spawn_worker, stop_worker, zart
 
 pytestmark = pytest.mark.processes
 
@@ -146,6 +147,22 @@ def test_the_timeline_route_places_every_call(deployment: Deployment) -> None:
     assert check == {"id": "order-1", "intact": True, "events": check["events"],
                      "broken_at": None, "reason": ""}
     assert check["events"] == len(deployment.history("order-1"))
+
+
+def test_history_timeline_on_the_command_line(redis_server: RedisServer,
+                                              deployment: Deployment) -> None:
+    """``zart-es history ID --timeline``: JSON when piped (the same as the route), a
+    one-line error for an unknown id."""
+    done = zart(redis_server.url, "history", "order-1", "--timeline")
+    assert done.returncode == 0, done.stderr
+    drawn = json.loads(done.stdout)
+    served = deployment.call("GET", "/executions/order-1/timeline")
+    assert drawn["rows"] == served["rows"]
+    assert drawn["marks"] == served["marks"]
+    missing = zart(redis_server.url, "history", "nope", "--timeline")
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1
+    assert "nope" in missing.stderr
 
 
 def test_queue_slots_and_the_audit_stream(deployment: Deployment) -> None:

@@ -11,15 +11,19 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from zart_es import Context, Registry, durable
 from zart_es.cli._timeline import bar, duration_text, render, took
+from zart_es.core import TERMINAL_EVENTS, decode_event, encode_event
 from zart_es.core import _events as ev
-from zart_es.core import decode_event, encode_event
 from zart_es.ops import Row, Span, Timeline, build_timeline
 from zart_es.store import to_event
 from zart_es.testing import WorkflowHarness
+
+from .test_fold_property import logs
 
 pytestmark = pytest.mark.pure
 
@@ -256,3 +260,26 @@ def test_the_terminal_drawing_puts_each_span_where_it_belongs() -> None:
                                           (185_000, "3m05s"), (7_800_000, "2h10m")])
 def test_durations_read_like_people_write_them(ms: float, text: str) -> None:
     assert duration_text(ms) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(logs(), st.integers(min_value=0, max_value=10**7))
+def test_any_log_makes_a_timeline_whose_spans_hold_together(
+    events: list[ev.Event], now_ms: int
+) -> None:
+    timeline = build_timeline(events, now_ms)
+    assert timeline.start_ms == events[0].at_ms
+    assert timeline.end_ms >= max(e.at_ms for e in events)
+    spans = [span for row in timeline.rows for span in row.spans]
+    outcomes = (ev.StepCompleted, ev.StepFailed, ev.RetryScheduled)
+    assert sum(s.kind == "attempt" for s in spans) == sum(isinstance(e, outcomes)
+                                                          for e in events)
+    for span in spans:
+        if span.kind != "attempt":  # an attempt starts before its event (its duration)
+            assert span.start_ms >= timeline.start_ms
+        if span.end_ms is not None:
+            assert span.start_ms <= span.end_ms <= timeline.end_ms
+    if isinstance(events[-1], TERMINAL_EVENTS):
+        assert all(span.end_ms is not None for span in spans)
+        assert timeline.end_ms == events[-1].at_ms
+    assert [m.seq for m in timeline.marks] == sorted(m.seq for m in timeline.marks)

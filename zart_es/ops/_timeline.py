@@ -169,7 +169,17 @@ class _Builder:
     def _mark(self, event: Event, label: str) -> None:
         self.marks.append(Mark(event.at_ms, event.seq, label))
 
+    def _track(self, open_spans: dict[str, Span], key: str, span: Span) -> None:
+        """Keep ``span`` open under ``key``; one still open there (a timer set again after
+        a repair forgot its call) ends where the new one begins."""
+        old = open_spans.get(key)
+        if old is not None and old is not span and old.end_ms is None:
+            old.end_ms, old.outcome = max(span.start_ms, old.start_ms), "superseded"
+        open_spans[key] = span
+
     def _open_run(self, at_ms: int) -> None:
+        if self.run is not None and self.run.end_ms is None:
+            self.run.end_ms, self.run.outcome = at_ms, "reopened"
         self.run = Span("run", at_ms)
         self.rows[EXECUTION_ROW].spans.append(self.run)
 
@@ -198,9 +208,10 @@ class _Builder:
 
     def admitted(self, e: QueueAdmitted) -> None:
         since = self.run.start_ms if self.run is not None else e.at_ms
-        at = e.admitted_ms or e.at_ms
+        # the gate's time of admission, kept within the run and the event (the same clock)
+        at = min(max(e.admitted_ms or e.at_ms, since), e.at_ms)
         self.rows[EXECUTION_ROW].spans.append(Span(
-            "queued", min(since, at), at, outcome="admitted", detail=f"{e.queue} {e.key}".strip()))
+            "queued", since, at, outcome="admitted", detail=f"{e.queue} {e.key}".strip()))
 
     def attempt(self, e: StepCompleted | StepFailed | RetryScheduled) -> None:
         took = e.duration_us
@@ -217,14 +228,14 @@ class _Builder:
         if isinstance(e, RetryScheduled):
             backoff = Span("backoff", e.at_ms, attempt=e.attempt, due_ms=e.at_ms + e.delay_ms)
             row.spans.append(backoff)
-            self.timers[e.timer] = backoff
+            self._track(self.timers, e.timer, backoff)
 
     def timer_set(self, e: TimerSet) -> None:
         due = e.due_ms or e.at_ms + e.delay_ms
         if e.purpose == "sleep":
             span = Span("sleep", e.at_ms, due_ms=due)
             self._row(e.timer, "sleep").spans.append(span)
-            self.timers[e.timer] = span
+            self._track(self.timers, e.timer, span)
         elif e.purpose == "event":
             wait = e.timer.removesuffix(":timer")
             span = self.waits.get(wait) or Span("wait", e.at_ms)
@@ -232,7 +243,7 @@ class _Builder:
             if wait not in self.waits:
                 self._row(wait, "wait").spans.append(span)
                 self.waits[wait] = span
-            self.timers[e.timer] = span
+            self._track(self.timers, e.timer, span)
         elif timeout_of(e.timer) is not None:
             self._mark(e, f"deadline set ({e.timer})")
 
@@ -270,7 +281,7 @@ class _Builder:
         if done is not None:  # its end arrived first (it may run in another partition)
             span.end_ms, span.outcome = e.at_ms, done.status
         else:
-            self.children[e.child_id] = span
+            self._track(self.children, e.child_id, span)
 
     def child_completed(self, e: ChildCompleted) -> None:
         span = self.children.pop(e.child_id, None)
@@ -298,8 +309,6 @@ class _Builder:
             label = f"restart: run {e.run}"
         by = f" by {e.by}" if e.by else ""
         self._mark(e, label + by)
-        if self.run is not None:  # not ended (cannot happen by the rules; never lose it)
-            self.run.end_ms, self.run.outcome = e.at_ms, "reopened"
         self._open_run(e.at_ms)
 
     def cancel(self, e: CancelRequested) -> None:
