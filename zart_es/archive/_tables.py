@@ -130,7 +130,9 @@ def to_parquet(table: pa.Table) -> bytes:
 def from_parquet(data: bytes, path: str, columns: list[str] | None = None) -> pa.Table:
     """The table in one Parquet file; ArchiveError (naming it) for one that is not."""
     try:
-        return pq.read_table(pa.BufferReader(data), columns=columns)
+        # one object is small; arrow's thread pool would only add threads that must be
+        # torn down at exit
+        return pq.read_table(pa.BufferReader(data), columns=columns, use_threads=False)
     except (pa.ArrowException, OSError) as exc:
         raise ArchiveError(f"archive object {path!r} is not a readable Parquet file: "
                            f"{exc}") from None

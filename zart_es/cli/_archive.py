@@ -85,10 +85,12 @@ async def archiver(args: argparse.Namespace) -> int:
 
 async def audit(args: argparse.Namespace) -> int:
     """``zart-es audit query SQL`` / ``zart-es audit log [--follow]``."""
-    from zart_es.archive import Archive, query
+    from zart_es.archive import Archive
 
     archive = Archive(_url(args))
     if args.audit_command == "query":
+        from zart_es.archive import query  # DuckDB: loaded only to query
+
         columns, rows = await query(archive, args.sql, since=args.since, until=args.until)
         show(args, [dict(zip(columns, row, strict=True)) for row in rows], columns,
              ([_cell(value) for value in row] for row in rows))
