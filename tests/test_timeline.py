@@ -190,6 +190,12 @@ def test_logs_of_earlier_versions_make_closed_timelines(path: Path) -> None:
                 assert span.end_ms is not None, (execution_id, row.name)
                 assert timeline.start_ms <= span.start_ms <= span.end_ms <= timeline.end_ms
         render(timeline, Console(file=io.StringIO(), width=120))
+        attempts = [s for row in timeline.rows for s in row.spans if s.kind == "attempt"]
+        assert attempts
+        # logs recorded since attempts carry their duration place each one; older ones
+        # draw them as points
+        timed = "timing" in path.stem
+        assert all((s.took_us >= 0) == timed and s.estimated != timed for s in attempts)
 
 
 async def test_the_context_records_each_attempts_duration() -> None:
