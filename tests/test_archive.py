@@ -252,3 +252,29 @@ async def test_the_audit_stream_is_archived_once_across_a_crash(env: tuple[Clien
         ("pause", "alice")] * 3 + [("resume", "bob")] * 2
     # archived but younger than the retention: still in Redis for `audit log`
     assert await client.redis.xlen(client.keys.audit()) == 5
+
+
+async def test_a_standalone_archiver_honours_what_workers_declare(
+        redis_url: str, registry: Registry, tmp_path: Path) -> None:
+    from zart_es import Worker
+
+    _register(registry)  # "kept" declares retention "none"
+
+    async def plain(ctx: Context) -> str:
+        return "plain"
+
+    registry.register("plain", plain)  # no declaration: the archiver's default applies
+    async with Worker(redis_url, registry=registry, poll_interval=0.05), \
+            Client(redis_url) as client:  # no archive here: it only records declarations
+        kept = await client.start("kept")
+        ordinary = await client.start("plain")
+        await client.result(kept, timeout=10)
+        await client.result(ordinary, timeout=10)
+    async with Deployment(redis_url) as deployment:
+        archiver = Archiver(deployment, Archive(str(tmp_path / "archive")), retention_ms=0,
+                            owner="standalone")  # imports no workflow code
+        await archiver.tick()
+        await archiver.aclose()
+    assert archiver.archived == 1
+    async with Client(redis_url) as client:
+        assert [s.execution_id for s in await client.list()] == [kept]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
+from redis.exceptions import NoPermissionError
 
 from zart_es.archive import ExecutionRecord, day_of, resolve_archive_url
 from zart_es.core import (
@@ -222,12 +223,22 @@ def _error_of(record: ExecutionRecord) -> str | None:
 
 
 
-def archiver_for(deployment: Deployment, retentions: dict[str, int | None],
-                 archive_url: str | None, retention: Duration | None, owner: str, *,
-                 poll_interval: float = 1.0) -> Archiver | None:
+async def archiver_for(deployment: Deployment, retentions: dict[str, int | None],
+                       archive_url: str | None, retention: Duration | None, owner: str, *,
+                       poll_interval: float = 1.0) -> Archiver | None:
     """The archiver a worker runs: None without an archive (``archive_url`` or
     ``$ZART_ARCHIVE_URL``), for then nothing may leave Redis. ``retention`` is the
-    deployment default (``--retention``, else ``$ZART_RETENTION``, else 7 days)."""
+    deployment default (``--retention``, else ``$ZART_RETENTION``, else 7 days).
+
+    Either way the retentions the worker's code declares are recorded in Redis first, so
+    an archiver that does not import that code (``zart-es archiver``) honours them: a
+    ``retention="none"`` is never archived by the deployment default."""
+    try:
+        await ArchiveQueue(deployment.redis, deployment.keys).announce_retention(retentions)
+    except NoPermissionError as exc:  # an ACL without the key: archiving needs it anyway
+        log.warning("cannot record the workflows' retentions; an archiver elsewhere "
+                    "applies its default to them", key=deployment.keys.retention(),
+                    error=str(exc))
     url = resolve_archive_url(archive_url)
     if url is None:
         log.info("no archive configured: ended executions stay in Redis "

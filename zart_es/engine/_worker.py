@@ -228,8 +228,9 @@ class Worker:
             scheduler = Scheduler(self.deployment,
                                   poll_interval=max(0.05, min(self._poll_interval, 1.0)))
             self._background.append(loops.start("scheduler", scheduler.run))
-        archiver = archiver_for(self.deployment, self.registry.retentions(), *self._archive,
-                                self.consumer, poll_interval=max(self._poll_interval, 1.0))
+        archiver = await archiver_for(self.deployment, self.registry.retentions(),
+                                      *self._archive, self.consumer,
+                                      poll_interval=max(self._poll_interval, 1.0))
         if archiver is not None:
             self._background.append(loops.start("archiver", archiver.run))
         try:
