@@ -14,7 +14,7 @@ import base64
 import binascii
 import heapq
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ from zart_es.store import Keys, RedisClient, to_event
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 PAGE = 200
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ExecutionSummary(msgspec.Struct, frozen=True):
@@ -116,11 +117,14 @@ async def _newest(
     offsets = [0] * keys.partitions
     exhausted = [False] * keys.partitions
     while len(out) < wanted and not all(exhausted):
+        # no more than the rows still wanted from each partition, unless a workflow filter
+        # may pass over many of them
+        count = PAGE if name is not None else min(PAGE, wanted - len(out))
         candidates = await _next_page(redis, keys, status=status, window=window,
-                                      offsets=offsets, exhausted=exhausted)
+                                      offsets=offsets, exhausted=exhausted, count=count)
         if not candidates:
             break
-        newest = heapq.nlargest(PAGE, candidates)
+        newest = heapq.nlargest(count, candidates)
         for _score, _member, partition in newest:
             offsets[partition] += 1
         newest = [c for c in newest if top is None or (c[0], c[1]) < top]
@@ -139,13 +143,13 @@ async def _newest(
 
 async def _next_page(
     redis: RedisClient, keys: Keys, *, status: str | None, window: tuple[str, str],
-    offsets: list[int], exhausted: list[bool],
+    offsets: list[int], exhausted: list[bool], count: int,
 ) -> list[tuple[int, str, int]]:
     pipe = redis.pipeline(transaction=False)
     live = [p for p in range(keys.partitions) if not exhausted[p]]
     for p in live:
         pipe.zrevrangebyscore(keys.index(p, status), window[0], window[1], start=offsets[p],
-                              num=PAGE, withscores=True)
+                              num=count, withscores=True)
     pages: list[Any] = await pipe.execute()
     candidates: list[tuple[int, str, int]] = []
     for p, page in zip(live, pages, strict=True):
@@ -183,7 +187,7 @@ def ms_of(when: datetime | None, what: str) -> int | None:
         return None
     if when.tzinfo is None:
         raise ConfigError(f"{what} must be timezone-aware, got {when.isoformat()}")
-    return int(when.timestamp() * 1000)
+    return (when - _EPOCH) // timedelta(milliseconds=1)  # exact: no float in between
 
 
 class HistoryPage(msgspec.Struct, frozen=True):
