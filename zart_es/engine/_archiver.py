@@ -94,8 +94,11 @@ class Archiver:
         """Archive forever (until cancelled); Redis and archive errors are retried.
 
         With ``retention_ms`` None the operator audit stream is not archived either."""
-        await self.queue.announce_retention(self._code)
-        await tick_forever(self.tick, self._wake, self._poll, log, "archiving")
+        try:
+            await self.queue.announce_retention(self._code)
+            await tick_forever(self.tick, self._wake, self._poll, log, "archiving")
+        finally:  # cancelled (the worker stops): a batch cut short resumes from its plan
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Close the scripts' connections."""

@@ -11,6 +11,7 @@ is still ended at the version that was archived. The batch being moved is record
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,7 @@ class ArchiveQueue:
     def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._purge = script_caller(redis, load_script("purge"), pipelined=False)
+        self._purge = script_caller(redis, load_script("purge"))  # a batch: one pipeline
         self._lease = script_caller(redis, load_script("archive_lease"), pipelined=False)
         self._cas = script_caller(redis, load_script("hash_cas"), pipelined=False)
 
@@ -154,13 +155,13 @@ class ArchiveQueue:
         """Remove archived executions (id, archived version) from Redis; each one's reply:
         ``ok``, ``gone`` (already removed) or ``changed`` (reopened: kept)."""
         keys = self.keys
-        replies: dict[str, str] = {}
-        for execution_id, version in archived:
-            reply = await self._purge(
-                [keys.log(execution_id), keys.meta(execution_id), keys.index_prefix(partition),
-                 keys.archive_due(partition)], [execution_id, str(version)])
-            replies[execution_id] = reply.decode() if isinstance(reply, bytes) else str(reply)
-        return replies
+        replies = await asyncio.gather(*(
+            self._purge([keys.log(execution_id), keys.meta(execution_id),
+                         keys.index_prefix(partition), keys.archive_due(partition)],
+                        [execution_id, str(version)])
+            for execution_id, version in archived))
+        return {execution_id: reply.decode() if isinstance(reply, bytes) else str(reply)
+                for (execution_id, _), reply in zip(archived, replies, strict=True)}
 
     async def aclose(self) -> None:
         """Close the scripts' own connections."""
