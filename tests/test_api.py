@@ -474,7 +474,25 @@ def test_fuzz_from_openapi_conforms(api: str, secured: str, tmp_path: Path) -> N
     """schemathesis generates valid and invalid requests from the API's own schema: none
     may answer 5xx, and every reply's status, content type and body must be the ones the
     schema declares for that route (invalid data must be refused with a 4xx). The API runs
-    with a token, as the schema's security says; ``api``'s worker runs what it starts."""
+    with a token, as the schema's security says; ``api``'s worker runs what it starts.
+    Half the generated execution ids and names are of executions (completed, running,
+    failed) and a schedule that exist, so the routes' success replies are checked too,
+    not only their 404s."""
+    known = {"fz-done": {"name": "transform-records", "input": 1},
+             "fz-running": {"name": "job-poller", "input": {"runs_for": 120, "every": 0.2}},
+             "fz-failed": {"name": "provision", "input": {"config": "fz", "fail_times": 6,
+                                                         "delay": "10ms"}}}
+    for eid, body in known.items():
+        httpx.post(f"{api}/executions", json={**body, "id": eid})
+    _wait_done(api, "fz-done")
+    _wait_done(api, "fz-failed")
+    httpx.post(f"{api}/schedules", json={"name": "fz-sched", "workflow": "transform-records",
+                                         "input": 1, "every": "1h"})
+    (tmp_path / "schemathesis.toml").write_text(
+        f"[dictionaries.executions]\nvalues = {json.dumps(list(known))}\n\n"
+        '[dictionaries.names]\nvalues = ["fz-sched"]\n\n'  # a schedule, or a signal
+        '[parameters]\n"path.execution_id" = { dictionary = "executions", '
+        'probability = 0.5 }\n"path.name" = { dictionary = "names", probability = 0.5 }\n')
     result = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"{secured}/schema/openapi.json",
          "--header", f"Authorization: Bearer {TOKEN}", "--checks", CONFORMANCE,
