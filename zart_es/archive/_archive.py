@@ -89,9 +89,8 @@ class Archive:
 
     async def executions(self, partition: int | None = None) -> pa.Table:
         """The executions table (of one partition), one row per archived snapshot."""
-        paths = [path for path in await self.objects.list("executions")
-                 if path.endswith(".parquet")
-                 and (partition is None or f"/partition={partition}/" in path)]
+        folder = "executions" if partition is None else f"executions/partition={partition}"
+        paths = [path for path in await self.objects.list(folder) if path.endswith(".parquet")]
         missing = [path for path in paths if path not in self._ids]
         limit = asyncio.Semaphore(READS_AT_ONCE)
 

@@ -1,9 +1,11 @@
 """The archive's tables: one row per event, one per execution, one per audit entry.
 
-Each table is a set of Parquet files named ``<table>/date=<YYYY-MM-DD>/partition=<p>/
+Each table is a set of Parquet files named ``<table>/partition=<p>/date=<YYYY-MM-DD>/
 <batch>.parquet`` (Hive-style, so DuckDB, Spark or pandas read the date and partition
-from the path): a day's audit is a few files per partition, not millions. The date is
-the UTC day the execution ended (the day of the entry, for the audit stream).
+from the path; ``audit/date=<YYYY-MM-DD>/<batch>.parquet``): a day's audit is a few
+files per partition, not millions, and finding one execution lists its partition's
+folder only. The date is the UTC day the execution ended (of the entry, for the audit
+stream).
 
 An event row keeps the stream entry exactly as Redis held it: the msgpack ``body``, its
 ``seq`` and the ``prev_hash`` link, and the entry id (whose ms part is ``at``), so the
@@ -64,8 +66,8 @@ AUDIT = pa.schema([
 
 def object_path(table: str, day: str, partition: int | None, batch: str) -> str:
     """Where one batch of ``table`` is stored."""
-    where = f"{table}/date={day}" + ("" if partition is None else f"/partition={partition}")
-    return f"{where}/{batch}.parquet"
+    where = table if partition is None else f"{table}/partition={partition}"
+    return f"{where}/date={day}/{batch}.parquet"
 
 
 def events_table(records: Sequence[ExecutionRecord], batch: str) -> pa.Table:
