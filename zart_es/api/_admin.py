@@ -4,7 +4,7 @@ manage pause rules. Each route is one :class:`Client` call; errors use the codes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, delete, get, post
@@ -12,7 +12,6 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from zart_es.api._problems import errors
 from zart_es.client import Client
-from zart_es.core import ConfigError
 from zart_es.ops import PauseRule, rule_name
 
 
@@ -137,14 +136,13 @@ async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> Paus
 @delete("/admin/pauses/{kind:str}/{name:path}", status_code=HTTP_200_OK,
         summary="Lift a pause rule", **errors("invalid_request"))
 async def remove_pause(
-    request: Request[Any, Any, Any], kind: str, name: str, by: str = ""
+    request: Request[Any, Any, Any], kind: Literal["workflow", "queue"], name: str,
+    by: str = "",
 ) -> PauseChange:
     """``kind`` is ``workflow`` or ``queue``; the executions the rule held continue.
     ``name`` is the rest of the path (names may hold ``/``). ``?by=`` names the operator
     in the audit stream."""
     name = name.removeprefix("/")
-    if kind not in ("workflow", "queue"):
-        raise ConfigError(f"kind must be workflow or queue, got {kind!r}")
     client = _client(request)
     before = {r.rule for r in await client.pauses()}
     resumed = await client.resume(**{kind: name}, by=by)
