@@ -148,6 +148,7 @@ async def backlog_capacity(url: str, root: Path, rate: float) -> int:
         while await archiver.tick() == 0.0 or archiver.archived < len(backlog):
             pass
         capacity = archiver.archived / (time.monotonic() - t0)
+        await archiver.aclose()
         print(f"archiver alone on a backlog of {len(backlog):,}: {capacity:,.0f} executions/s "
               f"(>= the worker's {rate:,.0f}/s: {'yes' if capacity >= rate else 'NO'})")
     return len(backlog)
