@@ -143,6 +143,10 @@ def test_the_timeline_route_places_every_call(deployment: Deployment) -> None:
     assert rows["event:approval#0"]["spans"][0]["outcome"] == "timed_out"
     assert rows["child:order-1.child-0"]["spans"][0]["outcome"] == "completed"
     assert timeline["end_ms"] == rows["execution"]["spans"][0]["end_ms"]
+    waiting = deployment.call("GET", "/executions/approval-1/timeline")
+    [wait] = next(r["spans"] for r in waiting["rows"] if r["kind"] == "wait")
+    assert wait["end_ms"] is None  # still going: an explicit null
+    assert waiting["end_ms"] >= wait["start_ms"]
     check = deployment.call("GET", "/executions/order-1/verify")
     assert check == {"id": "order-1", "intact": True, "events": check["events"],
                      "broken_at": None, "reason": ""}
@@ -229,6 +233,20 @@ def _css(driver: Any, selector: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
+def _click(driver: Any, selector: str) -> None:
+    """Click the first element ``selector`` finds; again if a live page's refresh replaced
+    it between finding and clicking (a stale element)."""
+
+    def click() -> bool:
+        found = _css(driver, selector)
+        if not found:
+            return False
+        found[0].click()
+        return True
+
+    _until(driver, click)
+
+
 def _listed(driver: Any) -> list[str]:
     return [row.get_attribute("data-id") for row in _css(driver, "#executions tr[data-id]")]
 
@@ -239,7 +257,7 @@ def _open(driver: Any, deployment: Deployment, eid: str) -> None:
 
 
 def _confirm(driver: Any) -> None:
-    _css(driver, "#confirm-ok")[0].click()
+    _click(driver, "#confirm-ok")
     _until(driver, lambda: not _css(driver, "#confirm[open]"))
 
 
@@ -250,7 +268,7 @@ def test_1_sign_in_and_filter_the_list(browser: Any, deployment: Deployment) -> 
     _until(browser, lambda: _css(browser, "#login[open]"))  # the API asked for the token
     _css(browser, "#login-token")[0].send_keys(TOKEN)
     _css(browser, "#login-operator")[0].send_keys(OPERATOR)
-    _css(browser, "#login-submit")[0].click()
+    _click(browser, "#login-submit")
     _until(browser, lambda: len(_listed(browser)) == 6)
     assert set(_listed(browser)) == {"order-1", "order-1.child-0", "checkout-1", "approval-1",
                                      "queued-1", "queued-2"}
@@ -271,8 +289,7 @@ def test_1_sign_in_and_filter_the_list(browser: Any, deployment: Deployment) -> 
 
 def test_2_an_execution_with_its_timeline(browser: Any, deployment: Deployment) -> None:
     browser.get(f"{deployment.url}/ui/#/executions")
-    link = _until(browser, lambda: _css(browser, '#executions tr[data-id="order-1"] a'))
-    link[0].click()
+    _click(browser, '#executions tr[data-id="order-1"] a')
     _until(browser, lambda: _css(browser, "#chain"))
     assert _css(browser, "#execution-id")[0].text == "order-1"
     assert "hash chain verified" in _css(browser, "#chain")[0].text
@@ -297,21 +314,21 @@ def test_2_an_execution_with_its_timeline(browser: Any, deployment: Deployment) 
     assert not _css(browser, '#actions [data-action="cancel"]')  # it has ended
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(SCREENSHOTS / "execution.png"))
-    _css(browser, '#children a')[0].click()  # to the child, and back by its parent link
+    _click(browser, '#children a')  # to the child, and back by its parent link
     _until(browser, lambda: _css(browser, "#parent a"))
     assert _css(browser, "#execution-id")[0].text == "order-1.child-0"
-    _css(browser, "#parent a")[0].click()
+    _click(browser, "#parent a")
     _until(browser, lambda: _css(browser, "#execution-id")
            and _css(browser, "#execution-id")[0].text == "order-1")
 
 
 def test_3_cancel_with_a_confirmation(browser: Any, deployment: Deployment) -> None:
     _open(browser, deployment, "approval-1")
-    _css(browser, '#actions [data-action="cancel"]')[0].click()
+    _click(browser, '#actions [data-action="cancel"]')
     _until(browser, lambda: _css(browser, "#confirm[open]"))
-    _css(browser, "#confirm-cancel")[0].click()  # "Back": nothing happens
+    _click(browser, "#confirm-cancel")  # "Back": nothing happens
     assert deployment.call("GET", "/executions/approval-1")["status"] == "waiting"
-    _css(browser, '#actions [data-action="cancel"]')[0].click()
+    _click(browser, '#actions [data-action="cancel"]')
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     browser.save_screenshot(str(SCREENSHOTS / "cancel-confirm.png"))
     _confirm(browser)
@@ -327,7 +344,7 @@ def test_4_retry_step_of_a_failed_execution(browser: Any, deployment: Deployment
     failed = _css(browser, '#timeline g.row[data-row="charge"] rect.failed')
     assert len(failed) == 1
     (deployment.flags / "provider-up").touch()  # the provider is back
-    _css(browser, '#actions [data-action="retryStep"]')[0].click()
+    _click(browser, '#actions [data-action="retryStep"]')
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     _css(browser, '#confirm-fields input[name="reason"]')[0].send_keys("provider back")
     _confirm(browser)
@@ -353,7 +370,7 @@ def test_5_pause_rules_queues_schedules_and_the_audit_stream(
     deployment.call("POST", "/schedules", json={"name": "nightly", "workflow": "console-order",
                                                 "input": "n", "cron": "0 2 * * *"})
     browser.get(f"{deployment.url}/ui/#/pauses")
-    _until(browser, lambda: _css(browser, "#add-pause"))[0].click()
+    _click(browser, "#add-pause")
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     Select(_css(browser, '#confirm-fields select[name="kind"]')[0]).select_by_value("workflow")
     _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("console-order")
@@ -363,7 +380,7 @@ def test_5_pause_rules_queues_schedules_and_the_audit_stream(
     [rule] = deployment.call("GET", "/admin/pauses")
     assert (rule["rule"], rule["by"], rule["reason"]) == ("workflow:console-order", OPERATOR,
                                                           "PSP down")
-    _css(browser, 'tr[data-rule="workflow:console-order"] button')[0].click()
+    _click(browser, 'tr[data-rule="workflow:console-order"] button')
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     _confirm(browser)
     _until(browser, lambda: not _css(browser, "tr[data-rule]"))
@@ -378,7 +395,7 @@ def test_5_pause_rules_queues_schedules_and_the_audit_stream(
     browser.get(f"{deployment.url}/ui/#/schedules")
     row = _until(browser, lambda: _css(browser, 'tr[data-schedule="nightly"]'))[0]
     assert "0 2 * * *" in row.text
-    row.find_element("css selector", "button").click()  # Pause
+    _click(browser, 'tr[data-schedule="nightly"] button')  # Pause
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     _confirm(browser)
     _until(browser, lambda: _css(browser, 'tr[data-schedule="nightly"] .badge.paused'))

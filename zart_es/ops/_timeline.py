@@ -66,8 +66,9 @@ class Span(msgspec.Struct, omit_defaults=True):
 
     kind: str
     start_ms: int
-    end_ms: int | None = None
-    """None while the span is still going (drawn up to the timeline's end)."""
+    end_ms: int | None
+    """None (always encoded, ``null`` in JSON) while the span is still going: drawn up to
+    the timeline's end."""
     outcome: str = ""
     attempt: int = 0
     took_us: int = -1
@@ -180,7 +181,7 @@ class _Builder:
     def _open_run(self, at_ms: int) -> None:
         if self.run is not None and self.run.end_ms is None:
             self.run.end_ms, self.run.outcome = at_ms, "reopened"
-        self.run = Span("run", at_ms)
+        self.run = Span("run", at_ms, None)
         self.rows[EXECUTION_ROW].spans.append(self.run)
 
     def _ended(self, event: Event) -> None:
@@ -226,19 +227,19 @@ class _Builder:
         row.spans.append(Span("attempt", start, e.at_ms, outcome=outcome, attempt=attempt,
                               took_us=took, detail=detail, estimated=took < 0))
         if isinstance(e, RetryScheduled):
-            backoff = Span("backoff", e.at_ms, attempt=e.attempt, due_ms=e.at_ms + e.delay_ms)
+            backoff = Span("backoff", e.at_ms, None, attempt=e.attempt, due_ms=e.at_ms + e.delay_ms)
             row.spans.append(backoff)
             self._track(self.timers, e.timer, backoff)
 
     def timer_set(self, e: TimerSet) -> None:
         due = e.due_ms or e.at_ms + e.delay_ms
         if e.purpose == "sleep":
-            span = Span("sleep", e.at_ms, due_ms=due)
+            span = Span("sleep", e.at_ms, None, due_ms=due)
             self._row(e.timer, "sleep").spans.append(span)
             self._track(self.timers, e.timer, span)
         elif e.purpose == "event":
             wait = e.timer.removesuffix(":timer")
-            span = self.waits.get(wait) or Span("wait", e.at_ms)
+            span = self.waits.get(wait) or Span("wait", e.at_ms, None)
             span.due_ms = due
             if wait not in self.waits:
                 self._row(wait, "wait").spans.append(span)
@@ -259,14 +260,14 @@ class _Builder:
 
     def awaited(self, e: SignalAwaited) -> None:
         if e.wait not in self.waits:
-            span = Span("wait", e.at_ms, detail=e.name)
+            span = Span("wait", e.at_ms, None, detail=e.name)
             self._row(e.wait, "wait").spans.append(span)
             self.waits[e.wait] = span
 
     def consumed(self, e: SignalConsumed) -> None:
         span = self.waits.pop(e.wait, None)
         if span is None:  # the signal was there already: the wait took no time
-            span = Span("wait", e.at_ms)
+            span = Span("wait", e.at_ms, None)
             self._row(e.wait, "wait").spans.append(span)
         span.end_ms, span.detail = e.at_ms, e.name
         span.outcome = "signal" if e.index >= 0 else "timed_out"
@@ -275,7 +276,7 @@ class _Builder:
         self._mark(e, f"signal {e.name}")
 
     def child_started(self, e: ChildStarted) -> None:
-        span = Span("child", e.at_ms, detail=e.child_id)
+        span = Span("child", e.at_ms, None, detail=e.child_id)
         self._row(e.call, "child").spans.append(span)
         done = self.early_children.pop(e.child_id, None)
         if done is not None:  # its end arrived first (it may run in another partition)
@@ -292,7 +293,7 @@ class _Builder:
 
     def paused(self, e: ExecutionPaused) -> None:
         if self.pause is None:
-            self.pause = Span("paused", e.at_ms, detail=e.rule)
+            self.pause = Span("paused", e.at_ms, None, detail=e.rule)
             self.rows[EXECUTION_ROW].spans.append(self.pause)
 
     def resumed(self, e: ExecutionResumed) -> None:
