@@ -287,6 +287,12 @@ def test_1_sign_in_and_filter_the_list(browser: Any, deployment: Deployment) -> 
     _until(browser, lambda: len(_listed(browser)) == 6)
 
 
+def test_1b_an_unknown_execution_says_so(browser: Any, deployment: Deployment) -> None:
+    browser.get(f"{deployment.url}/ui/#/executions/no-such-id")
+    error = _until(browser, lambda: _css(browser, "#page-error"))[0]
+    assert "no-such-id" in error.text
+
+
 def test_2_an_execution_with_its_timeline(browser: Any, deployment: Deployment) -> None:
     browser.get(f"{deployment.url}/ui/#/executions")
     _click(browser, '#executions tr[data-id="order-1"] a')

@@ -245,6 +245,9 @@ async function executionsPage(main) {
     const rows = Array.isArray(reply) ? reply : reply.items || reply.executions || [];
     const next = Array.isArray(reply) ? null : reply.next || null;
     const shown = rows.filter((r) => r.execution_id.startsWith(listState.prefix));
+    const drawn = JSON.stringify([shown, next, listState.cursors.length, listState.limit]);
+    if (drawn === body.dataset.drawn) return; // unchanged: leave the rows (and a click) be
+    body.dataset.drawn = drawn;
     body.replaceChildren(...shown.map((r) => h("tr", { "data-id": r.execution_id },
       h("td", {}, executionLink(r.execution_id)), h("td", {}, r.workflow),
       h("td", {}, badge(r.status)), h("td", {}, when(r.created_ms)),
