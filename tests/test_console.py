@@ -414,3 +414,34 @@ def test_5_pause_rules_queues_schedules_and_the_audit_stream(
     assert any("pause" in e and OPERATOR in e and "workflow:console-order" in e
                for e in entries)
     browser.save_screenshot(str(SCREENSHOTS / "audit.png"))
+
+
+def test_6_rerun_from_a_step_and_send_a_signal(browser: Any, deployment: Deployment) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, deployment, "order-1")
+    _click(browser, '#actions [data-action="rerun"]')
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    Select(_css(browser, '#confirm-fields select[name="step"]')[0]).select_by_value("ship")
+    _confirm(browser)
+    rerun = _until(browser, lambda: [e for e in deployment.history("order-1")
+                                     if e["type"] == "StepsInvalidated"])
+    assert [(e["steps"], e["forgotten"], e["by"]) for e in rerun] == [(["ship"], ["ship"],
+                                                                       OPERATOR)]
+    deployment.wait_status("order-1", "completed")
+    ship = _until(browser, lambda: len(_css(
+        browser, '#timeline g.row[data-row="ship"] rect.attempt')) == 2)
+    assert ship
+
+    _open(browser, deployment, "queued-1")  # holds the queue's slot, waits for "go"
+    _click(browser, '#actions [data-action="signal"]')
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("go")
+    payload = _css(browser, '#confirm-fields textarea[name="payload"]')[0]
+    payload.clear()
+    payload.send_keys('{"by": "console"}')
+    _confirm(browser)
+    deployment.wait_status("queued-1", "completed")
+    assert deployment.call("GET", "/executions/queued-1")["result"] == "{'by': 'console'}"
+    deployment.wait_status("queued-2", "waiting")  # the freed slot went to the next in line
+    _until(browser, lambda: _css(browser, 'h1 .badge[data-status="completed"]'))
