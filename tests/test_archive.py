@@ -130,7 +130,7 @@ async def test_a_worker_archives_when_given_an_archive(redis_url: str, registry:
     _register(registry)
     root = str(tmp_path / "archive")
     async with Worker(redis_url, registry=registry, poll_interval=0.05, archive_url=root,
-                      retention="none"), Client(redis_url, archive_url=root) as client:
+                      retention=0), Client(redis_url, archive_url=root) as client:
         shipped = await client.start("ship", {"n": 2})  # declares retention 0
         kept = await client.start("kept")               # declares "none"
         await client.result(shipped, timeout=10)
@@ -278,3 +278,25 @@ async def test_a_standalone_archiver_honours_what_workers_declare(
     assert archiver.archived == 1
     async with Client(redis_url) as client:
         assert [s.execution_id for s in await client.list()] == [kept]
+
+
+async def test_a_partial_batch_waits_to_fill_up(env: tuple[Client, Registry],
+                                                tmp_path: Path) -> None:
+    client, registry = env
+    _register(registry)
+    ids = [await client.start("ship", {"n": n}) for n in range(2)]
+    for execution_id in ids:
+        await client.result(execution_id, timeout=10)
+    async with Deployment(client.url) as deployment:
+        waiting = Archiver(deployment, Archive(str(tmp_path / "a")), retention_ms=None,
+                           retentions=registry.retentions(), owner="w", batch_wait_ms=60_000)
+        await waiting.tick()
+        assert waiting.archived == 0  # due, but too few for a batch, and not waiting long
+        full = Archiver(deployment, Archive(str(tmp_path / "a")), retention_ms=None,
+                        retentions=registry.retentions(), owner="w", batch_wait_ms=60_000,
+                        batch=1)
+        await full.tick()
+        await full.tick()  # both may be of one partition: a batch (of one) per tick
+        assert full.archived == 2  # a full batch goes at once
+        await waiting.aclose()
+        await full.aclose()

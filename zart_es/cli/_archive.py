@@ -35,6 +35,9 @@ def add_commands(add: AddCommand, nested: argparse.ArgumentParser) -> dict[str, 
     archiver_.add_argument("--poll-interval", type=float, default=1.0)
     archiver_.add_argument("--batch", type=int, default=500,
                            help="executions per batch (per partition and day)")
+    archiver_.add_argument("--batch-wait", type=float, default=None,
+                           help="seconds due executions wait for a full batch (default: "
+                                "300, or 0 with a retention of 0)")
     archiver_.add_argument("--lease-timeout", type=float, default=30.0,
                            help="seconds before a killed archiver's partitions are taken over")
     audit_ = add("audit", "the archive: SQL over it, the operator audit log")
@@ -64,7 +67,7 @@ async def archiver(args: argparse.Namespace) -> int:
 
     from zart_es.archive import Archive
     from zart_es.core import deployment_retention
-    from zart_es.engine import Archiver, configure_logging
+    from zart_es.engine import BATCH_WAIT_MS, Archiver, configure_logging
     from zart_es.store import Deployment
 
     configure_logging()
@@ -73,7 +76,9 @@ async def archiver(args: argparse.Namespace) -> int:
         engine = Archiver(deployment, Archive(_url(args)), retention_ms=retention,
                           owner=f"archiver-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
                           poll_interval=args.poll_interval, batch=args.batch,
-                          lease_ms=round(args.lease_timeout * 1000))
+                          lease_ms=round(args.lease_timeout * 1000),
+                          batch_wait_ms=(0 if retention == 0 else BATCH_WAIT_MS)
+                          if args.batch_wait is None else round(args.batch_wait * 1000))
         task = asyncio.create_task(engine.run())
         for sig in (signal.SIGTERM, signal.SIGINT):  # a batch cut short resumes next time
             asyncio.get_running_loop().add_signal_handler(sig, task.cancel)

@@ -5,7 +5,7 @@ The engine never imports the client.
 """
 
 from zart_es.engine._aio import Supervisor
-from zart_es.engine._archiver import Archiver
+from zart_es.engine._archiver import BATCH_WAIT_MS, Archiver
 from zart_es.engine._logs import configure_logging
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -16,6 +16,7 @@ from zart_es.engine._timers import TimerPoller
 from zart_es.engine._worker import Worker
 
 __all__ = [
+    "BATCH_WAIT_MS",
     "Archiver",
     "PauseRules",
     "QueueGate",

@@ -48,6 +48,9 @@ BATCH = 500
 """Executions moved per batch (per partition and day)."""
 LEASE_MS = 30_000
 """How long a partition stays with an archiver that stopped renewing (killed)."""
+BATCH_WAIT_MS = 300_000
+"""How long workers and ``zart-es archiver`` let due executions wait for a full batch
+(unless the retention is 0): a partition writes a few files a day, not one per execution."""
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -74,7 +77,7 @@ class Archiver:
     def __init__(self, deployment: Deployment, archive: Archive, *,
                  retention_ms: int | None, retentions: dict[str, int | None] | None = None,
                  owner: str, poll_interval: float = 1.0, batch: int = BATCH,
-                 lease_ms: int = LEASE_MS) -> None:
+                 lease_ms: int = LEASE_MS, batch_wait_ms: int = 0) -> None:
         self.deployment = deployment
         self.archive = archive
         self.queue = ArchiveQueue(deployment.redis, deployment.keys)
@@ -86,6 +89,7 @@ class Archiver:
         self._poll = poll_interval
         self._batch = batch
         self._lease_ms = lease_ms
+        self._batch_wait_ms = batch_wait_ms
         self._wake = asyncio.Event()
         self.archived = 0
         """Executions this archiver removed from Redis after archiving them."""
@@ -153,6 +157,10 @@ class Archiver:
         ids = await queue.due(partition, now, self._batch)
         if not ids:
             return False
+        if len(ids) < self._batch and self._batch_wait_ms:
+            oldest = await queue.earliest(partition)  # a partial batch waits to fill up
+            if oldest is not None and now - oldest < self._batch_wait_ms:
+                return False
         records: dict[str, ExecutionRecord] = {}
         by_day: dict[str, list[tuple[str, int]]] = defaultdict(list)
         stale: list[tuple[str, int]] = []
@@ -249,5 +257,7 @@ async def archiver_for(deployment: Deployment, retentions: dict[str, int | None]
         return None
     from zart_es.archive import Archive
 
-    return Archiver(deployment, Archive(url), retention_ms=deployment_retention(retention),
-                    retentions=retentions, owner=owner, poll_interval=poll_interval)
+    default = deployment_retention(retention)
+    return Archiver(deployment, Archive(url), retention_ms=default, retentions=retentions,
+                    owner=owner, poll_interval=poll_interval,
+                    batch_wait_ms=0 if default == 0 else BATCH_WAIT_MS)

@@ -127,6 +127,12 @@ class ArchiveQueue:
             self.keys.archive_due(partition), "-inf", now_ms, start=0, num=limit)
         return [member.decode() for member in found]
 
+    async def earliest(self, partition: int) -> int | None:
+        """When the longest-waiting execution of the partition became due (ms)."""
+        first: list[tuple[bytes, float]] = await self.redis.zrange(
+            self.keys.archive_due(partition), 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
     async def snapshots(self, ids: list[str]) -> list[Snapshot]:
         """Each execution's meta hash and whole log, read in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
