@@ -15,6 +15,7 @@ from zart_es.core import _errors as errors
 pytestmark = pytest.mark.pure
 
 PUBLIC = [
+    "ArchiveError",
     "Cancelled",
     "ChildFailedError",
     "Client",
@@ -25,6 +26,7 @@ PUBLIC = [
     "DuplicateStepName",
     "DuplicateWorkflow",
     "EventTimeout",
+    "ExecutionArchived",
     "ExecutionEnded",
     "ExecutionFailedError",
     "ExecutionHandle",

@@ -6,6 +6,7 @@ execution's event stream, so a process that dies mid-way resumes where it stoppe
 
 from zart_es.client import Client, ExecutionHandle
 from zart_es.core import (
+    ArchiveError,
     Cancelled,
     ChildFailedError,
     ConfigError,
@@ -13,6 +14,7 @@ from zart_es.core import (
     DuplicateStepName,
     DuplicateWorkflow,
     EventTimeout,
+    ExecutionArchived,
     ExecutionEnded,
     ExecutionFailedError,
     ExecutionNotFound,
@@ -52,6 +54,7 @@ from zart_es.workflow import Context, Registry, default_registry, durable, queue
 __version__ = "0.3.0"
 
 __all__ = [
+    "ArchiveError",
     "Cancelled",
     "ChildFailedError",
     "Client",
@@ -62,6 +65,7 @@ __all__ = [
     "DuplicateStepName",
     "DuplicateWorkflow",
     "EventTimeout",
+    "ExecutionArchived",
     "ExecutionEnded",
     "ExecutionFailedError",
     "ExecutionHandle",
