@@ -300,3 +300,39 @@ async def test_a_partial_batch_waits_to_fill_up(env: tuple[Client, Registry],
         assert full.archived == 2  # a full batch goes at once
         await waiting.aclose()
         await full.aclose()
+
+
+@pytest.mark.processes
+async def test_audit_log_follows_new_entries(env: tuple[Client, Registry],
+                                             tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import os
+    import sys
+
+    from .helpers import ROOT
+
+    client, _registry = env
+    await client.pause(workflow="before", by="alice")
+    async with Deployment(client.url) as deployment:  # the first entry goes to the archive
+        archiver = Archiver(deployment, Archive(str(tmp_path / "a")), retention_ms=0,
+                            owner="audit")
+        await archiver.tick()
+        await archiver.aclose()
+    assert await client.redis.xlen(client.keys.audit()) == 0  # archived, retention 0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "zart_es", "--json", "--redis-url", client.url,
+        "--archive-url", str(tmp_path / "a"), "audit", "log", "--follow",
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        assert (first["what"], first["by"]) == ("pause", "alice")
+        await client.pause(workflow="after", by="bob")
+        second = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        assert (second["what"], second["by"], second["rule"]) == ("pause", "bob",
+                                                                   "workflow:after")
+    finally:
+        proc.kill()
+        await proc.wait()
