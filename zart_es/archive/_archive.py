@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import msgspec
@@ -36,6 +37,8 @@ from zart_es.core import ArchiveError
 
 READS_AT_ONCE = 16
 """Objects read concurrently when scanning the executions table."""
+CACHED_ROWS = 200_000
+"""Rows of the executions table a reader keeps in memory between lookups."""
 
 
 class ArchivedExecution(msgspec.Struct, frozen=True):
@@ -55,8 +58,10 @@ class Archive:
     def __init__(self, url: str) -> None:
         self.objects = ObjectStore(url)
         self.url = url
-        self._ids: dict[str, pa.Table] = {}
-        """Executions objects read so far (objects never change): path -> its rows."""
+        self._ids: OrderedDict[str, pa.Table] = OrderedDict()
+        """Executions objects read lately (objects never change): path -> its rows, at
+        most CACHED_ROWS rows in all, the least recently used dropped first."""
+        self._cached_rows = 0
 
     # -- writing ---------------------------------------------------------------------
 
@@ -91,16 +96,22 @@ class Archive:
         """The executions table (of one partition), one row per archived snapshot."""
         folder = "executions" if partition is None else f"executions/partition={partition}"
         paths = [path for path in await self.objects.list(folder) if path.endswith(".parquet")]
-        missing = [path for path in paths if path not in self._ids]
         limit = asyncio.Semaphore(READS_AT_ONCE)
 
-        async def read(path: str) -> None:
+        async def read(path: str) -> pa.Table:
+            cached = self._ids.get(path)
+            if cached is not None:
+                self._ids.move_to_end(path)
+                return cached
             async with limit:
-                self._ids[path] = _with_path(
-                    from_parquet(await self.objects.get(path), path), path)
+                table = _with_path(from_parquet(await self.objects.get(path), path), path)
+            self._ids[path] = table
+            self._cached_rows += table.num_rows
+            while self._cached_rows > CACHED_ROWS and len(self._ids) > 1:
+                self._cached_rows -= self._ids.popitem(last=False)[1].num_rows
+            return table
 
-        await asyncio.gather(*(read(path) for path in missing))
-        tables = [self._ids[path] for path in paths]
+        tables = await asyncio.gather(*(read(path) for path in paths))
         if not tables:
             return _with_path(EXECUTIONS.empty_table(), "")
         return pa.concat_tables(tables)
