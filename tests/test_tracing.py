@@ -4,6 +4,7 @@ waits as span events, a child execution in its parent's trace."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -56,7 +57,8 @@ async def test_one_trace_per_execution_across_a_worker_kill(
     assert {s["pid"] for s in spans} == {first.pid, second.pid if second else 0}
     runs = [s for s in spans if s["name"] == "run traced-order"]
     client_id = f"{client_span.get_span_context().span_id:016x}"
-    assert len(runs) >= 3 and {r["parent_id"] for r in runs} == {client_id}
+    assert len(runs) >= 3
+    assert {r["parent_id"] for r in runs} == {client_id}
     attempts = {(s["attributes"]["zart.step"], s["attributes"]["zart.attempt"]):
                 s["attributes"]["zart.outcome"] for s in spans if s["name"].startswith("step ")}
     assert attempts[("reserve", 1)] == "retry"
@@ -90,7 +92,11 @@ async def test_runs_of_an_execution_started_outside_a_span_share_a_trace(
 
 
 async def _has_child_run(path: Path) -> bool:
-    return path.exists() and "run traced-invoice" in path.read_text()
+    return await asyncio.to_thread(_contains, path, "run traced-invoice")
+
+
+def _contains(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text()
 
 
 def test_tracing_costs_nothing_without_the_extra() -> None:
