@@ -16,7 +16,7 @@ from zart_es import Client, Worker
 from zart_es.archive import Archive
 from zart_es.workflow import Registry
 
-from .helpers import ROOT, kill9, wait_for
+from .helpers import ROOT, kill9, spawn_worker, wait_for
 
 pytestmark = pytest.mark.processes
 
@@ -98,3 +98,40 @@ async def test_kill9_mid_batch_loses_and_duplicates_nothing(redis_url: str,
         for n in rng.sample(range(EXECUTIONS), 20):
             assert await reader.verify(ids[n]) is None
             assert await reader.result(ids[n], timeout=1) == 3 * n + 3
+
+
+async def test_kill9_of_the_archiving_worker_hands_its_partitions_on(
+        redis_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    extra = ["--archive-url", str(root), "--retention", "0"]
+    workers = [spawn_worker(redis_url, "tests.apps.archived", extra=extra,
+                            log=tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        async with Client(redis_url, archive_url=str(root)) as client:
+            ids = [await client.start("archived-steps", n) for n in range(200)]
+            for n in (0, 50, 199):
+                assert await client.result(ids[n], timeout=60) == 3 * n + 3
+            # kill -9 the worker archiving partition 0: the other takes it after the 1 s lease
+            lease = await client.redis.hget(client.keys.archiver(0), "lease")
+            assert lease is not None
+            holder = int(lease.decode().split()[0].split("-")[-2])  # <host>-<pid>-<hex>
+            victim = next(proc for proc in workers if proc.pid == holder)
+            kill9(victim)
+            more = [await client.start("archived-steps", n) for n in range(200, 300)]
+
+            async def all_archived() -> bool:
+                return (await client.stats()).total == 0
+            await wait_for(all_archived, timeout=60)
+
+            async def taken_over() -> bool:
+                lease = await client.redis.hget(client.keys.archiver(0), "lease")
+                return int(lease.decode().split()[0].split("-")[-2]) != holder
+            await wait_for(taken_over, timeout=10)
+    finally:
+        for proc in workers:
+            kill9(proc)
+    executions = await Archive(str(root)).table("executions")
+    assert executions is not None
+    counts = collections.Counter(executions["execution_id"].to_pylist())
+    assert set(counts) == {*ids, *more}
+    assert set(counts.values()) == {1}

@@ -236,7 +236,7 @@ def _error_of(record: ExecutionRecord) -> str | None:
 
 async def archiver_for(deployment: Deployment, retentions: dict[str, int | None],
                        archive_url: str | None, retention: Duration | None, owner: str, *,
-                       poll_interval: float = 1.0) -> Archiver | None:
+                       poll_interval: float = 1.0, lease_ms: int = LEASE_MS) -> Archiver | None:
     """The archiver a worker runs: None without an archive (``archive_url`` or
     ``$ZART_ARCHIVE_URL``), for then nothing may leave Redis. ``retention`` is the
     deployment default (``--retention``, else ``$ZART_RETENTION``, else 7 days).
@@ -259,5 +259,5 @@ async def archiver_for(deployment: Deployment, retentions: dict[str, int | None]
 
     default = deployment_retention(retention)
     return Archiver(deployment, Archive(url), retention_ms=default, retentions=retentions,
-                    owner=owner, poll_interval=poll_interval,
+                    owner=owner, poll_interval=poll_interval, lease_ms=lease_ms,
                     batch_wait_ms=0 if default == 0 else BATCH_WAIT_MS)

@@ -230,7 +230,8 @@ class Worker:
             self._background.append(loops.start("scheduler", scheduler.run))
         archiver = await archiver_for(self.deployment, self.registry.retentions(),
                                       *self._archive, self.consumer,
-                                      poll_interval=max(self._poll_interval, 1.0))
+                                      poll_interval=max(self._poll_interval, 1.0),
+                                      lease_ms=round(self.lease_timeout * 1000))
         if archiver is not None:
             self._background.append(loops.start("archiver", archiver.run))
         try:
