@@ -104,6 +104,18 @@ def test_start_is_idempotent_and_runs(api: str) -> None:
                                     "write"]
 
 
+def test_start_on_another_task_queue_waits_for_its_workers(api: str) -> None:
+    body = {"name": "transform-records", "input": 1, "id": "api-tq", "task_queue": "nightly"}
+    assert httpx.post(f"{api}/executions", json=body).status_code == 201
+    time.sleep(0.5)  # the examples' worker serves default and gpu, not nightly
+    detail = httpx.get(f"{api}/executions/api-tq").json()
+    assert (detail["status"], detail["task_queue"], detail["task_queue_workers"]) == (
+        "pending", "nightly", 0)
+    _problem(httpx.post(f"{api}/executions", json={**body, "id": "api-tq2",
+                                                   "task_queue": "Night Shift"}),
+             422, "invalid_request")
+
+
 def test_history_json_and_jsonl(api: str) -> None:
     httpx.post(f"{api}/executions", json={"name": "transform-records", "input": 1, "id": "api-h"})
     _wait_done(api, "api-h")

@@ -69,6 +69,8 @@ class StartRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     input: Any = None
     id: str | None = None
+    task_queue: str | None = None
+    """Run it on this task queue instead of the one its workflow declares."""
 
 
 class Started(msgspec.Struct, frozen=True):
@@ -112,7 +114,8 @@ def _client(request: Request[Any, Any, Any]) -> Client:
           description="an execution with that id existed: nothing started")}))
 async def start_execution(request: Request[Any, Any, Any], data: StartRequest) -> Response[Started]:
     """Idempotent on ``id``: the same id again starts nothing and answers 200."""
-    started = await _client(request).submit(data.name, data.input, execution_id=data.id)
+    started = await _client(request).submit(data.name, data.input, execution_id=data.id,
+                                            task_queue=data.task_queue)
     return Response(Started(started.execution_id, started.created),
                     status_code=HTTP_201_CREATED if started.created else HTTP_200_OK)
 
