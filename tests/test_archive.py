@@ -205,7 +205,7 @@ async def test_the_http_api_reads_archived_executions(env: tuple[Client, Registr
         port = probe.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "zart_es", "api", "--redis-url", client.url, "--port", str(port),
-        cwd=ROOT, env={**os.environ, "ZART_ARCHIVE_URL": str(root)},
+        "--archive-url", str(root), cwd=ROOT, env=dict(os.environ),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

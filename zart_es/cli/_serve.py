@@ -91,6 +91,8 @@ async def api(args: argparse.Namespace) -> int:
     from zart_es.engine import configure_logging
 
     configure_logging(json=args.log_json)
+    if args.archive_url:  # the client create_app builds reads archived executions there
+        os.environ["ZART_ARCHIVE_URL"] = args.archive_url
     app = create_app(args.redis_url, token=args.token, max_input_bytes=args.max_input_bytes,
                      partitions=args.partitions)
     http = _uvicorn(app, args)
