@@ -445,3 +445,32 @@ def test_6_rerun_from_a_step_and_send_a_signal(browser: Any, deployment: Deploym
     assert deployment.call("GET", "/executions/queued-1")["result"] == "{'by': 'console'}"
     deployment.wait_status("queued-2", "waiting")  # the freed slot went to the next in line
     _until(browser, lambda: _css(browser, 'h1 .badge[data-status="completed"]'))
+
+
+def test_7_the_list_pages_with_the_apis_cursor_and_filters_by_time(
+    browser: Any, deployment: Deployment
+) -> None:
+    for i in range(52):
+        deployment.call("POST", "/executions",
+                        json={"name": "console-invoice", "input": f"p{i}", "id": f"page-{i:02d}"})
+    browser.get(f"{deployment.url}/ui/#/executions")
+    _click(browser, "#nav a[data-page=pauses]")  # leave and come back: the list reloads
+    _click(browser, "#nav a[data-page=executions]")
+    _until(browser, lambda: len(_listed(browser)) == 50)
+    first = _listed(browser)
+    assert first[:2] == ["page-51", "page-50"]  # newest first
+    _click(browser, "#next-page")
+    _until(browser, lambda: _listed(browser) and _listed(browser)[0] != first[0])
+    second = _listed(browser)
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 52 + 6  # and the executions of the tests before
+    _click(browser, ".pager button")  # "Newer": back to the first page
+    _until(browser, lambda: _listed(browser) == first)
+    # a start-time range in the future holds nothing; one in the past holds everything
+    set_filter = ("const input = document.querySelector(arguments[0]);"
+                  "input.value = arguments[1];"
+                  "input.dispatchEvent(new Event('change'));")
+    browser.execute_script(set_filter, "#filter-after", "2999-01-01T00:00:00")
+    _until(browser, lambda: not _listed(browser) and _css(browser, "#executions td.muted"))
+    browser.execute_script(set_filter, "#filter-after", "2000-01-01T00:00:00")
+    _until(browser, lambda: len(_listed(browser)) == 50)

@@ -223,7 +223,7 @@ async function executionsPage(main) {
     Object.assign(listState, { status: status.value, name: name.value,
       prefix: prefix.value.trim(), after: after.value, before: before.value,
       cursors: [], cursor: null });
-    load();
+    load().catch(showError);
   };
   status.onchange = changed;
   name.onchange = changed;
@@ -238,8 +238,8 @@ async function executionsPage(main) {
     // the id prefix filters what a page holds: read a large page while one is typed
     query.set("limit", String(listState.prefix ? 1000 : listState.limit));
     // the inputs hold UTC wall times: the API takes ISO 8601 with an offset
-    if (listState.after) query.set("started_after", `${listState.after}Z`);
-    if (listState.before) query.set("started_before", `${listState.before}Z`);
+    if (listState.after) query.set("started_after", utc(listState.after));
+    if (listState.before) query.set("started_before", utc(listState.before));
     if (listState.cursor) query.set("cursor", listState.cursor);
     const reply = await api("GET", `/executions?${query}`);
     const rows = Array.isArray(reply) ? reply : reply.items || reply.executions || [];
@@ -255,18 +255,23 @@ async function executionsPage(main) {
     if (!shown.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No executions.")));
     pager.replaceChildren(...[
       listState.cursors.length ? h("button", { type: "button", onclick: () => {
-        listState.cursor = listState.cursors.pop() || null; load();
+        listState.cursor = listState.cursors.pop() || null; load().catch(showError);
       } }, "Newer") : null,
       next ? h("button", { type: "button", id: "next-page", onclick: () => {
-        listState.cursors.push(listState.cursor); listState.cursor = next; load();
+        listState.cursors.push(listState.cursor); listState.cursor = next; load().catch(showError);
       } }, "Older") : null,
       !next && !listState.prefix && rows.length >= listState.limit
-        ? h("button", { type: "button", id: "more", onclick: () => { listState.limit += 50; load(); } }, "Show more")
+        ? h("button", { type: "button", id: "more", onclick: () => { listState.limit += 50; load().catch(showError); } }, "Show more")
         : null,
       h("span", { class: "muted" }, `${shown.length} shown`)].filter(Boolean));
   }
   await load();
   return () => live.checked && load();
+}
+
+/** A datetime-local value (seconds left out when zero) as RFC 3339 in UTC. */
+function utc(local) {
+  return `${local.length === 16 ? `${local}:00` : local}Z`;
 }
 
 async function schedulesPage(main) {
