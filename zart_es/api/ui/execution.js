@@ -18,14 +18,18 @@ const FAINT = new Set(["backoff", "sleep", "wait", "run", "queued"]);
 export async function executionPage(main, id) {
   const path = `/executions/${encodeURIComponent(id)}`;
   let ended = false;
+  let log = { version: -1, history: [], chain: null }; // read again only when it grew
 
   async function load() {
-    const [detail, history, timeline, chain, rules] = await Promise.all([
-      api("GET", path), wholeLog(path), api("GET", `${path}/timeline`),
-      api("GET", `${path}/verify`), api("GET", "/admin/pauses"),
+    const [detail, timeline, rules] = await Promise.all([
+      api("GET", path), api("GET", `${path}/timeline`), api("GET", "/admin/pauses"),
     ]);
+    if (detail.version !== log.version) {
+      const [history, chain] = await Promise.all([wholeLog(path), api("GET", `${path}/verify`)]);
+      log = { version: detail.version, history, chain };
+    }
     ended = detail.done;
-    render(main, { detail, history, timeline, chain, rules });
+    render(main, { detail, history: log.history, timeline, chain: log.chain, rules });
   }
   await load();
   return async (changed) => { if (changed || !ended) await load(); }; // polls until it ends
