@@ -353,6 +353,7 @@ async def run_workload(server: SecureRedis, url: str, tmp_path: Path) -> None:
             await _executions(client, server, tmp_path, effects, workers)
             await _operations(client)
             await _reads(client, url, f"http://127.0.0.1:{port}")
+            await _archive(client, url, tmp_path)
     finally:
         for worker in workers:
             stop_worker(worker)
@@ -447,6 +448,37 @@ async def _operations(client: Client) -> None:
     assert await schedules.state("acl-every") is not None
     assert len(await schedules.next_occurrences("acl-every", 2)) == 2
     assert await schedules.remove("acl-every", by="tester")
+
+
+async def _archive(client: Client, url: str, tmp_path: Path) -> None:
+    """The standalone archiver moves ended executions (retention 0) out of Redis, and
+    the operator audit stream; the client reads an archived one back."""
+    (some, *_) = await client.list(status="completed", limit=1)
+    archive = tmp_path / "archive"
+    log = tmp_path / "archiver.log"
+    archiver = _spawn_archiver(url, archive, log)
+    try:
+        async def gone() -> bool:
+            return not await client.deployment.store.meta(some.execution_id)
+
+        await wait_for(gone, timeout=30, interval=0.1)
+    finally:
+        stop_worker(archiver)
+    text = log.read_text()
+    assert "NOPERM" not in text, text[-2000:]
+    assert "NoPermission" not in text, text[-2000:]
+    async with Client(url, archive_url=str(archive)) as reader:
+        assert (await reader.status(some.execution_id)).status == Status.COMPLETED
+        assert await reader.verify(some.execution_id) is None
+
+
+def _spawn_archiver(url: str, archive: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "zart_es", "archiver", "--redis-url", url,
+             "--archive-url", str(archive), "--retention", "0", "--batch-wait", "0",
+             "--poll-interval", "0.1"], cwd=ROOT, stdout=out, stderr=out,
+            start_new_session=True)
 
 
 async def _reads(client: Client, url: str, api: str) -> None:
