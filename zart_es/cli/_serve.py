@@ -125,6 +125,7 @@ async def dev(args: argparse.Namespace) -> int:
         http = _uvicorn(create_app(url, token=args.token, partitions=args.partitions,
                                    max_input_bytes=args.max_input_bytes), args)
         print(f"zart-es dev: Redis {url}, API http://{args.host}:{args.port}, "
+              f"console http://{args.host}:{args.port}/ui/, "
               f"workflows {', '.join(engine.registry.names()) or '(none)'}", flush=True)
         work = asyncio.create_task(engine.run())
 
