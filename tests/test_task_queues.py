@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from tests.helpers import count_effects, spawn_worker, stop_worker, wait_for
 from zart_es import Client, ConfigError, Context, Registry, Worker, durable
+from zart_es.core import ExecutionStarted
 from zart_es.ops import render_deployment_metrics
 from zart_es.store import Keys
 
@@ -65,7 +66,7 @@ async def test_work_of_a_task_queue_waits_for_its_workers_and_runs_only_there(
     async with Client(redis_url) as client, Worker(
             redis_url, registry=cpu, task_queues=["default"], poll_interval=0.05,
             lease_timeout=1):
-        await wait_for(lambda: client.deployment.routes.known("render"))  # it started
+        await wait_for(lambda: _routed(client, "render"))  # it started
         resized = await client.start("resize")
         rendered = await client.start("render")
         assert await client.result(resized, timeout=10) == "cpu"
@@ -132,6 +133,33 @@ async def test_work_started_before_its_route_was_known_is_moved_there(
     assert await redis.hget(keys.routes(), "render") == b"gpu"
 
 
+async def test_a_pool_with_the_code_moves_work_of_another_queue_instead_of_running_it(
+        redis_url: str) -> None:
+    """Both pools run the same code (as the shipped overlay does): a render started before
+    any route was recorded lands on the default stream, and one created as a release
+    before task queues did (its log and meta name no queue); the default pool moves both
+    to gpu, it does not run them."""
+    ran: dict[str, list[str]] = {}
+    cpu, gpu = _pools(ran)
+    async with Client(redis_url) as client:
+        early = await client.start("render")  # no route recorded yet: the default stream
+        assert (await client.status(early)).task_queue == "default"
+        await client.deployment.ready()
+        assert await client.deployment.store.create(  # as a client of 0.3 wrote it
+            ExecutionStarted(execution_id="old-1", workflow="render", input=b"\xc0"),
+            "old-1", "render")
+        async with Worker(redis_url, registry=cpu, task_queues=["default"],
+                          poll_interval=0.05, lease_timeout=1):
+            await asyncio.sleep(0.5)
+            assert ran == {}
+            async with Worker(redis_url, registry=gpu, task_queues=["gpu"],
+                              poll_interval=0.05, lease_timeout=1):
+                assert await client.result(early, timeout=10) == "gpu"
+                assert await client.result("old-1", timeout=10) == "gpu"
+        assert (await client.status("old-1")).task_queue == "gpu"
+    assert ran == {"render": ["gpu", "gpu"]}
+
+
 async def test_the_starter_may_name_another_task_queue(redis_url: str) -> None:
     ran: dict[str, list[str]] = {}
     cpu, _ = _pools(ran)
@@ -179,7 +207,7 @@ async def test_pools_of_worker_processes_each_run_their_own_queue(
     gpu_pool = spawn_worker(redis_url, "workers.examples", extra=["--task-queue", "gpu"])
     try:
         async with Client(redis_url) as client:
-            await wait_for(lambda: client.deployment.routes.known("render-thumbnails"))
+            await wait_for(lambda: _routed(client, "render-thumbnails"))
             album = await client.start("render-thumbnails", {"count": 5})
             loop = await client.start("durable-loop", {"count": 3})
             assert (await client.result(album, timeout=30))["processed"] == 5
@@ -195,3 +223,36 @@ def _render_pids(effects: Path) -> set[str]:
     """The processes that wrote ``render <index> <pid>`` effects."""
     return {line.split()[2] for line in effects.read_text().splitlines()
             if line.startswith("render ")}
+
+
+async def _routed(client: Client, workflow: str) -> str | None:
+    """The task queue a worker recorded for ``workflow`` (read now), if any."""
+    return (await client.deployment.routes.refresh()).get(workflow)
+
+
+async def test_concurrency_caps_a_worker_with_more_partitions_than_slots(
+        redis_url: str) -> None:
+    """The gpu pool's shape: --concurrency 4 on 16 partitions. Every partition's reader
+    is blocked in a read when the work arrives, yet no more than 4 run at once."""
+    registry = Registry()
+    running = peak = 0
+
+    async def hold() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.2)
+        running -= 1
+
+    @durable("render", task_queue="gpu", registry=registry)
+    async def render(ctx: Context, i: int) -> None:
+        await ctx.step("gpu", hold)
+
+    async with Client(redis_url) as client, Worker(
+            redis_url, registry=registry, task_queues=["gpu", "default"], concurrency=4,
+            poll_interval=0.05, lease_timeout=5):
+        await asyncio.sleep(0.3)  # the readers are blocked in their reads
+        ids = [await client.start("render", i, task_queue="gpu") for i in range(24)]
+        for execution_id in ids:
+            await client.result(execution_id, timeout=30)
+    assert 2 <= peak <= 4, peak

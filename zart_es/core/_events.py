@@ -32,6 +32,10 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults
     """The key (tenant) whose concurrency and rate limits of the workflow's queue apply."""
     priority: int | None = None
     """Admission priority in the workflow's queue (None: the queue's own)."""
+    task_queue: str = ""
+    """The task queue it was started on: the starter's choice, or the one its workflow
+    declared when it started; "" when that was the default queue or not known yet (its
+    workflow's declaration then decides). Only workers serving it run the execution."""
     traceparent: str = ""
     """The W3C trace context it was started in (a client's span, a parent's run): every
     run's span is a child of it, so one execution is one trace ("": none)."""

@@ -178,6 +178,8 @@ class ExecutionState(msgspec.Struct):
     """When that was (0: never; the run started at ``started_ms``)."""
     traceparent: str = ""
     """The trace context the execution was started in (its runs' spans' parent)."""
+    task_queue: str = ""
+    """The task queue it was started on ("": the default one, or its workflow's)."""
 
     @property
     def admission(self) -> str:
@@ -267,7 +269,7 @@ def _started(state: ExecutionState, e: ExecutionStarted) -> None:
     state.execution_id, state.workflow, state.input = e.execution_id, e.workflow, e.input
     state.started_ms, state.parent_id = e.at_ms, e.parent_id
     state.queue_key, state.priority = e.queue_key, e.priority
-    state.traceparent = e.traceparent
+    state.traceparent, state.task_queue = e.traceparent, e.task_queue
 
 
 def _step_completed(state: ExecutionState, e: StepCompleted) -> None:

@@ -13,10 +13,10 @@ import enum
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import structlog
 
 from zart_es.core import (
-    DEFAULT_TASK_QUEUE,
     TERMINAL_EVENTS,
     Cancelled,
     ChildCompleted,
@@ -123,7 +123,8 @@ class StoreJournal:
         self.retry_in_ms: int | None = None
         """Set when the queue's rate window (not its cap) keeps the execution waiting."""
         self.task_queue_of: Callable[[str], Awaitable[str]] = _default_task_queue
-        """The task queue a new execution of a workflow goes to (a child, a handler)."""
+        """The task queue a new execution of a workflow goes to (a child, a handler): its
+        name, or "" for the default one or one not known yet."""
         # one append at a time: concurrent branches (ctx.gather) must not fold twice
         self._lock = asyncio.Lock()
         self.state = state if state is not None else ExecutionState()
@@ -174,10 +175,9 @@ class StoreJournal:
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         """Create the child's log (a no-op if it exists: replays start it once)."""
         event = ExecutionStarted(execution_id=child_id, workflow=workflow, input=payload,
-                                 traceparent=traceparent(),
-                                 parent_id=self._execution_id)
-        if await self.store.create(event, child_id, workflow,
-                                   await self.task_queue_of(workflow)):
+                                 traceparent=traceparent(), parent_id=self._execution_id,
+                                 task_queue=await self.task_queue_of(workflow))
+        if await self.store.create(event, child_id, workflow):
             return
         first = await self.store.read_first(child_id)
         if not isinstance(first, ExecutionStarted) or first.parent_id != self._execution_id:
@@ -272,8 +272,8 @@ async def _start_failure_handler(
     start = failure_handler_start(registry.get(journal.state.workflow), journal.state,
                                   payloads)
     if start is not None and await journal.store.create(
-            start, start.execution_id, start.workflow,
-            await journal.task_queue_of(start.workflow)):
+            msgspec.structs.replace(start, task_queue=await journal.task_queue_of(
+                start.workflow)), start.execution_id, start.workflow):
         log.info("failure handler started", execution_id=journal.state.execution_id,
                  handler=start.execution_id)
 
@@ -453,4 +453,4 @@ def _never() -> bool:
 
 
 async def _default_task_queue(workflow: str) -> str:
-    return DEFAULT_TASK_QUEUE
+    return ""

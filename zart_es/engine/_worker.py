@@ -97,6 +97,8 @@ class Worker:
     default queue and every queue its registry's workflows declare.
     """
 
+    _reserved: int = 0
+    """Room taken by the reads in flight (what they may bring back)."""
     _streams: dict[int, dict[str, str]]
     """Per partition: work stream -> its task queue (the streams this worker reads; set by
     :meth:`run`)."""
@@ -188,9 +190,10 @@ class Worker:
     @property
     def task_queues(self) -> tuple[str, ...]:
         """The task queues whose work this worker reads."""
-        if self._task_queues is not None:
-            return self._task_queues
-        return tuple(sorted({DEFAULT_TASK_QUEUE, *self.registry.task_queues()}))
+        if self._task_queues is None:  # fixed at the first look (run() reads its streams)
+            self._task_queues = tuple(sorted({DEFAULT_TASK_QUEUE,
+                                              *self.registry.task_queues()}))
+        return self._task_queues
 
     async def run(self) -> None:
         """Work until :meth:`stop` is called, then drain within the grace period."""
@@ -300,22 +303,31 @@ class Worker:
                     raise
 
     async def _read(self, partition: int) -> None:
-        # one read for all the partition's streams this worker serves (one hash slot)
-        streams = dict.fromkeys(self._streams[partition], ">")
-        failures = 0
+        # one read for the partition's streams this worker serves (one hash slot)
+        names = list(self._streams[partition])
+        readers = self.keys.partitions * len(names)
+        # with fewer slots than streams, reads hold slots for shorter: the slots go round
+        block_ms = READ_BLOCK_MS if self.concurrency >= readers else max(
+            100, READ_BLOCK_MS * self.concurrency // readers)
+        failures = turn = 0
         while True:
             await self._room.wait()
-            room = self.concurrency - len(self._in_flight)
+            room = self.concurrency - len(self._in_flight) - self._reserved
             if room <= 0:  # woken by a run that ended, but others were taken on meanwhile
                 self._room.clear()
                 continue
-            # every partition's reader may be blocked in a read at once: each asks for its
-            # share of the room, or the worker would take on up to 100 per partition
-            count = max(1, min(room // self.keys.partitions, 100))
+            # every partition's reader may be blocked in a read at once, and a read brings
+            # up to COUNT from each stream it names: each reserves what its read may bring
+            # (its share of the room), so the worker never takes on more than concurrency
+            turn += 1
+            read = names if room >= len(names) else [
+                names[(turn + i) % len(names)] for i in range(room)]
+            count = max(1, min(room // self.keys.partitions // len(read), 100))
+            self._reserved += count * len(read)
             try:
                 reply: Any = await self.redis.xreadgroup(
-                    GROUP, self.consumer, streams,  # type: ignore[arg-type]
-                    count=count, block=READ_BLOCK_MS,
+                    GROUP, self.consumer, dict.fromkeys(read, ">"),
+                    count=count, block=block_ms,
                 )
                 failures = 0
             except (RedisError, OSError) as exc:
@@ -326,8 +338,14 @@ class Worker:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                     await self._ensure_group(partition)
                 continue
+            finally:
+                self._reserved -= count * len(read)
             for stream, messages in reply or ():
                 self._dispatch_all(_text(stream), messages)
+            if self.concurrency - len(self._in_flight) - self._reserved > 0:
+                self._room.set()  # what the read did not bring is room again
+            if not reply:  # nothing came: the readers waiting for room get their turn
+                await asyncio.sleep(0)
 
     async def _reclaim(self) -> None:
         """Take over messages whose holder went silent for longer than the lease."""
@@ -344,8 +362,12 @@ class Worker:
     async def _reclaim_stream(self, stream: str, min_idle: int) -> None:
         cursor: bytes | str = "0-0"
         while True:
+            room = self.concurrency - len(self._in_flight) - self._reserved
+            if room <= 0:  # saturated: a worker with room reclaims them
+                return
             reply: Any = await self.redis.execute_command(
-                "XAUTOCLAIM", stream, GROUP, self.consumer, min_idle, cursor, "COUNT", 100,
+                "XAUTOCLAIM", stream, GROUP, self.consumer, min_idle, cursor, "COUNT",
+                min(room, 100),
             )
             # Redis 6.2 replies [cursor, entries]; 7.x adds a third element (deleted ids)
             cursor, entries = reply[0], reply[1]
@@ -483,14 +505,14 @@ class Worker:
             log.warning("work message for an execution with no log; dropped")
             return Outcome.ENDED
         was_terminal = state.terminal
+        if not was_terminal and await self._moved(execution_id, state):
+            return Outcome.ENDED  # its work is on its own task queue's stream now
         if state.version == 1:
             self.metrics.executions.labels(state.workflow, "started").inc()
         with run_span(execution_id, state.workflow, state.run, state.traceparent) as span:
             outcome = await replay_execution(journal, self.registry,
                                              payloads=self.deployment.payloads)
             ended_run(span, outcome.value, state)
-        if outcome is Outcome.UNKNOWN and await self._route(execution_id, state.workflow):
-            return Outcome.ENDED  # its work is on its own task queue's stream now
         if outcome is Outcome.ENDED and not was_terminal:
             self.metrics.executions.labels(state.workflow, state.status).inc()
         if outcome is Outcome.ENDED:
@@ -504,20 +526,17 @@ class Worker:
             self._keep(execution_id, journal)
         return outcome
 
-    async def _route(self, execution_id: str, workflow: str) -> bool:
-        """Move work this worker cannot run to the task queue its workflow declares, when a
-        worker has declared one since the execution started on another (its start found no
-        route and waited on the default queue, or the code moved the workflow)."""
-        target = await self.deployment.routes.known(workflow)
-        run = self._in_flight.get(execution_id)
-        if target is None or run is None or not run.messages:
+    async def _moved(self, execution_id: str, state: ExecutionState) -> bool:
+        """Move work of a task queue this worker does not serve to that queue's stream
+        instead of running it: the queue it was started on, else the one its workflow's
+        code declares (here, or as a worker recorded it). Such work reaches another queue's
+        stream when it started before any route was known, before task queues existed, or
+        from a process of an earlier version (which sends all work to the default one)."""
+        queue = state.task_queue or await self._declared(state.workflow) or DEFAULT_TASK_QUEUE
+        if queue in self.task_queues:
             return False
-        stream = run.messages[0][0]
-        if self._streams[self.keys.partition_of(execution_id)].get(stream) == target:
-            return False
-        await self.store.move_to_task_queue(execution_id, target)
-        log.info("work moved to the task queue its workflow declares", workflow=workflow,
-                 task_queue=target)
+        await self.store.move_to_task_queue(execution_id, queue)
+        log.info("work moved to its task queue", workflow=state.workflow, task_queue=queue)
         return True
 
     def _keep(self, execution_id: str, journal: StoreJournal) -> None:
@@ -525,12 +544,18 @@ class Worker:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    async def _task_queue_of(self, workflow: str) -> str:
-        """Where a new execution (a child, a failure handler) of ``workflow`` goes: the
-        task queue its code here declares, else the one a worker recorded."""
+    async def _declared(self, workflow: str) -> str | None:
+        """The task queue ``workflow`` declares: in this worker's code, else as a worker
+        with its code recorded it; None when unknown."""
         if workflow in self.registry:
             return self.registry.get(workflow).task_queue
-        return await self.deployment.routes.task_queue_of(workflow)
+        return await self.deployment.routes.declared(workflow)
+
+    async def _task_queue_of(self, workflow: str) -> str:
+        """What a new execution (a child, a failure handler) of ``workflow`` records as its
+        task queue: the declared one ("" for the default queue or when unknown)."""
+        queue = await self._declared(workflow)
+        return "" if queue in (None, DEFAULT_TASK_QUEUE) else queue
 
     async def _ack(self, messages: list[Message]) -> None:
         pipe = self.redis.pipeline(transaction=False)

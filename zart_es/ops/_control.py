@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from zart_es.core import (
+    DEFAULT_TASK_QUEUE,
     CancelRequested,
     ConfigError,
     ExecutionEnded,
@@ -53,12 +54,14 @@ async def submit_execution(
         check_priority(priority)
     payload = deployment.payloads.encode(data, f"input of workflow {name!r}")
     await deployment.ready()
+    if task_queue is None:  # the route its workers recorded ("" unknown: decided later)
+        task_queue = await deployment.routes.declared(name) or ""
+        if task_queue == DEFAULT_TASK_QUEUE:
+            task_queue = ""
     event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
-                             traceparent=traceparent(),
+                             traceparent=traceparent(), task_queue=task_queue,
                              queue_key=queue_key, priority=priority)
-    if task_queue is None:
-        task_queue = await deployment.routes.task_queue_of(name)
-    created = await deployment.store.create(event, execution_id, name, task_queue)
+    created = await deployment.store.create(event, execution_id, name)
     if not created:
         existing = (await deployment.store.meta(execution_id)).get(b"w", b"").decode()
         if existing != name:

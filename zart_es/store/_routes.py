@@ -40,18 +40,14 @@ class Routes:
             await self._redis.hset(self._keys.routes(), mapping=routes)  # type: ignore[misc]
             self._routes.update(routes)
 
-    async def task_queue_of(self, workflow: str) -> str:
-        """The task queue a worker declared for ``workflow``; the default task queue when
-        no worker serving it has started yet (its work then waits there, and a worker of
-        the default queue moves it once the route is known)."""
+    async def declared(self, workflow: str) -> str | None:
+        """The task queue the code of ``workflow`` declares, as its workers recorded it (a
+        copy at most ROUTES_TTL_S old); None when no worker with that code has started
+        yet (its work then waits on the default queue, and a worker moves it once the
+        route is known)."""
         age = time.monotonic() - self._read_at
         if age > ROUTES_TTL_S or (workflow not in self._routes and age > MISS_TTL_S):
             await self.refresh()
-        return self._routes.get(workflow, DEFAULT_TASK_QUEUE)
-
-    async def known(self, workflow: str) -> str | None:
-        """The declared task queue of ``workflow``, read fresh; None if none was declared."""
-        await self.refresh()
         return self._routes.get(workflow)
 
     async def refresh(self) -> dict[str, str]:

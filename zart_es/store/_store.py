@@ -25,6 +25,7 @@ from zart_es.core import (
     Event,
     ExecutionEnded,
     ExecutionNotFound,
+    ExecutionStarted,
     NewTimer,
     PartitionMismatch,
     PayloadDecodeError,
@@ -71,6 +72,7 @@ class Store:
         self.redis = redis
         self.keys = keys
         self._append = script_caller(redis, load_script("append"))
+        self._move = script_caller(redis, load_script("move"), pipelined=False)
         self._keys_of = functools.lru_cache(maxsize=8192)(self._script_keys)
 
     def _script_keys(self, execution_id: str) -> list[str]:
@@ -82,6 +84,7 @@ class Store:
     async def aclose(self) -> None:
         """Close the store's own connection (the shared client is the caller's)."""
         await self._append.aclose()
+        await self._move.aclose()
 
     async def check_config(self) -> None:
         """Record the partition count on first use; refuse to run with a different one."""
@@ -95,12 +98,12 @@ class Store:
                 "every client and worker of a deployment must use the same count"
             )
 
-    async def create(self, event: Event, execution_id: str, workflow: str,
-                     task_queue: str = DEFAULT_TASK_QUEUE) -> bool:
-        """Append ``ExecutionStarted`` and its work message, on the work stream of
-        ``task_queue`` (where all its work goes from then on); False if the id exists."""
+    async def create(self, event: ExecutionStarted, execution_id: str, workflow: str) -> bool:
+        """Append ``ExecutionStarted`` and its work message, on the work stream of its
+        task queue (where all its work goes from then on); False if the id exists."""
         reply = await self._call(execution_id, "new", -1, event, workflow=workflow,
-                                 enqueue=True, task_queue=task_queue)
+                                 enqueue=True,
+                                 task_queue=event.task_queue or DEFAULT_TASK_QUEUE)
         return bool(reply[0] == b"ok")
 
     async def append(
@@ -208,18 +211,15 @@ class Store:
                 pipe.xadd(self.work_stream(execution_id, task_queue), {F_EXEC: execution_id})
         await pipe.execute()
 
-    async def move_to_task_queue(self, execution_id: str, task_queue: str) -> None:
-        """Record ``task_queue`` as the execution's and send it a work message there (a
-        worker of another queue found work it cannot run whose route is known now). A
-        crash in between is retried by the worker holding the old message."""
-        meta = self.keys.meta(execution_id)
-        pipe = self.redis.pipeline(transaction=False)
-        if task_queue == DEFAULT_TASK_QUEUE:
-            pipe.hdel(meta, M_TASK_QUEUE)
-        else:
-            pipe.hset(meta, M_TASK_QUEUE, task_queue)
-        pipe.xadd(self.work_stream(execution_id, task_queue), {F_EXEC: execution_id})
-        await pipe.execute()
+    async def move_to_task_queue(self, execution_id: str, task_queue: str) -> bool:
+        """Record ``task_queue`` as the execution's and send it a work message there, in
+        one script (a worker found work of a queue it does not serve); False when the
+        execution no longer exists. The caller acks the old message after: a crash in
+        between leaves it pending, and the move is made again."""
+        moved = await self._move(
+            keys=[self.keys.meta(execution_id), self.work_stream(execution_id, task_queue)],
+            args=["" if task_queue == DEFAULT_TASK_QUEUE else task_queue, execution_id])
+        return bool(moved)
 
     def work_stream(self, execution_id: str, task_queue: bytes | str | None) -> str:
         """The work stream of an execution whose meta hash says ``task_queue``."""
