@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 from prometheus_client import generate_latest
@@ -17,7 +18,8 @@ from redis.asyncio import Redis
 
 from tests.helpers import wait_for
 from zart_es import Client, Context, Registry, Worker, durable
-from zart_es.ops import render_deployment_metrics
+from zart_es.ops import render_deployment_metrics, task_queue_loads
+from zart_es.store import Deployment
 
 pytestmark = pytest.mark.redis
 
@@ -108,12 +110,27 @@ GPU_SCALED_OBJECT = (SCALED_OBJECT.parent.parent / "overlays" / "task-queue-gpu"
                      / "worker-gpu-scaledobject.yaml")
 
 
-async def test_a_task_queue_pool_scales_from_zero_on_its_own_backlog(
+async def metrics_api_replicas(deployment: Deployment, scaled: dict[str, Any]) -> int:
+    """What KEDA asks for from a metrics-api trigger on GET /task-queues/<queue>: the
+    route's ``valueLocation`` field (the same ops call the route answers with), 0 replicas
+    at or below the activation value, else ceil(value / target) within min..max."""
+    spec = scaled["spec"]
+    (trigger,) = spec["triggers"]
+    metadata = trigger["metadata"]
+    (load,) = await task_queue_loads(deployment, [metadata["url"].rsplit("/", 1)[1]])
+    value = float(msgspec.to_builtins(load)[metadata["valueLocation"]])
+    if value <= float(metadata.get("activationTargetValue", "0")):
+        return int(spec["minReplicaCount"])
+    wanted = math.ceil(value / float(metadata["targetValue"]))
+    return max(spec["minReplicaCount"], min(spec["maxReplicaCount"], wanted))
+
+
+async def test_a_gpu_pool_scales_from_zero_on_its_own_whole_backlog(
         redis_url: str, redis: Redis) -> None:
-    """The gpu pool (min 0 replicas) is woken by work of its task queue only: a default
-    worker whose code declares the queue has created its consumer groups, so KEDA's
-    lagCount sees the backlog while no gpu worker runs; the default pool is not asked to
-    grow for work it cannot take."""
+    """The gpu pool (4 at once, 16 partitions, min 0): KEDA asks for backlog / 4 workers
+    over every partition (per-partition triggers, each rounded up to a target of 1, asked
+    for about a quarter of that); work of the default queue does not wake it, and the
+    default pool is not asked to grow for work it cannot take."""
     gpu = yaml.safe_load(GPU_SCALED_OBJECT.read_text())
     base = yaml.safe_load(SCALED_OBJECT.read_text())
     registry = Registry()
@@ -122,17 +139,21 @@ async def test_a_task_queue_pool_scales_from_zero_on_its_own_backlog(
     async def render(ctx: Context) -> None:
         return None
 
+    @durable("resize", registry=registry)
+    async def resize(ctx: Context) -> None:
+        return None
+
     async with Client(redis_url) as client, Worker(
             redis_url, registry=registry, task_queues=["default"], poll_interval=0.05):
-        # started: it created the groups, then recorded the routes
-        await wait_for(lambda: _routed(client, "render"))
-        assert await keda_replicas(redis, gpu) == 0  # idle: scaled to zero
-        for _ in range(40):
+        await wait_for(lambda: _routed(client, "render"))  # started
+        for _ in range(20):
+            await client.start("resize")
+        assert await metrics_api_replicas(client.deployment, gpu) == 0  # idle: at zero
+        for _ in range(24):
             await client.start("render")
-        wanted_gpu = await keda_replicas(redis, gpu)
+        wanted_gpu = await metrics_api_replicas(client.deployment, gpu)
         wanted_base = await keda_replicas(redis, base)
-    # 40 over 16 partitions at target 1 per partition: the fullest partition's count
-    assert 2 <= wanted_gpu <= 8, wanted_gpu
+    assert wanted_gpu == 24 // 4
     assert wanted_base == 1
 
 

@@ -60,12 +60,33 @@ def test_keda_scaled_objects_are_generated_and_watch_their_task_queue(path: Path
     schema = json.loads((DEPLOY / "schemas" / "keda-scaledobject.schema.json").read_text())
     (scaled,) = _docs(path)
     jsonschema.validate(scaled, schema)
-    streams = [t["metadata"]["stream"] for t in scaled["spec"]["triggers"]]
     config = _docs(DEPLOY / "base" / "config.yaml")[0]["data"]
     keys = Keys(partitions=int(config["ZART_PARTITIONS"]))
-    # the keys we write, each twice: its backlog (lag) and its work in flight (pending)
     queue = SCALED_OBJECTS[path]
-    assert streams == [keys.work(p, queue) for p in range(keys.partitions) for _ in (0, 1)]
+    (worker,) = [d for f in path.parent.glob("*.yaml") for d in _docs(f)
+                 if d.get("kind") == "Deployment"
+                 and d["metadata"]["name"] == scaled["spec"]["scaleTargetRef"]["name"]]
+    args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--task-queue") + 1] == queue  # the Deployment it scales
+    concurrency = int(args[args.index("--concurrency") + 1])
+    triggers = scaled["spec"]["triggers"]
+    if concurrency >= keys.partitions:
+        # the keys we write, each twice: its backlog (lag) and its work in flight (pending)
+        streams = [t["metadata"]["stream"] for t in triggers]
+        assert streams == [keys.work(p, queue) for p in range(keys.partitions) for _ in (0, 1)]
+    else:  # below one slot per partition: the API's sum over the partitions
+        (trigger,) = triggers
+        assert trigger["type"] == "metrics-api"
+        assert trigger["metadata"]["url"].endswith(f"/task-queues/{queue}")
+        assert trigger["metadata"]["valueLocation"] == "backlog"
+        assert trigger["metadata"]["targetValue"] == str(concurrency)
+        auth_schema = json.loads(
+            (DEPLOY / "schemas" / "keda-triggerauthentication.schema.json").read_text())
+        (auth,) = [d for f in path.parent.glob("*.yaml") for d in _docs(f)
+                   if d.get("kind") == "TriggerAuthentication"]
+        jsonschema.validate(auth, auth_schema)
+        assert auth["metadata"]["name"] == trigger["authenticationRef"]["name"]
+        assert auth["spec"]["secretTargetRef"][0]["parameter"] == "token"
     # what deploy/scaledobject.py prints, with the options its first line names
     options = path.read_text().splitlines()[0].split("(", 1)[1].split(")", 1)[0]
     argv = [] if options == "no options" else options.split()
@@ -73,12 +94,6 @@ def test_keda_scaled_objects_are_generated_and_watch_their_task_queue(path: Path
         [sys.executable, str(DEPLOY / "scaledobject.py"), *argv],
         capture_output=True, text=True, check=True).stdout
     assert generated == path.read_text(), f"regenerate {path}: python deploy/scaledobject.py"
-    # the worker Deployment it scales serves exactly that task queue
-    (worker,) = [d for f in path.parent.glob("*.yaml") for d in _docs(f)
-                 if d.get("kind") == "Deployment"
-                 and d["metadata"]["name"] == scaled["spec"]["scaleTargetRef"]["name"]]
-    args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--task-queue") + 1] == queue
 
 
 def test_keda_auth_and_a_broken_scaled_object() -> None:

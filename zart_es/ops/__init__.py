@@ -38,6 +38,7 @@ from zart_es.ops._schedules import (
     decode_state,
     encode_record,
 )
+from zart_es.ops._task_queues import StreamLoad, TaskQueueLoad, stream_loads, task_queue_loads
 from zart_es.ops._timeline import Mark, Row, Span, Timeline, build_timeline
 from zart_es.ops._tracing import ended_run, run_span, step_attempt, traceparent
 
@@ -59,6 +60,8 @@ __all__ = [
     "Span",
     "Started",
     "Stats",
+    "StreamLoad",
+    "TaskQueueLoad",
     "Timeline",
     "add_rule",
     "audit_entries",
@@ -90,6 +93,8 @@ __all__ = [
     "rule_name",
     "run_span",
     "step_attempt",
+    "stream_loads",
     "submit_execution",
+    "task_queue_loads",
     "traceparent",
 ]

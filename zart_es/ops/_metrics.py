@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from zart_es.core import STATES
-from zart_es.store import GROUP, Deployment, HasDeployment, deployment_of, redis_now_ms
+from zart_es.ops._task_queues import stream_loads
+from zart_es.store import Deployment, HasDeployment, deployment_of, redis_now_ms
 
 OVERDUE_MS = 5_000
 """A timer this late (with workers up, they fire within the poll interval) is overdue."""
@@ -29,19 +30,13 @@ async def render_deployment_metrics(deployment: Deployment | HasDeployment) -> b
         for status in STATES:
             pipe.zcard(keys.index(p, status))
     replies: list[Any] = await pipe.execute()
-    task_queues = await client.routes.task_queues()
     pipe = client.redis.pipeline(transaction=False)
     for p in range(keys.partitions):
         pipe.zcount(keys.timers(p), "-inf", now_ms)
         pipe.zcount(keys.timers(p), "-inf", now_ms - OVERDUE_MS)
     timers: list[Any] = await pipe.execute()
-    pipe = client.redis.pipeline(transaction=False)
-    for p in range(keys.partitions):
-        for queue in task_queues:
-            pipe.xpending(keys.work(p, queue), GROUP)
-            pipe.xinfo_groups(keys.work(p, queue))
-            pipe.xlen(keys.work(p, queue))
-    lag: list[Any] = await pipe.execute(raise_on_error=False)
+    task_queues = await client.routes.task_queues()
+    streams = await stream_loads(client, task_queues)
     workers = await client.routes.workers(task_queues)
 
     by_state = GaugeMetricFamily("zart_executions", "Executions by state", labels=["state"])
@@ -63,13 +58,9 @@ async def render_deployment_metrics(deployment: Deployment | HasDeployment) -> b
         labels=["partition", "task_queue"])
     due.add_metric([], sum(int(timers[2 * p]) for p in range(keys.partitions)))
     overdue.add_metric([], sum(int(timers[2 * p + 1]) for p in range(keys.partitions)))
-    streams = iter(lag)
-    for p in range(keys.partitions):
-        for queue in task_queues:
-            summary, groups, length = next(streams), next(streams), next(streams)
-            pending.add_metric([str(p), queue],
-                               int(summary["pending"]) if isinstance(summary, dict) else 0)
-            waiting.add_metric([str(p), queue], _group_lag(groups, length))
+    for stream in streams:
+        pending.add_metric([str(stream.partition), stream.task_queue], stream.pending)
+        waiting.add_metric([str(stream.partition), stream.task_queue], stream.waiting)
     served = GaugeMetricFamily(
         "zart_task_queue_workers", "Live workers serving each task queue (0: its work "
         "waits until one starts)", labels=["task_queue"])
@@ -91,18 +82,6 @@ class _Snapshot:
 
     def collect(self) -> list[GaugeMetricFamily]:
         return self._families
-
-
-def _group_lag(groups: Any, length: Any) -> int:
-    """The workers group's lag from XINFO GROUPS; the stream's length when no worker
-    created the group yet (nothing was delivered); 0 when unknown (Redis < 7, no stream)."""
-    if not isinstance(groups, list):
-        return 0
-    for group in groups:
-        name = group.get("name", b"")
-        if (name.decode() if isinstance(name, bytes) else name) == GROUP:
-            return int(group.get("lag") or 0)
-    return int(length) if isinstance(length, int) else 0
 
 
 async def _queue_waiters(deployment: Deployment) -> int:
