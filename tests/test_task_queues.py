@@ -5,13 +5,14 @@ on another queue than their parent; work started before any route was known is m
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.helpers import count_effects, spawn_worker, stop_worker, wait_for
+from tests.helpers import count_effects, spawn_worker, stop_worker, wait_for, zart
 from zart_es import Client, ConfigError, Context, Registry, Worker, durable
 from zart_es.core import ExecutionStarted
 from zart_es.ops import render_deployment_metrics
@@ -256,3 +257,19 @@ async def test_concurrency_caps_a_worker_with_more_partitions_than_slots(
         for execution_id in ids:
             await client.result(execution_id, timeout=30)
     assert 2 <= peak <= 4, peak
+
+
+@pytest.mark.processes
+async def test_the_cli_shows_each_task_queue_s_backlog_and_workers(redis_url: str) -> None:
+    async with Client(redis_url) as client:
+        for _ in range(3):
+            await client.start("render", task_queue="gpu")
+        loads = await client.task_queues(["gpu", "default"])
+    assert [(q.task_queue, q.waiting, q.backlog, q.workers) for q in loads] == [
+        ("default", 0, 0, 0), ("gpu", 3, 3, 0)]
+    shown = await asyncio.to_thread(zart, redis_url, "task-queues", "gpu", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == [{"task_queue": "gpu", "waiting": 3, "pending": 0,
+                                         "backlog": 3, "workers": 0}]
+    every = await asyncio.to_thread(zart, redis_url, "task-queues", "--json")
+    assert [q["task_queue"] for q in json.loads(every.stdout)] == ["default", "gpu"]

@@ -1,5 +1,5 @@
 """``zart-es`` commands for operators: repair (retry-step, rerun, restart, release), pause rules
-(pause, resume, pauses) and stats. Each is one :class:`Client` call; see
+(pause, resume, pauses), stats and task-queues. Each is one :class:`Client` call; see
 docs/operations.md."""
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
 
     add("pauses", "the pause rules in force")
     add("stats", "executions by state and by workflow")
+    queues = add("task-queues", "each task queue's backlog (waiting, in flight) and live workers")
+    queues.add_argument("names", nargs="*", metavar="NAME", help="these (default: all known)")
     return {"retry-step": retry_step, "rerun": rerun, "restart": restart, "release": release,
-            "pause": pause, "resume": resume, "pauses": list_pauses, "stats": stats}
+            "pause": pause, "resume": resume, "pauses": list_pauses, "stats": stats,
+            "task-queues": task_queues}
 
 
 def _note(parser: argparse.ArgumentParser) -> None:
@@ -128,4 +131,14 @@ async def stats(args: argparse.Namespace) -> int:
           ((workflow, *(str(per.get(s, 0)) for s in states))
            for workflow, per in counts.by_workflow.items()),
           title=f"{counts.total} executions")
+    return 0
+
+
+async def task_queues(args: argparse.Namespace) -> int:
+    """``zart-es task-queues [NAME...]``."""
+    async with client_for(args) as client:
+        loads = await client.task_queues(args.names or None)
+    show(args, loads, ("task queue", "waiting", "in flight", "backlog", "workers"),
+         ((q.task_queue, str(q.waiting), str(q.pending), str(q.backlog),
+           str(q.workers) if q.workers else "0 (its work waits)") for q in loads))
     return 0

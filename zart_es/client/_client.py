@@ -52,11 +52,13 @@ from zart_es.ops import (
     FoldCache,
     Started,
     Stats,
+    TaskQueueLoad,
     cancel_execution,
     count_executions,
     describe,
     list_executions,
     submit_execution,
+    task_queue_loads,
 )
 from zart_es.store import (
     M_TASK_QUEUE,
@@ -388,6 +390,15 @@ class Client:
         """How many executions are in each state, overall and per workflow."""
         await self._ready()
         return await count_executions(self.redis, self.keys)
+
+    async def task_queues(
+        self, names: builtins.list[str] | None = None
+    ) -> builtins.list[TaskQueueLoad]:
+        """Each task queue's load: work waiting for a worker and in flight (``backlog``,
+        what a pool's autoscaler divides by its workers' concurrency) and its live workers;
+        ``names`` (default: every queue a worker served or a workflow declared)."""
+        await self._ready()
+        return await task_queue_loads(self.deployment, names)
 
     async def wait(self, execution_id: str, timeout: float) -> ExecutionStatus:
         """Wait up to ``timeout`` seconds for the execution to end; its status either way

@@ -54,6 +54,8 @@ async def submit_execution(
         check_priority(priority)
     payload = deployment.payloads.encode(data, f"input of workflow {name!r}")
     await deployment.ready()
+    if task_queue not in (None, DEFAULT_TASK_QUEUE):
+        await deployment.routes.note(task_queue)  # listed before any worker serves it
     if task_queue is None:  # the route its workers recorded ("" unknown: decided later)
         task_queue = await deployment.routes.declared(name) or ""
         if task_queue == DEFAULT_TASK_QUEUE:

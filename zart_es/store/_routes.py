@@ -69,6 +69,10 @@ class Routes:
             pipe.zremrangebyscore(key, "-inf", now_ms - 10 * WORKER_SEEN_MS)
         await pipe.execute()
 
+    async def note(self, task_queue: str) -> None:
+        """Remember a task queue a starter named (listed with the served and declared)."""
+        await self._redis.sadd(self._keys.task_queues(), task_queue)  # type: ignore[misc]
+
     async def leaving(self, consumer: str, task_queues: tuple[str, ...]) -> None:
         """Say that worker ``consumer`` stopped (a clean stop; a killed one ages out)."""
         pipe = self._redis.pipeline(transaction=False)
