@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, delete, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from zart_es.api._problems import errors
@@ -73,7 +74,8 @@ def _client(request: Request[Any, Any, Any]) -> Client:
       summary="Run the failed step of a failed execution again",
       **errors("not_found", "repair_refused", "unknown_step", body=True))
 async def retry_step(
-    request: Request[Any, Any, Any], execution_id: str, data: RetryStepRequest | None = None
+    request: Request[Any, Any, Any], execution_id: FromPath[str],
+    data: JSONBody[RetryStepRequest | None] = None,
 ) -> Repaired:
     """Every other recorded result is kept. 409 ``repair_refused`` unless it ended failed.
     No body: the latest failed step."""
@@ -86,7 +88,9 @@ async def retry_step(
 @post("/admin/executions/{execution_id:str}/rerun", status_code=HTTP_202_ACCEPTED,
       summary="Re-run an ended execution from chosen steps",
       **errors("not_found", "repair_refused", "unknown_step", body=True))
-async def rerun(request: Request[Any, Any, Any], execution_id: str, data: RerunRequest) -> Repaired:
+async def rerun(
+    request: Request[Any, Any, Any], execution_id: FromPath[str], data: JSONBody[RerunRequest]
+) -> Repaired:
     """Forgets the chosen steps and every durable call recorded after the first of them."""
     forgotten = await _client(request).rerun(execution_id, data.steps, reason=data.reason,
                                              by=data.by)
@@ -97,7 +101,8 @@ async def rerun(request: Request[Any, Any, Any], execution_id: str, data: RerunR
       summary="Run an ended execution again from scratch",
       **errors("not_found", "repair_refused", body=True))
 async def restart(
-    request: Request[Any, Any, Any], execution_id: str, data: RestartRequest | None = None
+    request: Request[Any, Any, Any], execution_id: FromPath[str],
+    data: JSONBody[RestartRequest | None] = None,
 ) -> Repaired:
     """Same id and input; the old run's events stay in the log above ``RunRestarted``.
     The body (reason, by) is optional."""
@@ -110,7 +115,8 @@ async def restart(
       summary="Let a quarantined execution run again",
       **errors("not_found", "repair_refused", body=True))
 async def release(
-    request: Request[Any, Any, Any], execution_id: str, data: RestartRequest | None = None
+    request: Request[Any, Any, Any], execution_id: FromPath[str],
+    data: JSONBody[RestartRequest | None] = None,
 ) -> Repaired:
     """409 ``repair_refused`` unless it is quarantined. The body (reason, by) is optional."""
     data = data or RestartRequest()
@@ -126,7 +132,7 @@ async def list_pauses(request: Request[Any, Any, Any]) -> list[PauseRule]:
 
 @post("/admin/pauses", status_code=HTTP_200_OK, summary="Pause a workflow or a queue",
       **errors(body=True))
-async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> PauseChange:
+async def add_pause(request: Request[Any, Any, Any], data: JSONBody[PauseRequest]) -> PauseChange:
     """Executions stop at their next step boundary; ``changed`` is false if already paused."""
     added = await _client(request).pause(workflow=data.workflow, queue=data.queue,
                                          reason=data.reason, by=data.by)
@@ -136,8 +142,8 @@ async def add_pause(request: Request[Any, Any, Any], data: PauseRequest) -> Paus
 @delete("/admin/pauses/{kind:str}/{name:path}", status_code=HTTP_200_OK,
         summary="Lift a pause rule", **errors("invalid_request"))
 async def remove_pause(
-    request: Request[Any, Any, Any], kind: Literal["workflow", "queue"], name: str,
-    by: str = "",
+    request: Request[Any, Any, Any], kind: FromPath[Literal["workflow", "queue"]],
+    name: FromPath[str], by: FromQuery[str] = "",
 ) -> PauseChange:
     """``kind`` is ``workflow`` or ``queue``; the executions the rule held continue.
     ``name`` is the rest of the path (names may hold ``/``). ``?by=`` names the operator

@@ -33,7 +33,7 @@ from litestar.openapi.spec import (
     SecurityScheme,
     Tag,
 )
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
@@ -112,7 +112,9 @@ def _client(request: Request[Any, Any, Any]) -> Client:
       **errors(body=True, replies={HTTP_200_OK: ResponseSpec(
           Started, generate_examples=False,
           description="an execution with that id existed: nothing started")}))
-async def start_execution(request: Request[Any, Any, Any], data: StartRequest) -> Response[Started]:
+async def start_execution(
+    request: Request[Any, Any, Any], data: JSONBody[StartRequest]
+) -> Response[Started]:
     """Idempotent on ``id``: the same id again starts nothing and answers 200."""
     started = await _client(request).submit(data.name, data.input, execution_id=data.id,
                                             task_queue=data.task_queue)
@@ -120,7 +122,7 @@ async def start_execution(request: Request[Any, Any, Any], data: StartRequest) -
                     status_code=HTTP_201_CREATED if started.created else HTTP_200_OK)
 
 
-Cursor = Annotated[str | None, Parameter(
+Cursor = Annotated[str | None, QueryParameter(
     description="the `next` of the previous page (opaque); none: the first page")]
 
 
@@ -129,13 +131,13 @@ Cursor = Annotated[str | None, Parameter(
 async def list_executions(
     request: Request[Any, Any, Any],
     *,
-    status: Status | None = None,
-    name: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    status: FromQuery[Status | None] = None,
+    name: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     cursor: Cursor = None,
-    started_after: Annotated[datetime | None, Parameter(
+    started_after: Annotated[datetime | None, QueryParameter(
         description="only executions started at or after this instant")] = None,
-    started_before: Annotated[datetime | None, Parameter(
+    started_before: Annotated[datetime | None, QueryParameter(
         description="only executions started before this instant")] = None,
 ) -> ExecutionPage:
     """Filter by ``status``, workflow ``name`` and start time (ISO 8601 with an offset).
@@ -149,7 +151,9 @@ async def list_executions(
 
 @get("/executions/{execution_id:str}", summary="One execution's state",
      **errors("not_found", "invalid_request"))
-async def get_execution(request: Request[Any, Any, Any], execution_id: str) -> ExecutionDetail:
+async def get_execution(
+    request: Request[Any, Any, Any], execution_id: FromPath[str]
+) -> ExecutionDetail:
     """State, result or error, steps done, current step and pending timers."""
     return await _client(request).describe(execution_id)
 
@@ -157,8 +161,8 @@ async def get_execution(request: Request[Any, Any, Any], execution_id: str) -> E
 @get("/executions/{execution_id:str}/wait", summary="Long-poll until the execution ends",
      **errors("not_found", "invalid_request"))
 async def wait_execution(
-    request: Request[Any, Any, Any], execution_id: str,
-    timeout: float = Parameter(default=30.0, ge=0, le=300),
+    request: Request[Any, Any, Any], execution_id: FromPath[str],
+    timeout: Annotated[float, QueryParameter(ge=0, le=300)] = 30.0,
 ) -> ExecutionDetail:
     """Answers as soon as the execution ends, or after ``timeout`` seconds (at most 300)
     with its current state; ``done`` tells which. A failed end is a 200 like any other."""
@@ -200,10 +204,10 @@ class _HistoryOperation(ProblemOperation):
                                        description="a page of events, or the whole log as "
                                                    "JSON lines (format=jsonl)")}))
 async def get_history(
-    request: Request[Any, Any, Any], execution_id: str,
-    format: Literal["json", "jsonl"] = "json",
+    request: Request[Any, Any, Any], execution_id: FromPath[str],
+    format: FromQuery[Literal["json", "jsonl"]] = "json",
     cursor: Cursor = None,
-    limit: Annotated[int, Parameter(ge=1, le=10_000)] = 1000,
+    limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1000,
 ) -> Response[Any]:
     """A page of events (``next``: the cursor of the following one, null on the last), or
     ``?format=jsonl``: the whole log, one event per line, to export."""
@@ -219,7 +223,9 @@ async def get_history(
 @post("/executions/{execution_id:str}/cancel", status_code=HTTP_202_ACCEPTED,
       summary="Ask an execution to stop",
       **errors("not_found", "execution_ended", "invalid_request"))
-async def cancel_execution(request: Request[Any, Any, Any], execution_id: str) -> Cancelled:
+async def cancel_execution(
+    request: Request[Any, Any, Any], execution_id: FromPath[str]
+) -> Cancelled:
     """The workflow gets ``Cancelled`` at its next durable call. 409 if it already ended."""
     if not await _client(request).cancel(execution_id):
         raise ExecutionEnded(execution_id, -1)
@@ -229,8 +235,8 @@ async def cancel_execution(request: Request[Any, Any, Any], execution_id: str) -
 @post("/executions/{execution_id:str}/signals/{name:str}", status_code=HTTP_202_ACCEPTED,
       summary="Deliver a signal", **errors("not_found", "execution_ended", body=True))
 async def deliver_signal(
-    request: Request[Any, Any, Any], execution_id: str, name: str, data: Any = None,
-    signal_id: str | None = None,
+    request: Request[Any, Any, Any], execution_id: FromPath[str], name: FromPath[str],
+    data: JSONBody[Any] = None, signal_id: FromQuery[str | None] = None,
 ) -> Delivered:
     """The JSON body is the payload. ``?signal_id=`` makes delivery idempotent."""
     return await _deliver(request, execution_id, name, data, signal_id)
@@ -240,8 +246,8 @@ async def deliver_signal(
       summary="Deliver a signal (the route's first name)", deprecated=True,
       **errors("not_found", "execution_ended", body=True))
 async def deliver_event(
-    request: Request[Any, Any, Any], execution_id: str, name: str, data: Any = None,
-    event_id: str | None = None,
+    request: Request[Any, Any, Any], execution_id: FromPath[str], name: FromPath[str],
+    data: JSONBody[Any] = None, event_id: FromQuery[str | None] = None,
 ) -> Delivered:
     """``/signals/{name}`` under its first name; ``?event_id=`` is ``?signal_id=``."""
     return await _deliver(request, execution_id, name, data, event_id)

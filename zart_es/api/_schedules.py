@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, delete, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from zart_es.api._problems import errors
@@ -69,7 +70,9 @@ async def list_schedules(request: Request[Any, Any, Any]) -> list[ScheduleView]:
 
 @post("/schedules", status_code=HTTP_201_CREATED, summary="Define a recurring schedule",
       **errors("schedule_exists", body=True))
-async def add_schedule(request: Request[Any, Any, Any], data: ScheduleRequest) -> ScheduleView:
+async def add_schedule(
+    request: Request[Any, Any, Any], data: JSONBody[ScheduleRequest]
+) -> ScheduleView:
     """409 ``schedule_exists`` for a taken name unless ``replace`` is true."""
     schedules = _schedules(request)
     await schedules.add(data.name, data.workflow, data.input, cron=data.cron, every=data.every,
@@ -79,7 +82,7 @@ async def add_schedule(request: Request[Any, Any, Any], data: ScheduleRequest) -
 
 
 @get("/schedules/{name:str}", summary="One schedule", **errors("not_found"))
-async def get_schedule(request: Request[Any, Any, Any], name: str) -> ScheduleView:
+async def get_schedule(request: Request[Any, Any, Any], name: FromPath[str]) -> ScheduleView:
     """The schedule, its progress and its next five occurrences."""
     return await _view(_schedules(request), name, 5)
 
@@ -87,7 +90,7 @@ async def get_schedule(request: Request[Any, Any, Any], name: str) -> ScheduleVi
 @delete("/schedules/{name:str}", status_code=HTTP_200_OK, summary="Delete a schedule",
         **errors("not_found", "invalid_request"))
 async def remove_schedule(
-    request: Request[Any, Any, Any], name: str, by: str = ""
+    request: Request[Any, Any, Any], name: FromPath[str], by: FromQuery[str] = ""
 ) -> dict[str, Any]:
     """Executions it started are not touched. 404 for an unknown name. ``?by=`` names the
     operator in the audit stream."""
@@ -99,7 +102,7 @@ async def remove_schedule(
 @post("/schedules/{name:str}/pause", status_code=HTTP_200_OK, summary="Pause a schedule",
       **errors("not_found", "invalid_request"))
 async def pause_schedule(
-    request: Request[Any, Any, Any], name: str, by: str = ""
+    request: Request[Any, Any, Any], name: FromPath[str], by: FromQuery[str] = ""
 ) -> ScheduleView:
     """Occurrences that fall while paused are not started, not even on resume."""
     schedules = _schedules(request)
@@ -110,7 +113,7 @@ async def pause_schedule(
 @post("/schedules/{name:str}/resume", status_code=HTTP_200_OK, summary="Resume a schedule",
       **errors("not_found", "invalid_request"))
 async def resume_schedule(
-    request: Request[Any, Any, Any], name: str, by: str = ""
+    request: Request[Any, Any, Any], name: FromPath[str], by: FromQuery[str] = ""
 ) -> ScheduleView:
     """Occurrences from now on are started again."""
     schedules = _schedules(request)

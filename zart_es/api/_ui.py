@@ -11,12 +11,12 @@ so the console sees and changes exactly what the token allows, through the same 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.static_files import create_static_files_router
 
 from zart_es.api._problems import errors
@@ -46,7 +46,9 @@ def _client(request: Request[Any, Any, Any]) -> Client:
 
 @get("/executions/{execution_id:str}/timeline", summary="The execution's timeline",
      **errors("not_found", "invalid_request"))
-async def get_timeline(request: Request[Any, Any, Any], execution_id: str) -> Timeline:
+async def get_timeline(
+    request: Request[Any, Any, Any], execution_id: FromPath[str]
+) -> Timeline:
     """Each durable call's spans (attempts, backoffs, sleeps, waits, children) on Redis'
     clock, to scale; spans still going are open (``end_ms`` null) up to ``end_ms``, now."""
     client = _client(request)
@@ -56,7 +58,9 @@ async def get_timeline(request: Request[Any, Any, Any], execution_id: str) -> Ti
 
 @get("/executions/{execution_id:str}/verify", summary="Check the log's hash chain",
      **errors("not_found", "invalid_request"))
-async def verify_log(request: Request[Any, Any, Any], execution_id: str) -> ChainCheck:
+async def verify_log(
+    request: Request[Any, Any, Any], execution_id: FromPath[str]
+) -> ChainCheck:
     """Sequence numbers and hash links of every event, as ``zart-es history --verify``."""
     client = _client(request)
     broken = await client.verify(execution_id)
@@ -68,7 +72,8 @@ async def verify_log(request: Request[Any, Any, Any], execution_id: str) -> Chai
 
 @get("/queues", summary="Queue slots and waiting lines", **errors("invalid_request"))
 async def list_queues(
-    request: Request[Any, Any, Any], limit: int = Parameter(default=100, ge=1, le=1000)
+    request: Request[Any, Any, Any],
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> list[QueueSlots]:
     """Each queue key with executions: who holds a slot (since when), who waits (in line
     order, with priority and arrival). At most ``limit`` ids per list."""
@@ -79,8 +84,9 @@ async def list_queues(
 @get("/audit", summary="The operator audit stream, newest first",
      **errors("invalid_request"))
 async def list_audit(
-    request: Request[Any, Any, Any], limit: int = Parameter(default=100, ge=1, le=1000),
-    before: str | None = Parameter(default=None, pattern=r"^\d{1,19}-\d{1,19}$"),
+    request: Request[Any, Any, Any],
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    before: Annotated[str | None, QueryParameter(pattern=r"^\d{1,19}-\d{1,19}$")] = None,
 ) -> list[AuditEntry]:
     """Pauses, resumes, schedule changes, repairs, quarantines: who, what, when.
     ``before`` (an entry id) pages to older entries."""
