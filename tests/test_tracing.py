@@ -110,3 +110,51 @@ def test_tracing_costs_nothing_without_the_extra() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=False)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+CLIENT_WITH_A_SAMPLER = """
+import asyncio, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from zart_es import Client
+
+trace.set_tracer_provider(TracerProvider(sampler=TraceIdRatioBased(0.0)))
+
+async def main() -> None:
+    async with Client(sys.argv[1]) as client:
+        await client.start("traced-invoice", 1, execution_id="unsampled")
+
+asyncio.run(main())
+"""
+
+
+async def test_the_application_s_sampler_decides_once_for_every_run(
+        redis_url: str, tmp_path: Path) -> None:
+    """Started outside any span by a process whose sampler drops everything, no run of
+    the execution is recorded by the workers (ParentBased honours the recorded decision);
+    one started where no provider is configured is recorded."""
+    spans_file = tmp_path / "spans.jsonl"
+    worker = spawn_worker(redis_url, "tests.apps.traced",
+                          env={"ZART_TRACE_FILE": str(spans_file)})
+    try:
+        started = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", CLIENT_WITH_A_SAMPLER, redis_url],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+        assert started.returncode == 0, started.stderr
+        async with Client(redis_url) as client:
+            assert await client.result("unsampled", timeout=30) == 1
+            sampled = await client.start("traced-invoice", 2)
+            assert await client.result(sampled, timeout=30) == 2
+            (first, *_) = [e async for e in client.history("unsampled")]
+            assert int(first.traceparent.rsplit("-", 1)[1], 16) & 1 == 0  # not sampled
+        await wait_for(lambda: _has(spans_file, sampled))
+    finally:
+        stop_worker(worker)
+    runs = {s["attributes"]["zart.execution_id"] for s in _spans(spans_file)
+            if s["name"].startswith("run ")}
+    assert runs == {sampled}
+
+
+async def _has(path: Path, execution_id: str) -> bool:
+    return await asyncio.to_thread(_contains, path, execution_id)

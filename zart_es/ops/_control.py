@@ -61,7 +61,8 @@ async def submit_execution(
         if task_queue == DEFAULT_TASK_QUEUE:
             task_queue = ""
     event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
-                             traceparent=traceparent(), task_queue=task_queue,
+                             traceparent=traceparent(execution_id, name),
+                             task_queue=task_queue,
                              queue_key=queue_key, priority=priority)
     created = await deployment.store.create(event, execution_id, name)
     if not created:

@@ -35,13 +35,19 @@ EXECUTION_ID, WORKFLOW, STEP, ATTEMPT, OUTCOME, RUN, STATUS = (
 TIMER, DUE_MS, CHILD_ID = "zart.timer", "zart.due_ms", "zart.child_id"
 
 
-def traceparent() -> str:
-    """The current trace context as a W3C ``traceparent`` ("" outside any span), for the
-    ``ExecutionStarted`` of an execution started now."""
+def traceparent(execution_id: str = "", workflow: str = "") -> str:
+    """The trace context an execution started now records (a W3C ``traceparent``): the
+    current span's; outside any span, that of a ``start <workflow>`` root span made here,
+    so the application's sampler decides once for every run of the execution ("" when no
+    tracer provider is configured in this process)."""
     if propagate is None:
         return ""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    if not carrier.get("traceparent") and workflow:
+        with trace.get_tracer(TRACER).start_as_current_span(
+                f"start {workflow}", attributes={EXECUTION_ID: execution_id, WORKFLOW: workflow}):
+            propagate.inject(carrier)
     return carrier.get("traceparent", "")
 
 
