@@ -204,6 +204,17 @@ async def test_a_rolling_upgrade_with_old_and_new_workers_side_by_side(
                     env={**os.environ, "UPGRADE_UNPATCHED": unpatched})
                 assert offline.returncode == code, offline.stdout + offline.stderr
                 assert running in offline.stdout
+            # a quoted pattern (as a CI job's YAML passes it), and a page that is no history
+            (tmp_path / "page.jsonl").write_text(exported.stdout.split("\n", 1)[1])
+            for pattern, code, said in ((str(tmp_path / "hist*.jsonl"), 0, running),
+                                        (str(tmp_path / "page.jsonl"), 1, "ExecutionStarted")):
+                gate = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "zart_es", "replay", "--app", "tests.apps.upgrade_v2",
+                     "--file", pattern], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                    check=False)
+                assert gate.returncode == code, gate.stdout + gate.stderr
+                assert said in gate.stdout + gate.stderr
             assert await client.result(running, timeout=30) == "v2, old path"
             fresh = await client.start("upgradable", execution_id="upgrade-2")
             assert await client.result(fresh, timeout=30) == "v2"

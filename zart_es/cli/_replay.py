@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import glob
 
 from zart_es.cli._common import AddCommand, Handler, client_for, import_apps, print_json, show
 from zart_es.core import AnyEvent, ExecutionStarted, ZartError, import_events
@@ -35,7 +36,7 @@ async def replay(args: argparse.Namespace) -> int:
     if args.file:
         payloads = payloads_for()
         verdicts = [await check_history(events, default_registry, payloads)
-                    for path in args.file for events in _histories(path)]
+                    for path in _expand(args.file) for events in _histories(path)]
         _report(args, verdicts)
         return 0 if all(v.ok for v in verdicts) else 1
     async with client_for(args) as client:
@@ -55,14 +56,28 @@ def _histories(path: str) -> builtins.list[builtins.list[AnyEvent]]:
             events = import_events(lines, source=path)
     except OSError as exc:
         raise ZartError(f"cannot read {path}: {exc.strerror}") from None
+    if not events:
+        raise ZartError(f"{path} holds no events")
+    if not isinstance(events[0], ExecutionStarted):
+        raise ZartError(f"{path} does not begin with an ExecutionStarted event: export whole "
+                        "histories ('zart-es history ID --format export', no --cursor)")
     histories: builtins.list[builtins.list[AnyEvent]] = []
     for event in events:
-        if isinstance(event, ExecutionStarted) or not histories:
+        if isinstance(event, ExecutionStarted):
             histories.append([])
         histories[-1].append(event)
-    if not histories:
-        raise ZartError(f"{path} holds no events")
     return histories
+
+
+def _expand(paths: builtins.list[str]) -> builtins.list[str]:
+    """The files named, a pattern (quoted, as in a CI job's YAML) by what it matches."""
+    out: builtins.list[str] = []
+    for path in paths:
+        matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
+        if not matches:
+            raise ZartError(f"no file matches {path}")
+        out += matches
+    return out
 
 
 def _report(args: argparse.Namespace, verdicts: builtins.list[ReplayVerdict]) -> None:
