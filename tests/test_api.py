@@ -114,6 +114,13 @@ def test_start_on_another_task_queue_waits_for_its_workers(api: str) -> None:
     _problem(httpx.post(f"{api}/executions", json={**body, "id": "api-tq2",
                                                    "task_queue": "Night Shift"}),
              422, "invalid_request")
+    load = httpx.get(f"{api}/task-queues/nightly").json()  # what KEDA's metrics-api reads
+    assert load == {"task_queue": "nightly", "waiting": 1, "pending": 0, "backlog": 1,
+                    "workers": 0}
+    every = {q["task_queue"]: q for q in httpx.get(f"{api}/task-queues").json()}
+    assert every["nightly"] == load
+    assert every["default"]["workers"] == 1
+    _problem(httpx.get(f"{api}/task-queues/Night%20Shift"), 422, "invalid_request")
 
 
 def test_history_json_and_jsonl(api: str) -> None:

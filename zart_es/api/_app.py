@@ -58,6 +58,7 @@ from zart_es.ops import (
     ExecutionDetail,
     ExecutionPage,
     Stats,
+    TaskQueueLoad,
     event_record,
     render_deployment_metrics,
 )
@@ -175,6 +176,21 @@ async def wait_execution(
 async def stats(request: Request[Any, Any, Any]) -> Stats:
     """Counts kept by the append script: no scan of executions."""
     return await _client(request).stats()
+
+
+@get("/task-queues", summary="Each task queue's backlog and live workers", **errors())
+async def task_queues(request: Request[Any, Any, Any]) -> list[TaskQueueLoad]:
+    """Every task queue a worker served, a workflow declared or a starter named."""
+    return await _client(request).task_queues()
+
+
+@get("/task-queues/{name:str}", summary="One task queue's backlog and live workers",
+     **errors("invalid_request"))
+async def task_queue(request: Request[Any, Any, Any], name: FromPath[str]) -> TaskQueueLoad:
+    """``backlog`` (waiting + in flight, over every partition) is what KEDA's metrics-api
+    trigger of a pool divides by its workers' concurrency (deploy/scaledobject.py)."""
+    (load,) = await _client(request).task_queues([name])
+    return load
 
 
 class EventPage(msgspec.Struct, frozen=True):
@@ -346,7 +362,8 @@ def create_app(
             Router("/", tags=["admin"], security=BEARER, route_handlers=api_admin.ROUTES),
             Router("/", tags=["schedules"], security=BEARER,
                    route_handlers=api_schedules.ROUTES),
-            Router("/", tags=["monitoring"], security=BEARER, route_handlers=[stats, metrics]),
+            Router("/", tags=["monitoring"], security=BEARER, route_handlers=[stats, metrics,
+                                                                        task_queues, task_queue]),
             Router("/", tags=["probes"], route_handlers=[livez, healthz]),
             Router("/", tags=["console"], security=BEARER, route_handlers=api_ui.ROUTES),
         ],
