@@ -4,7 +4,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY zart_es ./zart_es
 COPY workers ./workers
-RUN pip install --no-cache-dir --prefix=/install .
+# the archive (retention to Parquet, audit queries), traces and encryption at rest: the
+# extras a production worker or API may be configured to use
+RUN pip install --no-cache-dir --prefix=/install ".[archive,otel,encryption]"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 zart
