@@ -52,6 +52,7 @@ API_HEADER = """\
 # ceil(backlog / {concurrency}) workers. Per-partition redis-streams triggers cannot say this:
 # their targets would be {concurrency} / {partitions} < 1 each, rounded up to 1.
 # With minReplicaCount 0 the pool scales to zero and wakes on the first waiting message.
+# While the API does not answer (3 polls in a row), KEDA keeps {fallback} worker(s) up.
 # The API's bearer token comes from the Secret zart-es-api through the TriggerAuthentication
 # zart-api. tests/test_autoscaling.py computes the replica count KEDA asks for from the
 # route's answer.
@@ -69,8 +70,12 @@ def render(*, name: str, task_queue: str, partitions: int, concurrency: int,
              f"  minReplicaCount: {min_replicas}", f"  maxReplicaCount: {max_replicas}",
              "  pollingInterval: 15", "  cooldownPeriod: 300", "  triggers:"]
     if concurrency < partitions:
+        fallback = max(1, min_replicas)
         header = API_HEADER.rstrip("\n").format(argv=argv, pool=pool, queue=task_queue,
-                                                concurrency=concurrency, partitions=partitions)
+                                                concurrency=concurrency, partitions=partitions,
+                                                fallback=fallback)
+        lines[lines.index("  triggers:"):lines.index("  triggers:")] = [
+            "  fallback:", "    failureThreshold: 3", f"    replicas: {fallback}"]
         lines += ["    - type: metrics-api", "      authenticationRef:",
                   "        name: zart-api", "      metadata:",
                   f'        url: "{api_url}/task-queues/{task_queue}"',
