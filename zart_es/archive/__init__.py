@@ -17,18 +17,21 @@ from zart_es.archive._url import resolve_archive_url
 
 if TYPE_CHECKING:
     from zart_es.archive._archive import Archive, ArchivedExecution
+    from zart_es.archive._compact import Compacted, compact_day
     from zart_es.archive._objects import ObjectStore
     from zart_es.archive._query import query
 
-_LAZY = {"Archive": "_archive", "ArchivedExecution": "_archive", "ObjectStore": "_objects",
-         "query": "_query"}
+_LAZY = {"Archive": "_archive", "ArchivedExecution": "_archive", "Compacted": "_compact",
+         "ObjectStore": "_objects", "compact_day": "_compact", "query": "_query"}
 
 __all__ = [
     "Archive",
     "ArchivedExecution",
+    "Compacted",
     "Entry",
     "ExecutionRecord",
     "ObjectStore",
+    "compact_day",
     "day_of",
     "query",
     "resolve_archive_url",

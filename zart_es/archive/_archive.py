@@ -9,11 +9,15 @@ racing for the same batch, writes nothing twice.
 Reading an execution back gives its meta hash and its raw stream entries exactly as
 Redis held them, so the client's status, result, history and ``verify_chain`` run on
 them unchanged: the hash chain proves the archived log complete and unaltered.
+
+Every read goes through the reader rule of :mod:`._view` (each batch's rows from one
+file, compacted or not), and a batch counts as stored when its own executions object
+exists or a compacted file covers it, so compaction (:mod:`._compact`) never makes the
+archiver write a batch twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -33,10 +37,9 @@ from zart_es.archive._tables import (
     object_path,
     to_parquet,
 )
+from zart_es.archive._view import LISTINGS, STALE, folder_of, is_compacted, listed_view, view
 from zart_es.core import ArchiveError
 
-READS_AT_ONCE = 16
-"""Objects read concurrently when scanning the executions table."""
 CACHED_ROWS = 200_000
 """Rows of the executions table a reader keeps in memory between lookups."""
 
@@ -71,8 +74,9 @@ class Archive:
         """Store ``records`` (all ended on ``day``) as batch ``batch``; False when that
         batch was already stored complete (a retry), in which case nothing is written."""
         executions = object_path("executions", day, partition, batch)
-        if await self.objects.exists(executions):
-            return False
+        if (await self.objects.exists(executions)
+                or await self.covering(folder_of(executions), batch) is not None):
+            return False  # stored already (and maybe compacted since)
         await self.objects.put_new(object_path("events", day, partition, batch),
                                    to_parquet(events_table(records, batch)))
         return await self.objects.put_new(
@@ -84,9 +88,13 @@ class Archive:
         earlier attempt stored that batch already (a crash before the cursor moved), the
         last of what that attempt stored, where the next batch must begin."""
         path = object_path("audit", day, None, batch)
-        if await self.objects.put_new(path, to_parquet(audit_table(entries, batch))):
+        covered = await self.covering(folder_of(path), batch)
+        if covered is not None:  # stored, and compacted since
+            stored = covered[1]
+        elif await self.objects.put_new(path, to_parquet(audit_table(entries, batch))):
             return entries[-1][0]
-        stored = from_parquet(await self.objects.get(path), path, columns=["entry_id"])
+        else:
+            stored = from_parquet(await self.objects.get(path), path, columns=["entry_id"])
         last: str = max(stored["entry_id"].to_pylist(), key=_entry_order)
         return last.encode()
 
@@ -95,70 +103,100 @@ class Archive:
     async def executions(self, partition: int | None = None) -> pa.Table:
         """The executions table (of one partition), one row per archived snapshot."""
         folder = "executions" if partition is None else f"executions/partition={partition}"
-        paths = [path for path in await self.objects.list(folder) if path.endswith(".parquet")]
-        limit = asyncio.Semaphore(READS_AT_ONCE)
 
-        async def read(path: str) -> pa.Table:
+        async def read(path: str) -> pa.Table | None:
             cached = self._ids.get(path)
             if cached is not None:
                 self._ids.move_to_end(path)
                 return cached
-            async with limit:
-                table = _with_path(from_parquet(await self.objects.get(path), path), path)
+            table = await self._read_if_exists(path)
+            if table is None:
+                return None
+            table = _with_path(table, path)
             self._ids[path] = table
             self._cached_rows += table.num_rows
             while self._cached_rows > CACHED_ROWS and len(self._ids) > 1:
                 self._cached_rows -= self._ids.popitem(last=False)[1].num_rows
             return table
 
-        tables = await asyncio.gather(*(read(path) for path in paths))
-        if not tables:
+        taken = await listed_view(lambda: self.objects.list(folder), read)
+        if not taken:
             return _with_path(EXECUTIONS.empty_table(), "")
-        return pa.concat_tables(tables)
+        return pa.concat_tables([table for _, table in taken])
 
     async def find(self, execution_id: str, partition: int) -> ArchivedExecution | None:
         """Execution ``execution_id`` (of ``partition``) as archived; None if it is not.
 
         When it was archived more than once (a repair reopened it while its batch was
         being written, or its id was reused after its retention), the newest snapshot."""
-        table = await self.executions(partition)
-        rows = table.filter(pc.equal(table["execution_id"], execution_id)).to_pylist()
-        if not rows:
-            return None
-        row = max(rows, key=lambda r: (r["created"], r["version"], r["archived"]))
-        path = row["_path"].replace("executions/", "events/", 1)
-        events = from_parquet(await self.objects.get(path), path,
-                              columns=["execution_id", "seq", "entry_id", "body", "prev_hash"])
-        mine = events.filter(pc.equal(events["execution_id"], execution_id))
-        entries: list[Entry] = [
-            (entry_id.encode(), {b"s": str(seq).encode(), b"p": prev.encode(), b"e": body})
-            for seq, entry_id, body, prev in sorted(zip(
-                mine["seq"].to_pylist(), mine["entry_id"].to_pylist(),
-                mine["body"].to_pylist(), mine["prev_hash"].to_pylist(), strict=True))
-        ]
-        return ArchivedExecution(execution_id, _meta_of(row), entries)
+        for _ in range(LISTINGS):
+            table = await self.executions(partition)
+            rows = table.filter(pc.equal(table["execution_id"], execution_id)).to_pylist()
+            if not rows:
+                return None
+            row = max(rows, key=lambda r: (r["created"], r["version"], r["archived"]))
+            # a compacted executions file has its events twin of the same name
+            path = row["_path"].replace("executions/", "events/", 1)
+            events = await self._read_if_exists(path)
+            if events is None:  # compacted meanwhile: look again
+                continue
+            mine = events.filter(pc.equal(events["execution_id"], execution_id))
+            entries: list[Entry] = [
+                (entry_id.encode(), {b"s": str(seq).encode(), b"p": prev.encode(), b"e": body})
+                for seq, entry_id, body, prev in sorted(zip(
+                    mine["seq"].to_pylist(), mine["entry_id"].to_pylist(),
+                    mine["body"].to_pylist(), mine["prev_hash"].to_pylist(), strict=True))
+            ]
+            return ArchivedExecution(execution_id, _meta_of(row), entries)
+        raise ArchiveError(f"the archive kept changing while execution {execution_id!r} "
+                           f"was read; try again")
 
     async def audit(self) -> pa.Table:
         """Every archived operator audit entry, oldest first."""
-        paths = [p for p in await self.objects.list("audit") if p.endswith(".parquet")]
-        tables = await asyncio.gather(*(self._read(path) for path in paths))
-        if not tables:
+        taken = await listed_view(lambda: self.objects.list("audit"), self._read_if_exists)
+        if not taken:
             return audit_table([], "")
-        return pa.concat_tables(tables).sort_by("entry_id")
+        return pa.concat_tables([table for _, table in taken]).sort_by("entry_id")
 
     async def table(self, name: str, since: str = "", until: str = "") -> pa.Table | None:
         """All of one table (``events``, ``executions``, ``audit``), each row with its
         ``date`` and ``partition`` from the object's path, of the days ``since`` ..
         ``until`` (``YYYY-MM-DD``, both included; "": open); None when it has no object."""
-        paths = [p for p in await self.objects.list(name) if p.endswith(".parquet")
-                 and since <= _day_in(p) and (not until or _day_in(p) <= until)]
-        if not paths:
-            return None
-        tables = await asyncio.gather(*(self._read(path) for path in paths))
-        return pa.concat_tables([_with_folders(t, p) for t, p in zip(tables, paths, strict=True)])
+        async def paths() -> list[str]:
+            return [p for p in await self.objects.list(name) if p.endswith(".parquet")
+                    and since <= _day_in(p) and (not until or _day_in(p) <= until)]
 
-    async def _read(self, path: str) -> pa.Table:
-        return from_parquet(await self.objects.get(path), path)
+        taken = await listed_view(paths, self._read_if_exists)
+        if not taken:
+            return None
+        return pa.concat_tables([_with_folders(t, p) for p, t in taken])
+
+    async def days(self) -> list[str]:
+        """The days (``YYYY-MM-DD``) the archive holds objects of, oldest first."""
+        found = {_day_in(p) for table in ("events", "executions", "audit")
+                 for p in await self.objects.list(table) if p.endswith(".parquet")}
+        return sorted(found)
+
+    async def covering(self, folder: str, batch: str) -> tuple[str, pa.Table] | None:
+        """The compacted file of ``folder`` that covers ``batch`` (its rows of that batch
+        only), or None when no compacted file covers it."""
+        for _ in range(LISTINGS):
+            paths = [p for p in await self.objects.list(folder) if is_compacted(p)
+                     and p.endswith(".parquet") and folder_of(p) == folder]
+            try:
+                taken = await view(paths, self._read_if_exists)
+            except STALE:
+                continue
+            for path, table in taken:
+                mine = table.filter(pc.equal(table["batch"], batch))
+                if mine.num_rows:
+                    return path, mine
+            return None
+        raise ArchiveError(f"the archive folder {folder!r} kept changing; try again")
+
+    async def _read_if_exists(self, path: str) -> pa.Table | None:
+        data = await self.objects.get_if_exists(path)
+        return None if data is None else from_parquet(data, path)
 
 
 def _entry_order(entry_id: str) -> tuple[int, int]:

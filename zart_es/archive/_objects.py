@@ -13,6 +13,7 @@ two archivers racing for one batch cannot both write it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -66,6 +67,40 @@ class ObjectStore:
             raise ArchiveError(f"cannot read {path!r} from the archive {self.url}: "
                                f"{_first_line(exc)}") from None
 
+    async def get_if_exists(self, path: str) -> bytes | None:
+        """The bytes of object ``path``; None when there is none (deleted meanwhile)."""
+        try:
+            result = await obstore.get_async(self._store, path)
+            return bytes(await result.bytes_async())
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as exc:
+            raise ArchiveError(f"cannot read {path!r} from the archive {self.url}: "
+                               f"{_first_line(exc)}") from None
+
+    async def delete(self, path: str) -> None:
+        """Delete object ``path`` (nothing when it is gone already)."""
+        try:
+            await obstore.delete_async(self._store, path)
+        except FileNotFoundError:
+            return
+        except (BaseError, OSError) as exc:
+            raise ArchiveError(f"cannot delete {path!r} from the archive {self.url}: "
+                               f"{_first_line(exc)}") from None
+
+    def make_durable(self, path: str) -> None:
+        """Make object ``path`` survive a power loss: fsync it and its folder in a local
+        directory (an object store's put is durable when it returns)."""
+        if self._root is None:
+            return
+        file = self._root / path
+        for target, flags in ((file, os.O_RDONLY), (file.parent, os.O_RDONLY | os.O_DIRECTORY)):
+            fd = os.open(target, flags)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     async def exists(self, path: str) -> bool:
         """Whether object ``path`` exists."""
         try:
@@ -79,20 +114,24 @@ class ObjectStore:
 
     async def list(self, prefix: str) -> list[str]:
         """Paths of the objects under ``prefix`` (a folder: ``"executions"``), sorted."""
-        paths: list[str] = []
+        return sorted(await self.sizes(prefix))
+
+    async def sizes(self, prefix: str) -> dict[str, int]:
+        """The objects under ``prefix`` and their sizes in bytes."""
+        paths: dict[str, int] = {}
         if self._root is not None and not (self._root / prefix).is_dir():
             # no such folder yet; also spares obstore a failing listing (after one, the
             # process was seen to abort at exit, obstore 0.12)
-            return []
+            return {}
         try:
             async for chunk in obstore.list(self._store, prefix=prefix):
-                paths.extend(meta["path"] for meta in chunk)
+                paths.update((meta["path"], meta["size"]) for meta in chunk)
         except FileNotFoundError:
-            return []
+            return {}
         except (BaseError, OSError) as exc:
             raise ArchiveError(f"cannot list {prefix!r} in the archive {self.url}: "
                                f"{_first_line(exc)}") from None
-        return sorted(paths)
+        return paths
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""``zart-es archiver`` and ``zart-es audit query|log``: the archive of ended executions.
+"""``zart-es archiver``, ``zart-es archive compact`` and ``zart-es audit query|log``: the
+archive of ended executions.
 
 The archive's URL comes from ``--archive-url``, else ``$ZART_ARCHIVE_URL``; retention
 from ``--retention``, else ``$ZART_RETENTION``, else 7 days (``none``: keep for ever).
@@ -14,6 +15,8 @@ import os
 import socket
 import uuid
 from typing import Any
+
+import msgspec
 
 from zart_es.cli._common import AddCommand, Handler, client_for, show, when
 from zart_es.core import ConfigError
@@ -50,7 +53,19 @@ def add_commands(add: AddCommand, nested: argparse.ArgumentParser) -> dict[str, 
     log_ = which.add_parser("log", parents=[nested],
                             help="the operator audit log: archived, then live")
     log_.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
-    return {"archiver": archiver, "audit": audit}
+    archive_ = add("archive", "maintain the archive: merge a day's batch files")
+    tasks = archive_.add_subparsers(dest="archive_command", required=True)
+    compact_ = tasks.add_parser("compact", parents=[nested],
+                                help="merge each closed day's batch files into one file per "
+                                     "partition and table (readers see each row once throughout)")
+    days = compact_.add_mutually_exclusive_group()
+    days.add_argument("--day", default=None, help="compact this day (YYYY-MM-DD) only")
+    days.add_argument("--before", default=None,
+                      help="compact the closed days before this one (YYYY-MM-DD)")
+    compact_.add_argument("--force", action="store_true",
+                          help="also compact a day not closed yet (today, or within the "
+                               "archiver's batch wait after midnight)")
+    return {"archiver": archiver, "audit": audit, "archive": archive}
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -86,6 +101,51 @@ async def archiver(args: argparse.Namespace) -> int:
             await task
         await engine.aclose()
     return 0
+
+
+async def archive(args: argparse.Namespace) -> int:
+    """``zart-es archive compact [--day D | --before D] [--force]``."""
+    import time
+
+    from zart_es.archive import Archive, compact_day
+    from zart_es.engine import BATCH_WAIT_MS
+
+    store = Archive(_url(args))
+    for given in (args.day, args.before):
+        if given is not None:
+            _check_day(given)
+    # a day is closed once it is over and a partial batch of its last minute has gone out
+    closed_before = _day((time.time() * 1000 - BATCH_WAIT_MS) / 1000)
+    if args.day is not None:
+        if args.day >= closed_before and not args.force:
+            raise ConfigError(f"day {args.day} is not closed yet (days before {closed_before} "
+                              f"are); pass --force to compact it anyway")
+        days = [args.day]
+    else:
+        last = closed_before if args.force or args.before is None else min(args.before,
+                                                                           closed_before)
+        if args.force and args.before is not None:
+            last = args.before
+        days = [d for d in await store.days() if d < last]
+    done = [c for day in days for c in await compact_day(store, day)]
+    show(args, [msgspec.to_builtins(c) for c in done],
+         ["folder", "files", "bytes", "rows"],
+         ([c.folder, f"{c.files_before} -> {c.files_after}",
+           f"{c.bytes_before} -> {c.bytes_after}", str(c.rows)] for c in done))
+    if not done and not args.json:
+        print(f"nothing to compact ({len(days)} day(s) looked at)")
+    return 0
+
+
+def _check_day(day: str) -> None:
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError:
+        raise ConfigError(f"not a day: {day!r} (use YYYY-MM-DD)") from None
+
+
+def _day(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d")
 
 
 async def audit(args: argparse.Namespace) -> int:
