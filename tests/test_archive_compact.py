@@ -314,3 +314,27 @@ def day_of_now() -> str:
     from zart_es.archive import day_of
 
     return day_of(round(time.time() * 1000))
+
+
+def test_the_cli_picks_days_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    import json
+
+    from .helpers import zart
+
+    root = tmp_path / "archive"
+    asyncio.run(_fill(root, partitions=1, batches=2))
+
+    def compact(*args: str) -> subprocess.CompletedProcess[str]:
+        return zart("redis://127.0.0.1:1", "archive", "compact", "--archive-url", str(root),
+                    *args)  # no Redis is needed (nor reached)
+
+    assert "nothing to compact (0 day(s) looked at)" in compact("--before", DAY).stdout
+    assert set(_files(root).values()) == {2}
+    done = compact("--json", "--before", "2026-12-01")
+    assert done.returncode == 0, done.stderr
+    assert [row["folder"] for row in json.loads(done.stdout)] == [
+        f"partition=0/date={DAY}", f"audit/date={DAY}"]
+    assert set(_files(root).values()) == {1}
+    bad = compact("--day", "30/11/2026")
+    assert bad.returncode == 1
+    assert bad.stderr == "zart-es: error: not a day: '30/11/2026' (use YYYY-MM-DD)\n"

@@ -122,10 +122,9 @@ async def archive(args: argparse.Namespace) -> int:
                               f"are); pass --force to compact it anyway")
         days = [args.day]
     else:
-        last = closed_before if args.force or args.before is None else min(args.before,
-                                                                           closed_before)
-        if args.force and args.before is not None:
-            last = args.before
+        last = closed_before
+        if args.before is not None:
+            last = args.before if args.force else min(args.before, closed_before)
         days = [d for d in await store.days() if d < last]
     done = [c for day in days for c in await compact_day(store, day)]
     show(args, [msgspec.to_builtins(c) for c in done],
