@@ -142,9 +142,10 @@ def _crashing(monkeypatch: pytest.MonkeyPatch, method: str, after: int) -> None:
     ("put_new", 1),   # the compacted events file written, not its executions twin
     ("put_new", 2),   # both written, no input deleted yet
     ("delete", 1),    # one executions input deleted
-    ("delete", 6),    # all executions inputs of partition 0 deleted, events not yet
-    ("delete", 9),    # half of partition 0's events inputs deleted
+    ("delete", 5),    # all executions inputs of partition 0 deleted, its events not yet
+    ("delete", 8),    # 3 of partition 0's 5 events inputs deleted
     ("delete", 12),   # partition 0 done, partition 1 started
+    ("delete", 21),   # both partitions done, the audit folder started
 ])
 async def test_a_crash_anywhere_shows_each_row_once_and_a_rerun_finishes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, after: int) -> None:
