@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zart_es import Context, durable
+from zart_es import Context, Registry, durable
 
 
 @durable("steps20")
@@ -10,3 +10,14 @@ async def steps20(ctx: Context, n: int) -> int:
     for i in range(n):
         await ctx.step(f"s-{i}", lambda: 1)
     return n
+
+
+sleepers = Registry()
+"""The memory benches' own registry: one step, then a durable hour's sleep."""
+
+
+@durable("nap", registry=sleepers)
+async def nap(ctx: Context) -> str:
+    await ctx.step("before", lambda: "ready")
+    await ctx.sleep("1h")
+    return "rested"

@@ -34,9 +34,10 @@ from typing import Any
 
 import psutil
 import uvloop
+from apps import sleepers
 from common import private_redis
 
-from zart_es import Client, Context, Registry, Worker, durable
+from zart_es import Client, Worker
 
 EXECUTIONS = 10_000
 LIMIT_MB = 100.0
@@ -45,20 +46,10 @@ DEADLINE_S = 90.0
 MB = 2**20
 SELF = str(Path(__file__).resolve())
 
-registry = Registry()
-
-
-@durable("nap", registry=registry)
-async def nap(ctx: Context) -> str:
-    await ctx.step("before", lambda: "ready")
-    await ctx.sleep("1h")
-    return "rested"
-
-
 async def worker_main(url: str, profile: bool = False, traced: bool = False) -> None:
     """The child: run a worker until killed; say "ready" once it reads work. With
     ``profile``, print a profile (see :func:`profile_report`) at each line on stdin."""
-    async with Worker(url, registry=registry, concurrency=500) as worker:
+    async with Worker(url, registry=sleepers, concurrency=500) as worker:
         await asyncio.sleep(SETTLE_S)  # groups created, readers blocked on XREADGROUP
         before = Probe(worker, traced) if profile else None
         print("ready", flush=True)

@@ -18,23 +18,14 @@ import argparse
 import asyncio
 import time
 
+from apps import sleepers
 from common import private_redis
 from redis.asyncio import Redis
 
-from zart_es import Client, Context, Registry, Worker, durable
+from zart_es import Client, Worker
 from zart_es.store import STREAM_NODE_MAX_BYTES
 
 TARGET_BYTES = 2_500
-
-registry = Registry()
-
-
-@durable("nap", registry=registry)
-async def nap(ctx: Context) -> str:
-    await ctx.step("before", lambda: "ready")
-    await ctx.sleep("1h")
-    return "rested"
-
 
 async def used_memory(redis: Redis) -> int:
     info = await redis.info("memory")
@@ -43,7 +34,7 @@ async def used_memory(redis: Redis) -> int:
 
 async def measure(url: str, executions: int) -> dict[str, float]:
     redis = Redis.from_url(url)
-    async with Client(url) as client, Worker(url, registry=registry, concurrency=500):
+    async with Client(url) as client, Worker(url, registry=sleepers, concurrency=500):
         warm = await client.start("nap")  # groups, scripts and indexes exist from here on
         while (await client.status(warm)).status != "sleeping":
             await asyncio.sleep(0.05)
