@@ -44,7 +44,7 @@ def traceparent(execution_id: str = "", workflow: str = "") -> str:
         return ""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    if not carrier.get("traceparent") and workflow:
+    if not carrier.get("traceparent") and workflow and _configured():
         with trace.get_tracer(TRACER).start_as_current_span(
                 f"start {workflow}", attributes={EXECUTION_ID: execution_id, WORKFLOW: workflow}):
             propagate.inject(carrier)
@@ -56,7 +56,7 @@ def run_span(execution_id: str, workflow: str, run: int, parent: str) -> Iterato
     """The span of one run of an execution (current while it runs): a child of the
     context it was started in (``parent``, a traceparent), else of one derived from its
     id. Yields the span, or None when tracing is off."""
-    if trace is None:
+    if trace is None or not _configured():
         yield None
         return
     context = _parent_context(execution_id, parent)
@@ -105,6 +105,12 @@ def step_attempt(execution_id: str, step: str, attempt: int, started: float,
     if outcome != "completed":
         span.set_status(trace.Status(trace.StatusCode.ERROR, outcome))
     span.end(end_time=end_ns)
+
+
+def _configured() -> bool:
+    """Whether the application set a tracer provider (else every span would be a
+    non-recording one: skip making them)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def _parent_context(execution_id: str, parent: str) -> Any:
