@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from zart_es.ops._console import PRIORITY_BAND, QUEUE_EPOCH_MS, Holder, _stream_id, _waiter
+from zart_es.ops._console import PRIORITY_BAND, QUEUE_EPOCH_MS, Holder, _waiter
+from zart_es.ops._listing import stream_position
 
 pytestmark = pytest.mark.pure
 
@@ -21,5 +22,5 @@ def test_a_waiting_score_gives_back_its_priority_and_arrival(priority: int, bump
 
 
 def test_stream_ids_compare_as_numbers() -> None:
-    assert _stream_id("0-0") == (0, 0)
-    assert _stream_id("1796274657576-12") == (1_796_274_657_576, 12)
+    assert stream_position("0-0") == (0, 0)
+    assert stream_position("1796274657576-12") == (1_796_274_657_576, 12)

@@ -155,7 +155,7 @@ class MemoryJournal:
         """None: pause rules live in Redis."""
         return None
 
-    def observe_step(self, step: str, attempt: int, started: float, outcome: str) -> None:
+    def observe_step(self, step: str, attempt: int, took_us: int, outcome: str) -> None:
         """Keep the step's outcome in :attr:`step_outcomes`."""
         self.step_outcomes.append(outcome)
 

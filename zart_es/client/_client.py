@@ -37,6 +37,7 @@ from zart_es.core import (
     ExecutionFailed,
     ExecutionFailedError,
     ExecutionNotFound,
+    ExecutionState,
     ExecutionTimedOut,
     Payloads,
     ResultTimeout,
@@ -411,13 +412,17 @@ class Client:
     async def describe(self, execution_id: str) -> ExecutionDetail:
         """Status plus what the folded log says: steps done, current step, timers pending."""
         status = await self.status(execution_id)
-        workers = None if status.done else (
-            await self.deployment.routes.workers([status.task_queue]))[status.task_queue]
+        if status.done:
+            return describe(status, await self._folded(execution_id))
+        state, workers = await asyncio.gather(  # one round trip's wait for both
+            self._folded(execution_id), self.deployment.routes.workers([status.task_queue]))
+        return describe(status, state, workers[status.task_queue])
+
+    async def _folded(self, execution_id: str) -> ExecutionState:
         try:
-            state = await self._folds.state(check_execution_id(execution_id))
+            return await self._folds.state(check_execution_id(execution_id))
         except ExecutionNotFound:
-            state = await self.archive.folded(execution_id)
-        return describe(status, state, workers)
+            return await self.archive.folded(execution_id)
 
     async def verify(self, execution_id: str) -> ChainBreak | None:
         """Check the log's sequence numbers and hash chain; None when intact."""

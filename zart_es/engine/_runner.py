@@ -166,11 +166,11 @@ class StoreJournal:
         await self.pauses.refresh()
         return False
 
-    def observe_step(self, step: str, attempt: int, started: float, outcome: str) -> None:
+    def observe_step(self, step: str, attempt: int, took_us: int, outcome: str) -> None:
         """Feed the worker's step-duration histogram, if it has one, and the trace."""
         if self.metrics is not None:
-            self.metrics.step(self.state.workflow, started, outcome)
-        step_attempt(self._execution_id, step, attempt, started, outcome)
+            self.metrics.step(self.state.workflow, took_us, outcome)
+        step_attempt(self._execution_id, step, attempt, took_us, outcome)
 
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         """Create the child's log (a no-op if it exists: replays start it once)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from zart_es.ops._listing import stream_position
 from zart_es.store import Keys, RedisClient
 
 QUEUE_EPOCH_MS = 1_704_067_200_000
@@ -85,7 +86,7 @@ async def audit_entries(
     """The newest ``limit`` entries of the operator audit stream, newest first; ``before``
     (an entry id) pages to older ones. Entries already archived and trimmed from Redis are
     not here (``zart-es audit query`` reads the archive)."""
-    if before is not None and _stream_id(before) == (0, 0):
+    if before is not None and stream_position(before) == (0, 0):
         return []  # nothing is older than the first possible id (Redis refuses "(0-0")
     top = f"({before}" if before else "+"
     raw: list[Any] = await redis.xrevrange(keys.audit(), max=top, min="-", count=limit)
@@ -96,8 +97,3 @@ async def audit_entries(
         out.append(AuditEntry(ident, int(ident.partition("-")[0]), detail.pop("what", ""),
                               detail))
     return out
-
-
-def _stream_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)

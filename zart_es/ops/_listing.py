@@ -217,14 +217,16 @@ async def page_history(
         entries = await archived()
         if not entries:
             raise ExecutionNotFound(execution_id)
-        raw = [e for e in entries if after is None or _stream_id(e[0]) > _stream_id(after)]
+        raw = [e for e in entries
+               if after is None or stream_position(e[0]) > stream_position(after)]
     page = raw[:limit]
     return HistoryPage([to_event(entry_id, fields, execution_id) for entry_id, fields in page],
                        encode_cursor("history", execution_id, page[-1][0].decode())
                        if len(raw) > limit else None)
 
 
-def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
+def stream_position(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<seq>``) as a pair that sorts as Redis orders them."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)

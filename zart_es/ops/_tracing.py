@@ -87,16 +87,17 @@ def ended_run(span: Any, outcome: str, state: ExecutionState) -> None:
         span.add_event("signal", {})
 
 
-def step_attempt(execution_id: str, step: str, attempt: int, started: float,
+def step_attempt(execution_id: str, step: str, attempt: int, took_us: int,
                  outcome: str) -> None:
-    """Record one step attempt that ran from ``started`` (``time.perf_counter``) until now
-    as a span under the current run's span (nothing when that one is not recording)."""
+    """Record one step attempt that ended now after ``took_us`` (the duration its outcome
+    event records) as a span under the current run's span (nothing when that one is not
+    recording)."""
     if trace is None:
         return
     current = trace.get_current_span()
     if not current.is_recording():
         return
-    took_ns = int((time.perf_counter() - started) * 1e9)
+    took_ns = took_us * 1000
     end_ns = time.time_ns()
     span = trace.get_tracer(TRACER).start_span(
         f"step {step}", start_time=end_ns - took_ns,

@@ -557,14 +557,14 @@ class Context:
                 raise
             took_us = _micros_since(started)
             retrying = policy is not None and policy.retries_after(exc, attempt)
-            self._journal.observe_step(name, attempt, started,
+            self._journal.observe_step(name, attempt, took_us,
                                        "retry" if retrying else "failed")
             await self._record_failure(name, attempt, exc, policy if retrying else None,
                                        took_us)
             # only reached when another worker recorded a success of this step meanwhile
             return self._decode(name, self._state.steps[name], type_)
         took_us = _micros_since(started)
-        self._journal.observe_step(name, attempt, started, "completed")
+        self._journal.observe_step(name, attempt, took_us, "completed")
         encoded = self._payloads.encode(value, f"result of step {name!r}")
         await self._journal.record(StepCompleted(step=name, result=encoded, attempt=attempt,
                                                  duration_us=took_us))

@@ -32,10 +32,10 @@ class Journal(Protocol):
         """The pause rule holding this execution, by the worker's cached copy (None: none)."""
         ...
 
-    def observe_step(self, step: str, attempt: int, started: float, outcome: str) -> None:
-        """Attempt ``attempt`` of ``step`` ran its function (from ``started``,
-        perf_counter) with ``outcome``: completed, retry or failed (for metrics and
-        traces; no durable effect)."""
+    def observe_step(self, step: str, attempt: int, took_us: int, outcome: str) -> None:
+        """Attempt ``attempt`` of ``step`` ran its function for ``took_us`` (the
+        duration its outcome event records) with ``outcome``: completed, retry or failed
+        (for metrics and traces; no durable effect)."""
         ...
 
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:

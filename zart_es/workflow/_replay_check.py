@@ -65,7 +65,7 @@ class HistoryJournal:
     def pause_rule(self) -> str | None:
         return None
 
-    def observe_step(self, step: str, attempt: int, started: float, outcome: str) -> None:
+    def observe_step(self, step: str, attempt: int, took_us: int, outcome: str) -> None:
         return None
 
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
