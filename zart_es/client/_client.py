@@ -32,19 +32,17 @@ from zart_es.core import (
     TERMINAL_STATES,
     AnyEvent,
     ConfigError,
-    ExecutionCancelled,
     ExecutionCompleted,
-    ExecutionFailed,
     ExecutionFailedError,
     ExecutionNotFound,
     ExecutionState,
-    ExecutionTimedOut,
     Payloads,
     ResultTimeout,
     SignalReceived,
     Status,
     check_execution_id,
     check_workflow_name,
+    end_failure,
 )
 from zart_es.ops import (
     ExecutionDetail,
@@ -174,14 +172,11 @@ class Client:
         error: str | None = None
         if state in TERMINAL_STATES:
             last = await self._last_event(execution_id)
+            failure = None if last is None else end_failure(last)
             if isinstance(last, ExecutionCompleted):
                 result = self._payloads.decode(last.result, type, f"result of {execution_id!r}")
-            elif isinstance(last, ExecutionFailed):
-                error = f"{last.error_type}: {last.message}"
-            elif isinstance(last, ExecutionTimedOut):
-                error = f"ExecutionTimedOut: timed out after {last.timeout_ms}ms"
-            elif isinstance(last, ExecutionCancelled):
-                error = f"Cancelled: {last.reason or 'cancelled'}"
+            elif failure is not None:
+                error = f"{failure.error_type}: {failure.message}"
         return ExecutionStatus(
             execution_id=execution_id,
             workflow=meta[b"w"].decode(),
@@ -473,14 +468,9 @@ def _outcome(execution_id: str, event: AnyEvent, type_: Any, payloads: Payloads)
     """The result if ``event`` ends the execution successfully; raises if it failed."""
     if isinstance(event, ExecutionCompleted):
         return payloads.decode(event.result, type_, f"result of {execution_id!r}")
-    if isinstance(event, ExecutionFailed):
-        raise ExecutionFailedError(execution_id, event.error_type, event.message)
-    if isinstance(event, ExecutionTimedOut):
-        raise ExecutionFailedError(
-            execution_id, "ExecutionTimedOut", f"timed out after {event.timeout_ms}ms"
-        )
-    if isinstance(event, ExecutionCancelled):
-        raise ExecutionFailedError(execution_id, "Cancelled", event.reason or "cancelled")
+    failure = end_failure(event)
+    if failure is not None:
+        raise ExecutionFailedError(execution_id, failure.error_type, failure.message)
     return _RUNNING
 
 

@@ -105,6 +105,7 @@ from zart_es.core._fold import (
     Status,
     already_recorded,
     apply,
+    end_failure,
     fold,
     status_after,
 )
@@ -265,6 +266,7 @@ __all__ = [
     "due",
     "encode_event",
     "encode_value",
+    "end_failure",
     "export_event",
     "fold",
     "format_ms",

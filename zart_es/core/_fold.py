@@ -334,16 +334,21 @@ def _completed(state: ExecutionState, e: ExecutionCompleted) -> None:
     state.result = e.result
 
 
-def _failed(state: ExecutionState, e: ExecutionFailed) -> None:
-    state.error = Failure(e.error_type, e.message)
+def end_failure(event: Event) -> Failure | None:
+    """How an execution ended by ``event`` failed (failed, timed out, cancelled): the one
+    reading of a terminal event's error the fold, the client and the archive share; None
+    for any other event."""
+    if isinstance(event, ExecutionFailed):
+        return Failure(event.error_type, event.message)
+    if isinstance(event, ExecutionTimedOut):
+        return Failure("ExecutionTimedOut", f"timed out after {event.timeout_ms}ms")
+    if isinstance(event, ExecutionCancelled):
+        return Failure("Cancelled", event.reason or "cancelled")
+    return None
 
 
-def _timed_out(state: ExecutionState, e: ExecutionTimedOut) -> None:
-    state.error = Failure("ExecutionTimedOut", f"timed out after {e.timeout_ms}ms")
-
-
-def _cancelled(state: ExecutionState, e: ExecutionCancelled) -> None:
-    state.error = Failure("Cancelled", e.reason or "cancelled")
+def _ended_failing(state: ExecutionState, e: Event) -> None:
+    state.error = end_failure(e)
 
 
 def _reopened(state: ExecutionState, e: Event) -> None:
@@ -458,9 +463,9 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = dict([
     _on(ChildStarted, _child_started),
     _on(ChildCompleted, _child_completed),
     _on(ExecutionCompleted, _completed),
-    _on(ExecutionFailed, _failed),
-    _on(ExecutionTimedOut, _timed_out),
-    _on(ExecutionCancelled, _cancelled),
+    _on(ExecutionFailed, _ended_failing),
+    _on(ExecutionTimedOut, _ended_failing),
+    _on(ExecutionCancelled, _ended_failing),
     _on(StepRetryRequested, _step_retry_requested),
     _on(StepsInvalidated, _steps_invalidated),
     _on(RunRestarted, _run_restarted),

@@ -31,10 +31,8 @@ from zart_es.core import (
     ArchiveError,
     CorruptLog,
     Duration,
-    ExecutionCancelled,
-    ExecutionFailed,
-    ExecutionTimedOut,
     deployment_retention,
+    end_failure,
 )
 from zart_es.engine._aio import tick_forever
 from zart_es.store import ArchiveQueue, AuditArchiveQueue, Deployment, redis_now_ms, to_event
@@ -224,13 +222,8 @@ def _error_of(record: ExecutionRecord) -> str | None:
         last: AnyEvent = to_event(entry_id, fields, record.execution_id)
     except CorruptLog as exc:
         return str(exc)
-    if isinstance(last, ExecutionFailed):
-        return f"{last.error_type}: {last.message}"
-    if isinstance(last, ExecutionTimedOut):
-        return f"ExecutionTimedOut: timed out after {last.timeout_ms}ms"
-    if isinstance(last, ExecutionCancelled):
-        return f"Cancelled: {last.reason or 'cancelled'}"
-    return None
+    failure = end_failure(last)
+    return None if failure is None else f"{failure.error_type}: {failure.message}"
 
 
 
