@@ -98,8 +98,7 @@ async def archiver(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):  # a batch cut short resumes next time
             asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await engine.aclose()
+            await task  # its run() closes it
     return 0
 
 
@@ -107,7 +106,7 @@ async def archive(args: argparse.Namespace) -> int:
     """``zart-es archive compact [--day D | --before D] [--force]``."""
     import time
 
-    from zart_es.archive import Archive, compact_day
+    from zart_es.archive import Archive, compact_day, day_of
     from zart_es.engine import BATCH_WAIT_MS
 
     store = Archive(_url(args))
@@ -115,7 +114,7 @@ async def archive(args: argparse.Namespace) -> int:
         if given is not None:
             _check_day(given)
     # a day is closed once it is over and a partial batch of its last minute has gone out
-    closed_before = _day((time.time() * 1000 - BATCH_WAIT_MS) / 1000)
+    closed_before = day_of(round(time.time() * 1000) - BATCH_WAIT_MS)
     if args.day is not None:
         if args.day >= closed_before and not args.force:
             raise ConfigError(f"day {args.day} is not closed yet (days before {closed_before} "
@@ -141,10 +140,6 @@ def _check_day(day: str) -> None:
         dt.date.fromisoformat(day)
     except ValueError:
         raise ConfigError(f"not a day: {day!r} (use YYYY-MM-DD)") from None
-
-
-def _day(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d")
 
 
 async def audit(args: argparse.Namespace) -> int:
