@@ -144,10 +144,11 @@ def test_history_verify_accepts_intact_and_rejects_tampered_logs(
     removed = zart(redis_url, "history", "audit-1", "--verify")
     assert removed.returncode == 1
     assert removed.stderr.strip() == (
-        "zart-es: error: log of 'audit-1' is broken at event #2: sequence number 3, expected 2")
+        "zart-es: error: log of 'audit-1' is broken at seq 2 (entry #2): seq 2 missing "
+        "(the entry after is seq 3)")
     forged = zart(redis_url, "history", "audit-2", "--verify")
     assert forged.returncode == 1
-    assert "broken at event #6: the newest entry does not match" in forged.stderr
+    assert "broken at seq 5 (entry #6): the newest entry does not match" in forged.stderr
 
 
 def test_list_cancel_send_signal_and_its_first_name(redis_url: str, tmp_path: Path) -> None:

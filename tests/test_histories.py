@@ -46,8 +46,10 @@ def test_tampering_is_detected() -> None:
     broken = verify_chain(raw, log["last_hash"])
     assert broken is not None
     assert broken.index == 3  # the entry after the edited one no longer links
+    assert (broken.kind, broken.seq) == ("changed", 2)  # ... and names the edited one
     dropped = raw[:1] + raw[2:]
     broken = verify_chain(dropped)
     assert broken is not None
     assert broken.index == 1
-    assert "sequence" in broken.reason
+    assert (broken.kind, broken.seq) == ("missing", 1)
+    assert "seq 1 missing" in broken.reason

@@ -240,10 +240,12 @@ async def get_history(
       summary="Ask an execution to stop",
       **errors("not_found", "execution_ended", "invalid_request"))
 async def cancel_execution(
-    request: Request[Any, Any, Any], execution_id: FromPath[str]
+    request: Request[Any, Any, Any], execution_id: FromPath[str],
+    reason: FromQuery[str] = "", by: FromQuery[str] = "",
 ) -> Cancelled:
-    """The workflow gets ``Cancelled`` at its next durable call. 409 if it already ended."""
-    if not await _client(request).cancel(execution_id):
+    """The workflow gets ``Cancelled`` at its next durable call. 409 if it already ended.
+    ``?reason=`` and ``?by=`` (who asks) go with the request and into the operator trail."""
+    if not await _client(request).cancel(execution_id, reason or None, by=by):
         raise ExecutionEnded(execution_id, -1)
     return Cancelled(execution_id, cancel_requested=True)
 
@@ -252,10 +254,12 @@ async def cancel_execution(
       summary="Deliver a signal", **errors("not_found", "execution_ended", body=True))
 async def deliver_signal(
     request: Request[Any, Any, Any], execution_id: FromPath[str], name: FromPath[str],
-    data: JSONBody[Any] = None, signal_id: FromQuery[str | None] = None,
+    data: JSONBody[Any] = None, *, signal_id: FromQuery[str | None] = None,
+    by: FromQuery[str] = "",
 ) -> Delivered:
-    """The JSON body is the payload. ``?signal_id=`` makes delivery idempotent."""
-    return await _deliver(request, execution_id, name, data, signal_id)
+    """The JSON body is the payload. ``?signal_id=`` makes delivery idempotent; ``?by=``
+    (an operator's name) also records the signal in the operator trail."""
+    return await _deliver(request, execution_id, name, data, signal_id=signal_id, by=by)
 
 
 @post("/executions/{execution_id:str}/events/{name:str}", status_code=HTTP_202_ACCEPTED,
@@ -266,13 +270,13 @@ async def deliver_event(
     data: JSONBody[Any] = None, event_id: FromQuery[str | None] = None,
 ) -> Delivered:
     """``/signals/{name}`` under its first name; ``?event_id=`` is ``?signal_id=``."""
-    return await _deliver(request, execution_id, name, data, event_id)
+    return await _deliver(request, execution_id, name, data, signal_id=event_id)
 
 
 async def _deliver(request: Request[Any, Any, Any], execution_id: str, name: str, data: Any,
-                   signal_id: str | None) -> Delivered:
+                   *, signal_id: str | None, by: str = "") -> Delivered:
     delivered = await _client(request).send_signal(execution_id, name, data,
-                                                   signal_id=signal_id)
+                                                   signal_id=signal_id, by=by)
     return Delivered(execution_id, name, delivered)
 
 

@@ -122,7 +122,7 @@ class Archive:
         taken = await listed_view(lambda: self.objects.list(folder), read)
         if not taken:
             return _with_path(EXECUTIONS.empty_table(), "")
-        return pa.concat_tables([table for _, table in taken])
+        return pa.concat_tables([table for _, table in taken], promote_options="default")
 
     async def find(self, execution_id: str, partition: int) -> ArchivedExecution | None:
         """Execution ``execution_id`` (of ``partition``) as archived; None if it is not.
@@ -141,11 +141,14 @@ class Archive:
             if events is None:  # compacted meanwhile: look again
                 continue
             mine = events.filter(pc.equal(events["execution_id"], execution_id))
+            key_ids = (mine["key_id"].to_pylist() if "key_id" in mine.column_names
+                       else [None] * mine.num_rows)
             entries: list[Entry] = [
-                (entry_id.encode(), {b"s": str(seq).encode(), b"p": prev.encode(), b"e": body})
-                for seq, entry_id, body, prev in sorted(zip(
+                (entry_id.encode(), _fields(seq, prev, body, key_id))
+                for seq, entry_id, body, prev, key_id in sorted(zip(
                     mine["seq"].to_pylist(), mine["entry_id"].to_pylist(),
-                    mine["body"].to_pylist(), mine["prev_hash"].to_pylist(), strict=True))
+                    mine["body"].to_pylist(), mine["prev_hash"].to_pylist(), key_ids,
+                    strict=True), key=lambda row: row[0])
             ]
             return ArchivedExecution(execution_id, _meta_of(row), entries)
         raise ArchiveError(f"the archive kept changing while execution {execution_id!r} "
@@ -169,7 +172,8 @@ class Archive:
         taken = await listed_view(paths, self._read_if_exists)
         if not taken:
             return None
-        return pa.concat_tables([_with_folders(t, p) for p, t in taken])
+        return pa.concat_tables([_with_folders(t, p) for p, t in taken],
+                                promote_options="default")
 
     async def days(self) -> list[str]:
         """The days (``YYYY-MM-DD``) the archive holds objects of, oldest first."""
@@ -197,6 +201,14 @@ class Archive:
     async def _read_if_exists(self, path: str) -> pa.Table | None:
         data = await self.objects.get_if_exists(path)
         return None if data is None else from_parquet(data, path)
+
+
+def _fields(seq: int, prev: str, body: bytes, key_id: str | None) -> dict[bytes, bytes]:
+    """One archived event's stream fields, as Redis held them."""
+    fields = {b"s": str(seq).encode(), b"p": prev.encode(), b"e": body}
+    if key_id is not None:
+        fields[b"k"] = key_id.encode()
+    return fields
 
 
 def _entry_order(entry_id: str) -> tuple[int, int]:

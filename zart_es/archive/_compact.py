@@ -95,7 +95,7 @@ async def _compact_pair(archive: Archive, where: str) -> Compacted | None:
         raise ArchiveError(f"archive folder {events_dir!r} lacks the events of committed "
                            f"batches {sorted(missing)[:3]}: not compacted")
     name = compacted_name(batches)
-    events_table = pa.concat_tables([t for _, t in events])
+    events_table = pa.concat_tables([t for _, t in events], promote_options="default")
     events_table = events_table.filter(pc.is_in(events_table["batch"],
                                                 pa.array(batches, pa.string())))
     executions_table = pa.concat_tables([t for _, t in executions])

@@ -38,7 +38,10 @@ EVENTS = pa.schema([
     ("body", pa.binary()),
     ("prev_hash", pa.string()),
     ("batch", pa.string()),
+    ("key_id", pa.string()),
 ])
+"""(``key_id``: the audit key that chained the event, null for an unkeyed link; files
+written before it existed lack the column and read it as null.)"""
 
 EXECUTIONS = pa.schema([
     ("execution_id", pa.string()),
@@ -78,13 +81,14 @@ def events_table(records: Sequence[ExecutionRecord], batch: str) -> pa.Table:
         for entry_id, fields in record.entries:
             seq = int(fields.get(b"s", b"-1"))
             body = fields.get(b"e", b"")
+            key_id = fields.get(b"k")
             event_type, step, attempt, by = _describe(body, seq)
             for name, value in (
                 ("execution_id", record.execution_id), ("workflow", workflow), ("seq", seq),
                 ("entry_id", entry_id.decode()), ("at", int(entry_id.split(b"-")[0])),
                 ("event_type", event_type), ("step", step), ("attempt", attempt),
                 ("operator", by), ("body", body), ("prev_hash", fields.get(b"p", b"").decode()),
-                ("batch", batch),
+                ("batch", batch), ("key_id", key_id.decode() if key_id is not None else None),
             ):
                 rows[name].append(value)
     return pa.Table.from_pydict(rows, schema=EVENTS)

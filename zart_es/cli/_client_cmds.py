@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from zart_es.cli._common import client_for, json_arg, print_json, show, when
+from zart_es.cli._common import client_for, json_arg, operator, print_json, show, when
 from zart_es.core import AnyEvent, ConfigError, ZartError, export_event, to_ms
 from zart_es.ops import event_record
 
@@ -111,12 +111,16 @@ async def history(args: argparse.Namespace) -> int:
         return await timeline(args)
     async with client_for(args) as client:
         if args.verify:
-            broken = await client.verify(args.id)
+            checked = await client.check_chain(args.id)
+            broken = checked.broken
             if broken is not None:
-                raise ZartError(f"log of {args.id!r} is broken at event #{broken.index}: "
-                                f"{broken.reason}")
-            count = len([e async for e in client.history(args.id)])
-            print(f"log of {args.id!r} verified: {count} events, sequence and hash chain intact")
+                raise ZartError(f"log of {args.id!r} is broken at seq {broken.seq} "
+                                f"(entry #{broken.index}): {broken.reason}")
+            print(f"log of {args.id!r} verified: {checked.count} events, sequence and "
+                  f"hash chain intact")
+            if not checked.keyed:
+                print("note: this chain is unkeyed: it detects accidents, not tampering "
+                      "(set ZART_AUDIT_KEY; see docs/audit.md)", file=sys.stderr)
             return 0
         stored: list[AnyEvent] = []
         cursor = args.cursor
@@ -150,7 +154,7 @@ async def history(args: argparse.Namespace) -> int:
 async def cancel(args: argparse.Namespace) -> int:
     """``zart-es cancel ID [--reason R]``."""
     async with client_for(args) as client:
-        requested = await client.cancel(args.id, reason=args.reason)
+        requested = await client.cancel(args.id, reason=args.reason, by=operator())
     print(f"cancel requested for {args.id!r}" if requested
           else f"execution {args.id!r} has already ended; nothing to cancel")
     return 0
@@ -161,7 +165,7 @@ async def send_signal(args: argparse.Namespace) -> int:
     payload = json_arg(args.payload, "--payload")
     async with client_for(args) as client:
         delivered = await client.send_signal(args.id, args.name, payload,
-                                             signal_id=args.signal_id)
+                                             signal_id=args.signal_id, by=operator())
     print(f"signal {args.name!r} delivered to {args.id!r}" if delivered
           else f"signal id {args.signal_id!r} was already delivered to {args.id!r}")
     return 0

@@ -31,6 +31,7 @@ from zart_es.core import (
     STATES,
     TERMINAL_STATES,
     AnyEvent,
+    ChainCheck,
     ConfigError,
     ExecutionCompleted,
     ExecutionFailedError,
@@ -40,6 +41,7 @@ from zart_es.core import (
     ResultTimeout,
     SignalReceived,
     Status,
+    check_chain,
     check_execution_id,
     check_workflow_name,
     end_failure,
@@ -65,7 +67,6 @@ from zart_es.store import (
     Deployment,
     RedisClient,
     to_event,
-    verify_chain,
 )
 
 WAIT_SLICE_MS = 5_000
@@ -249,21 +250,27 @@ class Client:
 
     async def send_signal(
         self, execution_id: str, name: str, payload: Any = None, *,
-        signal_id: str | None = None,
+        signal_id: str | None = None, by: str = "",
     ) -> bool:
         """Deliver signal ``name`` to a running execution and wake it.
 
         Signals are kept until a ``ctx.wait_for_signal(name)`` takes them, in arrival
         order. With ``signal_id`` delivery is idempotent: the same id again is ignored
         (returns False). Raises :class:`ExecutionNotFound` or :class:`ExecutionEnded`.
+        With ``by`` (an operator's name: the CLI, the API and the console pass one) the
+        signal is also an entry of the operator trail.
         """
         check_workflow_name(name, what="signal name")
         data = self._payloads.encode(payload, f"payload of signal {name!r}")
         await self._ready()
         appended = await self.store.append(
-            check_execution_id(execution_id), -1, SignalReceived(name=name, payload=data),
+            check_execution_id(execution_id), -1,
+            SignalReceived(name=name, payload=data, by=by),
             enqueue=True, token=f"event:{signal_id}" if signal_id else "",
         )
+        if appended is not None and by:
+            await ops.audit(self.store, "signal", by=by, execution_id=execution_id, name=name,
+                            signal_id=signal_id or "")
         return appended is not None
 
     async def send_event(
@@ -272,14 +279,16 @@ class Client:
         """The first name of :meth:`send_signal` (``event_id`` is its ``signal_id``)."""
         return await self.send_signal(execution_id, name, payload, signal_id=event_id)
 
-    async def cancel(self, execution_id: str, reason: str | None = None) -> bool:
+    async def cancel(self, execution_id: str, reason: str | None = None, *,
+                     by: str = "") -> bool:
         """Ask the execution to stop; False (and nothing recorded) if it already ended.
 
         The workflow sees :class:`~zart_es.errors.Cancelled` at its next durable call —
         also while it sleeps or waits for an event — so its ``finally:`` blocks and
         compensation steps run; it ends ``cancelled``. Asking twice records one request.
+        ``by`` (who asks) is recorded with the request and in the operator trail.
         """
-        return await cancel_execution(self.deployment, execution_id, reason)
+        return await cancel_execution(self.deployment, execution_id, reason, by=by)
 
     async def list(
         self, *, status: str | None = None, name: str | None = None, limit: int = 100,
@@ -366,7 +375,7 @@ class Client:
         was already in force."""
         rule = ops.rule_name(workflow, queue)
         await self._ready()
-        return await ops.add_rule(self.redis, self.keys, rule, reason=reason, by=by)
+        return await ops.add_rule(self.store, rule, reason=reason, by=by)
 
     async def resume(
         self, *, workflow: str | None = None, queue: str | None = None, by: str = ""
@@ -421,6 +430,14 @@ class Client:
 
     async def verify(self, execution_id: str) -> ChainBreak | None:
         """Check the log's sequence numbers and hash chain; None when intact."""
+        return (await self.check_chain(execution_id)).broken
+
+    async def check_chain(self, execution_id: str) -> ChainCheck:
+        """Check the log's sequence numbers and chain (in Redis, else in the archive)
+        under the deployment's audit keys: the first break, and whether it was keyed.
+
+        An unkeyed chain proves the log free of accidents, not of tampering: anyone who
+        can write to Redis can recompute it (``docs/audit.md``)."""
         await self._ready()
         check_execution_id(execution_id)
         raw: list[Any] = await self.redis.xrange(self.keys.log(execution_id))
@@ -430,8 +447,10 @@ class Client:
             last = (await self.archive.meta(execution_id)).get(b"h")
         if not raw:
             raise ExecutionNotFound(execution_id)
-        return verify_chain((fields for _, fields in raw),
-                            last.decode() if last is not None else None)
+        return check_chain((fields for _, fields in raw),
+                           last.decode() if last is not None else None, scope=execution_id,
+                           keyring=self.deployment.audit_keys,
+                           require_keyed=self.deployment.audit_keys is not None)
 
     async def history(self, execution_id: str) -> AsyncIterator[AnyEvent]:
         """The execution's events, oldest first (each with ``seq``, ``at_ms``, ``prev_hash``)."""

@@ -5,6 +5,15 @@ or Redis.
 """
 
 from zart_es.core._backoff import RetryPolicy
+from zart_es.core._chain import (
+    AuditKeyring,
+    ChainBreak,
+    ChainCheck,
+    check_chain,
+    entry_link,
+    unkeyed_link,
+    verify_chain,
+)
 from zart_es.core._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     decode_event,
@@ -170,8 +179,11 @@ __all__ = [
     "AesGcmKeyring",
     "AnyEvent",
     "ArchiveError",
+    "AuditKeyring",
     "CancelRequested",
     "Cancelled",
+    "ChainBreak",
+    "ChainCheck",
     "ChildCompleted",
     "ChildFailedError",
     "ChildStarted",
@@ -252,6 +264,7 @@ __all__ = [
     "already_recorded",
     "apply",
     "build_schedule",
+    "check_chain",
     "check_execution_id",
     "check_priority",
     "check_queue_key",
@@ -267,6 +280,7 @@ __all__ = [
     "encode_event",
     "encode_value",
     "end_failure",
+    "entry_link",
     "export_event",
     "fold",
     "format_ms",
@@ -285,5 +299,7 @@ __all__ = [
     "timeout_of",
     "timeout_timer",
     "to_ms",
+    "unkeyed_link",
+    "verify_chain",
     "wait_timer",
 ]

@@ -121,6 +121,8 @@ class SignalReceived(Event, frozen=True, kw_only=True, tag="EventReceived", omit
 
     name: str
     payload: bytes
+    by: str = ""
+    """The operator who sent it (empty: the application)."""
 
 
 class SignalConsumed(Event, frozen=True, kw_only=True, tag="EventConsumed", omit_defaults=True):
@@ -155,6 +157,8 @@ class CancelRequested(Event, frozen=True, kw_only=True, tag=True, omit_defaults=
     durable call and may run compensation steps."""
 
     reason: str = ""
+    by: str = ""
+    """Who asked (an operator's name; empty when not given)."""
 
 
 class ExecutionCancelled(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

@@ -3,6 +3,7 @@ rules, schedules, listing, the picture of one execution, deployment metrics, the
 audit stream.
 """
 
+from zart_es.ops._audit_log import audit
 from zart_es.ops._console import AuditEntry, Holder, QueueSlots, audit_entries, queue_slots
 from zart_es.ops._control import Started, cancel_execution, submit_execution
 from zart_es.ops._folds import FoldCache
@@ -64,6 +65,7 @@ __all__ = [
     "TaskQueueLoad",
     "Timeline",
     "add_rule",
+    "audit",
     "audit_entries",
     "build_timeline",
     "cancel_execution",

@@ -1,17 +1,17 @@
-"""The deployment's operator audit stream: who paused, resumed, scheduled or repaired what.
+"""The deployment's operator trail: who paused, resumed, scheduled, cancelled or repaired
+what, and why.
 
-Not to be confused with an execution's hash chain (:mod:`zart_es.store` (``verify_chain``)), which
-proves one log complete; this stream records the operators' changes to the deployment.
+Every entry is chained (:class:`zart_es.store.Trail`), like an execution's log, and
+sealed with the rest by ``zart-es audit seal``; ``zart-es audit verify`` checks it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from zart_es.store import Keys, RedisClient
+from zart_es.store import Store
 
 
-async def audit(redis: RedisClient, keys: Keys, what: str, **detail: str) -> None:
-    """Append one entry to the deployment's audit stream (capped near 100,000 entries)."""
-    fields: dict[Any, Any] = {"what": what, **detail}
-    await redis.xadd(keys.audit(), fields, maxlen=100_000, approximate=True)
+async def audit(store: Store, what: str, *, by: str = "", reason: str = "",
+                **detail: str) -> None:
+    """Append one entry to the deployment's operator trail (never capped: the archiver
+    moves old entries to the archive and deletes only those)."""
+    await store.trail.record(what, by=by, reason=reason, **detail)

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from zart_es.ops._listing import stream_position
-from zart_es.store import Keys, RedisClient
+from zart_es.store import CHAIN_FIELDS, Keys, RedisClient
 
 QUEUE_EPOCH_MS = 1_704_067_200_000
 """2024-01-01T00:00Z: waiting scores count arrival from here (scripts/queue_admit.lua)."""
@@ -93,7 +93,8 @@ async def audit_entries(
     out = []
     for entry_id, fields in raw:
         ident = entry_id.decode()
-        detail = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        detail = {k.decode(): v.decode(errors="replace") for k, v in fields.items()
+                  if k not in CHAIN_FIELDS and not (k == b"reason" and not v)}
         out.append(AuditEntry(ident, int(ident.partition("-")[0]), detail.pop("what", ""),
                               detail))
     return out

@@ -25,6 +25,7 @@ from zart_es.core import (
     check_task_queue,
     check_workflow_name,
 )
+from zart_es.ops._audit_log import audit
 from zart_es.ops._tracing import traceparent
 from zart_es.store import Deployment
 
@@ -75,15 +76,19 @@ async def submit_execution(
 
 
 async def cancel_execution(
-    deployment: Deployment, execution_id: str, reason: str | None = None
+    deployment: Deployment, execution_id: str, reason: str | None = None, *, by: str = ""
 ) -> bool:
-    """Record one ``CancelRequested`` (with a work message); False if the execution ended."""
+    """Record one ``CancelRequested`` (with a work message) and its entry in the operator
+    trail; False if the execution ended."""
     await deployment.ready()
     try:
-        await deployment.store.append(
-            check_execution_id(execution_id), -1, CancelRequested(reason=reason or ""),
-            enqueue=True, token="cancel",
+        appended = await deployment.store.append(
+            check_execution_id(execution_id), -1,
+            CancelRequested(reason=reason or "", by=by), enqueue=True, token="cancel",
         )
     except ExecutionEnded:
         return False
+    if appended is not None:
+        await audit(deployment.store, "cancel", by=by, reason=reason or "",
+                    execution_id=execution_id)
     return True

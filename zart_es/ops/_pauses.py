@@ -58,14 +58,13 @@ def rule_name(workflow: str | None, queue: str | None) -> str:
     return f"queue:{check_queue_name(queue)}"
 
 
-async def add_rule(
-    redis: RedisClient, keys: Keys, rule: str, *, reason: str = "", by: str = ""
-) -> bool:
+async def add_rule(store: Store, rule: str, *, reason: str = "", by: str = "") -> bool:
     """Activate ``rule``; False if it was active already (its note is kept)."""
+    redis, keys = store.redis, store.keys
     note = json.dumps({"reason": reason, "by": by, "at_ms": int(time.time() * 1000)})
     added = bool(await redis.hsetnx(keys.pauses(), rule, note))  # type: ignore[misc]
     if added:
-        await audit(redis, keys, "pause", rule=rule, reason=reason, by=by)
+        await audit(store, "pause", rule=rule, reason=reason, by=by)
     return added
 
 
@@ -88,7 +87,7 @@ async def remove_rule(
     """Deactivate ``rule`` and resume what it held; returns how many executions resumed."""
     redis, keys = store.redis, store.keys
     if await redis.hdel(keys.pauses(), rule):  # type: ignore[misc]
-        await audit(redis, keys, "resume", rule=rule, by=by)
+        await audit(store, "resume", rule=rule, by=by)
     return await resume_released(store, active)
 
 

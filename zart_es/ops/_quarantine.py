@@ -45,7 +45,7 @@ async def quarantine_if_crashed_too_often(
         await deployment.store.append(execution_id, -1, event)
     except (ExecutionEnded, ExecutionNotFound):
         return None
-    await audit(redis, keys, "quarantine", execution_id=execution_id, by=by,
+    await audit(deployment.store, "quarantine", execution_id=execution_id, by=by,
                 crashes=str(crashes), error=f"{event.error_type}: {event.message}")
     return crashes
 
@@ -71,5 +71,5 @@ async def release(
         except VersionConflict:
             continue  # a timer or a signal was recorded meanwhile: look again
         break
-    await audit(deployment.redis, deployment.keys, "release", execution_id=execution_id,
+    await audit(deployment.store, "release", execution_id=execution_id,
                 by=by, reason=reason)

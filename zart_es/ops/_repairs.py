@@ -34,6 +34,7 @@ from zart_es.core import (
     VersionConflict,
     fold,
 )
+from zart_es.ops._audit_log import audit
 from zart_es.store import Store
 
 E = TypeVar("E", bound=Event)
@@ -100,7 +101,10 @@ async def retry_step(
         chosen, after = plan_retry(state, step)
         return StepRetryRequested(step=chosen, by=by, reason=reason, forgotten=after)
 
-    return (await _append_planned(store, execution_id, event)).step
+    chosen = (await _append_planned(store, execution_id, event)).step
+    await audit(store, "retry-step", by=by, reason=reason, execution_id=execution_id,
+                step=chosen)
+    return chosen
 
 
 async def rerun(
@@ -112,7 +116,10 @@ async def rerun(
         return StepsInvalidated(steps=list(steps), forgotten=plan_rerun(state, steps), by=by,
                                 reason=reason)
 
-    return (await _append_planned(store, execution_id, event)).forgotten
+    forgotten = (await _append_planned(store, execution_id, event)).forgotten
+    await audit(store, "rerun", by=by, reason=reason, execution_id=execution_id,
+                steps=",".join(steps))
+    return forgotten
 
 
 async def restart(store: Store, execution_id: str, *, by: str = "", reason: str = "") -> int:
@@ -121,7 +128,10 @@ async def restart(store: Store, execution_id: str, *, by: str = "", reason: str 
     def event(state: ExecutionState) -> RunRestarted:
         return RunRestarted(run=plan_restart(state), by=by, reason=reason)
 
-    return (await _append_planned(store, execution_id, event)).run
+    run = (await _append_planned(store, execution_id, event)).run
+    await audit(store, "restart", by=by, reason=reason, execution_id=execution_id,
+                run=str(run))
+    return run
 
 
 async def _append_planned(

@@ -150,7 +150,7 @@ class Schedules:
             what = "schedule.replace"
         else:
             raise ScheduleExists(name)
-        await audit(self._redis, self._keys, what, name=name, detail=detail_json(schedule), by=by)
+        await audit(self.deployment.store, what, name=name, detail=detail_json(schedule), by=by)
         return schedule
 
     async def ensure(self, spec: ScheduleSpec, *, by: str = "") -> Schedule:
@@ -182,7 +182,7 @@ class Schedules:
             if ok:
                 break
             raw = current or None
-        await audit(self._redis, self._keys, "schedule.replace", name=spec.name,
+        await audit(self.deployment.store, "schedule.replace", name=spec.name,
                     detail=detail_json(replaced), by=by)
         return replaced
 
@@ -207,7 +207,7 @@ class Schedules:
         if not await self._redis.hdel(self._keys.schedules(), name):  # type: ignore[misc]
             return False
         await self._redis.hdel(self._keys.schedule_state(), name)  # type: ignore[misc]
-        await audit(self._redis, self._keys, "schedule.remove", name=name, detail="{}", by=by)
+        await audit(self.deployment.store, "schedule.remove", name=name, detail="{}", by=by)
         return True
 
     async def pause(self, name: str, *, by: str = "") -> Schedule:
@@ -258,7 +258,7 @@ class Schedules:
             if ok:
                 break
             raw = current or None
-        await audit(self._redis, self._keys, "schedule.pause" if paused else "schedule.resume",
+        await audit(self.deployment.store, "schedule.pause" if paused else "schedule.resume",
                     name=name, detail="{}", by=by)
         return changed
 

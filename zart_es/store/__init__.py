@@ -2,24 +2,28 @@
 append path, the hash chain, Redis' clock and private redis-server processes.
 """
 
+from zart_es.core import ChainBreak, verify_chain
 from zart_es.store._archiving import ArchiveQueue
 from zart_es.store._audit_archiving import AuditArchiveQueue
 from zart_es.store._autopipe import ScriptCaller, script_caller
-from zart_es.store._chain import ChainBreak, verify_chain
 from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
 from zart_es.store._deployment import Deployment, HasDeployment, deployment_of, payloads_for
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
 from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
 from zart_es.store._routes import WORKER_SEEN_MS, Routes
-from zart_es.store._store import Store, load_script, to_event
+from zart_es.store._scripts import load_script
+from zart_es.store._store import Store, to_event
+from zart_es.store._trail import CHAIN_FIELDS, TRAIL_SCOPE, Trail, trail_body, trail_entry_fields
 
 __all__ = [
+    "CHAIN_FIELDS",
     "F_EXEC",
     "GROUP",
     "M_CRASHES",
     "M_TASK_QUEUE",
     "STREAM_NODE_MAX_BYTES",
+    "TRAIL_SCOPE",
     "WORKER_SEEN_MS",
     "ArchiveQueue",
     "AuditArchiveQueue",
@@ -32,11 +36,14 @@ __all__ = [
     "Routes",
     "ScriptCaller",
     "Store",
+    "Trail",
     "deployment_of",
     "load_script",
     "payloads_for",
     "redis_now_ms",
     "script_caller",
     "to_event",
+    "trail_body",
+    "trail_entry_fields",
     "verify_chain",
 ]

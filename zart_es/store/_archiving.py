@@ -19,7 +19,7 @@ from zart_es.core import TERMINAL_STATES
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
 from zart_es.store._keys import F_EXEC, Keys
-from zart_es.store._store import load_script
+from zart_es.store._scripts import load_script
 
 FILE_PAGE = 1000
 """``ended`` entries read per round trip while filing executions as due."""

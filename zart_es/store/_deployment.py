@@ -16,7 +16,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from zart_es.core import DEFAULT_MAX_PAYLOAD_BYTES, AesGcmKeyring, Payloads, RedisUnavailable
+from zart_es.core import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    AesGcmKeyring,
+    AuditKeyring,
+    Payloads,
+    RedisUnavailable,
+)
 from zart_es.store._connection import (
     DEFAULT_PREFIX,
     RedisClient,
@@ -47,13 +53,19 @@ class Deployment:
         prefix: str = DEFAULT_PREFIX,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         payload_keys: str | None = None,
+        audit_keys: str | AuditKeyring | None = None,
         redis: RedisClient | None = None,
     ) -> None:
         self.url = resolve_url(redis_url)
         self.keys = Keys(prefix, resolve_partitions(partitions))
         self._own_redis = redis is None
         self.redis: RedisClient = redis if redis is not None else connect(self.url)
-        self.store = Store(self.redis, self.keys)
+        self.audit_keys = audit_keyring(audit_keys)
+        """The keys that chain every event (``audit_keys`` / ``$ZART_AUDIT_KEY``; None:
+        the unkeyed chain, which detects accidents, not tampering)."""
+        self.store = Store(self.redis, self.keys, self.audit_keys)
+        self.trail = self.store.trail
+        """The operator trail: every operator's action, chained."""
         self.routes = Routes(self.redis, self.keys)
         """Which task queue each workflow's work goes to, and which queues have workers."""
         self.max_payload_bytes = max_payload_bytes
@@ -106,6 +118,13 @@ def payloads_for(max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     else ``$ZART_PAYLOAD_KEYS``) that encrypt them, if any."""
     keys = payload_keys if payload_keys is not None else os.environ.get("ZART_PAYLOAD_KEYS")
     return Payloads(max_payload_bytes, AesGcmKeyring.parse(keys) if keys else None)
+
+
+def audit_keyring(audit_keys: str | AuditKeyring | None = None) -> AuditKeyring | None:
+    """The audit keyring given, else ``$ZART_AUDIT_KEY`` / ``$ZART_AUDIT_KEY_FILE``'s."""
+    if isinstance(audit_keys, AuditKeyring):
+        return audit_keys
+    return AuditKeyring.parse(audit_keys) if audit_keys else AuditKeyring.from_env()
 
 
 def deployment_of(target: Deployment | HasDeployment) -> Deployment:

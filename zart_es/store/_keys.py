@@ -125,8 +125,13 @@ class Keys:
         return f"{self.prefix}:config"
 
     def audit(self) -> str:
-        """Stream of deployment-level changes (schedules, pause rules): who, what, when."""
+        """The operator trail: a chained stream of operators' actions (who, what, why)."""
         return f"{self.prefix}:audit"
+
+    def audit_head(self) -> str:
+        """Hash of the operator trail's head: ``v`` entries so far, ``h`` newest chain
+        value (hash tag = the trail's own name: the same slot as the trail)."""
+        return f"{{{self.prefix}:audit}}:head"
 
     def routes(self) -> str:
         """Hash: workflow name -> the task queue its code declares, written by every worker

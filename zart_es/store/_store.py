@@ -3,6 +3,12 @@
 This is the only module that writes an execution's events. Every write is one call of
 ``append.lua``, which checks the writer's expected version, so a zombie worker can never
 record a second result for a step.
+
+With an audit key (:class:`~zart_es.core.AuditKeyring`) the store computes each entry's
+chain value itself (an HMAC Redis cannot compute) and the script checks that it links to
+the head it holds. The store keeps the head of the executions it wrote or read lately,
+so a worker's append costs no extra round trip; a writer that appends "at any version"
+(a signal, a timer firing) reads the head first and appends again if it lost a race.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import msgspec
@@ -21,6 +26,7 @@ from zart_es.core import (
     REOPENING_EVENTS,
     TERMINAL_EVENTS,
     AnyEvent,
+    AuditKeyring,
     CorruptLog,
     Event,
     ExecutionEnded,
@@ -35,21 +41,25 @@ from zart_es.core import (
     VersionConflict,
     decode_event,
     encode_event,
+    entry_link,
     status_after,
 )
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
 from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, M_TASK_QUEUE, Keys
+from zart_es.store._scripts import load_script
+from zart_es.store._trail import Trail
 
 READ_PAGE = 5000
+HEADS_KEPT = 65_536
+"""Chain heads a keyed store remembers (execution id -> version and head)."""
+CHAIN_RETRIES = 100
+"""Appends "at any version" a keyed store makes before giving up on a busy log."""
 
 LIFTS: dict[type[Event], str] = {event: status for status, event in HELD.items()}
 """The held status each releasing event lifts (ExecutionResumed: paused, ...)."""
 
 
-def load_script(name: str) -> str:
-    """Text of ``zart_es/scripts/<name>.lua``."""
-    return resources.files("zart_es.store").joinpath("scripts", f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +78,16 @@ def entry_ms(entry_id: bytes) -> int:
 class Store:
     """Reads and writes execution logs of one deployment."""
 
-    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys,
+                 chain: AuditKeyring | None = None) -> None:
         self.redis = redis
         self.keys = keys
+        self.chain = chain
+        """The audit keyring that chains new entries (None: the unkeyed SHA-1 chain)."""
+        self.trail = Trail(redis, keys, chain)
+        """The deployment's operator trail (chained with the same keys)."""
+        self._heads: dict[str, tuple[int, str]] = {}
+        """Keyed only: execution id -> (version, chain head) last seen, newest last."""
         self._append = script_caller(redis, load_script("append"))
         self._move = script_caller(redis, load_script("move"), pipelined=False)
         self._keys_of = functools.lru_cache(maxsize=8192)(self._script_keys)
@@ -85,6 +102,7 @@ class Store:
         """Close the store's own connection (the shared client is the caller's)."""
         await self._append.aclose()
         await self._move.aclose()
+        await self.trail.aclose()
 
     async def check_config(self) -> None:
         """Record the partition count on first use; refuse to run with a different one."""
@@ -126,14 +144,16 @@ class Store:
         in each case nothing was written.
         """
         mode = "reopen" if isinstance(event, REOPENING_EVENTS) else "next"
-        reply = await self._call(
+        reply = await self._call_chained(
             execution_id, mode, expected, event,
-            enqueue=enqueue, timer=timer, consume_timer=consume_timer, drop_timers=drop_timers,
-            token=token,
+            enqueue=enqueue, timer=timer, consume_timer=consume_timer,
+            drop_timers=drop_timers, token=token,
         )
         match reply[0]:
             case b"ok":
                 entry_id, seq = reply[1], int(reply[2])
+                if len(reply) > 3:
+                    self._remember(execution_id, seq + 1, str(reply[3]))
                 stored: AnyEvent = msgspec.structs.replace(  # type: ignore[assignment]
                     event, seq=seq, at_ms=entry_ms(entry_id)
                 )
@@ -155,6 +175,26 @@ class Store:
             case other:
                 raise StoreError(f"unexpected reply from append.lua: {other!r}")
 
+    async def _call_chained(self, execution_id: str, mode: str, expected: int, event: Event,
+                            **options: Any) -> list[Any]:
+        """``_call``, and with a keyed chain: at the head it links to, again on a lost
+        race when ``expected`` is -1 (at any version)."""
+        if self.chain is None:
+            return await self._call(execution_id, mode, expected, event, **options)
+        body = encode_event(event)
+        for _ in range(CHAIN_RETRIES):
+            at, prev = await self._head_at(execution_id, expected)
+            reply = await self._call(execution_id, mode, at, event, body=body, prev=prev,
+                                     **options)
+            if reply[0] != b"conflict":
+                return reply
+            version = int(reply[1])
+            self._remember(execution_id, version, reply[2].decode())
+            if expected >= 0 and version != expected:
+                return reply  # the caller's race: it catches up and decides again
+        raise StoreError(f"execution {execution_id!r}: the log kept moving while "
+                         f"{type(event).__name__} was chained ({CHAIN_RETRIES} tries)")
+
     async def _call(
         self,
         execution_id: str,
@@ -162,6 +202,8 @@ class Store:
         expected: int,
         event: Event,
         *,
+        body: bytes | None = None,
+        prev: str = "",
         workflow: str = "",
         enqueue: bool = False,
         timer: NewTimer | None = None,
@@ -191,10 +233,35 @@ class Store:
             "" if task_queue == DEFAULT_TASK_QUEUE else task_queue,
             *(keys.timer_member(execution_id, name) for name in drop_timers),
         ))
-        reply: list[Any] = await self._append(
-            keys=self._keys_of(execution_id), args=[control, encode_event(event)],
-        )
+        body = encode_event(event) if body is None else body
+        args: list[bytes | str] = [control, body]
+        if self.chain is not None:
+            seq = max(expected, 0)
+            args += [self.chain.link(execution_id, prev, seq, body), self.chain.current, prev]
+        reply: list[Any] = await self._append(keys=self._keys_of(execution_id), args=args)
+        if reply[0] == b"ok" and self.chain is not None:
+            reply.append(args[2])
         return reply
+
+    async def _head_at(self, execution_id: str, expected: int) -> tuple[int, str]:
+        """The version to append at and the chain head there: the remembered head when
+        it is at ``expected`` (or any, for -1), else the meta hash's."""
+        known = self._heads.get(execution_id)
+        if known is not None and (expected < 0 or known[0] == expected):
+            return known
+        version, head = await self.redis.hmget(  # type: ignore[misc]
+            self.keys.meta(execution_id), ["v", "h"])
+        if version is None:
+            return max(expected, 0), ""  # the script answers "missing"
+        self._remember(execution_id, int(version), (head or b"").decode())
+        return (int(version) if expected < 0 else expected), (head or b"").decode()
+
+    def _remember(self, execution_id: str, version: int, head: str) -> None:
+        heads = self._heads
+        heads.pop(execution_id, None)
+        heads[execution_id] = (version, head)
+        if len(heads) > HEADS_KEPT:
+            del heads[next(iter(heads))]
 
     async def wake(self, execution_ids: list[str]) -> None:
         """Send each execution a work message on its task queue's stream (it runs again and
@@ -254,12 +321,20 @@ class Store:
         start = b"(" + after if after else b"-"
         while True:
             page = await self.redis.xrange(key, min=start, max="+", count=READ_PAGE)
+            if page and self.chain is not None:
+                self._remember_read(execution_id, page[-1][1])
             if page:
                 yield [(entry_id, to_event(entry_id, fields, execution_id))
                        for entry_id, fields in page]
             if len(page) < READ_PAGE:
                 return
             start = b"(" + page[-1][0]
+
+    def _remember_read(self, execution_id: str, fields: dict[bytes, bytes]) -> None:
+        """Remember the head after an entry just read (when its key is ours)."""
+        head = entry_link(fields, execution_id, self.chain)
+        if head is not None:
+            self._remember(execution_id, int(fields[F_SEQ]) + 1, head)
 
     async def read_first(self, execution_id: str) -> AnyEvent | None:
         """The log's first event (its ``ExecutionStarted``), or None without a log."""

@@ -108,7 +108,11 @@ function actions(detail, timeline, rules) {
       confirmAction({
         title: `Cancel ${id}`, ok: "Cancel execution", danger: true,
         text: "The workflow gets Cancelled at its next durable call; its compensation steps run and are recorded.",
-        run: async () => { await api("POST", `${path}/cancel`); return `cancel requested for ${id}`; },
+        fields: [{ name: "reason", label: "Reason (recorded in the operator trail)" }],
+        run: async (v) => {
+          await api("POST", `${path}/cancel?by=${encodeURIComponent(operator())}&reason=${encodeURIComponent(v.reason || "")}`);
+          return `cancel requested for ${id}`;
+        },
       });
     }, true);
     add("Send signal", function signal() {
@@ -120,7 +124,7 @@ function actions(detail, timeline, rules) {
         run: async (v) => {
           let payload;
           try { payload = JSON.parse(v.payload || "null"); } catch (err) { throw new Error(`the payload is not JSON: ${err.message}`); }
-          const query = v.signal_id ? `?signal_id=${encodeURIComponent(v.signal_id)}` : "";
+          const query = `?by=${encodeURIComponent(operator())}` + (v.signal_id ? `&signal_id=${encodeURIComponent(v.signal_id)}` : "");
           const reply = await api("POST", `${path}/signals/${encodeURIComponent(v.name)}${query}`, payload);
           return reply.delivered ? `signal ${v.name} delivered` : `signal id ${v.signal_id} was already delivered`;
         },
