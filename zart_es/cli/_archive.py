@@ -1,5 +1,5 @@
-"""``zart-es archiver``, ``zart-es archive compact`` and ``zart-es audit query|log``: the
-archive of ended executions.
+"""``zart-es archiver`` and ``zart-es archive compact|query``: the archive of ended
+executions (``zart-es audit`` is :mod:`zart_es.cli._audit`).
 
 The archive's URL comes from ``--archive-url``, else ``$ZART_ARCHIVE_URL``; retention
 from ``--retention``, else ``$ZART_RETENTION``, else 7 days (``none``: keep for ever).
@@ -43,18 +43,11 @@ def add_commands(add: AddCommand, nested: argparse.ArgumentParser) -> dict[str, 
                                 "300, or 0 with a retention of 0)")
     archiver_.add_argument("--lease-timeout", type=float, default=30.0,
                            help="seconds before a killed archiver's partitions are taken over")
-    audit_ = add("audit", "the archive: SQL over it, the operator audit log")
-    which = audit_.add_subparsers(dest="audit_command", required=True)
-    query_ = which.add_parser("query", parents=[nested],
-                              help="run SQL (DuckDB) over the views events, executions, audit")
-    query_.add_argument("sql")
-    query_.add_argument("--since", default="", help="first day read (YYYY-MM-DD)")
-    query_.add_argument("--until", default="", help="last day read (YYYY-MM-DD)")
-    log_ = which.add_parser("log", parents=[nested],
-                            help="the operator audit log: archived, then live")
-    log_.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
-    archive_ = add("archive", "maintain the archive: merge a day's batch files")
+    archive_ = add("archive", "the archive: SQL over it, merge a day's batch files")
     tasks = archive_.add_subparsers(dest="archive_command", required=True)
+    query_options(tasks.add_parser(
+        "query", parents=[nested],
+        help="run SQL (DuckDB) over the views events, executions, audit"))
     compact_ = tasks.add_parser("compact", parents=[nested],
                                 help="merge each closed day's batch files into one file per "
                                      "partition and table (readers see each row once throughout)")
@@ -65,10 +58,17 @@ def add_commands(add: AddCommand, nested: argparse.ArgumentParser) -> dict[str, 
     compact_.add_argument("--force", action="store_true",
                           help="also compact a day not closed yet (today, or within the "
                                "archiver's batch wait after midnight)")
-    return {"archiver": archiver, "audit": audit, "archive": archive}
+    return {"archiver": archiver, "archive": archive}
 
 
-def _url(args: argparse.Namespace) -> str:
+def query_options(query_: argparse.ArgumentParser) -> None:
+    """The arguments of ``archive query`` (and of its deprecated name ``audit query``)."""
+    query_.add_argument("sql")
+    query_.add_argument("--since", default="", help="first day read (YYYY-MM-DD)")
+    query_.add_argument("--until", default="", help="last day read (YYYY-MM-DD)")
+
+
+def archive_url(args: argparse.Namespace) -> str:
     url = args.archive_url or os.environ.get("ZART_ARCHIVE_URL")
     if not url:
         raise ConfigError("no archive: pass --archive-url or set ZART_ARCHIVE_URL")
@@ -88,7 +88,7 @@ async def archiver(args: argparse.Namespace) -> int:
     configure_logging()
     retention = deployment_retention(args.retention)
     async with Deployment(args.redis_url, partitions=args.partitions) as deployment:
-        engine = Archiver(deployment, Archive(_url(args)), retention_ms=retention,
+        engine = Archiver(deployment, Archive(archive_url(args)), retention_ms=retention,
                           owner=f"archiver-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
                           poll_interval=args.poll_interval, batch=args.batch,
                           lease_ms=round(args.lease_timeout * 1000),
@@ -103,13 +103,15 @@ async def archiver(args: argparse.Namespace) -> int:
 
 
 async def archive(args: argparse.Namespace) -> int:
-    """``zart-es archive compact [--day D | --before D] [--force]``."""
+    """``zart-es archive compact [--day D | --before D] [--force]`` / ``archive query SQL``."""
     import time
 
     from zart_es.archive import Archive, compact_day, day_of
     from zart_es.engine import BATCH_WAIT_MS
 
-    store = Archive(_url(args))
+    if args.archive_command == "query":
+        return await query(args)
+    store = Archive(archive_url(args))
     for given in (args.day, args.before):
         if given is not None:
             _check_day(given)
@@ -142,23 +144,23 @@ def _check_day(day: str) -> None:
         raise ConfigError(f"not a day: {day!r} (use YYYY-MM-DD)") from None
 
 
-async def audit(args: argparse.Namespace) -> int:
-    """``zart-es audit query SQL`` / ``zart-es audit log [--follow]``."""
+async def query(args: argparse.Namespace) -> int:
+    """``zart-es archive query SQL [--since D] [--until D]``."""
+    from zart_es.archive import Archive, query  # DuckDB: loaded only to query
+
+    columns, rows = await query(Archive(archive_url(args)), args.sql, since=args.since,
+                                until=args.until)
+    show(args, [dict(zip(columns, row, strict=True)) for row in rows], columns,
+         ([_cell(value) for value in row] for row in rows))
+    return 0
+
+
+async def trail_log(args: argparse.Namespace) -> int:
+    """``zart-es audit log [--follow]``: the operator trail, archived, then live."""
     from zart_es.archive import Archive
-
-    archive = Archive(_url(args))
-    if args.audit_command == "query":
-        from zart_es.archive import query  # DuckDB: loaded only to query
-
-        columns, rows = await query(archive, args.sql, since=args.since, until=args.until)
-        show(args, [dict(zip(columns, row, strict=True)) for row in rows], columns,
-             ([_cell(value) for value in row] for row in rows))
-        return 0
-    return await _log(args, archive)
-
-
-async def _log(args: argparse.Namespace, archive: Any) -> int:
     from zart_es.store import AuditArchiveQueue
+
+    archive = Archive(archive_url(args))
 
     table = await archive.audit()
     last: bytes | None = None
@@ -183,6 +185,7 @@ async def _log(args: argparse.Namespace, archive: Any) -> int:
 def _print_entry(args: argparse.Namespace, entry_id: str, what: str, by: str,
                  detail: dict[str, Any]) -> None:
     at = when(int(entry_id.split("-", maxsplit=1)[0]))
+    detail = {k: v for k, v in detail.items() if k not in ("s", "p", "k")}  # the chain's
     if args.json:
         print(json.dumps({"id": entry_id, "at": at, "what": what, "by": by, **detail}),
               flush=True)
