@@ -79,15 +79,15 @@ async def test_archive_on_s3_reads_back_and_answers_audit_queries(
         assert error.endswith("ValueError: bad input")
 
     monkeypatch.setenv("ZART_ARCHIVE_URL", s3)  # the CLI's subprocesses read it
-    failed = zart(client.url, "--json", "audit", "query",
+    failed = zart(client.url, "--json", "archive", "query",
                   "SELECT execution_id, error FROM executions WHERE status = 'failed'")
     assert failed.returncode == 0, failed.stderr
     assert failed.stdout.count("\n") == 1, repr(failed.stdout[:600])
     assert json.loads(failed.stdout) == [{"execution_id": bad, "error": error}]
-    steps = zart(client.url, "--json", "audit", "query",
+    steps = zart(client.url, "--json", "archive", "query",
                  "SELECT count(*) AS n FROM events WHERE event_type = 'StepCompleted'")
     assert json.loads(steps.stdout) == [{"n": 3}]
-    who = zart(client.url, "--json", "audit", "query",
+    who = zart(client.url, "--json", "archive", "query",
                "SELECT what, operator FROM audit ORDER BY entry_id")
     assert [(r["what"], r["operator"]) for r in json.loads(who.stdout)][:2] == \
         [("pause", "alice"), ("resume", "alice")]
@@ -98,6 +98,46 @@ async def test_archive_on_s3_reads_back_and_answers_audit_queries(
     status = zart(client.url, "--json", "status", ok[0])
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["status"] == "completed"
-    bad_sql = zart(client.url, "audit", "query", "SELECT nope FROM executions")
+    bad_sql = zart(client.url, "archive", "query", "SELECT nope FROM executions")
     assert bad_sql.returncode == 1
-    assert bad_sql.stderr.startswith("zart-es: error: audit query failed")
+    assert bad_sql.stderr.startswith("zart-es: error: archive query failed")
+
+
+async def test_seal_and_verify_on_s3(env: tuple[Client, Registry], s3: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger lives in the S3 bucket like the rest of the archive, and verify reads
+    executions, files and checkpoints back from it."""
+    from zart_es.archive import ObjectStore
+    from zart_es.audit import seal, verify
+
+    client, registry = env
+    s3 = f"{s3}-sealed"  # moto's buckets outlive its server, within this process
+
+    async def one(ctx: Context) -> int:
+        return await ctx.step("one", lambda: 1)
+
+    registry.register("one", one, retention=0)
+    ids = [await client.start("one") for _ in range(3)]
+    for execution_id in ids:
+        await client.result(execution_id, timeout=10)
+    async with Deployment(client.url) as deployment:
+        first = await seal(deployment, s3)  # sealed while in Redis
+        archiver = Archiver(deployment, Archive(s3), retention_ms=0,
+                            retentions=registry.retentions(), owner="s3-test")
+        await archiver.tick()
+        await archiver.aclose()
+        second = await seal(deployment, s3)  # the archive's new files
+        assert (first.seq, first.heads, second.seq) == (0, 3, 1)
+        assert second.files >= 2
+        report = await verify(deployment, s3)
+        assert report.findings == []
+        assert report.checkpoints == 2
+        objects = ObjectStore(s3)
+        events = next(p for p in await objects.list("events"))
+        await objects.delete(events)
+        report = await verify(deployment, s3)
+    assert ("file", "missing", events) in [(f.where, f.kind, f.execution_id)
+                                           for f in report.findings]
+    named = {f.execution_id for f in report.findings if f.where == "execution"}
+    assert named  # the executions that file held (one partition's) are named too
+    assert named <= set(ids)

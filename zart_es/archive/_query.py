@@ -1,4 +1,4 @@
-"""Audit queries: SQL over the archive with DuckDB (``zart-es audit query``).
+"""SQL over the archive with DuckDB (``zart-es archive query``).
 
 The archive's Parquet objects are read through the archive's object store (a directory
 or a bucket: no DuckDB extension, no network of its own) and offered as views:
@@ -66,6 +66,6 @@ def _run(tables: dict[str, pa.Table], sql: str) -> tuple[list[str], list[tuple[A
         try:
             cursor = db.execute(sql)
         except duckdb.Error as exc:
-            raise ArchiveError(f"audit query failed: {str(exc).splitlines()[0]}") from None
+            raise ArchiveError(f"archive query failed: {str(exc).splitlines()[0]}") from None
         columns = [d[0] for d in cursor.description or []]
         return columns, cursor.fetchall()

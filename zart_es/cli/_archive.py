@@ -28,6 +28,9 @@ def archive_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retention", default=None,
                    help="how long ended executions stay in Redis before they are archived "
                         "(default: $ZART_RETENTION or 7d; 'none': for ever)")
+    p.add_argument("--seal-interval", default=None,
+                   help="how often the archiver seals the audit ledger (default: "
+                        "$ZART_SEAL_INTERVAL or 5m; 'none': never)")
 
 
 def add_commands(add: AddCommand, nested: argparse.ArgumentParser) -> dict[str, Handler]:
@@ -82,7 +85,7 @@ async def archiver(args: argparse.Namespace) -> int:
 
     from zart_es.archive import Archive
     from zart_es.core import deployment_retention
-    from zart_es.engine import BATCH_WAIT_MS, Archiver, configure_logging
+    from zart_es.engine import BATCH_WAIT_MS, Archiver, configure_logging, seal_interval
     from zart_es.store import Deployment
 
     configure_logging()
@@ -92,6 +95,7 @@ async def archiver(args: argparse.Namespace) -> int:
                           owner=f"archiver-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
                           poll_interval=args.poll_interval, batch=args.batch,
                           lease_ms=round(args.lease_timeout * 1000),
+                          seal_every_ms=seal_interval(args.seal_interval),
                           batch_wait_ms=(0 if retention == 0 else BATCH_WAIT_MS)
                           if args.batch_wait is None else round(args.batch_wait * 1000))
         task = asyncio.create_task(engine.run())

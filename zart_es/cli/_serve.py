@@ -17,6 +17,8 @@ from zart_es.cli._main import EXIT_ERROR
 def _worker_from(args: argparse.Namespace, redis_url: str | None) -> Any:
     from zart_es.engine import Worker
 
+    if getattr(args, "seal_interval", None) is not None:  # the worker's archiver reads it
+        os.environ["ZART_SEAL_INTERVAL"] = args.seal_interval
     return Worker(
         redis_url,
         concurrency=args.concurrency,

@@ -43,5 +43,5 @@ async def archive_part(client: Client, say: Any, base: Path, stamp: str) -> bool
         f"as before, hash chain {'intact' if chain is None else chain}")
     columns, rows = await query(Archive(str(root)), "SELECT event_type, count(*) AS n FROM "
                                 f"events WHERE execution_id = '{eid}' GROUP BY ALL ORDER BY 1")
-    say(f"  zart-es audit query over the archive: {dict(rows)}")
+    say(f"  zart-es archive query over the archive: {dict(rows)}")
     return after == before and chain is None and again == value and bool(columns)

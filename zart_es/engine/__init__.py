@@ -5,7 +5,7 @@ The engine never imports the client.
 """
 
 from zart_es.engine._aio import Supervisor
-from zart_es.engine._archiver import BATCH_WAIT_MS, Archiver
+from zart_es.engine._archiver import BATCH_WAIT_MS, Archiver, seal_interval
 from zart_es.engine._logs import configure_logging
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -28,4 +28,5 @@ __all__ = [
     "WorkerMetrics",
     "configure_logging",
     "replay_execution",
+    "seal_interval",
 ]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -33,12 +35,14 @@ from zart_es.core import (
     Duration,
     deployment_retention,
     end_failure,
+    to_ms,
 )
 from zart_es.engine._aio import tick_forever
 from zart_es.store import ArchiveQueue, AuditArchiveQueue, Deployment, redis_now_ms, to_event
 
 if TYPE_CHECKING:
     from zart_es.archive import Archive
+    from zart_es.audit import Sealer
 
 log = structlog.get_logger("zart_es.archiver")
 
@@ -75,7 +79,8 @@ class Archiver:
     def __init__(self, deployment: Deployment, archive: Archive, *,
                  retention_ms: int | None, retentions: dict[str, int | None] | None = None,
                  owner: str, poll_interval: float = 1.0, batch: int = BATCH,
-                 lease_ms: int = LEASE_MS, batch_wait_ms: int = 0) -> None:
+                 lease_ms: int = LEASE_MS, batch_wait_ms: int = 0,
+                 seal_every_ms: int | None = None) -> None:
         self.deployment = deployment
         self.archive = archive
         self.queue = ArchiveQueue(deployment.redis, deployment.keys)
@@ -91,6 +96,10 @@ class Archiver:
         self._wake = asyncio.Event()
         self.archived = 0
         """Executions this archiver removed from Redis after archiving them."""
+        self.seal_every_ms = seal_every_ms
+        """How often the ledger is sealed (``zart-es audit seal``); None: never."""
+        self._sealer: Sealer | None = None
+        self._sealed_at = 0.0
 
     async def run(self) -> None:
         """Archive forever (until cancelled); Redis and archive errors are retried.
@@ -115,6 +124,7 @@ class Archiver:
         """One pass over the partitions this archiver holds; seconds until the next."""
         self._recorded = await self.queue.retentions()
         busy = await self._archive_audit()
+        await self._seal_if_due()
         for p in range(self.deployment.keys.partitions):
             if not await self.queue.lease(p, self.owner, self._lease_ms):
                 continue
@@ -141,6 +151,33 @@ class Archiver:
         now = await redis_now_ms(self.deployment.redis)
         await self.audit.archived(last, now - self.retention_ms)
         return len(entries) >= self._batch
+
+    async def _seal_if_due(self) -> None:
+        """Seal the ledger every ``seal_every_ms``, holding the lease of partition 0 (so
+        one archiver of the deployment seals; a second one racing loses the put)."""
+        if self.seal_every_ms is None:
+            return
+        now = time.monotonic()
+        if now - self._sealed_at < self.seal_every_ms / 1000:
+            return
+        if not await self.queue.lease(0, self.owner, self._lease_ms):
+            return
+        self._sealed_at = now
+        if self._sealer is None:
+            from zart_es.audit import Sealer, SigningKey  # the archive extra, as Archive
+
+            path = os.environ.get("ZART_AUDIT_SIGNING_KEY_FILE")
+            self._sealer = Sealer(self.deployment, self.archive.objects,
+                                  signing_key=SigningKey.from_file(path) if path else None)
+        try:
+            sealed = await self._sealer.seal()
+        except (ArchiveError, OSError) as exc:  # an outage: the next tick seals
+            self._sealed_at = 0.0
+            log.warning("sealing failed; retrying", error=str(exc))
+            return
+        if sealed.written:
+            log.info("ledger sealed", checkpoint=sealed.seq, heads=sealed.heads,
+                     files=sealed.files)
 
     async def archive_partition(self, partition: int) -> bool:
         """Finish an interrupted batch, file new ends, move one due batch; True if a full
@@ -229,7 +266,8 @@ def _error_of(record: ExecutionRecord) -> str | None:
 
 async def archiver_for(deployment: Deployment, retentions: dict[str, int | None],
                        archive_url: str | None, retention: Duration | None, owner: str, *,
-                       poll_interval: float = 1.0, lease_ms: int = LEASE_MS) -> Archiver | None:
+                       poll_interval: float = 1.0, lease_ms: int = LEASE_MS,
+                       seal_every: Duration | None = None) -> Archiver | None:
     """The archiver a worker runs: None without an archive (``archive_url`` or
     ``$ZART_ARCHIVE_URL``), for then nothing may leave Redis. ``retention`` is the
     deployment default (``--retention``, else ``$ZART_RETENTION``, else 7 days).
@@ -253,4 +291,19 @@ async def archiver_for(deployment: Deployment, retentions: dict[str, int | None]
     default = deployment_retention(retention)
     return Archiver(deployment, Archive(url), retention_ms=default, retentions=retentions,
                     owner=owner, poll_interval=poll_interval, lease_ms=lease_ms,
-                    batch_wait_ms=0 if default == 0 else BATCH_WAIT_MS)
+                    batch_wait_ms=0 if default == 0 else BATCH_WAIT_MS,
+                    seal_every_ms=seal_interval(seal_every))
+
+
+DEFAULT_SEAL_EVERY = "5m"
+
+
+def seal_interval(every: Duration | None = None) -> int | None:
+    """How often an archiver seals the ledger, in ms: ``every``, else
+    ``$ZART_SEAL_INTERVAL``, else 5 minutes; ``none`` (or 0): never."""
+    text = every if every is not None else os.environ.get("ZART_SEAL_INTERVAL",
+                                                           DEFAULT_SEAL_EVERY)
+    if isinstance(text, str) and text.strip().lower() in ("none", "off", "0"):
+        return None
+    ms = to_ms(text)
+    return ms or None

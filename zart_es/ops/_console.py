@@ -85,7 +85,7 @@ async def audit_entries(
 ) -> list[AuditEntry]:
     """The newest ``limit`` entries of the operator audit stream, newest first; ``before``
     (an entry id) pages to older ones. Entries already archived and trimmed from Redis are
-    not here (``zart-es audit query`` reads the archive)."""
+    not here (``zart-es archive query`` reads the archive)."""
     if before is not None and stream_position(before) == (0, 0):
         return []  # nothing is older than the first possible id (Redis refuses "(0-0")
     top = f"({before}" if before else "+"
