@@ -70,15 +70,15 @@ async def test_a_sealer_killed_mid_seal_leaves_a_ledger_that_verifies(
                 execution_id=f"x{i}", workflow="w", input=b"\xc0"))
         killed = 0
         for delay in (0.3, 0.6, 0.9, 1.2):  # wherever the seal is then: reading or writing
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "zart_es", "audit", "seal", "--redis-url", redis_url],
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "zart_es", "audit", "seal", "--redis-url", redis_url,
                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             await asyncio.sleep(delay)
-            if proc.poll() is None:
-                proc.kill()
+            if proc.returncode is None:
+                proc.kill()  # SIGKILL
                 killed += 1
-            proc.wait()
+            await proc.wait()
             report = await verify(deployment, archive)
             assert report.findings == [], [f.line() for f in report.findings]
         assert killed >= 1
