@@ -17,7 +17,8 @@ DOC = ROOT / "docs" / "architecture.md"
 BEGIN = "<!-- module-map:begin -->"
 END = "<!-- module-map:end -->"
 
-LAYERS = ["cli", "api", "demo", "client", "engine", "ops", "archive", "store", "workflow", "core"]
+LAYERS = ["cli", "api", "demo", "client", "engine", "audit", "ops", "archive", "store", "workflow",
+          "core"]
 """Packages from the top layer down (the order of pyproject's import-linter contract)."""
 
 

@@ -34,6 +34,10 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+AUDIT_KEY = "console:" + "6d" * 32
+"""The deployment chains under an audit key (the badge says so)."""
+
+
 class Deployment:
     """The API's base URL and the flag directory of the test app."""
 
@@ -71,9 +75,10 @@ def deployment(redis_server: RedisServer,
     api = subprocess.Popen(
         [sys.executable, "-m", "zart_es", "api", "--redis-url", redis_server.url,
          "--port", str(port), "--token", TOKEN],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "ZART_AUDIT_KEY": AUDIT_KEY})
     worker = spawn_worker(redis_server.url, "tests.apps.console",
-                          env={"CONSOLE_FLAG_DIR": str(flags)},
+                          env={"CONSOLE_FLAG_DIR": str(flags), "ZART_AUDIT_KEY": AUDIT_KEY},
                           log=tmp_path_factory.mktemp("console") / "worker.log")
     try:
         url = f"http://127.0.0.1:{port}"
@@ -149,7 +154,8 @@ def test_the_timeline_route_places_every_call(deployment: Deployment) -> None:
     assert waiting["end_ms"] >= wait["start_ms"]
     check = deployment.call("GET", "/executions/order-1/verify")
     assert check == {"id": "order-1", "intact": True, "events": check["events"],
-                     "broken_at": None, "reason": ""}
+                     "broken_at": None, "reason": "", "keyed": True, "sealed": None,
+                     "findings": []}
     assert check["events"] == len(deployment.history("order-1"))
 
 
@@ -299,6 +305,7 @@ def test_2_an_execution_with_its_timeline(browser: Any, deployment: Deployment) 
     _until(browser, lambda: _css(browser, "#chain"))
     assert _css(browser, "#execution-id")[0].text == "order-1"
     assert "hash chain verified" in _css(browser, "#chain")[0].text
+    assert "keyed" in _css(browser, "#chain")[0].text  # the deployment has an audit key
     assert '"invoice": "invoice-o1"' in _css(browser, "#result pre")[0].text
     assert _css(browser, "#input pre")[0].text == '"o1"'
     rows = [g.get_attribute("data-row") for g in _css(browser, "#timeline g.row")]

@@ -29,7 +29,8 @@ UI_DIR = Path(__file__).parent / "ui"
 
 
 class ChainCheck(msgspec.Struct, frozen=True):
-    """Reply of ``GET /executions/{id}/verify``: the log's sequence numbers and hash chain."""
+    """Reply of ``GET /executions/{id}/verify``: the log's sequence numbers and chain, and
+    (with an archive) the log against the sealed ledger."""
 
     id: str
     intact: bool
@@ -37,6 +38,36 @@ class ChainCheck(msgspec.Struct, frozen=True):
     broken_at: int | None = None
     """Position of the first entry that does not link (None when intact)."""
     reason: str = ""
+    keyed: bool = False
+    """Chained with the audit key (else an unkeyed chain: accidents, not tampering)."""
+    sealed: bool | None = None
+    """Checked against the sealed ledger and held (None: no archive, nothing sealed)."""
+    findings: list[str] = []
+    """``zart-es audit verify --execution ID``'s findings, one line each."""
+
+
+class AuditFinding(msgspec.Struct, frozen=True):
+    """One finding of ``GET /audit/verify``."""
+
+    where: str
+    kind: str
+    detail: str
+    execution_id: str
+    seq: int
+    line: str
+
+
+class AuditReport(msgspec.Struct, frozen=True):
+    """Reply of ``GET /audit/verify``: ``zart-es audit verify`` over the API."""
+
+    ok: bool
+    findings: list[AuditFinding]
+    checkpoints: int
+    executions: int
+    files: int
+    trail_entries: int
+    keyed: bool
+    notes: list[str]
 
 
 def _client(request: Request[Any, Any, Any]) -> Client:
@@ -63,11 +94,43 @@ async def verify_log(
 ) -> ChainCheck:
     """Sequence numbers and hash links of every event, as ``zart-es history --verify``."""
     client = _client(request)
-    broken = await client.verify(execution_id)
-    count = (await client.status(execution_id)).version  # its number of events
+    checked = await client.check_chain(execution_id)
+    broken, count = checked.broken, checked.count
+    sealed: bool | None = None
+    findings: list[str] = []
+    if client.archive.url is not None:
+        report = await _audit(client, execution_id)
+        sealed = report.ok and report.checkpoints > 0
+        findings = [f.line() for f in report.findings]
     if broken is None:
-        return ChainCheck(execution_id, True, count)
-    return ChainCheck(execution_id, False, count, broken.index, broken.reason)
+        return ChainCheck(execution_id, True, count, keyed=checked.keyed, sealed=sealed,
+                          findings=findings)
+    return ChainCheck(execution_id, False, count, broken.index, broken.reason,
+                      keyed=checked.keyed, sealed=sealed, findings=findings)
+
+
+async def _audit(client: Client, execution_id: str | None) -> Any:
+    from zart_es.audit import verify  # the archive extra: loaded when an archive is set
+
+    return await verify(client.deployment, client.archive.url, execution=execution_id)
+
+
+@get("/audit/verify", summary="Verify Redis and the archive against the sealed ledger",
+     **errors("invalid_request", "archive_unavailable"))
+async def verify_audit(
+    request: Request[Any, Any, Any],
+    execution_id: Annotated[str | None, QueryParameter(min_length=1, max_length=255)] = None,
+) -> AuditReport:
+    """``zart-es audit verify [--execution ID]``: every finding names where, the execution
+    and the sequence number. ``ok`` only when everything holds. Without ``execution_id``
+    it reads every execution and archive file: for large deployments use the CLI."""
+    client = _client(request)
+    report = await _audit(client, execution_id)
+    return AuditReport(
+        report.ok, [AuditFinding(f.where, f.kind, f.detail, f.execution_id, f.seq, f.line())
+                    for f in report.findings],
+        report.checkpoints, report.executions, report.files, report.trail_entries,
+        report.keyed, report.notes)
 
 
 @get("/queues", summary="Queue slots and waiting lines", **errors("invalid_request"))
@@ -95,7 +158,7 @@ async def list_audit(
 
 
 ROUTES: list[HTTPRouteHandler | Router] = [
-    get_timeline, verify_log, list_queues, list_audit,
+    get_timeline, verify_log, verify_audit, list_queues, list_audit,
     create_static_files_router("/ui", directories=[UI_DIR], html_mode=True,
                                opt={"public": True}, name="console"),
 ]

@@ -18,23 +18,50 @@ from zart_es.archive._url import resolve_archive_url
 if TYPE_CHECKING:
     from zart_es.archive._archive import Archive, ArchivedExecution
     from zart_es.archive._compact import Compacted, compact_day
+    from zart_es.archive._ledger import (
+        Checkpoint,
+        Head,
+        Ledger,
+        Seal,
+        StoredCheckpoint,
+        checkpoint_path,
+        digest,
+        encode_checkpoint,
+        seq_of,
+    )
     from zart_es.archive._objects import ObjectStore
     from zart_es.archive._query import query
+    from zart_es.archive._view import folder_of, is_compacted
 
 _LAZY = {"Archive": "_archive", "ArchivedExecution": "_archive", "Compacted": "_compact",
-         "ObjectStore": "_objects", "compact_day": "_compact", "query": "_query"}
+         "ObjectStore": "_objects", "compact_day": "_compact", "query": "_query",
+         **dict.fromkeys(("Checkpoint", "Head", "Ledger", "Seal", "StoredCheckpoint",
+                          "checkpoint_path", "digest", "encode_checkpoint", "seq_of"),
+                         "_ledger"),
+         "folder_of": "_view", "is_compacted": "_view"}
 
 __all__ = [
     "Archive",
     "ArchivedExecution",
+    "Checkpoint",
     "Compacted",
     "Entry",
     "ExecutionRecord",
+    "Head",
+    "Ledger",
     "ObjectStore",
+    "Seal",
+    "StoredCheckpoint",
+    "checkpoint_path",
     "compact_day",
     "day_of",
+    "digest",
+    "encode_checkpoint",
+    "folder_of",
+    "is_compacted",
     "query",
     "resolve_archive_url",
+    "seq_of",
 ]
 
 

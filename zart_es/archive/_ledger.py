@@ -89,7 +89,7 @@ def checkpoint_path(seq: int) -> str:
     return f"{FOLDER}/{seq:012d}.json"
 
 
-def encode(checkpoint: Checkpoint) -> bytes:
+def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
     """A checkpoint's body: the bytes its digest covers."""
     return msgspec.json.encode(checkpoint)
 
@@ -126,7 +126,7 @@ class Ledger:
 
     async def write(self, checkpoint: Checkpoint, seal: Seal) -> bool:
         """Store a checkpoint; False when that number is taken (another sealer won)."""
-        data = encode(checkpoint) + b"\n" + msgspec.json.encode(seal) + b"\n"
+        data = encode_checkpoint(checkpoint) + b"\n" + msgspec.json.encode(seal) + b"\n"
         path = checkpoint_path(checkpoint.seq)
         written = await self.objects.put_new(path, data)
         if written:

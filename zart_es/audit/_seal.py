@@ -14,17 +14,18 @@ from collections.abc import Callable
 
 import msgspec
 
-from zart_es.archive._ledger import (
+from zart_es.archive import (
     Checkpoint,
     Head,
     Ledger,
+    ObjectStore,
     Seal,
     StoredCheckpoint,
     digest,
-    encode,
+    encode_checkpoint,
+    folder_of,
+    is_compacted,
 )
-from zart_es.archive._objects import ObjectStore
-from zart_es.archive._view import folder_of, is_compacted
 from zart_es.audit._signing import SigningKey
 from zart_es.core import ArchiveError, AuditKeyring
 from zart_es.store import Deployment, RedisClient
@@ -103,7 +104,7 @@ class Sealer:
                 heads=heads, trail=trail, files=files, gone=gone,
                 keys=_check_values(self.deployment.audit_keys),
                 prefix=self.deployment.keys.prefix)
-            if await self.ledger.write(checkpoint, self._seal(encode(checkpoint))):
+            if await self.ledger.write(checkpoint, self._seal(encode_checkpoint(checkpoint))):
                 return SealResult(checkpoint.seq, len(heads), len(files), written=True,
                                   executions=count)
         raise ArchiveError(f"another sealer kept taking the next checkpoint number "

@@ -15,8 +15,7 @@ from typing import Any
 
 import msgspec
 
-from zart_es.archive._archive import Archive
-from zart_es.archive._ledger import Ledger, Seal, StoredCheckpoint, checkpoint_path, digest, seq_of
+from zart_es.archive import Archive, Ledger, Seal, StoredCheckpoint, checkpoint_path, digest, seq_of
 from zart_es.audit._seal import SealedState, execution_ids
 from zart_es.audit._signing import PublicKey
 from zart_es.core import ArchiveError, AuditKeyring, ChainBreak, ChainCheck, check_chain

@@ -83,10 +83,24 @@ function render(main, { detail, history, timeline, chain, rules }) {
       h("th", {}, "timer"), h("th", {}, "due (UTC)"))), h("tbody", {}, detail.timers_pending.map((t) =>
       h("tr", {}, h("td", { class: "mono" }, t.name), h("td", {}, when(t.due_ms))))))
       : h("p", { class: "muted" }, "None."),
-    h("h2", {}, "Event log ", chain.intact
-      ? h("span", { class: "badge ok", id: "chain" }, `hash chain verified: ${chain.events} events intact`)
-      : h("span", { class: "badge bad", id: "chain" }, `hash chain broken at event #${chain.broken_at}: ${chain.reason}`)),
+    h("h2", {}, "Event log ", chainBadge(chain)),
     eventLog(history));
+}
+
+// The audit badge: the chain (keyed or not) and, with an archive, the sealed ledger.
+function chainBadge(chain) {
+  if (!chain.intact) {
+    return h("span", { class: "badge bad", id: "chain" }, `hash chain broken at event #${chain.broken_at}: ${chain.reason}`);
+  }
+  if (chain.findings && chain.findings.length) {
+    return h("span", { class: "badge bad", id: "chain", title: chain.findings.join("\n") }, `audit: ${chain.findings[0]}`);
+  }
+  const sealed = chain.sealed === true ? ", matches the sealed ledger" : chain.sealed === false ? ", not sealed yet" : "";
+  if (!chain.keyed) {
+    return h("span", { class: "badge warn", id: "chain", title: "set ZART_AUDIT_KEY to detect tampering" },
+      `hash chain intact: ${chain.events} events (unkeyed: detects accidents, not tampering)${sealed}`);
+  }
+  return h("span", { class: "badge ok", id: "chain" }, `hash chain verified: ${chain.events} events intact, keyed${sealed}`);
 }
 
 function actions(detail, timeline, rules) {
