@@ -1,6 +1,6 @@
 """What the keyed chain costs, and how long a seal takes.
 
-* chain: ``steps.py``'s sequential shape (one execution, SEQ_STEPS trivial steps, worker
+* chain: ``steps.py``'s sequential shape (one execution, SEQ_N trivial steps, worker
   and client in this process) and its concurrent shape (500 executions x 20 steps on one
   worker), alternately with the chain unkeyed (no ``ZART_AUDIT_KEY``: SHA-1 in Redis) and
   keyed (HMAC-SHA256 computed by the worker), ROUNDS rounds each, in the same run on the
@@ -27,13 +27,15 @@ import psutil
 import uvloop
 from common import ROUNDS, median, private_redis
 from redis.asyncio import Redis
-from steps import SEQ_STEPS, ours_concurrent, ours_sequential
+from steps import ours_concurrent, ours_sequential
 
 from zart_es.core import ExecutionCompleted, ExecutionStarted, StepCompleted
 from zart_es.store import Deployment
 
 KEY = "bench:" + "42" * 32
 SEAL_EXECUTIONS = 100_000
+SEQ_N = 10_000
+"""Steps of the sequential shape (more than steps.py's 3,000: CPU time is read in ticks)."""
 
 
 def _keyed(on: bool) -> None:
@@ -50,7 +52,7 @@ async def one_round(url: str, server: psutil.Process, shape: str,
     me = psutil.Process()
     mine0, redis0 = sum(me.cpu_times()[:2]), sum(server.cpu_times()[:2])
     if shape == "sequential":
-        rate, steps = await ours_sequential(url), SEQ_STEPS
+        rate, steps = await ours_sequential(url, SEQ_N), SEQ_N
     else:
         rate, steps = await ours_concurrent(url), 500 * 20
     mine = (sum(me.cpu_times()[:2]) - mine0) / steps * 1e6

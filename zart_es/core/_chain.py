@@ -61,7 +61,7 @@ class AuditKeyring:
         self.keys = dict(keys)
         self.current = current
         self._current_key = self.keys[current]
-        self._current_id = current.encode()
+        self._current_prefix = _prefix(current)
 
     @classmethod
     def parse(cls, text: str) -> AuditKeyring:
@@ -108,11 +108,13 @@ class AuditKeyring:
 
     def link(self, scope: str, prev: str, seq: int, body: bytes) -> str:
         """The chain value, under the current key, of entry ``seq`` after ``prev``."""
-        return _mac((self._current_key, self._current_id), scope, prev, seq, body)
+        return hmac.digest(self._current_key, b"%b%b\n%b\n%d\n%b" % (
+            self._current_prefix, scope.encode(), prev.encode(), seq, body), "sha256").hex()
 
     def link_with(self, key_id: str, scope: str, prev: str, seq: int, body: bytes) -> str:
         """The same under key ``key_id`` (KeyError when the keyring lacks it)."""
-        return _mac((self.keys[key_id], key_id.encode()), scope, prev, seq, body)
+        return hmac.digest(self.keys[key_id], b"%b%b\n%b\n%d\n%b" % (
+            _prefix(key_id), scope.encode(), prev.encode(), seq, body), "sha256").hex()
 
     def check_value(self, key_id: str) -> str:
         """A value that names the key without revealing it (recorded in the sealed
@@ -130,10 +132,9 @@ class AuditKeyring:
         return hmac.compare_digest(expected, mac)
 
 
-def _mac(key: tuple[bytes, bytes], scope: str, prev: str, seq: int, body: bytes) -> str:
-    """HMAC-SHA256 under ``key`` (its bytes and id) of one entry's chained fields."""
-    return hmac.digest(key[0], b"\n".join((DOMAIN, key[1], scope.encode(), prev.encode(),
-                                           str(seq).encode(), body)), "sha256").hex()
+def _prefix(key_id: str) -> bytes:
+    """What every chained message under ``key_id`` starts with (domain, key id)."""
+    return DOMAIN + b"\n" + key_id.encode() + b"\n"
 
 
 def unkeyed_link(prev: str, seq: int, body: bytes) -> str:

@@ -87,7 +87,7 @@ class Store:
         self.trail = Trail(redis, keys, chain)
         """The deployment's operator trail (chained with the same keys)."""
         self._heads: dict[str, tuple[int, str]] = {}
-        """Keyed only: execution id -> (version, chain head) last seen, newest last."""
+        """Keyed only: execution id -> (version, chain head) last seen."""
         self._append = script_caller(redis, load_script("append"))
         self._move = script_caller(redis, load_script("move"), pipelined=False)
         self._keys_of = functools.lru_cache(maxsize=8192)(self._script_keys)
@@ -144,16 +144,34 @@ class Store:
         in each case nothing was written.
         """
         mode = "reopen" if isinstance(event, REOPENING_EVENTS) else "next"
-        reply = await self._call_chained(
-            execution_id, mode, expected, event,
-            enqueue=enqueue, timer=timer, consume_timer=consume_timer,
-            drop_timers=drop_timers, token=token,
-        )
+        if self.chain is None:
+            reply = await self._call(
+                execution_id, mode, expected, event, enqueue=enqueue, timer=timer,
+                consume_timer=consume_timer, drop_timers=drop_timers, token=token)
+        else:
+            known = self._heads.get(execution_id)
+            reply = []
+            if known is not None and known[0] == expected:  # a worker's append: one call
+                reply = await self._call(
+                    execution_id, mode, expected, event, prev=known[1], enqueue=enqueue,
+                    timer=timer, consume_timer=consume_timer, drop_timers=drop_timers,
+                    token=token)
+                if reply[0] == b"conflict":
+                    self._remember(execution_id, int(reply[1]), reply[2].decode())
+            if not reply or (reply[0] == b"conflict" and int(reply[1]) == expected):
+                reply = await self._call_chained(execution_id, mode, expected, event, {
+                    "enqueue": enqueue, "timer": timer, "consume_timer": consume_timer,
+                    "drop_timers": drop_timers, "token": token})
+        return self._appended(execution_id, expected, event, reply, consume_timer)
+
+    def _appended(self, execution_id: str, expected: int, event: Event, reply: list[Any],
+                  consume_timer: str) -> Appended | None:
+        """What append.lua's reply means: the stored event, None, or the error."""
         match reply[0]:
             case b"ok":
                 entry_id, seq = reply[1], int(reply[2])
                 if len(reply) > 3:
-                    self._remember(execution_id, seq + 1, str(reply[3]))
+                    self._remember(execution_id, seq + 1, reply[3])
                 stored: AnyEvent = msgspec.structs.replace(  # type: ignore[assignment]
                     event, seq=seq, at_ms=entry_ms(entry_id)
                 )
@@ -176,14 +194,16 @@ class Store:
                 raise StoreError(f"unexpected reply from append.lua: {other!r}")
 
     async def _call_chained(self, execution_id: str, mode: str, expected: int, event: Event,
-                            **options: Any) -> list[Any]:
-        """``_call``, and with a keyed chain: at the head it links to, again on a lost
-        race when ``expected`` is -1 (at any version)."""
-        if self.chain is None:
-            return await self._call(execution_id, mode, expected, event, **options)
+                            options: dict[str, Any]) -> list[Any]:
+        """``_call`` with a keyed chain: at the head it links to, again on a lost race
+        when ``expected`` is -1 (at any version)."""
         body = encode_event(event)
         for _ in range(CHAIN_RETRIES):
-            at, prev = await self._head_at(execution_id, expected)
+            known = self._heads.get(execution_id)
+            if known is not None and (expected < 0 or known[0] == expected):
+                at, prev = known  # a worker's every append: no round trip
+            else:
+                at, prev = await self._head_at(execution_id, expected)
             reply = await self._call(execution_id, mode, at, event, body=body, prev=prev,
                                      **options)
             if reply[0] != b"conflict":
@@ -235,20 +255,19 @@ class Store:
         ))
         body = encode_event(event) if body is None else body
         args: list[bytes | str] = [control, body]
-        if self.chain is not None:
-            seq = max(expected, 0)
-            args += [self.chain.link(execution_id, prev, seq, body), self.chain.current, prev]
-        reply: list[Any] = await self._append(keys=self._keys_of(execution_id), args=args)
-        if reply[0] == b"ok" and self.chain is not None:
-            reply.append(args[2])
+        chain = self.chain
+        if chain is None:
+            reply: list[Any] = await self._append(keys=self._keys_of(execution_id), args=args)
+            return reply
+        value = chain.link(execution_id, prev, max(expected, 0), body)
+        args.append(f"{value} {chain.current} {prev}")
+        reply = await self._append(keys=self._keys_of(execution_id), args=args)
+        if reply[0] == b"ok":
+            reply.append(value)
         return reply
 
     async def _head_at(self, execution_id: str, expected: int) -> tuple[int, str]:
-        """The version to append at and the chain head there: the remembered head when
-        it is at ``expected`` (or any, for -1), else the meta hash's."""
-        known = self._heads.get(execution_id)
-        if known is not None and (expected < 0 or known[0] == expected):
-            return known
+        """The version to append at and the chain head there, from the meta hash."""
         version, head = await self.redis.hmget(  # type: ignore[misc]
             self.keys.meta(execution_id), ["v", "h"])
         if version is None:
@@ -258,9 +277,8 @@ class Store:
 
     def _remember(self, execution_id: str, version: int, head: str) -> None:
         heads = self._heads
-        heads.pop(execution_id, None)
         heads[execution_id] = (version, head)
-        if len(heads) > HEADS_KEPT:
+        if len(heads) > HEADS_KEPT:  # the first remembered goes (an HMGET if it comes back)
             del heads[next(iter(heads))]
 
     async def wake(self, execution_ids: list[str]) -> None:

@@ -31,10 +31,11 @@
 --   13 task queue (mode "new"; "" for the default one)
 --   14.. timer members to drop from the wheel (a terminal event's pending timers)
 -- ARGV[2] event body (msgpack)
--- ARGV[3] (keyed chain only) the entry's chain value, computed by the writer with the
---   audit key Redis never sees; ARGV[4] that key's id; ARGV[5] the previous chain value
---   the writer linked to, which must be the meta hash's "h" (else "conflict": the writer
---   reads the head again). Without ARGV[3] the script computes the unkeyed SHA-1 link.
+-- ARGV[3] (keyed chain only) "<chain value> <key id> <previous chain value>": the entry's
+--   value, computed by the writer with the audit key Redis never sees, that key's id, and
+--   the value the writer linked to, which must be the meta hash's "h" (else "conflict":
+--   the writer chains again at the head returned). One argument: each costs client time.
+--   Without ARGV[3] the script computes the unkeyed SHA-1 link.
 -- Returns {"ok", entry id, seq} | {"exists"} | {"missing"} | {"conflict", version, head}
 --       | {"ended", version} | {"gone"} | {"early", due} | {"duplicate"} | {"open", version}
 
@@ -44,7 +45,8 @@ local mode, expected, status, enqueue = c[1], tonumber(c[2]), c[3], c[4]
 local add_timer, delay, due_at, consume = c[5], tonumber(c[6]), tonumber(c[7]), c[8]
 local terminal, execution_id, workflow, token = c[9], c[10], c[11], c[12]
 local task_queue = c[13] or ''
-local body, keyed = ARGV[2], ARGV[3]
+local body, keyed, key_id, linked = ARGV[2], nil, nil, nil
+if ARGV[3] then keyed, key_id, linked = string.match(ARGV[3], '^(%S+) (%S+) ?(%S*)$') end
 local log, meta, timers, work, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
 local cur = redis.call('HMGET', meta, 'v', 'h', 'end', 'st', 'c', 'w', 'q')
@@ -65,7 +67,7 @@ elseif mode == 'reopen' then
   return {'open', version}
 end
 if expected >= 0 and version ~= expected then return {'conflict', version, prev} end
-if keyed and ARGV[5] ~= prev then return {'conflict', version, prev} end
+if keyed and linked ~= prev then return {'conflict', version, prev} end
 if token ~= '' and redis.call('HSETNX', meta, 'k:' .. token, 1) == 0 then
   return {'duplicate'}
 end
@@ -94,7 +96,7 @@ if mode == 'reopen' then
 end
 local id, hash
 if keyed then
-  id = redis.call('XADD', log, '*', 's', version, 'p', prev, 'k', ARGV[4], 'e', body)
+  id = redis.call('XADD', log, '*', 's', version, 'p', prev, 'k', key_id, 'e', body)
   hash = keyed
 else
   id = redis.call('XADD', log, '*', 's', version, 'p', prev, 'e', body)
