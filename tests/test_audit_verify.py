@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from zart_es import Client, Context, Registry, Worker
 from zart_es.archive import Archive
 from zart_es.audit import Finding, PublicKey, SigningKey, generate_signing_key, seal, verify
-from zart_es.core import unkeyed_link
+from zart_es.core import ArchiveError, ConfigError, unkeyed_link
 from zart_es.engine import Archiver
 from zart_es.store import Deployment, Keys
 
@@ -304,3 +304,71 @@ def test_the_cli_seals_verifies_and_prints_one_line_per_finding(
     assert deprecated.returncode == 0
     assert "deprecated" in deprecated.stderr
     assert run("archive", "query", "select 1 as one").returncode == 0
+
+
+async def test_a_checkpoint_added_without_the_key_is_named_and_not_built_on(
+    world: World, redis: Redis
+) -> None:
+    """Someone who can write the archive appends a checkpoint that seals a cut tail."""
+    import msgspec
+
+    from zart_es.archive import Checkpoint, Head, Seal, digest, encode_checkpoint
+
+    target = world.done[0]
+    keys = Keys()
+    entries = await redis.xrange(keys.log(target))
+    await redis.xdel(keys.log(target), entries[-1][0])
+    await redis.hset(keys.meta(target), mapping={  # type: ignore[misc]
+        "v": len(entries) - 1, "h": entries[-1][1][b"p"]})
+    first = (world.archive / "ledger" / f"{0:012d}.json").read_bytes().split(b"\n")[0]
+    forged = Checkpoint(seq=1, at_ms=1, prev=digest(first), heads=[
+        Head(target, len(entries) - 1, entries[-1][1][b"p"].decode())])
+    body = encode_checkpoint(forged)
+    (world.archive / "ledger" / f"{1:012d}.json").write_bytes(
+        body + b"\n" + msgspec.json.encode(Seal(digest=digest(body))) + b"\n")
+    findings = await _verify(world)
+    assert _has(findings, "unsealed", where="ledger", seq=1)
+    assert _has(findings, "cut", target, len(entries) - 1)  # checkpoint 0 still rules
+    async with Deployment(world.url) as deployment:
+        with pytest.raises(ArchiveError, match="checkpoint 1 cannot be trusted"):
+            await seal(deployment, str(world.archive))
+
+
+async def test_a_trail_entry_added_by_hand_is_named(world: World, redis: Redis) -> None:
+    await redis.xadd(Keys().audit(), {"what": "cancel", "by": "alice", "reason": "",
+                                      "execution_id": world.done[0]})
+    findings = await _verify(world)
+    assert [(f.where, f.kind) for f in findings] == [("trail", "changed")]
+    assert "'cancel' by 'alice'" in findings[0].detail
+
+
+async def test_an_execution_taken_out_of_the_index_is_still_sealed_and_checked(
+    world: World, redis: Redis
+) -> None:
+    keys = Keys()
+    async with Client(world.url) as client:
+        hidden = await client.start("kept", 9)
+        await client.result(hidden, timeout=10)
+    await redis.zrem(keys.index(keys.partition_of(hidden), None), hidden)
+    async with Deployment(world.url) as deployment:
+        sealed = await seal(deployment, str(world.archive))
+    assert sealed.heads == 1  # found by its meta hash
+    entries = await redis.xrange(keys.log(hidden))
+    await redis.xdel(keys.log(hidden), entries[-1][0])
+    await redis.hset(keys.meta(hidden), mapping={  # type: ignore[misc]
+        "v": len(entries) - 1, "h": entries[-1][1][b"p"], "u": 0})
+    assert _has(await _verify(world), "cut", hidden, len(entries) - 1)
+    # --since skips only unsealed executions: a "u" set back does not hide a sealed one
+    assert _has(await _verify(world, since_ms=2**40), "cut", hidden, len(entries) - 1)
+
+
+async def test_a_signed_ledger_is_extended_only_by_a_signing_sealer(
+    world: World, tmp_path: Path
+) -> None:
+    private = str(tmp_path / "seal.pem")
+    generate_signing_key(private)
+    async with Deployment(world.url) as deployment:
+        await seal(deployment, str(world.archive), signing_key=SigningKey.from_file(private),
+                   force=True)
+        with pytest.raises(ConfigError, match="the ledger is signed"):
+            await seal(deployment, str(world.archive), force=True)

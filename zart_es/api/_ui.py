@@ -41,7 +41,8 @@ class ChainCheck(msgspec.Struct, frozen=True):
     keyed: bool = False
     """Chained with the audit key (else an unkeyed chain: accidents, not tampering)."""
     sealed: bool | None = None
-    """Checked against the sealed ledger and held (None: no archive, nothing sealed)."""
+    """With an archive: True when its sealed head was checked and held, False when it is
+    not sealed yet or a finding stands; None without an archive."""
     findings: list[str] = []
     """``zart-es audit verify --execution ID``'s findings, one line each."""
 
@@ -100,7 +101,7 @@ async def verify_log(
     findings: list[str] = []
     if client.archive.url is not None:
         report = await _audit(client, execution_id)
-        sealed = report.ok and report.checkpoints > 0
+        sealed = report.ok and report.sealed_executions > 0
         findings = [f.line() for f in report.findings]
     if broken is None:
         return ChainCheck(execution_id, True, count, keyed=checked.keyed, sealed=sealed,

@@ -25,9 +25,11 @@ from zart_es.archive import (
     encode_checkpoint,
     folder_of,
     is_compacted,
+    seq_of,
 )
+from zart_es.audit._checkpoints import problems
 from zart_es.audit._signing import SigningKey
-from zart_es.core import ArchiveError, AuditKeyring
+from zart_es.core import ArchiveError, AuditKeyring, ConfigError
 from zart_es.store import Deployment, RedisClient
 
 PIPELINE = 2000
@@ -82,17 +84,33 @@ class Sealer:
         self.ledger = Ledger(archive if isinstance(archive, ObjectStore) else ObjectStore(archive))
         self.signing_key = signing_key
         self.state = SealedState()
+        self.signed = False
+        """Whether the newest checkpoint is signed (then so must the next one be)."""
 
     async def refresh(self) -> SealedState:
-        """Fold the checkpoints written since the last look (by any sealer)."""
+        """Fold the checkpoints written since the last look (by any sealer), each one
+        authenticated first: a sealer never extends a ledger it cannot trust."""
         async for stored in self.ledger.all(after=self.state.seq):
+            seq = seq_of(stored.path)
+            found = ([("missing", f"checkpoint {self.state.seq + 1} is missing")]
+                     if seq != self.state.seq + 1 else
+                     problems(stored, seq, self.state.digest, self.deployment.audit_keys))
+            if found:
+                raise ArchiveError(f"the ledger's checkpoint {seq} cannot be trusted "
+                                   f"({found[0][1]}); not extending it: run `zart-es audit "
+                                   "verify`")
             self.state.add(stored)
+            self.signed = bool(stored.seal is not None and stored.seal.signature)
         return self.state
 
     async def seal(self, progress: Progress | None = None, *, force: bool = False) -> SealResult:
         """Write the next checkpoint (none when nothing changed, unless ``force``)."""
         for _ in range(RACES):
             state = await self.refresh()
+            if self.signed and self.signing_key is None:
+                raise ConfigError(f"the ledger is signed (checkpoint {state.seq}); this "
+                                  "sealer has no signing key, so it leaves sealing to one "
+                                  "that has (--signing-key / ZART_AUDIT_SIGNING_KEY_FILE)")
             heads, count = await _changed_heads(self.deployment, state.heads, progress)
             trail = await self.deployment.trail.head()
             files, gone = await self._files(state.files)
@@ -165,13 +183,17 @@ async def _changed_heads(deployment: Deployment, sealed: dict[str, tuple[int, st
 
 
 async def execution_ids(redis: RedisClient, deployment: Deployment) -> list[str]:
-    """Every execution id in Redis (each partition's ``ix:all`` index)."""
+    """Every execution id in Redis: each partition's ``ix:all`` index, and every meta hash
+    (SCAN), so an id taken out of the index by hand is still found."""
     keys = deployment.keys
     pipe = redis.pipeline(transaction=False)
     for partition in range(keys.partitions):
         pipe.zrange(keys.index(partition, None), 0, -1)
     found: list[list[bytes]] = await pipe.execute()
-    return [member.decode() for members in found for member in members]
+    ids = {member.decode() for members in found for member in members}
+    async for key in redis.scan_iter(match=keys.meta_pattern(), count=1000):
+        ids.add(key.decode().split(":m:", 1)[1])
+    return sorted(ids)
 
 
 async def seal(deployment: Deployment, archive: str | ObjectStore, *,

@@ -10,12 +10,13 @@ where, the execution id and the sequence number, and what differs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
-from zart_es.archive import Archive, Ledger, Seal, StoredCheckpoint, checkpoint_path, digest, seq_of
+from zart_es.archive import Archive, Ledger, StoredCheckpoint, checkpoint_path, digest, seq_of
+from zart_es.audit._checkpoints import problems
 from zart_es.audit._seal import SealedState, execution_ids
 from zart_es.audit._signing import PublicKey
 from zart_es.core import ArchiveError, AuditKeyring, ChainBreak, ChainCheck, check_chain
@@ -53,6 +54,8 @@ class Report(msgspec.Struct):
     findings: list[Finding]
     checkpoints: int = 0
     executions: int = 0
+    sealed_executions: int = 0
+    """Of those, how many had a sealed head to compare with."""
     files: int = 0
     trail_entries: int = 0
     keyed: bool = False
@@ -77,11 +80,12 @@ class Verifier:
         self.public_key = public_key
         self.allow_unkeyed = allow_unkeyed
         self.findings: list[Finding] = []
+        self.notes: list[str] = []
 
     async def run(self, *, execution: str | None = None, since_ms: int = 0,
                   progress: Progress | None = None) -> Report:
         report = Report(self.findings, keyed=self.keys is not None,
-                        signed=self.public_key is not None)
+                        signed=self.public_key is not None, notes=self.notes)
         state = SealedState()
         if self.archive is None:
             report.notes.append("no archive: nothing is sealed, only the chains in Redis "
@@ -102,6 +106,7 @@ class Verifier:
             if progress is not None:
                 progress(done, len(ids))
         report.executions = len(ids)
+        report.sealed_executions = sum(1 for i in ids if i in state.heads)
         if execution is None and self.archive is not None:
             report.files = await self._files(state.files)
         if execution is None:
@@ -118,7 +123,11 @@ class Verifier:
         unsigned = 0
         expected = 0
         for path in await ledger.paths():
-            seq = seq_of(path)
+            try:
+                seq = seq_of(path)
+            except ArchiveError as exc:
+                self._add("ledger", "changed", f"{exc} (a file was added to the ledger)")
+                continue
             while expected < seq:
                 self._add("ledger", "missing", f"{checkpoint_path(expected)} is not in the "
                           "archive (a checkpoint was deleted)", seq=expected)
@@ -142,63 +151,31 @@ class Verifier:
     def _checkpoint(self, stored: StoredCheckpoint, seq: int, state: SealedState,
                     wrong_keys: set[str]) -> bool:
         """Check one checkpoint against the one before; False when it cannot be trusted."""
-        checkpoint, seal = stored.checkpoint, stored.seal
-        if checkpoint is None or seal is None or checkpoint.seq != seq:
-            self._add("ledger", "changed", "the checkpoint does not decode, or its number "
-                      "is not its name's", seq=seq)
-            return False
-        value = digest(stored.body)
-        if seal.digest != value:
-            self._add("ledger", "changed", "its content does not match its sealed digest",
-                      seq=seq)
-            return False
-        if checkpoint.prev != state.digest:
-            self._add("ledger", "changed", "it does not link to the checkpoint before it "
-                      f"(checkpoint {seq - 1} was changed or replaced)", seq=seq)
-        ok = self._mac(seq, checkpoint.keys, seal, wrong_keys)
-        if self.public_key is not None and not (
-                seal.signature and self.public_key.signed(value, seal.signature)):
-            self._add("ledger", "signature", "its Ed25519 signature does not verify under "
-                      "the given public key" if seal.signature else "it is not signed",
-                      seq=seq)
-            ok = False
-        return ok
-
-    def _mac(self, seq: int, check_values: Mapping[str, str], seal: Seal,
-             wrong_keys: set[str]) -> bool:
-        keys, key_id, mac, value = self.keys, seal.key_id, seal.mac, seal.digest
-        if keys is None or not key_id:
-            return True  # nothing to check it with (noted), or sealed without a key
-        if key_id not in keys.keys:
-            self._add("ledger", "unknown-key", f"sealed under audit key id {key_id!r}, which "
-                      f"the keyring does not hold (it holds: {', '.join(sorted(keys.keys))})",
-                      seq=seq)
-            return False
-        recorded = check_values.get(key_id)
-        if recorded is not None and recorded != keys.check_value(key_id):
-            if key_id not in wrong_keys:
-                wrong_keys.add(key_id)
-                self._add("ledger", "wrong-key", f"the audit key given as {key_id!r} is not "
-                          "the one the deployment sealed with", seq=seq)
-            return False
-        if not keys.signed(key_id, value.encode(), mac):
-            self._add("ledger", "changed", f"its HMAC under key {key_id!r} does not match",
-                      seq=seq)
-            return False
-        return True
+        found = problems(stored, seq, state.digest, self.keys, self.public_key)
+        for kind, detail in found:
+            if kind == "wrong-key":  # said once, not for every checkpoint
+                if detail in wrong_keys:
+                    continue
+                wrong_keys.add(detail)
+            self._add("ledger", kind, detail, seq=seq)
+        return not found
 
     # -- executions --------------------------------------------------------------------
 
     async def _ids(self, state: SealedState, execution: str | None, since_ms: int) -> list[str]:
+        """Every execution to check: in Redis (by its meta hash: an index is easy to take
+        an id out of), in the archive, or in the ledger. ``since_ms`` skips unsealed
+        executions not updated since (by their ``u``, which a Redis writer can set, so
+        it is a convenience, not a check); sealed ones are always compared."""
         if execution is not None:
             return [execution]
         found = set(await execution_ids(self.deployment.redis, self.deployment))
-        found |= set(state.heads)
         if self.archive is not None:  # archived between two seals: their files are sealed
             found |= set((await self.archive.executions())["execution_id"].to_pylist())
         if since_ms:
-            found = {i for i in found if await self._touched_since(i, since_ms)}
-        return sorted(found)
+            found = {i for i in found - set(state.heads)
+                     if await self._touched_since(i, since_ms)}
+        return sorted(found | set(state.heads))
 
     async def _touched_since(self, execution_id: str, since_ms: int) -> bool:
         updated = await self.deployment.redis.hget(  # type: ignore[misc]
@@ -277,18 +254,41 @@ class Verifier:
         entries = await self._trail_entries()
         version, sealed_head = sealed
         head = (await self.deployment.trail.head())[1]
-        chained = [f for f in entries if b"s" in f]  # entries older than the chain are not
-        checked = check_chain((trail_entry_fields(f) for f in chained), head or None,
-                              scope=TRAIL_SCOPE, keyring=self.keys,
-                              require_keyed=self.keys is not None)
+        first = next((i for i, f in enumerate(entries) if b"s" in f), len(entries))
+        chained = entries[first:]  # entries before the first chained one predate the chain
+        for index, fields in enumerate(chained):
+            if b"s" not in fields:  # one added by hand after the chain began
+                self._add("trail", "changed", f"an entry ({fields.get(b'what', b'').decode()!r}"
+                          " by " f"{fields.get(b'by', b'').decode()!r}) without a chain "
+                          "position, after chained ones (inserted)",
+                          seq=int(chained[index - 1][b"s"]) + 1 if index else 0)
+                return len(chained)
+        start = int(chained[0][b"s"]) if chained else 0
+        if start and self.archive is None:
+            self.notes.append(f"the trail's first {start} entries are in the archive: pass "
+                              "--archive-url to check them")
+        checked = check_chain(
+            (trail_entry_fields(f) for f in chained), head or None, scope=TRAIL_SCOPE,
+            keyring=self.keys, require_keyed=self.keys is not None,
+            first_seq=start if self.archive is None else 0,
+            first_prev=chained[0].get(b"p", b"").decode() if start and self.archive is None
+            else "")
+        count = start + len(chained) if self.archive is None else len(chained)
         if checked.broken is not None:
             self._add("trail", checked.broken.kind, checked.broken.reason,
                       seq=checked.broken.seq)
-        elif len(chained) < version:
-            self._add("trail", "cut", f"the trail ends at seq {len(chained) - 1}; it was "
-                      f"sealed with {version} entries (truncated)", seq=len(chained))
-        elif version and (checked.head if len(chained) == version else
-                          chained[version].get(b"p", b"").decode()) != sealed_head:
+        elif self.keys is not None and chained and not checked.keyed and not self.allow_unkeyed:
+            at = next(int(f[b"s"]) for f in chained if b"k" not in f)
+            self._add("trail", "unkeyed", "chained without a key (written before "
+                      "ZART_AUDIT_KEY was set, or forged; --allow-unkeyed accepts the first)",
+                      seq=at)
+        elif count < version:
+            self._add("trail", "cut", f"the trail ends at seq {count - 1}; it was sealed with "
+                      f"{version} entries (truncated)", seq=count)
+        elif version and version > start and (
+                checked.head if count == version else
+                chained[version - (count - len(chained))].get(b"p", b"").decode()
+        ) != sealed_head:
             self._add("trail", "changed", "the trail does not extend its sealed head",
                       seq=version - 1)
         return len(chained)

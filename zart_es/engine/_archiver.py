@@ -31,6 +31,7 @@ from zart_es.archive import ExecutionRecord, day_of, resolve_archive_url
 from zart_es.core import (
     AnyEvent,
     ArchiveError,
+    ConfigError,
     CorruptLog,
     Duration,
     deployment_retention,
@@ -171,9 +172,12 @@ class Archiver:
                                   signing_key=SigningKey.from_file(path) if path else None)
         try:
             sealed = await self._sealer.seal()
-        except (ArchiveError, OSError) as exc:  # an outage: the next tick seals
-            self._sealed_at = 0.0
-            log.warning("sealing failed; retrying", error=str(exc))
+        except ConfigError as exc:  # a signed ledger and no signing key here: for good
+            self.seal_every_ms = None
+            log.warning("this archiver does not seal", error=str(exc))
+            return
+        except (ArchiveError, OSError) as exc:  # an outage, or a ledger to look at
+            log.warning("sealing failed; retrying at the next interval", error=str(exc))
             return
         if sealed.written:
             log.info("ledger sealed", checkpoint=sealed.seq, heads=sealed.heads,

@@ -120,6 +120,11 @@ class Keys:
         """Small hash derived from the log: workflow, status, version, last hash."""
         return f"{self._tag(self.partition_of(execution_id))}:m:{execution_id}"
 
+    def meta_pattern(self) -> str:
+        """SCAN pattern of every execution's meta hash, any partition (the id follows the
+        first ``:m:``)."""
+        return f"{{{self.prefix}:*}}:m:*"
+
     def config(self) -> str:
         """Deployment settings every client and worker must agree on (partition count)."""
         return f"{self.prefix}:config"
