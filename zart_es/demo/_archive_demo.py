@@ -24,10 +24,14 @@ async def archive_part(client: Client, say: Any, base: Path, stamp: str) -> bool
     except (ImportError, ConfigError) as exc:  # pragma: no cover -- the extra is optional
         say(f"  skipped: {exc}")
         return True
+    from zart_es.audit import Sealer, verify
+
     root = base / "archive"
     eid = await client.start("transform-records", 4, execution_id=f"demo-archived-{stamp}")
     value = await client.result(eid, timeout=60)
     before = [event async for event in client.history(eid)]
+    sealer = Sealer(client.deployment, str(root))
+    sealed = await sealer.seal()  # its head, while it is in Redis
     archiver = Archiver(client.deployment, Archive(str(root)), retention_ms=None,
                         retentions={"transform-records": 0}, owner=f"demo-{stamp}")
     while await client.redis.exists(client.keys.meta(eid)):
@@ -44,4 +48,10 @@ async def archive_part(client: Client, say: Any, base: Path, stamp: str) -> bool
     columns, rows = await query(Archive(str(root)), "SELECT event_type, count(*) AS n FROM "
                                 f"events WHERE execution_id = '{eid}' GROUP BY ALL ORDER BY 1")
     say(f"  zart-es archive query over the archive: {dict(rows)}")
-    return after == before and chain is None and again == value and bool(columns)
+    files = await sealer.seal()  # the archive files it now lives in
+    report = await verify(client.deployment, str(root), execution=eid)
+    say(f"  zart-es audit seal: checkpoints {sealed.seq} and {files.seq} in {root / 'ledger'}; "
+        f"audit verify --execution {eid}: "
+        + ("everything holds" if report.ok else "; ".join(f.line() for f in report.findings)))
+    return (after == before and chain is None and again == value and bool(columns)
+            and report.ok and report.sealed_executions == 1)

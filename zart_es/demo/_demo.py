@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zart_es.client import Client
+from zart_es.core import AuditKeyring
 from zart_es.demo._archive_demo import archive_part
 from zart_es.ops import Schedules
 from zart_es.store import RedisServer
@@ -43,6 +44,15 @@ class _Screen:
             print()
             self._open = False
         print(text, flush=True)
+
+
+def _demo_audit_key(base: Path) -> str:
+    """The embedded demo's audit keyring: one key kept in its data dir, made once."""
+    path = base / "audit-key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(AuditKeyring.generate())
+    return f"demo:{path.read_text().strip()}"
 
 
 def _spawn_worker(url: str, log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -75,6 +85,10 @@ async def run_demo(data_dir: str, items: int = 30, partitions: int | None = None
            "ZART_DEMO_OUTAGE": str(base / f"outage-{stamp}")}
     if partitions is not None:
         env["ZART_PARTITIONS"] = str(partitions)
+    if server is not None and not os.environ.get("ZART_AUDIT_KEY"):
+        env["ZART_AUDIT_KEY"] = os.environ["ZART_AUDIT_KEY"] = _demo_audit_key(base)
+        screen.say(f"events chained with HMAC-SHA256 under the demo's audit key "
+                   f"({base / 'audit-key'}; set ZART_AUDIT_KEY to use your own)")
     workers: list[subprocess.Popen[bytes]] = []
     try:
         workers.append(_spawn_worker(url, base / "worker.log", env))
