@@ -78,7 +78,7 @@ async def test_keyed_log_verifies_and_redis_never_sees_the_key(
     raw, head = await _raw(redis, eid)
     assert all(f[b"k"] == b"a" for _, f in raw)
     assert head is not None
-    assert len(head) == 64
+    assert len(head) == 32  # HMAC-SHA256 truncated to 128 bits, not SHA-1 (40)
     checked = _check(raw, head, eid)
     assert checked.broken is None
     assert checked.keyed
