@@ -7,8 +7,9 @@ the entry before it (``p``); the newest value is kept beside the log (the meta h
 - **Keyed** (an audit key is configured): ``HMAC-SHA256(key, "zart-es/chain/1" \\n
   key id \\n scope \\n prev \\n seq \\n body)``, its first 128 bits in hex, where
   ``scope`` is the execution id (so an entry cannot be moved to another log). The entry
-  records the key id (``k``), so keys rotate without rewriting anything. Redis never sees a key: the writers compute
-  the value, the append script only checks the version, so a chain cannot fork.
+  records the key id (``k``), so keys rotate without rewriting anything. Redis never
+  sees a key: the writers compute the value, the append script only checks the version
+  (and the head linked to), so a chain cannot fork.
 - **Unkeyed** (no key): ``sha1(prev \\n seq \\n body)``, computed inside Redis. It detects
   accidents and naive edits; anyone who can write to Redis can recompute it.
 
