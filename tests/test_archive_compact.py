@@ -307,6 +307,9 @@ async def test_compacted_executions_read_the_same_through_the_client_and_cli(
     assert {row["rows"] for row in json.loads(done.stdout)} >= {1}
     assert set(_files(root).values()) == {1}
     assert await read() == before
+    trail = [fields for _, fields in await client.redis.xrange(client.keys.audit())]
+    assert {f[b"folder"].decode() for f in trail if f[b"what"] == b"archive.compact"} == {
+        row["folder"] for row in json.loads(done.stdout)}  # compaction is in the trail
 
 
 def day_of_now() -> str:

@@ -110,8 +110,21 @@ def _has(findings: list[Finding], kind: str, execution_id: str = "", seq: int | 
                and (seq is None or f.seq == seq) for f in findings)
 
 
-async def test_an_untouched_deployment_verifies(world: World) -> None:
+async def test_an_untouched_deployment_verifies(world: World, redis: Redis) -> None:
     assert await _verify(world) == []
+    # what left Redis is in the trail, and so is a retention the code changed
+    trail = [f for _, f in await redis.xrange(Keys().audit())]
+    purged = [f for f in trail if f[b"what"] == b"archive.purge"]
+    assert sum(int(f[b"executions"]) for f in purged) == 3
+    async with Deployment(world.url) as deployment:
+        from zart_es.store import ArchiveQueue
+
+        await ArchiveQueue(deployment.redis, deployment.keys).announce_retention(
+            {"kept": 60_000}, deployment.trail, by="worker-2")
+    changed = [f for _, f in await redis.xrange(Keys().audit())
+               if f[b"what"] == b"retention.change"]
+    assert [(f[b"workflow"], f[b"before"], f[b"after"], f[b"by"]) for f in changed] == [
+        (b"kept", b"none", b"60000", b"worker-2")]
     # and after more work and a second seal, still
     async with Client(world.url) as client:
         assert await client.send_signal(world.running[0], "go", 5, by="bob")

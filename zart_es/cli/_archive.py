@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from zart_es.cli._common import AddCommand, Handler, client_for, show, when
+from zart_es.cli._common import AddCommand, Handler, client_for, operator, show, when
 from zart_es.core import ConfigError
 
 
@@ -132,6 +132,8 @@ async def archive(args: argparse.Namespace) -> int:
             last = args.before if args.force else min(args.before, closed_before)
         days = [d for d in await store.days() if d < last]
     done = [c for day in days for c in await compact_day(store, day)]
+    if done:
+        await _record_compaction(args, done)
     show(args, [msgspec.to_builtins(c) for c in done],
          ["folder", "files", "bytes", "rows"],
          ([c.folder, f"{c.files_before} -> {c.files_after}",
@@ -139,6 +141,19 @@ async def archive(args: argparse.Namespace) -> int:
     if not done and not args.json:
         print(f"nothing to compact ({len(days)} day(s) looked at)")
     return 0
+
+
+async def _record_compaction(args: argparse.Namespace, done: list[Any]) -> None:
+    """Compaction deletes archive files: say so in the operator trail (``audit verify``
+    and the next seal take the merged-away files as gone, not missing)."""
+    from zart_es.store import Deployment
+
+    async with Deployment(args.redis_url, partitions=args.partitions) as deployment:
+        for compacted in done:
+            await deployment.trail.record(
+                "archive.compact", by=operator(), folder=compacted.folder,
+                files=f"{compacted.files_before} -> {compacted.files_after}",
+                rows=str(compacted.rows))
 
 
 def _check_day(day: str) -> None:

@@ -244,6 +244,10 @@ class Archiver:
         await self.queue.clear_plan(partition, encoded)
         moved = sum(reply == "ok" for reply in replies.values())
         self.archived += moved
+        if moved:  # what left Redis, in the operator trail (verify finds it archived)
+            await self.deployment.trail.record(
+                "archive.purge", by=self.owner, partition=str(partition), batch=plan.batch,
+                day=plan.day, executions=str(moved))
         log.info("archived", partition=partition, batch=plan.batch, executions=moved,
                  archive=self.archive.url)
 
@@ -280,7 +284,8 @@ async def archiver_for(deployment: Deployment, retentions: dict[str, int | None]
     an archiver that does not import that code (``zart-es archiver``) honours them: a
     ``retention="none"`` is never archived by the deployment default."""
     try:
-        await ArchiveQueue(deployment.redis, deployment.keys).announce_retention(retentions)
+        await ArchiveQueue(deployment.redis, deployment.keys).announce_retention(
+            retentions, deployment.trail, by=owner)
     except NoPermissionError as exc:  # an ACL without the key: archiving needs it anyway
         log.warning("cannot record the workflows' retentions; an archiver elsewhere "
                     "applies its default to them", key=deployment.keys.retention(),

@@ -20,6 +20,7 @@ from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
 from zart_es.store._keys import F_EXEC, Keys
 from zart_es.store._scripts import load_script
+from zart_es.store._trail import Trail
 
 FILE_PAGE = 1000
 """``ended`` entries read per round trip while filing executions as due."""
@@ -46,11 +47,22 @@ class ArchiveQueue:
         return bool(await self._lease([self.keys.archiver(partition)],
                                       [owner, str(ttl_ms)]))
 
-    async def announce_retention(self, retentions: dict[str, int | None]) -> None:
-        """Record the retention each workflow's code declares (a worker, at start)."""
-        if retentions:
-            await self.redis.hset(self.keys.retention(), mapping={  # type: ignore[misc]
-                name: KEEP if ms is None else str(ms) for name, ms in retentions.items()})
+    async def announce_retention(self, retentions: dict[str, int | None],
+                                 trail: Trail | None = None, by: str = "") -> None:
+        """Record the retention each workflow's code declares (a worker, at start); with
+        ``trail``, each change of a recorded one is an entry of the operator trail."""
+        if not retentions:
+            return
+        declared = {name: KEEP if ms is None else str(ms) for name, ms in retentions.items()}
+        before: list[bytes | None] = await self.redis.hmget(  # type: ignore[misc]
+            self.keys.retention(), list(declared))
+        await self.redis.hset(self.keys.retention(), mapping=declared)  # type: ignore[misc]
+        if trail is None:
+            return
+        for (name, now), old in zip(declared.items(), before, strict=True):
+            if old is not None and old.decode() != now:
+                await trail.record("retention.change", by=by, workflow=name,
+                                   before=old.decode(), after=now)
 
     async def retentions(self) -> dict[str, int | None]:
         """Workflow -> declared retention (ms; None: for ever), as workers recorded it."""
