@@ -146,14 +146,23 @@ async def archive(args: argparse.Namespace) -> int:
 async def _record_compaction(args: argparse.Namespace, done: list[Any]) -> None:
     """Compaction deletes archive files: say so in the operator trail (``audit verify``
     and the next seal take the merged-away files as gone, not missing)."""
+    import sys
+
+    from redis.exceptions import RedisError
+
+    from zart_es.core import RedisUnavailable
     from zart_es.store import Deployment
 
-    async with Deployment(args.redis_url, partitions=args.partitions) as deployment:
-        for compacted in done:
-            await deployment.trail.record(
-                "archive.compact", by=operator(), folder=compacted.folder,
-                files=f"{compacted.files_before} -> {compacted.files_after}",
-                rows=str(compacted.rows))
+    try:
+        async with Deployment(args.redis_url, partitions=args.partitions) as deployment:
+            for compacted in done:
+                await deployment.trail.record(
+                    "archive.compact", by=operator(), folder=compacted.folder,
+                    files=f"{compacted.files_before} -> {compacted.files_after}",
+                    rows=str(compacted.rows))
+    except (RedisUnavailable, RedisError, OSError) as exc:  # compaction needs no Redis
+        print(f"zart-es: warning: compacted, but not recorded in the operator trail "
+              f"({exc})", file=sys.stderr)
 
 
 def _check_day(day: str) -> None:
