@@ -42,7 +42,7 @@ from zart_es.core import (
     encode_event,
     fold,
 )
-from zart_es.engine import Supervisor, TimerPoller, Worker
+from zart_es.engine import Supervisor, TimerPoller, Worker, read_heartbeat
 from zart_es.store import Keys
 from zart_es.testing import WorkflowHarness
 
@@ -136,9 +136,11 @@ async def test_a_crashing_background_loop_is_restarted_and_health_says_so() -> N
 
 
 @pytest.mark.redis
-async def test_a_worker_whose_loop_keeps_crashing_stops_its_heartbeat(
+async def test_a_worker_whose_loop_keeps_crashing_says_which_in_its_heartbeat(
     redis_url: str, tmp_path: Path
 ) -> None:
+    """One broken loop is its own finding; the heartbeat stays fresh (before: it went
+    stale, and health then reported the whole worker dead)."""
     beat = tmp_path / "beat"
     worker = Worker(redis_url, registry=Registry(), heartbeat_file=str(beat),
                     lease_timeout=0.3, poll_interval=0.05)
@@ -149,10 +151,18 @@ async def test_a_worker_whose_loop_keeps_crashing_stops_its_heartbeat(
     worker._sweep_queues = broken_sweep  # type: ignore[method-assign]
     async with worker:
         await wait_for(lambda: _true(not worker.healthy()), timeout=5)
-        stamp = beat.stat().st_mtime if beat.exists() else 0.0
         await asyncio.sleep(0.3)  # a few heartbeat intervals (0.1 s)
-        assert (beat.stat().st_mtime if beat.exists() else 0.0) == stamp
+        age, findings = read_heartbeat(str(beat))
+        assert age < 0.3
+        assert [(f.loop, f.last_error) for f in findings] == [("queues", "RuntimeError: broken")]
+        assert findings[0].crashes >= 1
         assert worker.metrics.loop_restarts.labels("queues")._value.get() >= 1
+        probe = await asyncio.to_thread(
+            zart, redis_url, "health", "--heartbeat-file", str(beat))
+        assert probe.returncode == 1
+        assert "background loop 'queues' crashed" in probe.stderr
+        assert "last error: RuntimeError: broken" in probe.stderr
+        assert "heartbeat is" not in probe.stderr
 
 
 async def _true(value: bool) -> bool:

@@ -175,19 +175,22 @@ async def health(args: argparse.Namespace) -> int:
     """``zart-es health [--heartbeat-file F --max-age S]``: a Kubernetes probe.
 
     Healthy when Redis answers and the deployment's partition count matches; with a
-    heartbeat file, also when the worker touched it within ``--max-age`` seconds.
+    heartbeat file, also when the worker rewrote it within ``--max-age`` seconds and none
+    of its background loops crashed within the last minute (each one that did is its own
+    line: which loop, how often, the last error).
     """
-    import os
-    import time
+    from zart_es.engine import read_heartbeat
 
     if args.heartbeat_file:
         try:
-            age = time.time() - os.stat(args.heartbeat_file).st_mtime
+            age, findings = read_heartbeat(args.heartbeat_file)
         except FileNotFoundError:
             raise ZartError(
                 f"no heartbeat file {args.heartbeat_file!r}: worker not running") from None
         if age > args.max_age:
             raise ZartError(f"worker heartbeat is {age:.0f}s old (max {args.max_age:g}s)")
+        if findings:
+            raise ZartError("; ".join(f.describe() for f in findings))
     async with client_for(args) as client:
         await client.redis.ping()  # type: ignore[misc]
     print("ok")

@@ -4,8 +4,9 @@ scheduler, the archiver, the queue gate and the worker's copy of the pause rules
 The engine never imports the client.
 """
 
-from zart_es.engine._aio import Supervisor
+from zart_es.engine._aio import LoopFinding, Supervisor
 from zart_es.engine._archiver import BATCH_WAIT_MS, Archiver, seal_interval
+from zart_es.engine._heartbeat import read_heartbeat, write_heartbeat
 from zart_es.engine._logs import configure_logging
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -18,6 +19,7 @@ from zart_es.engine._worker import Worker
 __all__ = [
     "BATCH_WAIT_MS",
     "Archiver",
+    "LoopFinding",
     "PauseRules",
     "QueueGate",
     "Scheduler",
@@ -27,6 +29,8 @@ __all__ = [
     "Worker",
     "WorkerMetrics",
     "configure_logging",
+    "read_heartbeat",
     "replay_execution",
     "seal_interval",
+    "write_heartbeat",
 ]

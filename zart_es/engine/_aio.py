@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -46,7 +48,25 @@ async def tick_forever(
 
 
 CRASHED_RECENTLY_S = 60.0
-"""A loop that crashed less than this long ago makes the worker unhealthy."""
+"""A loop that crashed less than this long ago is reported by ``zart-es health``."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoopFinding:
+    """A background loop that crashed recently: which, how often, and the last error."""
+
+    loop: str
+    crashes: int
+    """Crashes within the last :data:`CRASHED_RECENTLY_S` seconds."""
+    last_error: str
+    last_crash_at: float
+    """Wall-clock seconds (``time.time()``) of the last crash."""
+
+    def describe(self) -> str:
+        """One line for a probe's output."""
+        return (f"background loop {self.loop!r} crashed {self.crashes} time"
+                f"{'s' if self.crashes != 1 else ''} in the last {CRASHED_RECENTLY_S:g}s "
+                f"(last error: {self.last_error})")
 
 
 class Supervisor:
@@ -54,10 +74,10 @@ class Supervisor:
 
     A loop that raises (a bug, a corrupt record in Redis) is logged with its traceback and
     started again after a backoff (0.1 s, doubling, at most 30 s) instead of dying
-    silently while the worker looks alive. A cancel stops it for good. :meth:`healthy` is
-    False while any loop crashed within the last minute: the worker then stops touching
-    its heartbeat file, so ``zart-es health`` (the liveness probe) reports it and a loop
-    that keeps crashing gets its process restarted.
+    silently while the worker looks alive. A cancel stops it for good. :meth:`findings`
+    lists the loops that crashed within the last minute, with how often and the last
+    error; the worker writes them into its heartbeat file (which it keeps touching: one
+    broken loop is not a dead worker), and ``zart-es health`` reports each one.
     """
 
     def __init__(self, log: Any, on_restart: Callable[[str], None] | None = None) -> None:
@@ -65,28 +85,46 @@ class Supervisor:
         self._on_restart = on_restart
         self.crashed_at: dict[str, float] = {}
         """When each loop last crashed (monotonic seconds)."""
+        self._crashes: dict[str, deque[float]] = {}
+        self._errors: dict[str, tuple[str, float]] = {}
 
     def start(self, name: str, loop: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         """Run ``loop()`` as a supervised task named ``name``."""
         return asyncio.create_task(self._supervise(name, loop), name=name)
 
-    def report_failure(self, name: str) -> None:
-        """Count a failure a loop handled itself but that will not pass by waiting (Redis
-        refusing a command to this user): the worker is unhealthy for the next minute."""
-        self.crashed_at[name] = time.monotonic()
+    def report_failure(self, name: str, error: BaseException | str = "failed") -> None:
+        """Count a failure of loop ``name``: a crash, or one the loop handled itself but
+        that will not pass by waiting (Redis refusing a command to this user)."""
+        now = time.monotonic()
+        self.crashed_at[name] = now
+        times = self._crashes.setdefault(name, deque(maxlen=1000))
+        times.append(now)
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        self._errors[name] = (text[:300], time.time())
+
+    def findings(self) -> list[LoopFinding]:
+        """The loops that crashed within the last CRASHED_RECENTLY_S seconds."""
+        now = time.monotonic()
+        found = []
+        for name, at in sorted(self.crashed_at.items()):
+            if now - at > CRASHED_RECENTLY_S:
+                continue
+            recent = sum(1 for t in self._crashes.get(name, ()) if now - t <= CRASHED_RECENTLY_S)
+            error, wall = self._errors.get(name, ("unknown", time.time()))
+            found.append(LoopFinding(name, max(recent, 1), error, wall))
+        return found
 
     def healthy(self) -> bool:
         """True unless some loop crashed within the last CRASHED_RECENTLY_S seconds."""
-        now = time.monotonic()
-        return all(now - at > CRASHED_RECENTLY_S for at in self.crashed_at.values())
+        return not self.findings()
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         pause = 0.1
         while True:
             try:
                 await loop()
-            except Exception:
-                self.crashed_at[name] = time.monotonic()
+            except Exception as exc:
+                self.report_failure(name, exc)
                 self._log.exception("background loop crashed; restarting it", loop=name,
                                     restart_in_s=pause)
                 if self._on_restart is not None:

@@ -95,6 +95,10 @@ class WorkerMetrics:
         self.loop_restarts = Counter(
             "zart_worker_loop_restarts", "Background loops restarted after they crashed",
             ["loop"], registry=self.registry)
+        self.timers_set_aside = Counter(
+            "zart_worker_timers_set_aside", "Timer wheel members this worker could not "
+            "fire and moved to the partition's timers:bad set, by what was wrong",
+            ["partition", "kind"], registry=self.registry)
 
     def step(self, workflow: str, took_us: int, outcome: str) -> None:
         """Record one step function's run of ``took_us`` microseconds."""

@@ -8,6 +8,10 @@ the same due timer exactly one records it. Due times are Redis' clock, never a w
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -29,15 +33,81 @@ log = structlog.get_logger("zart_es.timers")
 
 FIRE_BATCH = 200
 
+MAX_DUE_MS = 2**63 - 1
+"""A due time zart-es can have written: an int64 of epoch milliseconds (durations are
+capped at 100 years, so every real one is far below)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    """A wheel member that can be fired: whose execution, which timer, and the event."""
+
+    execution_id: str
+    timer: str
+    event: Event
+
+
+class UnusableTimer(ValueError):
+    """A wheel member zart-es did not write (or cannot fire): ``kind`` is a short label
+    for metrics, the message says what is wrong."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+def read_timer(keys: Keys, partition: int, raw: bytes, score: float) -> DueTimer:
+    """Decode one member of ``partition``'s wheel, whatever its bytes and score.
+
+    The one place that decides whether a member can be fired; :class:`UnusableTimer` for
+    anything else: bytes that are not UTF-8, no timer name, an invalid execution id, a
+    deadline timer whose length is not a positive int64, a score that is not a due time
+    (NaN, infinite, negative, beyond int64), or an execution of another partition (firing
+    it would consume it from that partition's wheel, leaving this one due forever).
+    """
+    if not math.isfinite(score) or not 0 <= score <= MAX_DUE_MS:
+        raise UnusableTimer("score", f"score {score!r} is not a due time in epoch ms")
+    try:
+        member = raw.decode()
+    except UnicodeDecodeError:
+        raise UnusableTimer("encoding", "the member is not UTF-8") from None
+    try:
+        execution_id, timer = keys.parse_timer_member(member)
+        timeout_ms = timeout_of(timer)
+    except (ValueError, InvalidExecutionId) as exc:
+        raise UnusableTimer("name", str(exc)) from None
+    if timeout_ms is not None and not 0 < timeout_ms <= MAX_DUE_MS:
+        raise UnusableTimer("name", f"deadline length {timeout_ms} ms is out of range")
+    home = keys.partition_of(execution_id)
+    if home != partition:
+        raise UnusableTimer("partition", f"its execution belongs to partition {home}")
+    # a deadline ends the execution right here, even while a step of it is in flight
+    # (that step's result then finds the log closed and is not recorded)
+    event: Event = (TimerFired(timer=timer) if timeout_ms is None
+                    else ExecutionTimedOut(timeout_ms=timeout_ms))
+    return DueTimer(execution_id, timer, event)
+
+
+def shown(raw: bytes, limit: int = 200) -> str:
+    """A member as it can be logged: undecodable bytes escaped, long ones cut."""
+    text = raw.decode("utf-8", "backslashreplace")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(raw)} bytes)"
+
 
 class TimerPoller:
     """Sleeps until the earliest timer of any partition is due (or ``poll_interval``)."""
 
-    def __init__(self, store: Store, keys: Keys, *, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self, store: Store, keys: Keys, *, poll_interval: float = 0.5,
+        on_set_aside: Callable[[int, str], None] | None = None,
+    ) -> None:
         self._store = store
         self._keys = keys
         self._poll = poll_interval
         self._wake = asyncio.Event()
+        self._on_set_aside = on_set_aside
+        """Called with (partition, kind) for each member moved aside (a metric)."""
+        self._far_checked = 0.0
         self.fired = 0
         self.set_aside = 0
         """Members moved to ``timers:bad`` since this poller was built."""
@@ -54,16 +124,25 @@ class TimerPoller:
         """Fire every due timer; return seconds until the next is due (capped)."""
         keys = self._keys
         now_ms = await redis_now_ms(self._store.redis)
+        far = time.monotonic() - self._far_checked >= self._poll
         pipe = self._store.redis.pipeline(transaction=False)
         for p in range(keys.partitions):
             pipe.zrange(keys.timers(p), 0, 0, withscores=True)
+            if far:  # now and then, the latest member: a score beyond any due time
+                pipe.zrange(keys.timers(p), -1, -1, withscores=True)
         replies: list[Any] = await pipe.execute()
+        if far:
+            self._far_checked = time.monotonic()
+            for p, latest in enumerate(replies[1::2]):
+                if latest and not latest[0][1] <= MAX_DUE_MS:
+                    await self._set_aside_beyond(p)
+            replies = replies[::2]
         next_due: float | None = None
         for p, earliest in enumerate(replies):
             if not earliest:
                 continue
             due = earliest[0][1]
-            if due <= now_ms:
+            if due <= now_ms:  # a negative or -inf score too: read_timer sets it aside
                 due = await self._fire_due(p, now_ms)
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
@@ -74,10 +153,10 @@ class TimerPoller:
     async def _fire_due(self, partition: int, now_ms: int) -> float | None:
         key = self._keys.timers(partition)
         while True:
-            members: list[bytes] = await self._store.redis.zrangebyscore(
-                key, "-inf", now_ms, start=0, num=FIRE_BATCH
+            members: list[tuple[bytes, float]] = await self._store.redis.zrangebyscore(
+                key, "-inf", now_ms, start=0, num=FIRE_BATCH, withscores=True
             )
-            await asyncio.gather(*(self._fire(partition, m.decode()) for m in members))
+            await asyncio.gather(*(self._fire(partition, m, s) for m, s in members))
             if len(members) < FIRE_BATCH:
                 break
         nxt: list[tuple[bytes, float]] = await self._store.redis.zrange(
@@ -85,45 +164,48 @@ class TimerPoller:
         )
         return float(nxt[0][1]) if nxt else None
 
-    async def _fire(self, partition: int, member: str) -> None:
+    async def _set_aside_beyond(self, partition: int) -> None:
+        """Move aside the members whose score is past any due time (+inf, beyond int64):
+        they would never fire, and nobody would learn why."""
+        members: list[tuple[bytes, float]] = await self._store.redis.zrangebyscore(
+            self._keys.timers(partition), f"({MAX_DUE_MS}", "+inf", start=0,
+            num=FIRE_BATCH, withscores=True)
+        for raw, score in members:
+            await self._set_aside(partition, raw, score, UnusableTimer(
+                "score", f"score {score!r} is not a due time in epoch ms"))
+
+    async def _fire(self, partition: int, raw: bytes, score: float) -> None:
         try:
-            execution_id, timer = self._keys.parse_timer_member(member)
-            timeout_ms = timeout_of(timer)
-        except (ValueError, InvalidExecutionId) as exc:
-            await self._set_aside(partition, member, str(exc))
+            due = read_timer(self._keys, partition, raw, score)
+        except UnusableTimer as exc:
+            await self._set_aside(partition, raw, score, exc)
             return
-        if self._keys.partition_of(execution_id) != partition:
-            # firing it would consume it from its execution's partition, not this one: it
-            # would stay due here and be polled again every millisecond
-            await self._set_aside(partition, member, "its execution belongs to partition "
-                                  f"{self._keys.partition_of(execution_id)}")
-            return
-        # a deadline ends the execution right here, even while a step of it is in flight
-        # (that step's result then finds the log closed and is not recorded)
-        event: Event = (TimerFired(timer=timer) if timeout_ms is None
-                        else ExecutionTimedOut(timeout_ms=timeout_ms))
         try:
             # a work message either way: after a deadline, the next run finds the log
             # closed and reports to a parent execution, if there is one
-            await self._store.append(execution_id, -1, event, enqueue=True, consume_timer=member)
+            await self._store.append(due.execution_id, -1, due.event, enqueue=True,
+                                     consume_timer=raw.decode())
         except (TimerNotDue, ExecutionEnded):
             return
         except ExecutionNotFound:
-            await self._store.redis.zrem(self._keys.timers(partition), member)
+            await self._store.redis.zrem(self._keys.timers(partition), raw)
             return
         self.fired += 1
-        log.debug("timer fired", execution_id=execution_id, timer=timer)
+        log.debug("timer fired", execution_id=due.execution_id, timer=due.timer)
 
-    async def _set_aside(self, partition: int, member: str, reason: str) -> None:
+    async def _set_aside(
+        self, partition: int, raw: bytes, score: float, why: UnusableTimer
+    ) -> None:
         """Move a member zart-es cannot fire from the wheel to the partition's
-        ``timers:bad`` set (same score), so polling goes on; logged once, kept for an
-        operator to look at."""
-        key = self._keys.timers(partition)
-        due = await self._store.redis.zscore(key, member)
+        ``timers:bad`` set (same score), so polling goes on; logged once, counted, and
+        kept for an operator to look at."""
         pipe = self._store.redis.pipeline(transaction=True)
-        pipe.zadd(self._keys.bad_timers(partition), {member: due if due is not None else 0})
-        pipe.zrem(key, member)
+        pipe.zadd(self._keys.bad_timers(partition), {raw: score})
+        pipe.zrem(self._keys.timers(partition), raw)
         await pipe.execute()
         self.set_aside += 1
-        log.error("timer member cannot be fired; moved aside", member=member, reason=reason,
-                  partition=partition, moved_to=self._keys.bad_timers(partition))
+        if self._on_set_aside is not None:
+            self._on_set_aside(partition, why.kind)
+        log.error("timer member cannot be fired; moved aside", member=shown(raw),
+                  reason=str(why), partition=partition,
+                  moved_to=self._keys.bad_timers(partition))

@@ -34,6 +34,7 @@ from zart_es.core import (
 )
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
 from zart_es.engine._archiver import archiver_for
+from zart_es.engine._heartbeat import write_heartbeat
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
@@ -158,7 +159,9 @@ class Worker:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.redis = self.deployment.redis
         self.store = self.deployment.store
-        self.poller = TimerPoller(self.store, self.keys, poll_interval=poll_interval)
+        self.poller = TimerPoller(
+            self.store, self.keys, poll_interval=poll_interval,
+            on_set_aside=lambda p, kind: self.metrics.timers_set_aside.labels(p, kind).inc())
         self.pauses = PauseRules(self.deployment)
         self.gate = QueueGate(self.deployment)
         self._queue_sweep = queue_sweep_interval
@@ -173,7 +176,8 @@ class Worker:
         self.metrics.in_flight.set_function(lambda: len(self._in_flight))
         """The worker's background loops, restarted when they crash (see :meth:`healthy`)."""
         self.heartbeat_file = heartbeat_file
-        """Touched while the worker's loops run: ``zart-es health --heartbeat-file`` reads it."""
+        """Rewritten while the worker's event loop runs, with the loops that crashed
+        recently: ``zart-es health --heartbeat-file`` reads it."""
         self._cache: OrderedDict[str, StoreJournal] = OrderedDict()
         self._cache_size = cache_size
         self._in_flight: dict[str, _InFlight] = {}
@@ -424,7 +428,7 @@ class Worker:
                     failures += 1
                     log.warning("redis error while running, retrying", error=str(exc))
                     if isinstance(exc, NoPermissionError):
-                        self.loops.report_failure("runs")  # no retry will fix an ACL
+                        self.loops.report_failure("runs", exc)  # no retry will fix an ACL
                     await asyncio.sleep(_backoff(failures))
                     run.again = True
                     continue
@@ -679,21 +683,20 @@ class Worker:
                     reraise_if_cancelling(exc)
                     log.warning("heartbeat failed", error=str(exc))
                     if isinstance(exc, NoPermissionError):
-                        self.loops.report_failure("heartbeat")  # no retry will fix an ACL
+                        self.loops.report_failure("heartbeat", exc)  # no retry fixes an ACL
                     continue
                 if lost:
                     self._forget(stream, set(lost))
 
     def healthy(self) -> bool:
-        """False while a background loop crashed within the last minute: the heartbeat
-        file is then left to age, which ``zart-es health`` reports."""
+        """False while a background loop crashed within the last minute; the heartbeat
+        file then names it, and ``zart-es health`` reports it."""
         return self.loops.healthy()
 
     def _touch(self) -> None:
-        if self.heartbeat_file and self.healthy():
+        if self.heartbeat_file:
             try:
-                with open(self.heartbeat_file, "a"):
-                    os.utime(self.heartbeat_file)
+                write_heartbeat(self.heartbeat_file, self.loops.findings())
             except OSError as exc:
                 log.warning("cannot touch heartbeat file", path=self.heartbeat_file,
                             error=str(exc))
