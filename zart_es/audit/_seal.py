@@ -174,6 +174,9 @@ async def _changed_heads(deployment: Deployment, sealed: dict[str, tuple[int, st
         for execution_id, (version, head) in zip(chunk, replies, strict=True):
             if version is None:
                 continue  # archived and purged since the index was read
+            if not version.isdigit():
+                # a meta hash no append wrote: no head to seal (verify reports its log)
+                continue
             now = (int(version), (head or b"").decode())
             if sealed.get(execution_id) != now:
                 changed.append(Head(execution_id, *now))

@@ -103,7 +103,8 @@ class EndWatcher:
             pause = 0.05
             for key, entries in reply or ():
                 for _entry_id, fields in entries:
-                    self._wake(fields.get(F_EXEC, b"").decode())
+                    # an entry zart-es did not write wakes nobody (no waiter has its id)
+                    self._wake(fields.get(F_EXEC, b"").decode(errors="replace"))
                 last[key] = entries[-1][0]
 
     async def _snapshot(self) -> dict[Any, Any]:

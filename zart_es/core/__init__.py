@@ -26,6 +26,7 @@ from zart_es.core._codec import (
 from zart_es.core._crypto import AesGcmKeyring
 from zart_es.core._durations import Duration, format_ms, to_ms
 from zart_es.core._errors import (
+    UNREADABLE,
     ArchiveError,
     Cancelled,
     ChildFailedError,
@@ -139,6 +140,7 @@ from zart_es.core._schedule_times import (
     ScheduleSpec,
     ScheduleState,
     build_schedule,
+    check_stored,
     detail_json,
     due,
     next_occurrence,
@@ -176,6 +178,7 @@ __all__ = [
     "TERMINAL_EVENTS",
     "TERMINAL_STATES",
     "TIMED_OUT",
+    "UNREADABLE",
     "AesGcmKeyring",
     "AnyEvent",
     "ArchiveError",
@@ -269,6 +272,7 @@ __all__ = [
     "check_priority",
     "check_queue_key",
     "check_queue_name",
+    "check_stored",
     "check_task_queue",
     "check_workflow_name",
     "decode_event",

@@ -409,3 +409,14 @@ class Paused(BaseException):
 
 EventTimeout = SignalTimeout
 """The first name of :class:`SignalTimeout`."""
+
+
+UNREADABLE: tuple[type[Exception], ...] = (
+    ValueError, LookupError, TypeError, AttributeError, ArithmeticError,
+    ConfigError, PayloadError,
+)
+"""What decoding and using one record that someone else wrote into Redis can raise: bytes
+that are not UTF-8, a number that is not one, a msgpack shape of no struct (msgspec's
+errors are ValueErrors), a setting no check would pass. A loop that reads such records
+catches these for each record, sets it aside or skips it, and goes on with the others;
+a Redis error is not among them (that is an outage, retried as a whole)."""

@@ -13,7 +13,7 @@ import builtins
 import json
 import re
 import string
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -294,6 +294,21 @@ def build_schedule(
     return Schedule(name=name, workflow=workflow, input=payload, cron=cron_text,
                     every_ms=every_ms, timezone=timezone, overlap=overlap,
                     id_template=id_template)
+
+
+def check_stored(schedule: Schedule) -> Schedule:
+    """A definition read from Redis, held to the checks of :func:`build_schedule` (anyone
+    with write access may have written it): ConfigError naming what no check would pass,
+    so a hostile ``every_ms`` of 1 cannot make a scheduler spin."""
+    build_schedule(
+        schedule.name, schedule.workflow, schedule.input,
+        cron=schedule.cron or None,
+        every=timedelta(milliseconds=schedule.every_ms) if schedule.every_ms else None,
+        timezone=schedule.timezone, overlap=schedule.overlap,
+        id_template=schedule.id_template)
+    if schedule.created_ms < 0:
+        raise ConfigError(f"created_ms {schedule.created_ms} is negative")
+    return schedule
 
 
 class ScheduleSpec(msgspec.Struct, frozen=True, kw_only=True):

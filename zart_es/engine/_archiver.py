@@ -29,6 +29,7 @@ from redis.exceptions import NoPermissionError
 
 from zart_es.archive import ExecutionRecord, day_of, resolve_archive_url
 from zart_es.core import (
+    UNREADABLE,
     AnyEvent,
     ArchiveError,
     ConfigError,
@@ -39,6 +40,7 @@ from zart_es.core import (
     to_ms,
 )
 from zart_es.engine._aio import tick_forever
+from zart_es.engine._logs import Complaints
 from zart_es.store import ArchiveQueue, AuditArchiveQueue, Deployment, redis_now_ms, to_event
 
 if TYPE_CHECKING:
@@ -100,6 +102,7 @@ class Archiver:
         self.seal_every_ms = seal_every_ms
         """How often the ledger is sealed (``zart-es audit seal``); None: never."""
         self._sealer: Sealer | None = None
+        self._complaints = Complaints(log)
         self._sealed_at = 0.0
 
     async def run(self) -> None:
@@ -133,6 +136,9 @@ class Archiver:
                 busy = await self.archive_partition(p) or busy
             except (ArchiveError, OSError) as exc:  # an outage: Redis keeps it all meanwhile
                 log.warning("archiving failed; retrying", partition=p, error=str(exc))
+            except UNREADABLE as exc:  # a record no check foresaw: the other partitions go on
+                self._complaints.once("archiving a partition failed on a record it cannot "
+                                      "read", f"partition {p}", exc)
         return 0.0 if busy else self._poll
 
     async def _archive_audit(self) -> bool:
@@ -179,6 +185,9 @@ class Archiver:
         except (ArchiveError, OSError) as exc:  # an outage, or a ledger to look at
             log.warning("sealing failed; retrying at the next interval", error=str(exc))
             return
+        except UNREADABLE as exc:  # a record no check foresaw: archiving goes on
+            self._complaints.once("sealing failed on a record it cannot read", "seal", exc)
+            return
         if sealed.written:
             log.info("ledger sealed", checkpoint=sealed.seq, heads=sealed.heads,
                      files=sealed.files)
@@ -189,7 +198,14 @@ class Archiver:
         queue = self.queue
         pending = await queue.plan(partition)
         if pending is not None:
-            await self._move(partition, pending, _plan_decoder.decode(pending), {})
+            try:
+                plan = _plan_decoder.decode(pending)
+            except msgspec.DecodeError as exc:  # no plan an archiver wrote: nothing to resume
+                log.error("archive plan cannot be read; dropped", partition=partition,  # noqa: TRY400
+                          error=str(exc), plan=pending[:200].decode("utf-8", "backslashreplace"))
+                await queue.clear_plan(partition, pending)
+            else:
+                await self._move(partition, pending, plan, {})
         while await queue.file_ended(partition, self._retention_of) >= 1000:
             pass
         now = await redis_now_ms(self.deployment.redis)
@@ -207,9 +223,15 @@ class Archiver:
             if b"end" not in meta or b"v" not in meta:
                 stale.append((execution_id, -1))  # gone or reopened: drop it from the due set
                 continue
-            record = ExecutionRecord(execution_id, meta, entries)
+            try:
+                record = ExecutionRecord(execution_id, meta, entries)
+                day, version = day_of(record.ended_ms), record.version
+            except UNREADABLE as exc:  # a meta hash zart-es did not write: left for an operator
+                self._complaints.once("execution cannot be archived",
+                                      self.deployment.keys.meta(execution_id), exc)
+                continue
             records[execution_id] = record
-            by_day[day_of(record.ended_ms)].append((execution_id, record.version))
+            by_day[day].append((execution_id, version))
         if stale:
             await queue.purge(partition, stale)
         if not by_day:

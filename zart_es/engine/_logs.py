@@ -6,6 +6,8 @@ contextvars and keyword binding; replayed steps log nothing.
 One stream: unless the application configured the standard library's logging itself,
 its records (uvicorn's, redis-py's, asyncio's) go through the same processors and the
 same renderer to the same stderr, so a process writes one kind of line.
+
+:class:`Complaints` logs a record a loop cannot use once, not once per tick.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections import OrderedDict
+from typing import Any
 
 import structlog
 
@@ -74,3 +78,32 @@ def _drop_color_message(_logger: object, _name: str,
     """uvicorn's ``extra`` copy of its message with terminal colour codes: noise here."""
     event.pop("color_message", None)
     return event
+
+
+class Complaints:
+    """Logs each record a loop cannot use once, not on every tick it is met again.
+
+    A record is named by ``what`` (its key and field, say); a complaint is logged again
+    only when its error changes. Remembers at most ``limit`` records (the oldest are
+    forgotten first), so hostile data cannot grow a worker's memory.
+    """
+
+    def __init__(self, log: Any, limit: int = 10_000) -> None:
+        self._log = log
+        self._limit = limit
+        self._said: OrderedDict[str, str] = OrderedDict()
+
+    def once(self, message: str, what: str, error: BaseException | str, **detail: Any) -> None:
+        """Log ``message`` at error level about record ``what``, unless already said."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        if self._said.get(what) == text:
+            self._said.move_to_end(what)
+            return
+        self._said[what] = text
+        if len(self._said) > self._limit:
+            self._said.popitem(last=False)
+        self._log.error(message, record=what, error=text, **detail)
+
+    def forget(self, what: str) -> None:
+        """``what`` is usable again: a new fault of it will be logged."""
+        self._said.pop(what, None)

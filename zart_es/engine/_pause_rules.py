@@ -19,7 +19,8 @@ class PauseRules:
     async def refresh(self) -> frozenset[str]:
         """Read the rules again (one HKEYS); returns them."""
         fields = await self._redis.hkeys(self._keys.pauses())  # type: ignore[misc]
-        self.active = frozenset(f.decode() for f in fields)
+        # a field that is not UTF-8 names no workflow or queue (nothing zart-es wrote)
+        self.active = frozenset(f.decode(errors="replace") for f in fields)
         return self.active
 
     def covering(self, workflow: str, queue: str | None) -> str | None:

@@ -50,6 +50,7 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
+import structlog
 
 from zart_es.core import (
     ConfigError,
@@ -78,6 +79,8 @@ lost in a crash is therefore sent again by the sweeper after this delay."""
 
 Ended = Callable[[list[str]], Awaitable[list[bool]]]
 """``ended(ids)``: for each id, True if that execution has ended (it will never release)."""
+
+log = structlog.get_logger("zart_es.queues")
 
 
 def check_admission(member: str) -> str:
@@ -219,8 +222,28 @@ class QueueGate:
 
     async def _drop(self, queue: Queue, key: str, ids: list[str]) -> Wake:
         woken, retry, running, waiting = await self._call(queue, key, "drop", *ids)
-        return Wake(ids=[i.decode() for i in woken], retry_in_ms=retry if retry >= 0 else None,
+        return Wake(ids=await self._texts(queue, key, woken),
+                    retry_in_ms=retry if retry >= 0 else None,
                     running=int(running), waiting=int(waiting))
+
+    async def _texts(self, queue: Queue, key: str, members: list[bytes]) -> list[str]:
+        """The members as text; one that is not UTF-8 (zart-es wrote no such member)
+        leaves the queue key's zsets instead of failing every release and sweep."""
+        out, bad = [], []
+        for member in members:
+            try:
+                out.append(member.decode())
+            except UnicodeDecodeError:
+                bad.append(member)
+        if bad:
+            prefix = self._keys.queue_slot(queue.slot, key)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrem(prefix + "running", *bad)
+            pipe.zrem(prefix + "waiting", *bad)
+            await pipe.execute()
+            log.error("queue members that are not UTF-8 removed", queue=queue.name, key=key,
+                      members=[m.decode("utf-8", "backslashreplace")[:100] for m in bad])
+        return out
 
     async def sweep(self, queues: Mapping[str, Queue], ended: Ended) -> list[str]:
         """Repair what crashes left; return the waiting ids to wake (across queue keys).
@@ -235,14 +258,14 @@ class QueueGate:
         index = self._keys.queue_index()
         to_wake: list[str] = []
         async for raw in self._redis.sscan_iter(index, count=500):
-            pair = raw.decode()
-            name, _, key = pair.partition(" ")
+            name, _, key = raw.decode("utf-8", "replace").partition(" ")
             queue = queues.get(name)
             if queue is None:
                 continue
             try:
+                raw.decode()
                 check_queue_key(key)
-            except ConfigError:
+            except (ConfigError, UnicodeDecodeError):
                 await self._redis.srem(index, raw)  # type: ignore[misc]
                 continue
             wake = await self._sweep_one(queue, key, ended)
@@ -255,7 +278,7 @@ class QueueGate:
 
     async def _sweep_one(self, queue: Queue, key: str, ended: Ended) -> Wake:
         prefix = self._keys.queue_slot(queue.slot, key)
-        check = [i.decode() for i in await self._redis.zrange(prefix + "running", 0, -1)]
+        check = await self._texts(queue, key, await self._redis.zrange(prefix + "running", 0, -1))
         returned: set[str] = set()
         alive: list[str] = []  # returned to be woken, and not ended: wake them
         while True:

@@ -14,6 +14,7 @@ import msgspec
 import structlog
 
 from zart_es.core import (
+    UNREADABLE,
     ConfigError,
     ExecutionNotFound,
     InvalidExecutionId,
@@ -27,6 +28,7 @@ from zart_es.core import (
     render_id,
 )
 from zart_es.engine._aio import tick_forever
+from zart_es.engine._logs import Complaints
 from zart_es.ops import (
     RACE_ROUNDS,
     Schedules,
@@ -57,6 +59,7 @@ class Scheduler:
         self._poll = poll_interval
         self._wake = asyncio.Event()
         self._next_wait = poll_interval
+        self._complaints = Complaints(log)
         self.started = 0
         """Executions this scheduler created, since it was built."""
 
@@ -99,18 +102,17 @@ class Scheduler:
         started: builtins.list[str] = []
         next_due: int | None = None
         for field in sorted(definitions):
-            name = field.decode()
+            what = f"{keys.schedules()} {field.decode('utf-8', 'backslashreplace')}"
             try:
                 schedule = decode_schedule(definitions[field])
                 progress = await self._advance(schedule, states.get(field), now_ms, started)
-            except (ConfigError, PayloadError, ValueError, KeyError) as exc:
-                # a definition this version cannot use: the other schedules go on
-                log.error(  # noqa: TRY400 -- an expected failure: no traceback wanted
-                    "schedule cannot run", schedule=name, error=str(exc))
+                upcoming = None if schedule.paused else next_occurrence(
+                    schedule, max(progress, now_ms))
+            except UNREADABLE as exc:
+                # a definition (or progress) this version cannot use: the others go on
+                self._complaints.once("schedule cannot run", what, exc)
                 continue
-            if schedule.paused:
-                continue
-            upcoming = next_occurrence(schedule, max(progress, now_ms))
+            self._complaints.forget(what)
             if upcoming is not None and (next_due is None or upcoming < next_due):
                 next_due = upcoming
         self._next_wait = (self._poll if next_due is None

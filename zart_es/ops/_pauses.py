@@ -22,11 +22,13 @@ import structlog
 
 from zart_es.core import (
     PAUSED,
+    UNREADABLE,
     ConfigError,
     ExecutionEnded,
     ExecutionNotFound,
     ExecutionResumed,
     VersionConflict,
+    check_execution_id,
     check_queue_name,
     check_workflow_name,
 )
@@ -73,11 +75,15 @@ async def list_rules(redis: RedisClient, keys: Keys) -> list[PauseRule]:
     raw: dict[bytes, bytes] = await redis.hgetall(keys.pauses())  # type: ignore[misc]
     out = []
     for field, note in sorted(raw.items()):
-        rule = field.decode()
+        rule = field.decode(errors="replace")
         kind, _, name = rule.partition(":")
-        info = json.loads(note)
-        out.append(PauseRule(rule, kind, name, info.get("reason", ""), info.get("by", ""),
-                             int(info.get("at_ms", 0))))
+        try:
+            info = json.loads(note)
+            at_ms = int(info.get("at_ms", 0))
+        except UNREADABLE:  # a note zart-es did not write: the rule holds all the same
+            info, at_ms = {"reason": note.decode(errors="replace")}, 0
+        out.append(PauseRule(rule, kind, name, str(info.get("reason", "")),
+                             str(info.get("by", "")), at_ms))
     return out
 
 
@@ -99,17 +105,23 @@ async def resume_released(store: Store, active: set[str] | None = None) -> int:
     for p in range(keys.partitions):
         pipe.zrange(keys.paused(p), 0, -1)
     members: list[list[bytes]] = await pipe.execute()
-    if active is None or any(m.decode().partition("\n")[2] not in active
+    if active is None or any(m.decode(errors="replace").partition("\n")[2] not in active
                              for held in members for m in held):
         # read after the members: a worker puts a member in only after it saw its rule in
         # Redis, so a rule this misses was lifted. A copy from before (``active``) may not
         # know a new rule whose first hold is being recorded right now, whose member must
         # not be taken for a lifted rule's
-        active = {f.decode() for f in await redis.hkeys(keys.pauses())}  # type: ignore[misc]
+        active = {f.decode(errors="replace")
+                  for f in await redis.hkeys(keys.pauses())}  # type: ignore[misc]
     resumed = 0
     for p, held in enumerate(members):
         for member in held:
-            execution_id, _, rule = member.decode().partition("\n")
+            try:
+                execution_id, _, rule = member.decode().partition("\n")
+                check_execution_id(execution_id)
+            except UNREADABLE:  # no member zart-es wrote: it holds nothing
+                await redis.zrem(keys.paused(p), member)
+                continue
             if rule in active:
                 continue
             if await _resume_one(store, execution_id, rule):
@@ -125,7 +137,11 @@ async def _resume_one(store: Store, execution_id: str, rule: str) -> bool:
         if not meta or meta.get(b"st") != PAUSED.encode():
             return False
         try:
-            await store.append(execution_id, int(meta[b"v"]), ExecutionResumed(rule=rule),
+            version = int(meta[b"v"])
+        except UNREADABLE:  # a meta hash zart-es did not write: nothing to resume
+            return False
+        try:
+            await store.append(execution_id, version, ExecutionResumed(rule=rule),
                                enqueue=True)
         except VersionConflict:
             continue  # something else was appended meanwhile: look again

@@ -53,6 +53,7 @@ from zart_es.core import (
     ScheduleSpec,
     ScheduleState,
     build_schedule,
+    check_stored,
     detail_json,
     encode_value,
     occurrences,
@@ -79,8 +80,8 @@ def encode_record(record: Schedule | ScheduleState) -> bytes:
 
 
 def decode_schedule(raw: bytes) -> Schedule:
-    """A stored definition."""
-    return _schedule_decoder.decode(raw)
+    """A stored definition, checked as an added one is (ConfigError, ValueError)."""
+    return check_stored(_schedule_decoder.decode(raw))
 
 
 def decode_state(raw: bytes) -> ScheduleState:
@@ -171,13 +172,18 @@ class Schedules:
         while True:
             if raw is None:  # removed meanwhile
                 return await self.add(**spec.settings(), by=by)
-            existing = _schedule_decoder.decode(raw)
-            if msgspec.structs.replace(existing, created_ms=0, paused=False) == wanted:
+            try:
+                existing: Schedule | None = _schedule_decoder.decode(raw)
+            except msgspec.DecodeError:  # bytes of no definition: the code's replaces them
+                existing = None
+            if existing is not None and msgspec.structs.replace(
+                    existing, created_ms=0, paused=False) == wanted:
                 return existing
             # one compare-and-set, the operator's pause carried over: a crash, a tick or
             # an operator's pause between two writes can neither unpause it nor be lost
             replaced = msgspec.structs.replace(
-                wanted, created_ms=await redis_now_ms(self._redis), paused=existing.paused)
+                wanted, created_ms=await redis_now_ms(self._redis),
+                paused=existing is not None and existing.paused)
             ok, current = await self.cas(key, spec.name, raw, _encoder.encode(replaced))
             if ok:
                 break

@@ -12,10 +12,12 @@ is still ended at the version that was archived. The batch being moved is record
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
-from zart_es.core import TERMINAL_STATES
+from zart_es.core import TERMINAL_STATES, UNREADABLE, check_execution_id
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
 from zart_es.store._keys import F_EXEC, Keys
@@ -60,15 +62,15 @@ class ArchiveQueue:
         if trail is None:
             return
         for (name, now), old in zip(declared.items(), before, strict=True):
-            if old is not None and old.decode() != now:
+            was = None if old is None else old.decode(errors="replace")
+            if was is not None and was != now:
                 await trail.record("retention.change", by=by, workflow=name,
-                                   before=old.decode(), after=now)
+                                   before=was, after=now)
 
     async def retentions(self) -> dict[str, int | None]:
         """Workflow -> declared retention (ms; None: for ever), as workers recorded it."""
         raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.retention())  # type: ignore[misc]
-        return {name.decode(): None if value == KEEP.encode() else int(value)
-                for name, value in raw.items()}
+        return dict(pair for pair in map(_retention, raw.items()) if pair is not None)
 
     async def file_ended(self, partition: int,
                          retention_of: Callable[[str], int | None]) -> int:
@@ -82,13 +84,17 @@ class ArchiveQueue:
         keys, redis = self.keys, self.redis
         state = keys.archiver(partition)
         cursor: bytes | None = await redis.hget(state, "cursor")  # type: ignore[misc]
+        if cursor is not None and not _STREAM_ID.fullmatch(cursor):
+            # no entry id: nothing zart-es wrote; start over (filing is idempotent)
+            await redis.hdel(state, "cursor")  # type: ignore[misc]
+            cursor = None
         page: list[Any] = await redis.xrange(
             keys.ended(partition), min=b"(" + cursor if cursor else "-", count=FILE_PAGE)
         if cursor is None or (page and not await self._contiguous(partition, cursor)):
             await self._sweep(partition, retention_of)
         if not page:
             return 0
-        ids = list(dict.fromkeys(fields[F_EXEC].decode() for _, fields in page))
+        ids = list(dict.fromkeys(filter(None, (_id_of(fields.get(F_EXEC)) for _, fields in page))))
         await self._file(partition, ids, retention_of)
         await redis.hset(state, mapping={"cursor": page[-1][0]})  # type: ignore[misc]
         return len(page)
@@ -107,7 +113,7 @@ class ArchiveQueue:
                 # skips ones already filed (this sweep is a backstop, filing is idempotent)
                 found: list[bytes] = await self.redis.zrange(index, start,
                                                              start + FILE_PAGE - 1)
-                await self._file(partition, [member.decode() for member in found],
+                await self._file(partition, [i for i in map(_id_of, found) if i],
                                  retention_of)
                 if len(found) < FILE_PAGE:
                     break
@@ -125,9 +131,9 @@ class ArchiveQueue:
         metas: list[list[bytes | None]] = await pipe.execute()
         due: dict[str, int] = {}
         for execution_id, (workflow, end) in zip(ids, metas, strict=True):
-            if workflow is None or end is None:
+            if workflow is None or end is None or not end.isdigit():
                 continue  # gone, or reopened by a repair (it is filed when it ends again)
-            retention = retention_of(workflow.decode())
+            retention = retention_of(workflow.decode(errors="replace"))
             if retention is not None:
                 due[execution_id] = int(end) + retention
         if due:
@@ -137,13 +143,20 @@ class ArchiveQueue:
         """Up to ``limit`` executions whose retention has passed, earliest first."""
         found: list[bytes] = await self.redis.zrangebyscore(
             self.keys.archive_due(partition), "-inf", now_ms, start=0, num=limit)
-        return [member.decode() for member in found]
+        ids = [_id_of(member) for member in found]
+        bad = [member for member, i in zip(found, ids, strict=True) if i is None]
+        if bad:  # members no filing wrote: out of the way of the others
+            await self.redis.zrem(self.keys.archive_due(partition), *bad)
+        return [i for i in ids if i is not None]
 
     async def earliest(self, partition: int) -> int | None:
         """When the longest-waiting execution of the partition became due (ms)."""
         first: list[tuple[bytes, float]] = await self.redis.zrange(
             self.keys.archive_due(partition), 0, 0, withscores=True)
-        return int(first[0][1]) if first else None
+        if not first:
+            return None
+        score = first[0][1]
+        return int(score) if math.isfinite(score) else 0
 
     async def snapshots(self, ids: list[str]) -> list[Snapshot]:
         """Each execution's meta hash and whole log, read in one round trip."""
@@ -185,6 +198,27 @@ class ArchiveQueue:
         """Close the scripts' own connections."""
         for script in (self._purge, self._lease, self._cas):
             await script.aclose()
+
+
+_STREAM_ID = re.compile(rb"\d{1,20}-\d{1,20}")
+
+
+def _id_of(raw: bytes | None) -> str | None:
+    """An execution id read from an entry or member, None for bytes zart-es never wrote
+    there (no id, not UTF-8, not a valid id): skipped, never a stalled partition."""
+    try:
+        return check_execution_id(raw.decode()) if raw else None
+    except UNREADABLE:
+        return None
+
+
+def _retention(pair: tuple[bytes, bytes]) -> tuple[str, int | None] | None:
+    """A recorded (workflow, retention ms) pair, None for one no worker wrote."""
+    name, value = pair
+    try:
+        return name.decode(), None if value == KEEP.encode() else max(0, int(value))
+    except UNREADABLE:
+        return None
 
 
 def _next_id(entry_id: bytes) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from zart_es.core import DEFAULT_TASK_QUEUE
+from zart_es.core import DEFAULT_TASK_QUEUE, UNREADABLE, check_task_queue
 from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
 from zart_es.store._keys import Keys
@@ -53,7 +53,7 @@ class Routes:
     async def refresh(self) -> dict[str, str]:
         """Read the routes hash now."""
         raw: dict[bytes, bytes] = await self._redis.hgetall(self._keys.routes())  # type: ignore[misc]
-        self._routes = {k.decode(): v.decode() for k, v in raw.items()}
+        self._routes = dict(pair for pair in map(_route, raw.items()) if pair is not None)
         self._read_at = time.monotonic()
         return dict(self._routes)
 
@@ -94,3 +94,13 @@ class Routes:
             pipe.zcount(self._keys.task_queue_workers(queue), now_ms - WORKER_SEEN_MS, "+inf")
         counts: list[int] = await pipe.execute()
         return dict(zip(task_queues, counts, strict=True))
+
+
+def _route(pair: tuple[bytes, bytes]) -> tuple[str, str] | None:
+    """A stored (workflow, task queue) pair, or None for one zart-es cannot have written
+    (not UTF-8, no valid task queue): that workflow then has no known route, as before
+    any worker of it started, instead of every start failing."""
+    try:
+        return pair[0].decode(), check_task_queue(pair[1].decode())
+    except UNREADABLE:
+        return None

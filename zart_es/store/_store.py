@@ -109,6 +109,10 @@ class Store:
         key = self.keys.config()
         await self.redis.hsetnx(key, "partitions", str(self.keys.partitions))  # type: ignore[misc]
         recorded = await self.redis.hget(key, "partitions")  # type: ignore[misc]
+        if recorded is not None and not recorded.isdigit():
+            raise PartitionMismatch(
+                f"{key} records partitions {recorded!r}, not a count: restore it to the "
+                f"deployment's count (this process uses {self.keys.partitions})")
         if recorded is not None and int(recorded) != self.keys.partitions:
             raise PartitionMismatch(
                 f"this Redis was set up with {int(recorded)} partitions under prefix "
