@@ -152,10 +152,10 @@ async def test_a_worker_whose_loop_keeps_crashing_says_which_in_its_heartbeat(
     async with worker:
         await wait_for(lambda: _true(not worker.healthy()), timeout=5)
         await asyncio.sleep(0.3)  # a few heartbeat intervals (0.1 s)
-        age, findings = read_heartbeat(str(beat))
-        assert age < 0.3
-        assert [(f.loop, f.last_error) for f in findings] == [("queues", "RuntimeError: broken")]
-        assert findings[0].crashes >= 1
+        said = read_heartbeat(str(beat))
+        assert said.age_s < 0.3
+        assert [(f.loop, f.last_error) for f in said.loops] == [("queues", "RuntimeError: broken")]
+        assert said.loops[0].crashes >= 1
         assert worker.metrics.loop_restarts.labels("queues")._value.get() >= 1
         probe = await asyncio.to_thread(
             zart, redis_url, "health", "--heartbeat-file", str(beat))

@@ -71,7 +71,7 @@ PUBLIC = [
     "schedule",
 ]
 
-CONTROL_FLOW = {"Suspend", "Cancelled", "LeaseLost", "Interrupted", "Paused"}
+CONTROL_FLOW = {"Suspend", "Cancelled", "LeaseLost", "Interrupted", "Paused", "StoreRefused"}
 """Engine control flow: BaseException, so a user's ``except Exception:`` cannot swallow it."""
 
 ERROR_CLASSES: dict[str, type[BaseException]] = {

@@ -183,14 +183,18 @@ async def health(args: argparse.Namespace) -> int:
 
     if args.heartbeat_file:
         try:
-            age, findings = read_heartbeat(args.heartbeat_file)
+            beat = read_heartbeat(args.heartbeat_file)
         except FileNotFoundError:
             raise ZartError(
                 f"no heartbeat file {args.heartbeat_file!r}: worker not running") from None
-        if age > args.max_age:
-            raise ZartError(f"worker heartbeat is {age:.0f}s old (max {args.max_age:g}s)")
-        if findings:
-            raise ZartError("; ".join(f.describe() for f in findings))
+        if beat.age_s > args.max_age:
+            raise ZartError(f"worker heartbeat is {beat.age_s:.0f}s old "
+                            f"(max {args.max_age:g}s)")
+        said = [f.describe() for f in beat.loops]
+        if beat.store_refusing:
+            said.append(f"store refusing writes ({beat.store_refusing}); runs held")
+        if said:
+            raise ZartError("; ".join(said))
     async with client_for(args) as client:
         await client.redis.ping()  # type: ignore[misc]
     print("ok")

@@ -42,8 +42,9 @@ Engine control flow is not an error and derives from ``BaseException`` so that a
 ``except Exception:`` cannot swallow it: :class:`Suspend` (the execution waits for a
 durable timer), :class:`Cancelled` (the execution was asked to stop), :class:`LeaseLost`
 (another worker took the execution over), :class:`Interrupted` (this worker is
-shutting down; the execution continues elsewhere) and :class:`Paused` (a pause rule holds
-the execution at a step boundary).
+shutting down; the execution continues elsewhere), :class:`Paused` (a pause rule holds
+the execution at a step boundary) and :class:`StoreRefused` (Redis refused a call made for
+the workflow: the run stops unrecorded and resumes when Redis accepts writes again).
 """
 
 from __future__ import annotations
@@ -397,6 +398,20 @@ class LeaseLost(BaseException):
 
 class Interrupted(BaseException):
     """This worker is draining: stop before the next step; another worker continues."""
+
+
+class StoreRefused(BaseException):
+    """The store refused or lost a call the engine made for workflow code (out of memory,
+    READONLY after a failover, LOADING, a lost connection, a timeout while recording).
+
+    Raised through workflow code as engine control flow, so an ``except Exception`` around
+    a step cannot take it for the workflow's failure; the worker turns it back into
+    :attr:`error`, stops the run where it is and resumes it once Redis accepts writes.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
 
 
 class Paused(BaseException):

@@ -95,6 +95,11 @@ class WorkerMetrics:
         self.loop_restarts = Counter(
             "zart_worker_loop_restarts", "Background loops restarted after they crashed",
             ["loop"], registry=self.registry)
+        self.store_refusals = Counter(
+            "zart_worker_store_refusals", "Store errors met while running executions or "
+            "probing (oom, readonly, loading, busy, connection, timeout, ...): the run "
+            "stopped unrecorded and resumes when Redis accepts writes", ["kind"],
+            registry=self.registry)
         self.timers_set_aside = Counter(
             "zart_worker_timers_set_aside", "Timer wheel members this worker could not "
             "fire and moved to the partition's timers:bad set, by what was wrong",

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import msgspec
 import structlog
+from redis.exceptions import NoPermissionError, RedisError
 
 from zart_es.core import (
     TERMINAL_EVENTS,
@@ -40,12 +41,14 @@ from zart_es.core import (
     Queue,
     QueueAdmitted,
     SignalConsumed,
+    StoreRefused,
     UnknownWorkflow,
     VersionConflict,
     already_recorded,
     apply,
     wait_timer,
 )
+from zart_es.engine._breaker import StoreBreaker
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
@@ -92,6 +95,7 @@ class StoreJournal:
     __slots__ = (
         "_execution_id",
         "_lock",
+        "breaker",
         "draining",
         "gate",
         "last_entry",
@@ -116,6 +120,8 @@ class StoreJournal:
         self._execution_id = execution_id
         self.draining: Callable[[], bool] = _never
         self.metrics: WorkerMetrics | None = None
+        self.breaker: StoreBreaker | None = None
+        """The worker's breaker: a refused append waits there and is tried again."""
         self.pauses: PauseRules | None = None
         self.queue: Queue | None = None
         """The queue of the execution's workflow (set once the workflow is known)."""
@@ -134,7 +140,8 @@ class StoreJournal:
 
     async def catch_up(self) -> int:
         """Fold the entries appended since the last one seen; returns how many."""
-        entries = await self.store.read(self._execution_id, self.last_entry)
+        with refusals():
+            entries = await self.store.read(self._execution_id, self.last_entry)
         for entry_id, event in entries:
             apply(self.state, event)
             self.last_entry = entry_id
@@ -161,9 +168,10 @@ class StoreJournal:
         """Whether ``rule`` is really in force (the cached copy is refreshed if not)."""
         if self.pauses is None:
             return False
-        if await self.pauses.confirm(rule):
-            return True
-        await self.pauses.refresh()
+        with refusals():
+            if await self.pauses.confirm(rule):
+                return True
+            await self.pauses.refresh()
         return False
 
     def observe_step(self, step: str, attempt: int, took_us: int, outcome: str) -> None:
@@ -174,6 +182,10 @@ class StoreJournal:
 
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         """Create the child's log (a no-op if it exists: replays start it once)."""
+        with refusals():
+            await self._create_child(child_id, workflow, payload)
+
+    async def _create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         event = ExecutionStarted(execution_id=child_id, workflow=workflow, input=payload,
                                  traceparent=traceparent(), parent_id=self._execution_id,
                                  task_queue=await self.task_queue_of(workflow))
@@ -192,7 +204,10 @@ class StoreJournal:
         async with self._lock:
             if already_recorded(self.state, event):  # a concurrent branch's catch-up saw it
                 return
-            await self._record(event, timer)
+            try:  # refusals(), inlined: this is every step's path
+                await self._record(event, timer)
+            except (RedisError, OSError) as exc:
+                raise StoreRefused(exc) from exc
 
     async def _record(self, event: Event, timer: NewTimer | None) -> None:
         while True:
@@ -208,6 +223,15 @@ class StoreJournal:
                     self._execution_id, self.state.version, event, timer=timer,
                     drop_timers=self._pending_timers(event),
                 )
+            except (RedisError, OSError) as exc:
+                if self.breaker is None or isinstance(exc, NoPermissionError):
+                    raise
+                # Redis refused it or the connection went: keep the event (a step's
+                # result is not run again) and append it once Redis accepts writes. The
+                # same expected version: one that landed shows as a conflict, caught up
+                self.breaker.trip(exc)
+                await self.breaker.wait()
+                continue
             except VersionConflict:
                 if self.metrics is not None:
                     self.metrics.conflicts.inc()
@@ -222,6 +246,8 @@ class StoreJournal:
             except ExecutionEnded:
                 await self.catch_up()
                 raise LeaseLost from None
+            if self.breaker is not None:
+                self.breaker.ok()
             if appended is not None:
                 apply(self.state, appended.event)
                 self.last_entry = appended.entry_id
@@ -237,6 +263,18 @@ class StoreJournal:
             if timer is not None and not timer.fired:
                 return (wait_timer(event.wait),)
         return ()
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """The journal boundary: a store error (Redis refusing a write, a lost connection, a
+    timeout) becomes :class:`StoreRefused`, which workflow code cannot take for its own
+    failure; the worker turns it back into the store error. What a step function raises
+    never passes here: a user's own Redis error is the step's failure."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreRefused(exc) from exc
 
 
 async def replay_execution(

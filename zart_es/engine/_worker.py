@@ -30,10 +30,12 @@ from zart_es.core import (
     ExecutionState,
     LeaseLost,
     StoreError,
+    StoreRefused,
     check_task_queue,
 )
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
 from zart_es.engine._archiver import archiver_for
+from zart_es.engine._breaker import StoreBreaker
 from zart_es.engine._heartbeat import write_heartbeat
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -169,9 +171,11 @@ class Worker:
         self.run_scheduler = run_scheduler
         """Start the occurrences of recurring schedules (any number of workers may)."""
         self._poll_interval = poll_interval
-        self._lease = script_caller(self.redis, load_script("lease"), pipelined=False)
-        self._release_script = script_caller(self.redis, load_script("release"), pipelined=False)
+        self._lease, self._release_script = (
+            script_caller(self.redis, load_script(name), pipelined=False)
+            for name in ("lease", "release"))
         self.metrics = metrics or WorkerMetrics()
+        self.breaker = self._breaker()  # open while Redis refuses writes: runs wait
         self.loops = Supervisor(log, lambda loop: self.metrics.loop_restarts.labels(loop).inc())
         self.metrics.in_flight.set_function(lambda: len(self._in_flight))
         """The worker's background loops, restarted when they crash (see :meth:`healthy`)."""
@@ -419,17 +423,22 @@ class Worker:
             while True:
                 run.again = False
                 try:
+                    await self.breaker.wait()  # no new steps while Redis refuses writes
                     outcome = await self._run_once(execution_id)
+                    self.breaker.ok()  # a whole run went through: Redis serves again
                 except LeaseLost:
                     outcome = Outcome.ENDED
-                except (RedisError, OSError) as exc:
+                except (RedisError, OSError, StoreRefused) as caught:
+                    exc = caught.error if isinstance(caught, StoreRefused) else caught
                     reraise_if_cancelling(exc)
                     self._cache.pop(execution_id, None)  # unknown what landed: re-read
                     failures += 1
-                    log.warning("redis error while running, retrying", error=str(exc))
                     if isinstance(exc, NoPermissionError):
+                        log.warning("redis refused a command to this user", error=str(exc))
                         self.loops.report_failure("runs", exc)  # no retry will fix an ACL
-                    await asyncio.sleep(_backoff(failures))
+                        await asyncio.sleep(_backoff(failures))
+                    else:  # the run stops where it is; it resumes once Redis accepts writes
+                        self.breaker.trip(exc)
                     run.again = True
                     continue
                 if await self._not_acked(outcome, run):
@@ -499,6 +508,7 @@ class Worker:
         journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)
         journal.draining = self._stopping.is_set
         journal.metrics = self.metrics
+        journal.breaker = self.breaker
         journal.pauses = self.pauses
         journal.gate = self.gate
         journal.task_queue_of = self._task_queue_of
@@ -688,6 +698,9 @@ class Worker:
                 if lost:
                     self._forget(stream, set(lost))
 
+    def _breaker(self) -> StoreBreaker:
+        return StoreBreaker(lambda kind: self.metrics.store_refusals.labels(kind).inc())
+
     def healthy(self) -> bool:
         """False while a background loop crashed within the last minute; the heartbeat
         file then names it, and ``zart-es health`` reports it."""
@@ -696,7 +709,8 @@ class Worker:
     def _touch(self) -> None:
         if self.heartbeat_file:
             try:
-                write_heartbeat(self.heartbeat_file, self.loops.findings())
+                write_heartbeat(self.heartbeat_file, self.loops.findings(),
+                                store_refusing=self.breaker.error if self.breaker.open else None)
             except OSError as exc:
                 log.warning("cannot touch heartbeat file", path=self.heartbeat_file,
                             error=str(exc))

@@ -47,6 +47,7 @@ from zart_es.core import (
     StepFailed,
     StepFailedError,
     StepTimedOut,
+    StoreRefused,
     Suspend,
     TimerSet,
     check_execution_id,
@@ -71,7 +72,7 @@ MAX_STEP_NAME = 200
 log = structlog.get_logger("zart_es.step")
 
 StepFn = Callable[[], T | Awaitable[T]]
-_CONTROL = (Suspend, Interrupted, LeaseLost, Cancelled, Paused)
+_CONTROL = (Suspend, Interrupted, LeaseLost, Cancelled, Paused, StoreRefused)
 
 
 class Context:

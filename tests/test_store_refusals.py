@@ -1,0 +1,153 @@
+"""A Redis that refuses writes is never the workflow's failure (issue: store errors).
+
+A real redis-server runs out of memory mid-run (``maxmemory`` with ``noeviction``), or
+stalls past the client's timeout (``DEBUG SLEEP``): no execution ends failed by it,
+nothing is recorded twice, a step whose result could not be recorded runs again at most
+once, and every execution completes once Redis accepts writes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.helpers import read_log, wait_for
+from zart_es import Client, Context, Registry, Worker, durable
+from zart_es.core import ExecutionFailed, StepCompleted
+from zart_es.store._embedded import RedisServer
+
+pytestmark = pytest.mark.redis
+
+STEPS = 30
+BLOB = "x" * 20_000
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own: its memory limit is changed mid-run."""
+    running = RedisServer(tmp_path / "redis", appendfsync="no").start()
+    yield running
+    running.stop()
+
+
+def _bulky(registry: Registry, runs: collections.Counter[tuple[str, int]]) -> None:
+    @durable("bulky", registry=registry)
+    async def bulky(ctx: Context) -> int:
+        for i in range(STEPS):
+            def effect(i: int = i) -> str:
+                runs[(ctx.execution_id, i)] += 1
+                return BLOB
+            try:  # a broad except around a step: the engine's own signal still wins
+                await ctx.step(f"s{i}", effect)
+            except Exception:
+                return -1
+        return STEPS
+
+
+async def _check(redis: Redis, ids: list[str], runs: collections.Counter[tuple[str, int]],
+                 client: Client, outages: int = 1) -> None:
+    results = [await client.result(e, timeout=60) for e in ids]
+    assert results == [STEPS] * len(ids)
+    for execution_id in ids:
+        log = await read_log(redis, execution_id)
+        assert not any(isinstance(e, ExecutionFailed) for e in log)
+        steps = [e.step for e in log if isinstance(e, StepCompleted)]
+        assert len(steps) == len(set(steps)) == STEPS  # nothing recorded twice
+        again = sum(n - 1 for (e, _), n in runs.items() if e == execution_id)
+        assert again <= outages, f"{execution_id}: {again} step runs repeated"
+
+
+async def test_out_of_memory_mid_run_fails_nothing_and_every_execution_completes(
+    server: RedisServer,
+) -> None:
+    registry, runs = Registry(), collections.Counter[tuple[str, int]]()
+    _bulky(registry, runs)
+    redis = Redis.from_url(server.url)
+    async with Worker(server.url, registry=registry, lease_timeout=2,
+                      poll_interval=0.05) as worker, Client(server.url) as client:
+        ids = [await client.start("bulky") for _ in range(8)]
+        await wait_for(lambda: _recorded(redis, ids, 3), timeout=20)
+        used = int((await redis.info("memory"))["used_memory"])
+        await redis.config_set("maxmemory-policy", "noeviction")
+        await redis.config_set("maxmemory", str(used + 200_000))
+        await wait_for(lambda: _true(worker.breaker.open), timeout=20)
+        await asyncio.sleep(1.5)  # refusals go on: no run may fail meanwhile
+        assert worker.metrics.store_refusals.labels("oom")._value.get() >= 1
+        await redis.config_set("maxmemory", "0")
+        await _check(redis, ids, runs, client)
+        assert not worker.breaker.open
+    await redis.aclose()
+
+
+async def test_redis_stalling_past_the_client_timeout_fails_nothing(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", appendfsync="no",
+                         extra=["--enable-debug-command", "local"]).start()
+    try:
+        await _stall_mid_run(server)
+    finally:
+        server.stop()
+
+
+async def _stall_mid_run(server: RedisServer) -> None:
+    registry, runs = Registry(), collections.Counter[tuple[str, int]]()
+    _bulky(registry, runs)
+    redis = Redis.from_url(server.url)
+    url = f"{server.url}?socket_timeout=0.5"
+    async with Worker(url, registry=registry, lease_timeout=5,
+                      poll_interval=0.05) as worker, Client(server.url) as client:
+        ids = [await client.start("bulky") for _ in range(4)]
+        await wait_for(lambda: _recorded(redis, ids, 2), timeout=20)
+        await redis.execute_command("DEBUG", "SLEEP", "2")
+        await _check(redis, ids, runs, client)
+        assert sum(worker.metrics.store_refusals.labels(k)._value.get()
+                   for k in ("timeout", "connection")) >= 1
+    await redis.aclose()
+
+
+async def _recorded(redis: Redis, ids: list[str], n: int) -> bool:
+    for execution_id in ids:
+        log = await read_log(redis, execution_id)
+        if sum(isinstance(e, StepCompleted) for e in log) < n:
+            return False
+    return True
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_redis_error_of_the_steps_own_code_is_the_steps_failure(
+    server: RedisServer,
+) -> None:
+    """Telling the two apart: what the step function raises (here a redis-py error of the
+    user's own Redis) is the step's failure, retried by its policy, then StepFailedError."""
+    from redis.exceptions import OutOfMemoryError
+
+    from zart_es import StepFailedError
+
+    registry = Registry()
+    tries: list[int] = []
+
+    @durable("own-redis", registry=registry)
+    async def own_redis(ctx: Context) -> str:
+        def call_users_redis() -> None:
+            tries.append(1)
+            raise OutOfMemoryError("the user's own cache is full")
+        try:
+            await ctx.step_with_retry("cache", call_users_redis, retries=1, delay="10ms")
+        except StepFailedError as exc:
+            return f"{exc.error_type} after {exc.attempts} attempts"
+        return "no failure"
+
+    async with Worker(server.url, registry=registry, poll_interval=0.05) as worker, \
+            Client(server.url) as client:
+        eid = await client.start("own-redis")
+        assert await client.result(eid, timeout=10) == "OutOfMemoryError after 2 attempts"
+        assert len(tries) == 2
+        assert not worker.breaker.open
+        assert worker.metrics.store_refusals.labels("oom")._value.get() == 0
