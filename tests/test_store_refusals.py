@@ -35,7 +35,8 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     running.stop()
 
 
-def _bulky(registry: Registry, runs: collections.Counter[tuple[str, int]]) -> None:
+def _bulky(registry: Registry, runs: collections.Counter[tuple[str, int]],
+           pause: float = 0.0) -> None:
     @durable("bulky", registry=registry)
     async def bulky(ctx: Context) -> int:
         for i in range(STEPS):
@@ -46,6 +47,7 @@ def _bulky(registry: Registry, runs: collections.Counter[tuple[str, int]]) -> No
                 await ctx.step(f"s{i}", effect)
             except Exception:
                 return -1
+            await asyncio.sleep(pause)  # not durable: a replay does not wait
         return STEPS
 
 
@@ -151,3 +153,87 @@ async def test_a_redis_error_of_the_steps_own_code_is_the_steps_failure(
         assert len(tries) == 2
         assert not worker.breaker.open
         assert worker.metrics.store_refusals.labels("oom")._value.get() == 0
+
+
+async def test_redis_killed_and_restarted_during_a_gather_fails_nothing(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "redis", appendfsync="always").start()
+    registry, runs = Registry(), collections.Counter[tuple[str, int]]()
+
+    @durable("fan", registry=registry)
+    async def fan(ctx: Context) -> int:
+        async def branch(b: int) -> None:
+            for i in range(8):
+                def effect(n: int = b * 100 + i) -> str:
+                    runs[(ctx.execution_id, n)] += 1
+                    return "ok"
+                await ctx.step(f"b{b}-{i}", effect)
+                await asyncio.sleep(0.02)
+        await ctx.gather(*(branch(b) for b in range(4)))
+        return STEPS
+
+    try:
+        redis = Redis.from_url(server.url)
+        async with Worker(server.url, registry=registry, lease_timeout=3,
+                          poll_interval=0.05) as worker, Client(server.url) as client:
+            ids = [await client.start("fan") for _ in range(4)]
+            await wait_for(lambda: _recorded(redis, ids, 2), timeout=20)
+            server.kill()
+            await asyncio.sleep(1.0)
+            server.start()
+            results = [await client.result(e, timeout=60) for e in ids]
+            assert results == [STEPS] * len(ids)
+            for execution_id in ids:
+                log = await read_log(redis, execution_id)
+                assert not any(isinstance(e, ExecutionFailed) for e in log)
+                steps = [e.step for e in log if isinstance(e, StepCompleted)]
+                assert len(steps) == len(set(steps)) == 32
+                again = sum(n - 1 for (e, _), n in runs.items() if e == execution_id)
+                assert again <= 1, f"{execution_id}: {again} step runs repeated"
+            assert worker.metrics.store_refusals.labels("connection")._value.get() >= 1
+        await redis.aclose()
+    finally:
+        server.stop()
+
+
+async def test_a_failover_that_leaves_the_worker_on_a_replica_fails_nothing(
+    tmp_path: Path,
+) -> None:
+    """READONLY: the worker's Redis becomes a replica mid-run (FAILOVER to its replica),
+    then master again."""
+    primary = RedisServer(tmp_path / "a", appendfsync="no").start()
+    replica = RedisServer(tmp_path / "b", appendfsync="no").start()
+    registry, runs = Registry(), collections.Counter[tuple[str, int]]()
+    _bulky(registry, runs, pause=0.1)
+    a, b = Redis.from_url(primary.url), Redis.from_url(replica.url)
+    try:
+        await b.replicaof("127.0.0.1", primary.port)
+        await wait_for(lambda: _replica_online(a), timeout=30)  # the first sync waits 5 s
+        async with Worker(primary.url, registry=registry, lease_timeout=3,
+                          poll_interval=0.05) as worker, Client(primary.url) as client:
+            ids = [await client.start("bulky") for _ in range(4)]
+            await wait_for(lambda: _recorded(a, ids, 3), timeout=20)
+            await a.execute_command("FAILOVER", "TO", "127.0.0.1", str(replica.port))
+            await wait_for(lambda: _true(worker.breaker.open), timeout=20)
+            await asyncio.sleep(1.0)
+            await wait_for(lambda: _role(b, "master"), timeout=20)
+            await wait_for(lambda: _replica_online(b), timeout=20)
+            await b.execute_command("FAILOVER", "TO", "127.0.0.1", str(primary.port))
+            await wait_for(lambda: _role(a, "master"), timeout=20)
+            await _check(a, ids, runs, client)
+            assert worker.metrics.store_refusals.labels("readonly")._value.get() >= 1
+    finally:
+        await a.aclose()
+        await b.aclose()
+        primary.stop()
+        replica.stop()
+
+
+async def _role(redis: Redis, role: str) -> bool:
+    return bool((await redis.info("replication"))["role"] == role)
+
+
+async def _replica_online(master: Redis) -> bool:
+    info = await master.info("replication")
+    return info.get("role") == "master" and "online" in str(info.get("slave0", ""))
