@@ -202,7 +202,10 @@ async def test_a_paused_waiter_does_not_block_its_queue(
     client, registry = env
     shared = queue("shared", concurrency=1, registry=registry)
 
+    in_step = asyncio.Event()
+
     async def slow() -> str:
+        in_step.set()
         await asyncio.sleep(0.4)
         return "a"
 
@@ -215,7 +218,7 @@ async def test_a_paused_waiter_does_not_block_its_queue(
         return str(await ctx.step("s", lambda: "b"))
 
     first = await client.start("wf-a")
-    await asyncio.sleep(0.15)  # admitted, its step in flight
+    await asyncio.wait_for(in_step.wait(), timeout=10)  # admitted, its step in flight
     waiting = await client.start("wf-a")
     await asyncio.sleep(0.15)
     await client.pause(workflow="wf-a")

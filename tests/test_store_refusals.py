@@ -229,3 +229,22 @@ async def _role(redis: Redis, role: str) -> bool:
 async def _replica_online(master: Redis) -> bool:
     info = await master.info("replication")
     return info.get("role") == "master" and "online" in str(info.get("slave0", ""))
+
+
+@pytest.mark.processes
+def test_health_reports_a_refusing_store_and_readiness_fails_on_it(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from tests.helpers import zart
+    from zart_es.engine import write_heartbeat
+
+    beat = str(tmp_path / "beat")
+    write_heartbeat(beat, [], store_refusing="OutOfMemoryError: used memory > 'maxmemory'")
+    alive = zart(redis_url, "health", "--heartbeat-file", beat)
+    assert alive.returncode == 0  # liveness: a restart would not help
+    assert "store refusing writes (OutOfMemoryError" in alive.stderr
+    ready = zart(redis_url, "health", "--heartbeat-file", beat, "--ready")
+    assert ready.returncode == 1
+    assert "store refusing writes (OutOfMemoryError" in ready.stderr
+    write_heartbeat(beat, [])
+    assert zart(redis_url, "health", "--heartbeat-file", beat, "--ready").returncode == 0

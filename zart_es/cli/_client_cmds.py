@@ -172,12 +172,13 @@ async def send_signal(args: argparse.Namespace) -> int:
 
 
 async def health(args: argparse.Namespace) -> int:
-    """``zart-es health [--heartbeat-file F --max-age S]``: a Kubernetes probe.
+    """``zart-es health [--heartbeat-file F --max-age S] [--ready]``: a Kubernetes probe.
 
     Healthy when Redis answers and the deployment's partition count matches; with a
     heartbeat file, also when the worker rewrote it within ``--max-age`` seconds and none
     of its background loops crashed within the last minute (each one that did is its own
-    line: which loop, how often, the last error).
+    line: which loop, how often, the last error). With ``--ready`` (readiness), also
+    while the worker's Redis refuses writes; without it that is printed, not failed.
     """
     from zart_es.engine import read_heartbeat
 
@@ -192,7 +193,11 @@ async def health(args: argparse.Namespace) -> int:
                             f"(max {args.max_age:g}s)")
         said = [f.describe() for f in beat.loops]
         if beat.store_refusing:
-            said.append(f"store refusing writes ({beat.store_refusing}); runs held")
+            refusing = f"store refusing writes ({beat.store_refusing}); runs held"
+            if not args.ready:  # liveness: restarting the worker would not help
+                print(refusing, file=sys.stderr)
+            else:
+                said.append(refusing)
         if said:
             raise ZartError("; ".join(said))
     async with client_for(args) as client:

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also require this worker heartbeat file to be fresh")
     health.add_argument("--max-age", type=float, default=30.0,
                         help="seconds a heartbeat may be old (default 30)")
+    health.add_argument("--ready", action="store_true",
+                        help="readiness: also fail while the worker's Redis refuses writes "
+                             "(without it, that is printed but the probe passes: a restart "
+                             "would not help)")
 
     api = add("api", "serve the HTTP API (uvicorn)")
     _api_options(api)
