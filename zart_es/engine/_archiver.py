@@ -136,9 +136,10 @@ class Archiver:
                 busy = await self.archive_partition(p) or busy
             except (ArchiveError, OSError) as exc:  # an outage: Redis keeps it all meanwhile
                 log.warning("archiving failed; retrying", partition=p, error=str(exc))
-            except UNREADABLE as exc:  # a record no check foresaw: the other partitions go on
+            except UNREADABLE as exc:  # a record no check foresaw (or a bug: hence the
+                # traceback): the other partitions go on
                 self._complaints.once("archiving a partition failed on a record it cannot "
-                                      "read", f"partition {p}", exc)
+                                      "read", f"partition {p}", exc, exc_info=exc)
         return 0.0 if busy else self._poll
 
     async def _archive_audit(self) -> bool:
@@ -186,7 +187,8 @@ class Archiver:
             log.warning("sealing failed; retrying at the next interval", error=str(exc))
             return
         except UNREADABLE as exc:  # a record no check foresaw: archiving goes on
-            self._complaints.once("sealing failed on a record it cannot read", "seal", exc)
+            self._complaints.once("sealing failed on a record it cannot read", "seal", exc,
+                                  exc_info=exc)
             return
         if sealed.written:
             log.info("ledger sealed", checkpoint=sealed.seq, heads=sealed.heads,

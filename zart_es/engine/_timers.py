@@ -42,6 +42,7 @@ capped at 100 years, so every real one is far below)."""
 class DueTimer:
     """A wheel member that can be fired: whose execution, which timer, and the event."""
 
+    member: str
     execution_id: str
     timer: str
     event: Event
@@ -85,7 +86,7 @@ def read_timer(keys: Keys, partition: int, raw: bytes, score: float) -> DueTimer
     # (that step's result then finds the log closed and is not recorded)
     event: Event = (TimerFired(timer=timer) if timeout_ms is None
                     else ExecutionTimedOut(timeout_ms=timeout_ms))
-    return DueTimer(execution_id, timer, event)
+    return DueTimer(member, execution_id, timer, event)
 
 
 def shown(raw: bytes, limit: int = 200) -> str:
@@ -184,7 +185,7 @@ class TimerPoller:
             # a work message either way: after a deadline, the next run finds the log
             # closed and reports to a parent execution, if there is one
             await self._store.append(due.execution_id, -1, due.event, enqueue=True,
-                                     consume_timer=raw.decode())
+                                     consume_timer=due.member)
         except (TimerNotDue, ExecutionEnded):
             return
         except ExecutionNotFound:
