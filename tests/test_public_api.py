@@ -39,6 +39,8 @@ PUBLIC = [
     "InvalidStepName",
     "NonRetryableError",
     "NondeterminismError",
+    "PARENT_ENDED",
+    "ParentEnded",
     "PartitionMismatch",
     "PayloadDecodeError",
     "PayloadError",

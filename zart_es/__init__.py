@@ -6,6 +6,7 @@ execution's event stream, so a process that dies mid-way resumes where it stoppe
 
 from zart_es.client import Client, ExecutionHandle
 from zart_es.core import (
+    PARENT_ENDED,
     ArchiveError,
     Cancelled,
     ChildFailedError,
@@ -24,6 +25,7 @@ from zart_es.core import (
     InvalidStepName,
     NondeterminismError,
     NonRetryableError,
+    ParentEnded,
     PartitionMismatch,
     PayloadDecodeError,
     PayloadError,
@@ -78,6 +80,8 @@ __all__ = [
     "InvalidStepName",
     "NonRetryableError",
     "NondeterminismError",
+    "PARENT_ENDED",
+    "ParentEnded",
     "PartitionMismatch",
     "PayloadDecodeError",
     "PayloadError",

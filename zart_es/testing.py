@@ -58,7 +58,6 @@ from zart_es.core import (
     TERMINAL_EVENTS,
     Cancelled,
     CancelRequested,
-    ChildCompleted,
     ConfigError,
     Event,
     ExecutionCancelled,
@@ -80,6 +79,7 @@ from zart_es.core import (
     apply,
     check_execution_id,
     check_workflow_name,
+    end_notices,
     timeout_of,
     wait_timer,
 )
@@ -335,8 +335,8 @@ class WorkflowHarness:
         if not journal.state.terminal:
             with contextlib.suppress(LeaseLost):  # ended meanwhile: stop quietly
                 await self._run(journal)
-        if journal.state.terminal and journal.state.parent_id:
-            self._notify_parent(journal)
+        if journal.state.terminal:
+            self._deliver_end_notices(journal)
         if journal.state.terminal and journal.state.workflow in self.registry:
             start = failure_handler_start(self.registry.get(journal.state.workflow),
                                           journal.state, self.payloads)
@@ -436,18 +436,14 @@ class WorkflowHarness:
     async def _now(self) -> int:
         return self.now_ms
 
-    def _notify_parent(self, journal: MemoryJournal) -> None:
-        """Tell the parent how the child ended (once: the token stops repeats)."""
-        state, failure = journal.state, journal.state.error
-        parent = self._journals.get(state.parent_id)
-        event = ChildCompleted(
-            child_id=state.execution_id, status=state.status, result=state.result or b"",
-            error_type=failure.error_type if failure else "",
-            message=failure.message if failure else "",
-        )
-        if parent is not None:  # a parent that is gone or done waits for nobody any more
-            with contextlib.suppress(ExecutionEnded):
-                parent.append(event, enqueue=True, token=f"child:{state.execution_id}")
+    def _deliver_end_notices(self, journal: MemoryJournal) -> None:
+        """Tell the parent how the child ended and apply the children's cancel policies,
+        as the engine does (each once: the tokens stop repeats)."""
+        for notice in end_notices(journal.state, self.payloads):
+            target = self._journals.get(notice.execution_id)
+            if target is not None:  # one that is gone or done waits for nobody any more
+                with contextlib.suppress(ExecutionEnded):
+                    target.append(notice.event, enqueue=True, token=notice.token)
 
 
 async def replay(history: Iterable[Event], registry: Registry | None = None, *,

@@ -14,6 +14,18 @@ from zart_es.core._chain import (
     unkeyed_link,
     verify_chain,
 )
+from zart_es.core._children import (
+    ABANDON,
+    CANCEL_POLICIES,
+    CASCADE,
+    PARENT_ENDED,
+    REQUEST,
+    Notice,
+    ParentEnded,
+    check_cancel_policy,
+    child_completed,
+    end_notices,
+)
 from zart_es.core._codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     decode_event,
@@ -162,6 +174,9 @@ from zart_es.core._timer_names import (
 )
 
 __all__ = [
+    "ABANDON",
+    "CANCEL_POLICIES",
+    "CASCADE",
     "COMPLETED",
     "DEFAULT_ID_TEMPLATE",
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -171,9 +186,11 @@ __all__ = [
     "HELD",
     "MAX_NEXT_OCCURRENCES",
     "OVERLAP_POLICIES",
+    "PARENT_ENDED",
     "PAUSED",
     "QUARANTINED",
     "REOPENING_EVENTS",
+    "REQUEST",
     "SEALED",
     "STATES",
     "TERMINAL_EVENTS",
@@ -223,6 +240,8 @@ __all__ = [
     "NewTimer",
     "NonRetryableError",
     "NondeterminismError",
+    "Notice",
+    "ParentEnded",
     "PartitionMismatch",
     "PatchMarked",
     "Paused",
@@ -269,6 +288,7 @@ __all__ = [
     "already_recorded",
     "apply",
     "build_schedule",
+    "check_cancel_policy",
     "check_chain",
     "check_execution_id",
     "check_priority",
@@ -277,6 +297,7 @@ __all__ = [
     "check_stored",
     "check_task_queue",
     "check_workflow_name",
+    "child_completed",
     "decode_event",
     "decode_value",
     "deployment_retention",
@@ -286,6 +307,7 @@ __all__ = [
     "encode_event",
     "encode_value",
     "end_failure",
+    "end_notices",
     "entry_link",
     "export_event",
     "fold",

@@ -173,6 +173,10 @@ class ChildStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=Tru
     call: str
     child_id: str
     workflow: str
+    cancel: str = ""
+    """What the parent's end does to the child while it runs: ``cascade`` ("", the
+    default) cancels it, ``abandon`` leaves it, ``request`` signals it
+    (``zart.parent-ended``)."""
 
 
 class ChildCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

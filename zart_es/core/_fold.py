@@ -107,10 +107,11 @@ class Received(msgspec.Struct, frozen=True):
 
 
 class Child(msgspec.Struct):
-    """A child execution: its id, and how it ended once ``ChildCompleted`` arrived."""
+    """A child execution: its id, and what its parent's end does to it (its cancel
+    policy: ``cascade``, ``abandon`` or ``request``)."""
 
     child_id: str
-    done: ChildCompleted | None = None
+    cancel: str = "cascade"
 
 
 class Failure(msgspec.Struct, frozen=True):
@@ -323,7 +324,7 @@ def _cancel_requested(state: ExecutionState, e: CancelRequested) -> None:
 
 def _child_started(state: ExecutionState, e: ChildStarted) -> None:
     _ordered(state, e.call)
-    state.children[e.call] = Child(e.child_id)
+    state.children[e.call] = Child(e.child_id, e.cancel or "cascade")
 
 
 def _child_completed(state: ExecutionState, e: ChildCompleted) -> None:

@@ -20,7 +20,6 @@ from redis.exceptions import NoPermissionError, RedisError
 from zart_es.core import (
     TERMINAL_EVENTS,
     Cancelled,
-    ChildCompleted,
     ConfigError,
     Event,
     ExecutionCancelled,
@@ -46,6 +45,7 @@ from zart_es.core import (
     VersionConflict,
     already_recorded,
     apply,
+    end_notices,
     wait_timer,
 )
 from zart_es.engine._breaker import StoreBreaker
@@ -287,15 +287,15 @@ async def replay_execution(
 
     Raises :class:`LeaseLost` when another writer ended the execution meanwhile, and
     lets Redis errors through (nothing half-written: every record is one script call).
-    A child execution that has ended reports to its parent, on every replay (the parent
-    records it once), so a crash between the two writes loses nothing.
+    An execution that has ended reports to its parent and applies its children's cancel
+    policies on every replay (each is recorded once), so a crash in between loses
+    nothing.
     """
     journal.replay_opened = journal.state.opened_seq  # a new replay, of the latest run
     payloads = payloads or Payloads()
     outcome = await _advance(journal, registry, payloads)
     if outcome is Outcome.ENDED:
-        if journal.state.parent_id:
-            await _notify_parent(journal)
+        await deliver_end_notices(journal, payloads)
         await _start_failure_handler(journal, registry, payloads)
     return outcome
 
@@ -455,20 +455,16 @@ async def _give_slot_back(journal: StoreJournal) -> None:
         await journal.store.wake(execution_ids(wake.ids))
 
 
-async def _notify_parent(journal: StoreJournal) -> None:
-    state = journal.state
-    failure = state.error
-    event = ChildCompleted(
-        child_id=state.execution_id,
-        status=state.status,
-        result=state.result or b"",
-        error_type=failure.error_type if failure else "",
-        message=failure.message if failure else "",
-    )
-    # a parent that is gone or done waits for nobody any more
-    with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
-        await journal.store.append(state.parent_id, -1, event, enqueue=True,
-                                   token=f"child:{state.execution_id}")
+async def deliver_end_notices(journal: StoreJournal, payloads: Payloads) -> None:
+    """Tell the executions around the ended one: its parent how it ended, each live
+    child what its cancel policy says (see :func:`~zart_es.core.end_notices`). Every
+    replay of the ended execution delivers them again; their tokens record each once, so
+    a worker killed half-way leaves the rest to the next replay."""
+    for notice in end_notices(journal.state, payloads):
+        # an execution that is gone or done waits for nobody any more
+        with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
+            await journal.store.append(notice.execution_id, -1, notice.event, enqueue=True,
+                                       token=notice.token)
 
 
 def _not_for_this_worker(state: ExecutionState, registry: Registry) -> Outcome | None:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, overload
 import structlog
 
 from zart_es.core import (
+    CASCADE,
     COMPLETED,
     DEFAULT_MAX_PAYLOAD_BYTES,
     Cancelled,
@@ -50,6 +51,7 @@ from zart_es.core import (
     StoreRefused,
     Suspend,
     TimerSet,
+    check_cancel_policy,
     check_execution_id,
     check_workflow_name,
     derived_id,
@@ -435,16 +437,24 @@ class Context:
     # -- child executions ---------------------------------------------------------------
 
     async def start_child(
-        self, workflow: str, data: Any = None, *, execution_id: str | None = None
+        self, workflow: str, data: Any = None, *, execution_id: str | None = None,
+        cancel: str = CASCADE,
     ) -> str:
         """Start a child execution (once, however often this is replayed); returns its id.
 
         The id is derived from the parent's id and the call's position unless given.
         The child may live in another partition; its end is reported to the parent
         (``ChildCompleted``) at least once and recorded once.
+
+        ``cancel`` says what the parent's end (any end: cancelled, completed, failed,
+        timed out) does to the child while it still runs: ``"cascade"`` (the default)
+        cancels it, so its own ``except Cancelled`` / ``finally`` compensation runs;
+        ``"abandon"`` lets it run on; ``"request"`` sends it the signal
+        ``zart.parent-ended`` (payload :class:`~zart_es.core.ParentEnded`) to handle.
         """
         self._check_running()
         check_workflow_name(workflow)
+        policy = check_cancel_policy(cancel)
         n = f"{_scope.get()}child-{self._next('child')}"
         base = execution_id or _child_id(self.execution_id, n)
         child_id = check_execution_id(_unretired(base, self._state.retired_children))
@@ -456,7 +466,8 @@ class Context:
         self._new_call(call)
         payload = self._payloads.encode(data, f"input of child workflow {workflow!r}")
         await self._journal.create_child(child_id, workflow, payload)
-        await self._journal.record(ChildStarted(call=call, child_id=child_id, workflow=workflow))
+        await self._journal.record(ChildStarted(call=call, child_id=child_id, workflow=workflow,
+                                                cancel="" if policy == CASCADE else policy))
         return child_id
 
     async def call(
@@ -466,10 +477,14 @@ class Context:
         *,
         execution_id: str | None = None,
         type: Any = None,
+        cancel: str = CASCADE,
     ) -> Any:
         """Run a child execution and return its result; its failure raises
-        :class:`ChildFailedError` here. The parent waits durably (no worker is held)."""
-        child_id = await self.start_child(workflow, data, execution_id=execution_id)
+        :class:`ChildFailedError` here. The parent waits durably (no worker is held).
+        ``cancel`` is the child's cancel policy (see :meth:`start_child`): cancelling a
+        parent that waits here cancels the child by default."""
+        child_id = await self.start_child(workflow, data, execution_id=execution_id,
+                                          cancel=cancel)
         done = self._state.child_results.get(child_id)
         self._replay.deliver_cancel_at_wait(self._state, None if done is None else done.seq)
         if done is None:
