@@ -21,3 +21,14 @@ async def nap(ctx: Context) -> str:
     await ctx.step("before", lambda: "ready")
     await ctx.sleep("1h")
     return "rested"
+
+
+@durable("long-log")
+async def long_log(ctx: Context, n: int) -> int:
+    """``n`` steps, then a wait for a signal: a log of about ``n`` events to query."""
+    done = 0
+    ctx.on_query("done", lambda: done)
+    for i in range(n):
+        done += await ctx.step(f"s-{i}", lambda: 1)
+    await ctx.wait_for_signal("stop")
+    return done

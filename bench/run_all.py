@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["steps", "resume", "memory", "pool", "queues", "dbos_peer"]
+BENCHES = ["steps", "resume", "memory", "pool", "queues", "queries", "dbos_peer"]
 
 
 def main(argv: list[str]) -> int:

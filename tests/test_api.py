@@ -212,6 +212,15 @@ def test_events_and_cancel(api: str) -> None:
     httpx.post(f"{api}/executions", json={"name": "job-poller", "id": "api-c",
                                           "input": {"runs_for": 60, "every": 0.2}})
     time.sleep(0.5)
+    asked = httpx.post(f"{api}/executions/api-c/queries/progress")
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["result"]["checks"] >= 1
+    unknown = _problem(httpx.post(f"{api}/executions/api-c/queries/nope", json={"args": [1]}),
+                       404, "unknown_query")
+    assert "registered: 'progress'" in str(unknown["detail"])
+    _problem(httpx.post(f"{api}/executions/nobody/queries/progress"), 404, "not_found")
+    _problem(httpx.post(f"{api}/executions/api-c/queries/progress", json={"timeout": 0}),
+             422, "invalid_request")
     delivered = httpx.post(f"{api}/executions/api-c/signals/ping", json={"x": 1})
     assert (delivered.status_code, delivered.json()["delivered"]) == (202, True)
     cancelled = httpx.post(f"{api}/executions/api-c/cancel")

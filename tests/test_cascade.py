@@ -13,7 +13,6 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import (
-    PARENT_ENDED,
     Cancelled,
     Client,
     ConfigError,
@@ -43,7 +42,7 @@ def _workflows(registry: Registry, compensated: list[str]) -> None:
 
     @durable("polite-child", registry=registry)
     async def polite_child(ctx: Context) -> str:
-        ended = await ctx.wait_for_signal(PARENT_ENDED, type=ParentEnded)
+        ended = await ctx.wait_for_signal(ParentEnded.SIGNAL, type=ParentEnded)
         await ctx.step("tidy", lambda: compensated.append(ctx.execution_id))
         return f"{ended.parent_id} {ended.status} {ended.reason}"
 
@@ -94,7 +93,7 @@ async def test_cancelling_a_parent_applies_each_childs_policy(
     assert [(c.by, c.reason) for c in cancel] == [
         ("parent:head", "parent head ended cancelled: customer left")]
     signals = [e for e in await read_log(redis, polite) if isinstance(e, SignalReceived)]
-    assert [s.name for s in signals] == [PARENT_ENDED]
+    assert [s.name for s in signals] == [ParentEnded.SIGNAL]
     steps = [e.step for e in await read_log(redis, called) if isinstance(e, StepCompleted)]
     assert steps == ["compensate"]
 

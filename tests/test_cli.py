@@ -161,6 +161,16 @@ def test_list_cancel_send_signal_and_its_first_name(redis_url: str, tmp_path: Pa
         assert sent.stdout.strip() == "signal 'nudge' delivered to 'cli-poll'"
         again = zart(redis_url, "send-event", "cli-poll", "nudge", "--event-id", "n1")
         assert "already delivered" in again.stdout
+        asked = zart(redis_url, "query", "cli-poll", "progress", "--timeout", "10")
+        assert asked.returncode == 0, asked.stderr
+        assert json.loads(asked.stdout)["checks"] >= 0
+        unknown = zart(redis_url, "query", "cli-poll", "nope", "1", '"two"')
+        assert unknown.returncode == 1
+        assert unknown.stderr.strip() == (
+            "zart-es: error: execution 'cli-poll' has no query 'nope' (registered: 'progress')")
+        bad = zart(redis_url, "query", "cli-poll", "progress", "{oops")
+        assert bad.returncode == 1
+        assert "argument 1" in bad.stderr
         assert zart(redis_url, "cancel", "cli-poll").stdout.strip() == (
             "cancel requested for 'cli-poll'")
         zart(redis_url, "result", "cli-poll", "--wait", "--timeout", "20")

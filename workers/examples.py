@@ -65,13 +65,17 @@ class PollData(msgspec.Struct, frozen=True):
 
 @durable("job-poller")
 async def job_poller(ctx: Context, data: PollData) -> str:
-    """Submit a job, then check-status-{n} and a durable sleep until it is done or failed."""
+    """Submit a job, then check-status-{n} and a durable sleep until it is done or failed.
+    Query ``progress`` (``zart-es query ID progress``) tells how far it got."""
+    progress: dict[str, object] = {"checks": 0, "last": "submitting"}
+    ctx.on_query("progress", lambda: progress)
     job = await ctx.step("submit",
                          lambda: services.submit_job(data.name, data.runs_for, data.fails),
                          type=services.Job)
     for attempt in range(data.max_checks):
         status = await ctx.step(f"check-status-{attempt}", lambda: services.job_status(job),
                                 type=str)
+        progress = {"job": job.job_id, "checks": attempt + 1, "last": status}
         if status == "done":
             return f"{job.job_id} done after {attempt + 1} checks"
         if status == "failed":

@@ -76,6 +76,7 @@ from zart_es.core import (
     TimerFired,
     UnknownWorkflow,
     already_recorded,
+    answer_value,
     apply,
     check_execution_id,
     check_workflow_name,
@@ -86,6 +87,7 @@ from zart_es.core import (
 from zart_es.workflow import (
     Registry,
     ReplayVerdict,
+    answer_query,
     check_history,
     deadline_passed,
     default_registry,
@@ -379,6 +381,18 @@ class WorkflowHarness:
     def timers(self) -> dict[str, int]:
         """Pending timers of the first execution started: name -> due time (ms)."""
         return dict(self.journal().timers)
+
+    async def query(self, name: str, *args: Any, execution_id: str | None = None,
+                    type: Any = None) -> Any:
+        """Ask query ``name`` (``ctx.on_query``) of the execution at the point it has
+        reached, like ``Client.query``: a read-only replay, nothing recorded. Raises
+        UnknownQuery or QueryFailed as the client does."""
+        state = self.journal(execution_id).state
+        workflow = self.registry.get(state.workflow)
+        args_data = self.payloads.encode(list(args), f"arguments of query {name!r}")
+        answer = await answer_query(state, workflow, self.payloads, name, args_data)
+        return self.payloads.decode(answer_value(answer, state.execution_id, name), type,
+                                    f"answer of query {name!r}")
 
     def result(self, execution_id: str | None = None, *, type: Any = None) -> Any:
         """The result of the ended execution, decoded to ``type``, like ``Client.result``:

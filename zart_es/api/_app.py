@@ -96,6 +96,23 @@ class Delivered(msgspec.Struct, frozen=True):
     delivered: bool
 
 
+class QueryRequestBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /executions/{id}/queries/{name}`` (optional)."""
+
+    args: list[Any] = msgspec.field(default_factory=list)
+    """The handler's positional arguments."""
+    timeout: float = 5.0
+    """Seconds to wait for a worker's answer."""
+
+
+class QueryResult(msgspec.Struct, frozen=True):
+    """Reply of ``POST /executions/{id}/queries/{name}``."""
+
+    id: str
+    query: str
+    result: Any
+
+
 class Health(msgspec.Struct, frozen=True):
     """Reply of ``GET /healthz``."""
 
@@ -273,6 +290,24 @@ async def deliver_event(
     return await _deliver(request, execution_id, name, data, signal_id=event_id)
 
 
+@post("/executions/{execution_id:str}/queries/{name:str}", status_code=HTTP_200_OK,
+      summary="Ask a query of an execution (read-only: nothing is recorded)",
+      **errors("not_found", "unknown_query", "query_failed", "query_timeout",
+               "invalid_request", body=True))
+async def query_execution(
+    request: Request[Any, Any, Any], execution_id: FromPath[str], name: FromPath[str],
+    data: JSONBody[QueryRequestBody | None] = None,
+) -> QueryResult:
+    """A worker serving the execution's task queue replays its log read-only and calls
+    the handler the workflow registered with ``ctx.on_query(name, ...)`` at the point
+    it has reached. 404 ``unknown_query`` lists the registered ones; 504 when no worker
+    answers within ``timeout``."""
+    body = data or QueryRequestBody()
+    value = await _client(request).query(execution_id, name, *body.args,
+                                         timeout=body.timeout)
+    return QueryResult(execution_id, name, value)
+
+
 async def _deliver(request: Request[Any, Any, Any], execution_id: str, name: str, data: Any,
                    *, signal_id: str | None, by: str = "") -> Delivered:
     delivered = await _client(request).send_signal(execution_id, name, data,
@@ -362,7 +397,7 @@ def create_app(
         route_handlers=[
             Router("/", tags=["executions"], security=BEARER, route_handlers=[
                 start_execution, list_executions, get_execution, get_history, wait_execution,
-                cancel_execution, deliver_signal, deliver_event]),
+                cancel_execution, deliver_signal, deliver_event, query_execution]),
             Router("/", tags=["admin"], security=BEARER, route_handlers=api_admin.ROUTES),
             Router("/", tags=["schedules"], security=BEARER,
                    route_handlers=api_schedules.ROUTES),

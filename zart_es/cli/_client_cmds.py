@@ -171,6 +171,15 @@ async def send_signal(args: argparse.Namespace) -> int:
     return 0
 
 
+async def query(args: argparse.Namespace) -> int:
+    """``zart-es query ID NAME [ARG ...] [--timeout S]``: the answer, as JSON."""
+    values = [json_arg(text, f"argument {i + 1}") for i, text in enumerate(args.args)]
+    async with client_for(args) as client:
+        answer = await client.query(args.id, args.name, *values, timeout=args.timeout)
+    print_json(answer)
+    return 0
+
+
 async def health(args: argparse.Namespace) -> int:
     """``zart-es health [--heartbeat-file F --max-age S] [--ready]``: a Kubernetes probe.
 

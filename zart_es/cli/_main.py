@@ -164,6 +164,14 @@ def _client_commands(add: AddCommand) -> None:
     send.add_argument("--signal-id", "--event-id", dest="signal_id", default=None,
                       help="idempotency key")
 
+    query = add("query", "ask a running or ended execution a query (ctx.on_query); "
+                "nothing is recorded")
+    query.add_argument("id")
+    query.add_argument("name")
+    query.add_argument("args", nargs="*", help="the handler's arguments, each as JSON")
+    query.add_argument("--timeout", type=float, default=5.0,
+                       help="seconds to wait for a worker's answer")
+
 
 def _worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app", required=True, action="append",
@@ -214,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "result": cli_client.result, "list": cli_client.listing,
         "history": cli_client.history, "cancel": cli_client.cancel,
         "send-signal": cli_client.send_signal, "send-event": cli_client.send_signal,
+        "query": cli_client.query,
         **args.ops,
     }
     try:

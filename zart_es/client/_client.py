@@ -279,6 +279,22 @@ class Client:
         """The first name of :meth:`send_signal` (``event_id`` is its ``signal_id``)."""
         return await self.send_signal(execution_id, name, payload, signal_id=event_id)
 
+    async def query(self, execution_id: str, name: str, *args: Any, timeout: float = 5.0,
+                    type: Any = None) -> Any:
+        """Ask the execution's query handler ``name`` (``ctx.on_query``) with ``args``;
+        returns its value decoded to ``type``.
+
+        A worker serving the execution's task queue replays the log read-only and calls
+        the handler at the point the execution has reached (running, sleeping, waiting
+        or ended): nothing is recorded, no step runs, the execution is not held up.
+        Raises :class:`~zart_es.UnknownQuery` (naming the registered ones),
+        :class:`~zart_es.QueryFailed` (the handler raised), :class:`~zart_es.QueryTimeout`
+        (no worker answered within ``timeout`` seconds) or ExecutionNotFound.
+        """
+        value = await ops.ask_query(self.deployment, execution_id, name, args,
+                                    timeout=timeout)
+        return self._payloads.decode(value, type, f"answer of query {name!r}")
+
     async def cancel(self, execution_id: str, reason: str | None = None, *,
                      by: str = "") -> bool:
         """Ask the execution to stop; False (and nothing recorded) if it already ended.

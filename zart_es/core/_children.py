@@ -8,6 +8,8 @@ crash between two deliveries loses nothing and repeats nothing).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
 from zart_es.core._errors import ConfigError
@@ -30,7 +32,10 @@ PARENT_ENDED = "zart.parent-ended"
 
 
 class ParentEnded(msgspec.Struct, frozen=True):
-    """The payload of :data:`PARENT_ENDED`: which parent ended how."""
+    """The payload of :data:`PARENT_ENDED` (``ParentEnded.SIGNAL``): which parent ended
+    how. ``await ctx.wait_for_signal(ParentEnded.SIGNAL, type=ParentEnded)``."""
+
+    SIGNAL: ClassVar[str] = PARENT_ENDED
 
     parent_id: str
     status: str

@@ -30,6 +30,9 @@
     │   └── ExecutionArchived         a repair of an execution whose log moved to the archive
     ├── UnknownStep                   an admin operation named a step that was never recorded
     ├── ScheduleNotFound              no recurring schedule with that name
+    ├── UnknownQuery                  a query the execution registered no handler for
+    ├── QueryFailed                   a query handler raised
+    ├── QueryTimeout                  no worker answered a query in time (also a TimeoutError)
     ├── ArchiveError                  the archive cannot be read or written (URL, objects)
     └── StoreError                    Redis answered something the engine cannot accept
         ├── VersionConflict           an append lost the optimistic-concurrency race
@@ -316,6 +319,45 @@ class ScheduleNotFound(ZartError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no schedule {name!r}")
         self.name = name
+
+
+class UnknownQuery(ZartError, LookupError):
+    """``Client.query`` named a query the execution has no handler for at its current
+    point (HTTP: 404 ``unknown_query``); ``registered`` lists the ones it has."""
+
+    def __init__(self, execution_id: str, name: str, registered: list[str]) -> None:
+        shown = ", ".join(repr(r) for r in registered) or "none"
+        super().__init__(f"execution {execution_id!r} has no query {name!r} "
+                         f"(registered: {shown})")
+        self.execution_id = execution_id
+        self.name = name
+        self.registered = registered
+
+
+class QueryFailed(ZartError):
+    """The query handler raised (HTTP: 422 ``query_failed``): its error type and message.
+    Nothing was recorded; the execution goes on."""
+
+    def __init__(self, execution_id: str, name: str, error_type: str, message: str) -> None:
+        super().__init__(f"query {name!r} of execution {execution_id!r} failed: "
+                         f"{error_type}: {message}")
+        self.execution_id = execution_id
+        self.name = name
+        self.error_type = error_type
+        self.message = message
+
+
+class QueryTimeout(ZartError, TimeoutError):
+    """No worker serving the execution's task queue answered within the timeout
+    (HTTP: 504 ``query_timeout``): none runs, or all are busy."""
+
+    def __init__(self, execution_id: str, name: str, timeout: float, task_queue: str) -> None:
+        super().__init__(f"no worker of task queue {task_queue!r} answered query {name!r} "
+                         f"of execution {execution_id!r} within {timeout:g}s")
+        self.execution_id = execution_id
+        self.name = name
+        self.timeout = timeout
+        self.task_queue = task_queue
 
 
 class ScheduleExists(ConfigError):

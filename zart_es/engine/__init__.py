@@ -10,6 +10,7 @@ from zart_es.engine._heartbeat import read_heartbeat, write_heartbeat
 from zart_es.engine._logs import configure_logging
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
+from zart_es.engine._queries import QueryServer
 from zart_es.engine._queue_gate import QueueGate
 from zart_es.engine._runner import StoreJournal, replay_execution
 from zart_es.engine._scheduler import Scheduler
@@ -21,6 +22,7 @@ __all__ = [
     "Archiver",
     "LoopFinding",
     "PauseRules",
+    "QueryServer",
     "QueueGate",
     "Scheduler",
     "StoreJournal",

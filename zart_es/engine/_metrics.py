@@ -104,6 +104,10 @@ class WorkerMetrics:
             "zart_worker_timers_set_aside", "Timer wheel members this worker could not "
             "fire and moved to the partition's timers:bad set, by what was wrong",
             ["partition", "kind"], registry=self.registry)
+        self.queries = Counter(
+            "zart_worker_queries", "Queries this worker answered, by outcome (ok, unknown: "
+            "no such handler, failed: the handler raised or the log did not replay)",
+            ["outcome"], registry=self.registry)
 
     def step(self, workflow: str, took_us: int, outcome: str) -> None:
         """Record one step function's run of ``took_us`` microseconds."""

@@ -39,6 +39,7 @@ from zart_es.engine._breaker import StoreBreaker
 from zart_es.engine._heartbeat import write_heartbeat
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
+from zart_es.engine._queries import QueryServer
 from zart_es.engine._queue_gate import QueueGate, execution_ids
 from zart_es.engine._runner import Outcome, StoreJournal, replay_execution
 from zart_es.engine._scheduler import Scheduler
@@ -234,6 +235,8 @@ class Worker:
             loops.start("heartbeat", self._heartbeat),
             loops.start("pauses", self._watch_pauses),
             loops.start("queues", self._sweep_queues),
+            loops.start("queries", QueryServer(self.deployment, self.registry, self.consumer,
+                                               served, metrics=self.metrics).run),
         ]
         if self.run_scheduler:
             scheduler = Scheduler(self.deployment,

@@ -31,6 +31,7 @@ from zart_es.ops._pauses import (
     rule_name,
 )
 from zart_es.ops._quarantine import quarantine_if_crashed_too_often, release
+from zart_es.ops._queries import ask_query
 from zart_es.ops._repairs import rerun, restart, retry_step
 from zart_es.ops._schedules import (
     RACE_ROUNDS,
@@ -65,6 +66,7 @@ __all__ = [
     "TaskQueueLoad",
     "Timeline",
     "add_rule",
+    "ask_query",
     "audit",
     "audit_entries",
     "build_timeline",

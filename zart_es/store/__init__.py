@@ -11,6 +11,7 @@ from zart_es.store._connection import RedisClient
 from zart_es.store._deployment import Deployment, HasDeployment, deployment_of, payloads_for
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
 from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
+from zart_es.store._queries import QUERY_GROUP, QueryChannel
 from zart_es.store._routes import WORKER_SEEN_MS, Routes
 from zart_es.store._scripts import load_script
 from zart_es.store._store import Store, to_event
@@ -22,6 +23,7 @@ __all__ = [
     "GROUP",
     "M_CRASHES",
     "M_TASK_QUEUE",
+    "QUERY_GROUP",
     "STREAM_NODE_MAX_BYTES",
     "TRAIL_SCOPE",
     "WORKER_SEEN_MS",
@@ -31,6 +33,7 @@ __all__ = [
     "Deployment",
     "HasDeployment",
     "Keys",
+    "QueryChannel",
     "RedisClient",
     "RedisServer",
     "Routes",

@@ -32,6 +32,7 @@ from zart_es.store._connection import (
     resolve_url,
 )
 from zart_es.store._keys import Keys
+from zart_es.store._queries import QueryChannel
 from zart_es.store._routes import Routes
 from zart_es.store._store import Store
 
@@ -67,6 +68,8 @@ class Deployment:
         self.trail = self.store.trail
         """The operator trail: every operator's action, chained."""
         self.routes = Routes(self.redis, self.keys)
+        self.queries = QueryChannel(self.redis, self.keys)
+        """Where queries are asked and answered (never an execution's log)."""
         """Which task queue each workflow's work goes to, and which queues have workers."""
         self.max_payload_bytes = max_payload_bytes
         """Largest encoded input, step result or signal payload accepted (bytes)."""

@@ -152,6 +152,15 @@ class Keys:
         ``task_queue`` (its heartbeat): whether the queue has live workers."""
         return f"{self.prefix}:tq:{task_queue}:workers"
 
+    def queries(self, task_queue: str) -> str:
+        """Stream of query requests for executions of ``task_queue``, read by the
+        ``queries`` consumer group of the workers serving it."""
+        return f"{self.prefix}:tq:{task_queue}:queries"
+
+    def query_reply(self, task_queue: str, token: str) -> str:
+        """Stream a query's answer is added to (it expires soon after)."""
+        return f"{self.prefix}:tq:{task_queue}:reply:{token}"
+
     def schedules(self) -> str:
         """Hash: schedule name -> its msgpack-encoded definition."""
         return f"{self.prefix}:schedules"

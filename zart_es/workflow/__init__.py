@@ -8,6 +8,7 @@ It never imports Redis, the store, the engine or the client: a ``Context`` runs 
 
 from zart_es.workflow._context import Context
 from zart_es.workflow._journal import Journal
+from zart_es.workflow._query import answer_query
 from zart_es.workflow._registry import (
     Registry,
     Workflow,
@@ -35,6 +36,7 @@ __all__ = [
     "ReplayVerdict",
     "Replayed",
     "Workflow",
+    "answer_query",
     "check_history",
     "completion",
     "deadline_passed",

@@ -95,6 +95,7 @@ class Context:
         self._root_halt = [False]
         self._replay = ReplayTracker()
         self._patches: dict[str, bool] = {}
+        self._queries: dict[str, Callable[..., Any]] = {}
 
     @property
     def execution_id(self) -> str:
@@ -377,6 +378,27 @@ class Context:
         elif timeout is None and key not in state.ordered:
             await self._journal.record(SignalAwaited(wait=key, name=name))  # status: waiting
         raise self._suspend()
+
+    # -- queries ----------------------------------------------------------------------
+
+    def on_query(self, name: str, handler: Callable[..., Any]) -> None:
+        """Answer query ``name`` (``Client.query``) with ``handler(*args)`` from here on.
+
+        The handler must be synchronous and read-only: it runs on a read-only replay of
+        the log, at the point the execution has reached (waiting, sleeping or ended),
+        and sees the workflow's variables as they are there. Nothing it does is
+        recorded; it cannot run a step. Registering the name again replaces the handler.
+        """
+        check_workflow_name(name, what="query name")
+        if not callable(handler) or asyncio.iscoroutinefunction(handler):
+            raise ConfigError(f"the handler of query {name!r} must be a plain (not async) "
+                              f"callable, got {handler!r}")
+        self._queries[name] = handler
+
+    @property
+    def query_handlers(self) -> dict[str, Callable[..., Any]]:
+        """The query handlers registered so far in this run, by name (a copy)."""
+        return dict(self._queries)
 
     # -- versioning running code -------------------------------------------------------
 

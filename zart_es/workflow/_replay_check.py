@@ -51,8 +51,11 @@ class ReplayVerdict:
 class HistoryJournal:
     """A recorded log as a read-only journal: new work interrupts the replay there."""
 
-    def __init__(self, events: Iterable[Event]) -> None:
-        self.state = ExecutionState()
+    def __init__(self, events: Iterable[Event] = (), state: ExecutionState | None = None
+                 ) -> None:
+        """Over ``events`` folded, or over ``state`` as folded already (a query's replay:
+        the caller must not fold into it while the replay runs)."""
+        self.state = state if state is not None else ExecutionState()
         for event in events:
             apply(self.state, event)
 
