@@ -252,9 +252,10 @@ class Child:
 async def wait_ready(redis: Redis, keys: Keys, workers: list[asyncio.subprocess.Process]) -> None:
     """Until every worker blocks reading every partition's work stream (XREADGROUP: it has
     joined the consumer group there; Redis 7.0 lists a consumer only once it got a message,
-    so the blocked connections are counted instead)."""
+    so the blocked connections are counted instead; each worker also blocks reading its
+    task queue's query stream)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while await blocked_readers(redis) < keys.partitions * len(workers):
+    while await blocked_readers(redis) < (keys.partitions + 1) * len(workers):
         for proc in workers:
             if proc.returncode is not None:
                 raise RuntimeError(f"worker {proc.pid} exited with {proc.returncode}")

@@ -193,7 +193,8 @@ class Setup:
         worker = await spawn(argv, log_dir / f"{self.name}-worker.log")
         self.procs.append(worker)
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while await self.blocked_readers() < self.keys.partitions:
+        # + 1: the worker's query loop blocks reading its task queue's query stream too
+        while await self.blocked_readers() < self.keys.partitions + 1:
             if worker.returncode is not None:
                 raise RuntimeError(f"{self.name} worker exited with {worker.returncode}")
             if time.monotonic() > deadline:
