@@ -232,6 +232,31 @@ def test_events_and_cancel(api: str) -> None:
     assert (late.status_code, late.json()["code"]) == (409, "execution_ended")
 
 
+def test_updates_over_http(api: str) -> None:
+    httpx.post(f"{api}/executions", json={"name": "expense-approval", "id": "api-u",
+                                          "input": {"amount": 9, "approvers": 2}})
+    first = httpx.post(f"{api}/executions/api-u/updates/approve?by=ops",
+                       json={"payload": "ann", "update_id": "a-1"}, timeout=40)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"id": "api-u", "update": "approve", "result": {"missing": 1}}
+    again = httpx.post(f"{api}/executions/api-u/updates/approve",
+                       json={"payload": "ann", "update_id": "a-1"}, timeout=40)
+    assert again.json()["result"] == {"missing": 1}  # the same answer, nothing new
+    _problem(httpx.post(f"{api}/executions/api-u/updates/approve", json={"payload": "ann"},
+                        timeout=40), 422, "update_failed")
+    unknown = _problem(httpx.post(f"{api}/executions/api-u/updates/reject", timeout=40),
+                       404, "unknown_update")
+    assert "declared: 'approve'" in str(unknown["detail"])
+    _problem(httpx.post(f"{api}/executions/api-u/updates/approve", json={"timeout": -1}),
+             422, "invalid_request")
+    _problem(httpx.post(f"{api}/executions/nobody/updates/approve"), 404, "not_found")
+    assert httpx.post(f"{api}/executions/api-u/updates/approve", json={"payload": "bob"},
+                      timeout=40).json()["result"] == {"missing": 0}
+    assert _wait_done(api, "api-u")["status"] == "completed"
+    _problem(httpx.post(f"{api}/executions/api-u/updates/approve", json={"payload": "cy"}),
+             409, "execution_ended")
+
+
 def test_wait_long_polls_until_the_end(api: str) -> None:
     httpx.post(f"{api}/executions", json={"name": "job-poller", "id": "api-w",
                                           "input": {"runs_for": 60, "every": 0.2}})

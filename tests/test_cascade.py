@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from zart_es import (
@@ -22,7 +25,20 @@ from zart_es import (
     Registry,
     durable,
 )
-from zart_es.core import CancelRequested, SignalReceived, StepCompleted
+from zart_es.core import (
+    CancelRequested,
+    ChildCompleted,
+    ChildStarted,
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionStarted,
+    Payloads,
+    SignalReceived,
+    StepCompleted,
+    end_notices,
+    fold,
+)
 from zart_es.testing import WorkflowHarness
 
 from .helpers import count_effects, read_log, spawn_worker, stop_worker, wait_for
@@ -189,3 +205,40 @@ async def test_a_worker_killed_mid_cascade_leaves_no_child_running(
 
 async def _all(client: Client, ids: list[str], status: str) -> bool:
     return all([await _is(client, eid, status) for eid in ids])
+
+
+children_strategy = st.lists(
+    st.tuples(st.sampled_from(["", "abandon", "request"]), st.booleans()), max_size=6)
+
+
+@pytest.mark.pure
+@given(children=children_strategy, parent=st.sampled_from(["", "dad"]),
+       end=st.sampled_from(["completed", "cancelled", "running"]))
+def test_end_notices_owe_each_live_child_its_policy_once(
+    children: list[tuple[str, bool]], parent: str, end: str
+) -> None:
+    events: list[Event] = [ExecutionStarted(execution_id="p", workflow="w", input=b"",
+                                            parent_id=parent)]
+    for i, (policy, reported) in enumerate(children):
+        events.append(ChildStarted(call=f"child:k{i}", child_id=f"k{i}", workflow="c",
+                                   cancel=policy))
+        if reported:
+            events.append(ChildCompleted(child_id=f"k{i}", status="completed"))
+    if end == "completed":
+        events.append(ExecutionCompleted(result=b"\xc0"))
+    elif end == "cancelled":
+        events.append(ExecutionCancelled(reason="why"))
+    state = fold(msgspec.structs.replace(e, seq=n) for n, e in enumerate(events))
+    notices = end_notices(state, Payloads())
+    if end == "running":
+        assert notices == []
+        return
+    expected = {f"k{i}": policy for i, (policy, reported) in enumerate(children)
+                if not reported and policy != "abandon"}
+    to_children = {n.execution_id: n for n in notices if n.execution_id != parent}
+    assert set(to_children) == set(expected)
+    for child_id, notice in to_children.items():
+        kind = SignalReceived if expected[child_id] == "request" else CancelRequested
+        assert isinstance(notice.event, kind)
+    assert [n.execution_id for n in notices].count(parent) == (1 if parent else 0)
+    assert len({(n.execution_id, n.token) for n in notices}) == len(notices)

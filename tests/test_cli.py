@@ -168,6 +168,14 @@ def test_list_cancel_send_signal_and_its_first_name(redis_url: str, tmp_path: Pa
         assert unknown.returncode == 1
         assert unknown.stderr.strip() == (
             "zart-es: error: execution 'cli-poll' has no query 'nope' (registered: 'progress')")
+        zart(redis_url, "start", "expense-approval", "--input", '{"amount": 3}', "--id", "cli-u")
+        answered = zart(redis_url, "update", "cli-u", "approve", "--payload", '"ann"',
+                        "--update-id", "u1")
+        assert answered.returncode == 0, answered.stderr
+        assert json.loads(answered.stdout) == {"missing": 0}
+        late = zart(redis_url, "update", "cli-u", "reject")
+        assert late.returncode == 1
+        assert late.stderr.startswith("zart-es: error: execution 'cli-u' has already ended")
         bad = zart(redis_url, "query", "cli-poll", "progress", "{oops")
         assert bad.returncode == 1
         assert "argument 1" in bad.stderr

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 import workers.examples  # noqa: F401 -- registers the examples in the default registry
-from zart_es import Client, ExecutionFailedError, Worker
+from zart_es import Client, ExecutionFailedError, UpdateFailed, Worker
 from zart_es.core import RetryScheduled, StepCompleted, TimerFired
 
 from .helpers import count_effects, read_log
@@ -88,3 +88,13 @@ async def test_finished_execution_leaves_no_timer_behind(client: Client, redis: 
     await client.result(eid, timeout=20)
     keys = client.keys
     assert await redis.zcard(keys.timers(keys.partition_of(eid))) == 0
+
+
+async def test_expense_approval_by_updates_and_a_query(client: Client) -> None:
+    eid = await client.start("expense-approval", {"amount": 40, "approvers": 2})
+    assert await client.update(eid, "approve", "ann") == {"missing": 1}
+    assert await client.query(eid, "approvals") == ["ann"]
+    with pytest.raises(UpdateFailed, match="ann approved already"):
+        await client.update(eid, "approve", "ann")
+    assert await client.update(eid, "approve", "bob") == {"missing": 0}
+    assert await client.result(eid, timeout=10) == "paid 40 (ann, bob)"

@@ -29,7 +29,8 @@ event_bodies = st.one_of(
     st.builds(ev.SignalReceived, name=names, payload=payloads),
     st.builds(ev.SignalConsumed, wait=names, name=names, index=st.integers(-1, 3)),
     st.builds(ev.CancelRequested, reason=names),
-    st.builds(ev.ChildStarted, call=names, child_id=names, workflow=names),
+    st.builds(ev.ChildStarted, call=names, child_id=names, workflow=names,
+              cancel=st.sampled_from(["", "abandon", "request"])),
     st.builds(ev.ChildCompleted, child_id=names, status=names, result=payloads),
     st.builds(ev.ExecutionCompleted, result=payloads),
     st.builds(ev.ExecutionFailed, error_type=names, message=names),
@@ -42,6 +43,8 @@ event_bodies = st.one_of(
     st.builds(ev.ExecutionPaused, rule=names),
     st.builds(ev.ExecutionResumed, rule=names),
     st.builds(ev.QueueAdmitted, queue=names, key=names, admitted_ms=small),
+    st.builds(ev.UpdateReplied, update_id=names, name=names, result=payloads,
+              error_type=st.sampled_from(["", "UpdateRejected"])),
 )
 
 

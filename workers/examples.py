@@ -170,3 +170,27 @@ async def render_thumbnails(ctx: Context, data: BatchData) -> BatchResult:
     rendered = [await ctx.step(f"render-{i}", functools.partial(services.render_thumbnail, i))
                 for i in range(data.count)]
     return BatchResult(processed=len(rendered), results=rendered)
+
+
+class Expense(msgspec.Struct, frozen=True):
+    """Input of the approval example."""
+
+    amount: int
+    approvers: int = 1
+
+
+@durable("expense-approval", updates=["approve"])
+async def expense_approval(ctx: Context, expense: Expense) -> str:
+    """Waits for ``approve`` updates (``zart-es update ID approve --payload '"ann"'``):
+    each is answered with how many approvals are still missing, so the approver learns
+    the outcome of their own request. Query ``approvals`` lists who approved so far."""
+    approved: list[str] = []
+    ctx.on_query("approvals", lambda: approved)
+    while len(approved) < expense.approvers:
+        update = await ctx.wait_for_update("approve", type=str)
+        if update.payload in approved:
+            await update.fail(f"{update.payload} approved already")
+            continue
+        approved.append(update.payload)
+        await update.reply({"missing": expense.approvers - len(approved)})
+    return await ctx.step("pay", lambda: f"paid {expense.amount} ({', '.join(approved)})")

@@ -46,14 +46,25 @@ from zart_es.core import (
     TaskError,
     UnknownQuery,
     UnknownStep,
+    UnknownUpdate,
     UnknownWorkflow,
+    UpdateFailed,
+    UpdateTimeout,
     VersionConflict,
     ZartError,
 )
 from zart_es.engine import Scheduler, Worker
 from zart_es.ops import ExecutionStatus, ExecutionSummary, Schedules
 from zart_es.store import Deployment
-from zart_es.workflow import Context, Registry, default_registry, durable, queue, schedule
+from zart_es.workflow import (
+    Context,
+    Registry,
+    Update,
+    default_registry,
+    durable,
+    queue,
+    schedule,
+)
 
 __version__ = "0.3.0"
 
@@ -107,7 +118,11 @@ __all__ = [
     "TaskError",
     "UnknownQuery",
     "UnknownStep",
+    "UnknownUpdate",
     "UnknownWorkflow",
+    "Update",
+    "UpdateFailed",
+    "UpdateTimeout",
     "VersionConflict",
     "Worker",
     "ZartError",

@@ -113,6 +113,24 @@ class QueryResult(msgspec.Struct, frozen=True):
     result: Any
 
 
+class UpdateRequestBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /executions/{id}/updates/{name}``."""
+
+    payload: Any = None
+    update_id: str | None = None
+    """Makes delivery idempotent: the same id again waits for the same answer."""
+    timeout: float = 30.0
+    """Seconds to wait for the answer."""
+
+
+class UpdateResult(msgspec.Struct, frozen=True):
+    """Reply of ``POST /executions/{id}/updates/{name}``."""
+
+    id: str
+    update: str
+    result: Any
+
+
 class Health(msgspec.Struct, frozen=True):
     """Reply of ``GET /healthz``."""
 
@@ -308,6 +326,25 @@ async def query_execution(
     return QueryResult(execution_id, name, value)
 
 
+@post("/executions/{execution_id:str}/updates/{name:str}", status_code=HTTP_200_OK,
+      summary="Send an update and wait for the workflow's answer",
+      **errors("not_found", "execution_ended", "unknown_update", "update_failed",
+               "update_timeout", "invalid_request", body=True))
+async def update_execution(
+    request: Request[Any, Any, Any], execution_id: FromPath[str], name: FromPath[str],
+    data: JSONBody[UpdateRequestBody | None] = None, by: FromQuery[str] = "",
+) -> UpdateResult:
+    """Delivered durably (recorded in the log) before the wait; the answer is the one
+    the workflow recorded with ``reply``. 504 ``update_timeout`` leaves it delivered:
+    retry with the same ``update_id`` to wait for the same answer. ``?by=`` also records
+    it in the operator trail."""
+    body = data or UpdateRequestBody()
+    value = await _client(request).update(execution_id, name, body.payload,
+                                          update_id=body.update_id, timeout=body.timeout,
+                                          by=by)
+    return UpdateResult(execution_id, name, value)
+
+
 async def _deliver(request: Request[Any, Any, Any], execution_id: str, name: str, data: Any,
                    *, signal_id: str | None, by: str = "") -> Delivered:
     delivered = await _client(request).send_signal(execution_id, name, data,
@@ -397,7 +434,8 @@ def create_app(
         route_handlers=[
             Router("/", tags=["executions"], security=BEARER, route_handlers=[
                 start_execution, list_executions, get_execution, get_history, wait_execution,
-                cancel_execution, deliver_signal, deliver_event, query_execution]),
+                cancel_execution, deliver_signal, deliver_event, query_execution,
+                update_execution]),
             Router("/", tags=["admin"], security=BEARER, route_handlers=api_admin.ROUTES),
             Router("/", tags=["schedules"], security=BEARER,
                    route_handlers=api_schedules.ROUTES),

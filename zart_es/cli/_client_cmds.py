@@ -171,6 +171,17 @@ async def send_signal(args: argparse.Namespace) -> int:
     return 0
 
 
+async def update(args: argparse.Namespace) -> int:
+    """``zart-es update ID NAME [--payload JSON] [--update-id K] [--timeout S]``: the
+    workflow's answer, as JSON."""
+    payload = json_arg(args.payload, "--payload")
+    async with client_for(args) as client:
+        answer = await client.update(args.id, args.name, payload, update_id=args.update_id,
+                                     timeout=args.timeout, by=operator())
+    print_json(answer)
+    return 0
+
+
 async def query(args: argparse.Namespace) -> int:
     """``zart-es query ID NAME [ARG ...] [--timeout S]``: the answer, as JSON."""
     values = [json_arg(text, f"argument {i + 1}") for i, text in enumerate(args.args)]

@@ -164,6 +164,15 @@ def _client_commands(add: AddCommand) -> None:
     send.add_argument("--signal-id", "--event-id", dest="signal_id", default=None,
                       help="idempotency key")
 
+    update = add("update", "send an update to an execution and wait for its answer")
+    update.add_argument("id")
+    update.add_argument("name")
+    update.add_argument("--payload", default="null", help="payload as JSON")
+    update.add_argument("--update-id", default=None,
+                        help="idempotency key: the same id again waits for the same answer")
+    update.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for the answer")
+
     query = add("query", "ask a running or ended execution a query (ctx.on_query); "
                 "nothing is recorded")
     query.add_argument("id")
@@ -222,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "result": cli_client.result, "list": cli_client.listing,
         "history": cli_client.history, "cancel": cli_client.cancel,
         "send-signal": cli_client.send_signal, "send-event": cli_client.send_signal,
-        "query": cli_client.query,
+        "query": cli_client.query, "update": cli_client.update,
         **args.ops,
     }
     try:

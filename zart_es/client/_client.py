@@ -28,6 +28,7 @@ from zart_es.client._handle import ExecutionHandle
 from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_TASK_QUEUE,
+    RESERVED_SIGNAL_PREFIX,
     STATES,
     TERMINAL_STATES,
     AnyEvent,
@@ -261,6 +262,9 @@ class Client:
         signal is also an entry of the operator trail.
         """
         check_workflow_name(name, what="signal name")
+        if name.startswith(RESERVED_SIGNAL_PREFIX):
+            raise ConfigError(f"signal names starting with {RESERVED_SIGNAL_PREFIX!r} are the "
+                              f"engine's (updates: Client.update), got {name!r}")
         data = self._payloads.encode(payload, f"payload of signal {name!r}")
         await self._ready()
         appended = await self.store.append(
@@ -278,6 +282,27 @@ class Client:
     ) -> bool:
         """The first name of :meth:`send_signal` (``event_id`` is its ``signal_id``)."""
         return await self.send_signal(execution_id, name, payload, signal_id=event_id)
+
+    async def update(
+        self, execution_id: str, name: str, payload: Any = None, *,
+        update_id: str | None = None, timeout: float = 30.0, type: Any = None, by: str = "",
+    ) -> Any:
+        """Deliver update ``name`` durably and wait for the workflow's answer (its
+        ``ctx.wait_for_update(name)`` then ``reply(value)``); returns the value decoded to
+        ``type``.
+
+        The update is recorded in the execution's log before this waits, so it is taken
+        even if every worker restarts; the answer is recorded too and read back from the
+        log. With ``update_id`` a retry (after a timeout, a lost connection) delivers
+        nothing new and returns the same answer. Raises :class:`~zart_es.UnknownUpdate`
+        (a name the workflow does not declare), :class:`~zart_es.UpdateFailed` (the
+        workflow failed it, or ended without answering),
+        :class:`~zart_es.UpdateTimeout` (not answered yet; it stays delivered),
+        ExecutionEnded or ExecutionNotFound. ``by`` also records it in the operator trail.
+        """
+        value = await ops.send_update(self.deployment, execution_id, name, payload,
+                                      update_id=update_id, timeout=timeout, by=by)
+        return self._payloads.decode(value, type, f"answer to update {name!r}")
 
     async def query(self, execution_id: str, name: str, *args: Any, timeout: float = 5.0,
                     type: Any = None) -> Any:

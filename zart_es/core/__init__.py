@@ -81,7 +81,10 @@ from zart_es.core._errors import (
     TimerNotDue,
     UnknownQuery,
     UnknownStep,
+    UnknownUpdate,
     UnknownWorkflow,
+    UpdateFailed,
+    UpdateTimeout,
     VersionConflict,
     ZartError,
 )
@@ -116,6 +119,7 @@ from zart_es.core._events import (
     StepsInvalidated,
     TimerFired,
     TimerSet,
+    UpdateReplied,
 )
 from zart_es.core._fold import (
     COMPLETED,
@@ -184,6 +188,15 @@ from zart_es.core._timer_names import (
     timeout_timer,
     wait_timer,
 )
+from zart_es.core._updates import (
+    RESERVED_SIGNAL_PREFIX,
+    UPDATE_SIGNAL_PREFIX,
+    UpdateDelivery,
+    decode_delivery,
+    encode_delivery,
+    unknown_updates,
+    update_signal,
+)
 
 __all__ = [
     "ABANDON",
@@ -204,12 +217,14 @@ __all__ = [
     "QUARANTINED",
     "REOPENING_EVENTS",
     "REQUEST",
+    "RESERVED_SIGNAL_PREFIX",
     "SEALED",
     "STATES",
     "TERMINAL_EVENTS",
     "TERMINAL_STATES",
     "TIMED_OUT",
     "UNREADABLE",
+    "UPDATE_SIGNAL_PREFIX",
     "AesGcmKeyring",
     "AnyEvent",
     "ArchiveError",
@@ -300,7 +315,12 @@ __all__ = [
     "TimerSet",
     "UnknownQuery",
     "UnknownStep",
+    "UnknownUpdate",
     "UnknownWorkflow",
+    "UpdateDelivery",
+    "UpdateFailed",
+    "UpdateReplied",
+    "UpdateTimeout",
     "VersionConflict",
     "ZartError",
     "already_recorded",
@@ -318,6 +338,7 @@ __all__ = [
     "check_workflow_name",
     "child_completed",
     "decode_answer",
+    "decode_delivery",
     "decode_event",
     "decode_request",
     "decode_value",
@@ -325,6 +346,7 @@ __all__ = [
     "derived_id",
     "detail_json",
     "due",
+    "encode_delivery",
     "encode_event",
     "encode_query",
     "encode_value",
@@ -350,6 +372,8 @@ __all__ = [
     "timeout_timer",
     "to_ms",
     "unkeyed_link",
+    "unknown_updates",
+    "update_signal",
     "verify_chain",
     "wait_timer",
 ]

@@ -33,6 +33,9 @@
     ├── UnknownQuery                  a query the execution registered no handler for
     ├── QueryFailed                   a query handler raised
     ├── QueryTimeout                  no worker answered a query in time (also a TimeoutError)
+    ├── UnknownUpdate                 an update the workflow does not declare
+    ├── UpdateFailed                  the workflow failed the update, or ended without answering
+    ├── UpdateTimeout                 no answer to an update in time (also a TimeoutError)
     ├── ArchiveError                  the archive cannot be read or written (URL, objects)
     └── StoreError                    Redis answered something the engine cannot accept
         ├── VersionConflict           an append lost the optimistic-concurrency race
@@ -358,6 +361,46 @@ class QueryTimeout(ZartError, TimeoutError):
         self.name = name
         self.timeout = timeout
         self.task_queue = task_queue
+
+
+class UnknownUpdate(ZartError, LookupError):
+    """``Client.update`` named an update the workflow does not declare
+    (``@durable(..., updates=[...])``; HTTP: 404 ``unknown_update``). The engine records
+    the rejection, so a retry with the same update id is rejected the same way."""
+
+    def __init__(self, execution_id: str, name: str, message: str) -> None:
+        super().__init__(f"execution {execution_id!r}: {message}")
+        self.execution_id = execution_id
+        self.name = name
+
+
+class UpdateFailed(ZartError):
+    """The workflow answered the update with ``fail(error)``, or ended without answering
+    it (HTTP: 422 ``update_failed``)."""
+
+    def __init__(self, execution_id: str, name: str, update_id: str, error_type: str,
+                 message: str) -> None:
+        super().__init__(f"update {name!r} ({update_id}) of execution {execution_id!r} "
+                         f"failed: {error_type}: {message}")
+        self.execution_id = execution_id
+        self.name = name
+        self.update_id = update_id
+        self.error_type = error_type
+        self.message = message
+
+
+class UpdateTimeout(ZartError, TimeoutError):
+    """No answer within the timeout (HTTP: 504 ``update_timeout``). The update stays
+    delivered: call again with the same ``update_id`` to keep waiting for its answer."""
+
+    def __init__(self, execution_id: str, name: str, update_id: str, timeout: float) -> None:
+        super().__init__(f"update {name!r} of execution {execution_id!r} not answered within "
+                         f"{timeout:g}s (it stays delivered: update_id={update_id!r} "
+                         "waits for the same answer)")
+        self.execution_id = execution_id
+        self.name = name
+        self.update_id = update_id
+        self.timeout = timeout
 
 
 class ScheduleExists(ConfigError):

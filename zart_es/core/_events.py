@@ -264,6 +264,19 @@ class QueueAdmitted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=Tr
     admitted_ms: int = 0
 
 
+class UpdateReplied(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The answer to update ``update_id`` (``ctx.wait_for_update`` then ``reply`` or
+    ``fail``; or the engine's rejection of a name the workflow does not declare): its
+    encoded ``result``, or ``error_type`` and ``message``. Recorded once per update; the
+    caller of ``Client.update`` reads it back from the log."""
+
+    update_id: str
+    name: str
+    result: bytes = b""
+    error_type: str = ""
+    message: str = ""
+
+
 class FailureInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The input of a workflow's failure handler (``@durable(..., on_failure=handler)``):
     which execution ended how. Not an event: the handler is an execution of its own."""
@@ -302,6 +315,7 @@ AnyEvent = (
     | ExecutionQuarantined
     | ExecutionReleased
     | QueueAdmitted
+    | UpdateReplied
 )
 
 REOPENING_EVENTS: tuple[type[Event], ...] = (StepRetryRequested, StepsInvalidated, RunRestarted)

@@ -40,6 +40,7 @@ from zart_es.core._events import (
     StepsInvalidated,
     TimerFired,
     TimerSet,
+    UpdateReplied,
 )
 from zart_es.core._timer_names import (
     RETRY_PREFIX,
@@ -181,6 +182,8 @@ class ExecutionState(msgspec.Struct):
     """The trace context the execution was started in (its runs' spans' parent)."""
     task_queue: str = ""
     """The task queue it was started on ("": the default one, or its workflow's)."""
+    replies: dict[str, UpdateReplied] = msgspec.field(default_factory=dict)
+    """Answered updates by update id."""
 
     @property
     def admission(self) -> str:
@@ -238,7 +241,7 @@ _STATUS_AFTER: dict[type[Event], Status] = {
 }
 
 # events that do not change the status (delivered from outside, while anything goes on)
-_KEEPS_STATUS = (SignalReceived, CancelRequested, ChildCompleted, QueueAdmitted)
+_KEEPS_STATUS = (SignalReceived, CancelRequested, ChildCompleted, QueueAdmitted, UpdateReplied)
 
 
 HELD: dict[str, type[Event]] = {PAUSED: ExecutionResumed, QUARANTINED: ExecutionReleased}
@@ -422,6 +425,10 @@ def _forget_step(state: ExecutionState, name: str) -> None:
         del state.timers[timer]
 
 
+def _update_replied(state: ExecutionState, e: UpdateReplied) -> None:
+    state.replies.setdefault(e.update_id, e)
+
+
 def _paused(state: ExecutionState, e: ExecutionPaused) -> None:
     state.paused_by = e.rule
     state.admitted = None  # a held execution gives its queue slot back (see runner._hold)
@@ -475,6 +482,7 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = dict([
     _on(QueueAdmitted, _admitted),
     _on(ExecutionQuarantined, lambda state, e: setattr(state, "quarantine", e)),
     _on(ExecutionReleased, lambda state, _e: setattr(state, "quarantine", None)),
+    _on(UpdateReplied, _update_replied),
 ])
 
 
@@ -537,4 +545,5 @@ _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = dict([
     _on(ExecutionPaused, lambda s, _e: s.paused_by is not None),
     _on(ExecutionResumed, lambda s, _e: s.paused_by is None),
     _on(QueueAdmitted, lambda s, _e: s.admitted is not None),
+    _on(UpdateReplied, lambda s, e: e.update_id in s.replies),
 ])

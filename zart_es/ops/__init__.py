@@ -43,6 +43,7 @@ from zart_es.ops._schedules import (
 from zart_es.ops._task_queues import StreamLoad, TaskQueueLoad, stream_loads, task_queue_loads
 from zart_es.ops._timeline import Mark, Row, Span, Timeline, build_timeline
 from zart_es.ops._tracing import ended_run, run_span, step_attempt, traceparent
+from zart_es.ops._updates import send_update
 
 __all__ = [
     "RACE_ROUNDS",
@@ -96,6 +97,7 @@ __all__ = [
     "retry_step",
     "rule_name",
     "run_span",
+    "send_update",
     "step_attempt",
     "stream_loads",
     "submit_execution",

@@ -23,6 +23,7 @@ import msgspec
 
 from zart_es.core import (
     TERMINAL_EVENTS,
+    UPDATE_SIGNAL_PREFIX,
     CancelRequested,
     ChildCompleted,
     ChildStarted,
@@ -46,6 +47,7 @@ from zart_es.core import (
     StepsInvalidated,
     TimerFired,
     TimerSet,
+    UpdateReplied,
     apply,
     timeout_of,
 )
@@ -273,7 +275,12 @@ class _Builder:
         span.outcome = "signal" if e.index >= 0 else "timed_out"
 
     def received(self, e: SignalReceived) -> None:
-        self._mark(e, f"signal {e.name}")
+        update = e.name.removeprefix(UPDATE_SIGNAL_PREFIX)
+        self._mark(e, f"update {update}" if update != e.name else f"signal {e.name}")
+
+    def replied(self, e: UpdateReplied) -> None:
+        outcome = f" failed: {e.error_type}" if e.error_type else ""
+        self._mark(e, f"update {e.name} answered{outcome}")
 
     def child_started(self, e: ChildStarted) -> None:
         span = Span("child", e.at_ms, None, detail=e.child_id)
@@ -338,4 +345,5 @@ _HANDLERS: dict[type[Event], Callable[[_Builder, Any], None]] = {
     RunRestarted: _Builder.reopened,
     CancelRequested: _Builder.cancel, ExecutionQuarantined: _Builder.quarantined,
     ExecutionReleased: _Builder.released, PatchMarked: _Builder.patch,
+    UpdateReplied: _Builder.replied,
 }

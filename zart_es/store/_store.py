@@ -358,6 +358,15 @@ class Store:
         if head is not None:
             self._remember(execution_id, int(fields[F_SEQ]) + 1, head)
 
+    async def follow(self, execution_id: str, after: bytes, block_ms: int
+                     ) -> list[tuple[bytes, AnyEvent]]:
+        """The log's entries after stream id ``after``, waiting up to ``block_ms`` for
+        one to be appended (empty if none was)."""
+        got: Any = await self.redis.xread({self.keys.log(execution_id): after},
+                                          count=READ_PAGE, block=max(1, block_ms))
+        return [(entry_id, to_event(entry_id, fields, execution_id))
+                for _key, entries in got or () for entry_id, fields in entries]
+
     async def read_first(self, execution_id: str) -> AnyEvent | None:
         """The log's first event (its ``ExecutionStarted``), or None without a log."""
         first: list[Any] = await self.redis.xrange(self.keys.log(execution_id), count=1)

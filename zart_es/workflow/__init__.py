@@ -6,7 +6,7 @@ It never imports Redis, the store, the engine or the client: a ``Context`` runs 
 :mod:`zart_es.testing`).
 """
 
-from zart_es.workflow._context import Context
+from zart_es.workflow._context import Context, Update
 from zart_es.workflow._journal import Journal
 from zart_es.workflow._query import answer_query
 from zart_es.workflow._registry import (
@@ -35,6 +35,7 @@ __all__ = [
     "Registry",
     "ReplayVerdict",
     "Replayed",
+    "Update",
     "Workflow",
     "answer_query",
     "check_history",

@@ -51,9 +51,11 @@ from zart_es.core import (
     StoreRefused,
     Suspend,
     TimerSet,
+    UpdateReplied,
     check_cancel_policy,
     check_execution_id,
     check_workflow_name,
+    decode_delivery,
     derived_id,
     format_ms,
     named_sleep_timer,
@@ -61,6 +63,7 @@ from zart_es.core import (
     retry_timer,
     sleep_timer,
     to_ms,
+    update_signal,
     wait_timer,
 )
 from zart_es.workflow._journal import Journal
@@ -85,9 +88,11 @@ class Context:
 
     def __init__(
         self, journal: Journal, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        payloads: Payloads | None = None,
+        payloads: Payloads | None = None, updates: frozenset[str] | None = None,
     ) -> None:
         self._journal = journal
+        self._updates = updates
+        """The update names the workflow declares (None: not checked, a bare Context)."""
         self._payloads = payloads or Payloads(max_payload_bytes)
         self._seen: set[str] = set()
         self._counters: dict[str, int] = {}
@@ -329,6 +334,12 @@ class Context:
         """
         self._check_running()
         check_workflow_name(name, what="signal name")
+        payload = await self._take_signal(name, timeout)
+        return self._payloads.decode(payload, type, f"payload of signal {name!r}")
+
+    async def _take_signal(self, name: str, timeout: Duration | None) -> bytes:
+        """The payload of the next signal ``name`` this wait takes (see
+        :meth:`wait_for_signal`), suspending until one arrives."""
         key = f"event:{_scope.get()}{name}#{self._next('event:' + name)}"
         state = self._state
         index = state.consumed.get(key)
@@ -343,9 +354,7 @@ class Context:
             self._replay.visit(state, key)
         if index < 0:
             raise SignalTimeout(name, to_ms(timeout or 0))
-        payload = state.received[name][index].payload
-        return self._payloads.decode(payload, type, f"payload of signal {name!r}")
-
+        return state.received[name][index].payload
 
     wait_for_event = wait_for_signal
     """The first name of :meth:`wait_for_signal`."""
@@ -378,6 +387,40 @@ class Context:
         elif timeout is None and key not in state.ordered:
             await self._journal.record(SignalAwaited(wait=key, name=name))  # status: waiting
         raise self._suspend()
+
+    # -- updates ----------------------------------------------------------------------
+
+    async def wait_for_update(
+        self, name: str, *, timeout: Duration | None = None, type: Any = None
+    ) -> Update:
+        """Wait for the next update ``name`` (``Client.update``) not taken by an earlier
+        wait; answer it with ``await update.reply(value)`` or ``await update.fail(error)``.
+
+        ``name`` must be one the workflow declares (``@durable(..., updates=[name])``).
+        Updates sent before the wait are kept and taken in arrival order; with
+        ``timeout``, :class:`SignalTimeout` is raised if none arrives in time. Taking it
+        and answering it are both recorded, so a replay takes the same update and does
+        not answer it twice; the caller's answer survives a crash of the worker.
+        """
+        self._check_running()
+        check_workflow_name(name, what="update name")
+        if self._updates is not None and name not in self._updates:
+            shown = ", ".join(repr(u) for u in sorted(self._updates)) or "none"
+            raise ConfigError(f"workflow {self.workflow!r} waits for update {name!r} but "
+                              f"declares only {shown}: add it to @durable(updates=[...])")
+        delivery = decode_delivery(await self._take_signal(update_signal(name), timeout))
+        payload = self._payloads.decode(delivery.payload, type, f"payload of update {name!r}")
+        return Update(self, name, delivery.update_id, payload)
+
+    async def _reply(self, update: Update, *, result: bytes = b"", error_type: str = "",
+                     message: str = "") -> None:
+        """Record the answer to ``update`` (once: a replay finds it recorded)."""
+        self._check_running()
+        if update.update_id in self._state.replies:
+            return
+        await self._journal.record(UpdateReplied(
+            update_id=update.update_id, name=update.name, result=result,
+            error_type=error_type, message=message))
 
     # -- queries ----------------------------------------------------------------------
 
@@ -651,6 +694,35 @@ class Context:
 
     def _decode(self, name: str, data: bytes, type_: Any) -> Any:
         return self._payloads.decode(data, type_, f"recorded result of step {name!r}")
+
+
+class Update:
+    """An update taken by ``ctx.wait_for_update``: its ``payload``, and the way to answer
+    it. Answer it once; the caller of ``Client.update`` is waiting."""
+
+    __slots__ = ("_ctx", "name", "payload", "update_id")
+
+    def __init__(self, ctx: Context, name: str, update_id: str, payload: Any) -> None:
+        self._ctx = ctx
+        self.name = name
+        self.update_id = update_id
+        """The caller's id for it (``Client.update(..., update_id=)``, else a random one)."""
+        self.payload = payload
+
+    async def reply(self, value: Any = None) -> None:
+        """Answer with ``value`` (recorded; ``Client.update`` returns it)."""
+        encoded = self._ctx._payloads.encode(value, f"reply to update {self.name!r}")
+        await self._ctx._reply(self, result=encoded)
+
+    async def fail(self, error: BaseException | str) -> None:
+        """Answer with an error (recorded; ``Client.update`` raises UpdateFailed)."""
+        if isinstance(error, BaseException):
+            await self._ctx._reply(self, error_type=type(error).__name__, message=str(error))
+        else:
+            await self._ctx._reply(self, error_type="UpdateRejected", message=str(error))
+
+    def __repr__(self) -> str:
+        return f"Update({self.name!r}, update_id={self.update_id!r})"
 
 
 def _check_name(name: object) -> str:

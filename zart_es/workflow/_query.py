@@ -36,7 +36,8 @@ async def answer_query(state: ExecutionState, workflow: Workflow, payloads: Payl
                        name: str, args: bytes) -> QueryAnswer:
     """What query ``name`` with ``args`` (a payload-encoded list) answers at the point
     the execution ``state`` has reached. Writes nothing and runs no step."""
-    ctx = Context(HistoryJournal(state=state), payloads=payloads)
+    ctx = Context(HistoryJournal(state=state), payloads=payloads,
+                  updates=workflow.updates)
     try:
         await workflow.fn(ctx, workflow_input(workflow, state, payloads))
     except _STOPS:

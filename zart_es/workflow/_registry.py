@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -54,6 +54,9 @@ class Workflow:
     retention_ms: int | Literal["default"] | None = "default"
     """How long its ended executions stay in Redis before the archiver moves them out
     (None: for ever; "default": the deployment's ``--retention``)."""
+    updates: frozenset[str] = frozenset()
+    """The update names its code may wait for (``ctx.wait_for_update``); an update of
+    another name is rejected (``UnknownUpdate``)."""
 
 
 class Registry:
@@ -68,11 +71,16 @@ class Registry:
         self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
         queue: str | Queue | None = None, on_failure: WorkflowFn | None = None,
         task_queue: str = DEFAULT_TASK_QUEUE, retention: Duration | None = None,
+        updates: Iterable[str] = (),
     ) -> Workflow:
         """Register ``fn`` under ``name``; the same function twice is a no-op. An
         ``on_failure`` handler is registered as workflow ``<name>.on-failure``."""
         check_workflow_name(name)
         check_task_queue(task_queue)
+        if isinstance(updates, str):
+            raise ConfigError(f"@durable({name!r}): updates= takes a list of names, "
+                              f"got the string {updates!r}")
+        declared = frozenset(check_workflow_name(u, what="update name") for u in updates)
         handler = None
         if on_failure is not None:
             handler = self.register(failure_workflow(name), on_failure, queue=queue,
@@ -103,6 +111,7 @@ class Registry:
             on_failure=handler,
             task_queue=task_queue,
             retention_ms="default" if retention is None else parse_retention(retention),
+            updates=declared,
         )
         existing = self._workflows.get(name)
         if existing is not None and _origin(existing.fn) != _origin(fn):
@@ -196,6 +205,7 @@ def durable(
     on_failure: Callable[..., Awaitable[Any]] | None = None,
     task_queue: str = DEFAULT_TASK_QUEUE,
     retention: Duration | None = None,
+    updates: Iterable[str] = (),
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an ``async def`` workflow under ``name``.
@@ -220,12 +230,16 @@ def durable(
     Redis once they have ended (completed, failed, cancelled, timed out) before the
     archiver moves them to the archive, where they stay readable (default: the
     deployment's ``--retention`` / ``$ZART_RETENTION``, 7 days).
+
+    ``updates`` (e.g. ``["approve"]``) names the updates its code waits for with
+    ``ctx.wait_for_update``; ``Client.update`` with another name is rejected
+    (``UnknownUpdate``).
     """
 
     def register(fn: F) -> F:
         (registry or default_registry).register(name, fn, timeout=timeout, queue=queue,
                                                 on_failure=on_failure, task_queue=task_queue,
-                                                retention=retention)
+                                                retention=retention, updates=updates)
         return fn
 
     return register

@@ -88,7 +88,7 @@ async def check_history(events: Iterable[Event], registry: Registry,
     try:
         workflow = registry.get(state.workflow)
         data = workflow_input(workflow, state, payloads)
-        await workflow.fn(Context(journal, payloads=payloads), data)
+        await workflow.fn(Context(journal, payloads=payloads, updates=workflow.updates), data)
     except NondeterminismError as exc:
         return verdict(False, str(exc), exc.position, exc.expected, exc.got)
     except (UnknownWorkflow, PayloadError) as exc:

@@ -37,6 +37,7 @@ from zart_es.core import (
     TimerSet,
     derived_id,
     timeout_timer,
+    unknown_updates,
 )
 from zart_es.workflow._context import Context
 from zart_es.workflow._journal import Journal
@@ -53,8 +54,13 @@ class Replayed:
 
 async def replay(journal: Journal, workflow: Workflow, data: Any, payloads: Payloads
                  ) -> Replayed:
-    """Run ``workflow`` once from the top over ``journal`` (see the module docstring)."""
-    ctx = Context(journal, payloads=payloads)
+    """Run ``workflow`` once from the top over ``journal`` (see the module docstring).
+
+    First, updates delivered under a name the workflow does not declare are answered
+    with their rejection (recorded: the caller learns it, a retry gets the same)."""
+    for rejection in unknown_updates(journal.state, workflow.updates):
+        await journal.record(rejection)
+    ctx = Context(journal, payloads=payloads, updates=workflow.updates)
     try:
         result = await workflow.fn(ctx, data)
     except (Suspend, Interrupted, Cancelled, Paused) as stopped:
