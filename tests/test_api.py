@@ -328,6 +328,13 @@ def test_admin_pause_and_resume_a_workflow(api: str) -> None:
     assert _wait_done(api, "api-p")["result"] == sum(range(100))
     bad = httpx.post(f"{api}/admin/pauses", json={"workflow": "a", "queue": "b"})
     assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+    for body, rule in (({"step": "transform-*"}, "step:transform-*"),
+                       ({"execution_id": "api-x"}, "execution:api-x")):
+        assert httpx.post(f"{api}/admin/pauses", json=body).json()["rule"] == rule
+    kinds = [(r["kind"], r["name"]) for r in httpx.get(f"{api}/admin/pauses").json()]
+    assert kinds == [("execution", "api-x"), ("step", "transform-*")]
+    assert httpx.delete(f"{api}/admin/pauses/step/transform-*").json()["changed"]
+    assert httpx.delete(f"{api}/admin/pauses/execution/api-x").json()["changed"]
 
 
 def test_admin_edge_cases(api: str) -> None:

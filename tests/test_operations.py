@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Client, ConfigError, Context, Registry, Worker, durable
+from zart_es import Client, ConfigError, Context, InvalidExecutionId, Registry, Worker, durable
 from zart_es.core import (
     ExecutionPaused,
     ExecutionResumed,
@@ -355,6 +355,44 @@ async def test_a_paused_execution_can_be_cancelled(
     assert await client.cancel(eid, reason="not needed")
     assert (await client.wait(eid, 10)).status == "cancelled"
     await client.resume(workflow="pausable")
+
+
+async def test_pause_scopes_one_execution_and_a_step_glob(
+    env: tuple[Client, Registry], worker: Worker, redis: Redis
+) -> None:
+    client, registry = env
+    ran: list[str] = []
+
+    @durable("two-phase", registry=registry)
+    async def two_phase(ctx: Context) -> int:
+        await ctx.step("prepare", lambda: ran.append(f"{ctx.execution_id} prepare"))
+        await ctx.sleep(0.1)
+        await ctx.step("charge-card", lambda: ran.append(f"{ctx.execution_id} charge"))
+        await ctx.step("ship", lambda: ran.append(f"{ctx.execution_id} ship"))
+        return 1
+
+    assert await client.pause(execution_id="held-one", by="ops")
+    assert await client.pause(step="charge-*", reason="card provider down")
+    await worker.refresh_pause_rules()
+    await client.start("two-phase", execution_id="held-one")
+    await client.start("two-phase", execution_id="free-one")
+    await wait_for(lambda: _state(client, "held-one", "paused"), timeout=10)
+    await wait_for(lambda: _state(client, "free-one", "paused"), timeout=10)
+    assert "held-one prepare" not in ran  # held before its first step
+    assert ran == ["free-one prepare"]  # held before the matching step only
+    log = await read_log(redis, "free-one")
+    assert [e.rule for e in log if isinstance(e, ExecutionPaused)] == ["step:charge-*"]
+    assert sorted(r.rule for r in await client.pauses()) == [
+        "execution:held-one", "step:charge-*"]
+
+    assert await client.resume(step="charge-*") == 1
+    assert await client.result("free-one", timeout=10) == 1
+    assert (await client.status("held-one")).status == "paused"
+    assert await client.resume(execution_id="held-one") == 1
+    assert await client.result("held-one", timeout=10) == 1
+    assert ran.count("held-one charge") == 1
+    with pytest.raises(InvalidExecutionId, match="invalid execution id 'has space'"):
+        await client.pause(execution_id="has space")
 
 
 async def test_pause_needs_exactly_one_target(env: tuple[Client, Registry]) -> None:

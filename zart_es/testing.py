@@ -153,7 +153,7 @@ class MemoryJournal:
         """Never: no operator repairs the execution under a test."""
         return False
 
-    def pause_rule(self) -> str | None:
+    def pause_rule(self, step: str | None = None) -> str | None:
         """None: pause rules live in Redis."""
         return None
 

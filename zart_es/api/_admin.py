@@ -40,10 +40,13 @@ class RestartRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PauseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Body of ``POST /admin/pauses``: exactly one of ``workflow`` and ``queue``."""
+    """Body of ``POST /admin/pauses``: exactly one of ``workflow``, ``queue``,
+    ``execution_id`` and ``step`` (a glob of step names)."""
 
     workflow: str | None = None
     queue: str | None = None
+    execution_id: str | None = None
+    step: str | None = None
     reason: str = ""
     by: str = ""
 
@@ -130,28 +133,35 @@ async def list_pauses(request: Request[Any, Any, Any]) -> list[PauseRule]:
     return await _client(request).pauses()
 
 
-@post("/admin/pauses", status_code=HTTP_200_OK, summary="Pause a workflow or a queue",
+@post("/admin/pauses", status_code=HTTP_200_OK,
+      summary="Pause a workflow, a queue, an execution or the steps matching a glob",
       **errors(body=True))
 async def add_pause(request: Request[Any, Any, Any], data: JSONBody[PauseRequest]) -> PauseChange:
-    """Executions stop at their next step boundary; ``changed`` is false if already paused."""
+    """Executions stop at their next step boundary (a step rule: before a matching step);
+    ``changed`` is false if already paused."""
     added = await _client(request).pause(workflow=data.workflow, queue=data.queue,
+                                         execution_id=data.execution_id, step=data.step,
                                          reason=data.reason, by=data.by)
-    return PauseChange(rule_name(data.workflow, data.queue), added)
+    return PauseChange(rule_name(data.workflow, data.queue, execution_id=data.execution_id,
+                                 step=data.step), added)
 
 
 @delete("/admin/pauses/{kind:str}/{name:path}", status_code=HTTP_200_OK,
         summary="Lift a pause rule", **errors("invalid_request"))
 async def remove_pause(
-    request: Request[Any, Any, Any], kind: FromPath[Literal["workflow", "queue"]],
+    request: Request[Any, Any, Any],
+    kind: FromPath[Literal["workflow", "queue", "execution", "step"]],
     name: FromPath[str], by: FromQuery[str] = "",
 ) -> PauseChange:
-    """``kind`` is ``workflow`` or ``queue``; the executions the rule held continue.
+    """``kind`` is ``workflow``, ``queue``, ``execution`` or ``step``; the executions the
+    rule held continue.
     ``name`` is the rest of the path (names may hold ``/``). ``?by=`` names the operator
     in the audit stream."""
     name = name.removeprefix("/")
     client = _client(request)
     before = {r.rule for r in await client.pauses()}
-    resumed = await client.resume(**{kind: name}, by=by)
+    target = {"execution": "execution_id"}.get(kind, kind)
+    resumed = await client.resume(**{target: name}, by=by)
     return PauseChange(f"{kind}:{name}", f"{kind}:{name}" in before, resumed)
 
 

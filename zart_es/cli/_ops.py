@@ -30,12 +30,16 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
     release_.add_argument("id")
     _note(release_)
 
-    for name, text in (("pause", "hold every execution of a workflow or queue"),
+    for name, text in (("pause", "hold the executions of a workflow or queue, one "
+                                 "execution, or any about to run a step matching a glob"),
                        ("resume", "lift a pause rule; the executions it held continue")):
         parser = add(name, text)
         target = parser.add_mutually_exclusive_group(required=True)
         target.add_argument("--workflow", default=None)
         target.add_argument("--queue", default=None)
+        target.add_argument("--execution", dest="execution_id", default=None, metavar="ID")
+        target.add_argument("--step", default=None, metavar="GLOB",
+                            help="step names matching this glob (fnmatch: charge-*)")
         if name == "pause":
             parser.add_argument("--reason", default="")
 
@@ -87,20 +91,24 @@ async def release(args: argparse.Namespace) -> int:
 
 
 async def pause(args: argparse.Namespace) -> int:
-    """``zart-es pause --workflow W | --queue Q [--reason R]``."""
+    """``zart-es pause --workflow W | --queue Q | --execution ID | --step GLOB
+    [--reason R]``."""
     async with client_for(args) as client:
         added = await client.pause(workflow=args.workflow, queue=args.queue,
+                                   execution_id=args.execution_id, step=args.step,
                                    reason=args.reason, by=operator())
     print(f"{_target(args)} paused" if added else f"{_target(args)} was already paused")
     return 0
 
 
 async def resume(args: argparse.Namespace) -> int:
-    """``zart-es resume --workflow W | --queue Q``."""
+    """``zart-es resume --workflow W | --queue Q | --execution ID | --step GLOB``."""
     async with client_for(args) as client:
-        rule = rule_name(args.workflow, args.queue)
+        rule = rule_name(args.workflow, args.queue, execution_id=args.execution_id,
+                         step=args.step)
         was_paused = rule in {r.rule for r in await client.pauses()}
         resumed = await client.resume(workflow=args.workflow, queue=args.queue,
+                                      execution_id=args.execution_id, step=args.step,
                                       by=operator())
     if was_paused:
         print(f"{_target(args)} resumed; {resumed} held executions continue")
@@ -110,7 +118,13 @@ async def resume(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace) -> str:
-    return f"workflow {args.workflow!r}" if args.workflow else f"queue {args.queue!r}"
+    if args.workflow:
+        return f"workflow {args.workflow!r}"
+    if args.queue:
+        return f"queue {args.queue!r}"
+    if args.execution_id:
+        return f"execution {args.execution_id!r}"
+    return f"steps matching {args.step!r}"
 
 
 async def list_pauses(args: argparse.Namespace) -> int:

@@ -408,22 +408,26 @@ class Client:
                               reason=reason)
 
     async def pause(
-        self, *, workflow: str | None = None, queue: str | None = None, reason: str = "",
+        self, *, workflow: str | None = None, queue: str | None = None,
+        execution_id: str | None = None, step: str | None = None, reason: str = "",
         by: str = "",
     ) -> bool:
-        """Hold every execution of ``workflow`` (or of ``queue``) at its next step boundary
-        until :meth:`resume`; new ones wait before their first step. False if that rule
-        was already in force."""
-        rule = ops.rule_name(workflow, queue)
+        """Hold every execution of ``workflow`` (or of ``queue``, or the one execution
+        ``execution_id``) at its next step boundary until :meth:`resume`; new ones wait
+        before their first step. With ``step`` (a glob: ``"charge-*"``), any execution
+        about to run a step whose name matches is held before that step runs. Name
+        exactly one. False if that rule was already in force."""
+        rule = ops.rule_name(workflow, queue, execution_id=execution_id, step=step)
         await self._ready()
         return await ops.add_rule(self.store, rule, reason=reason, by=by)
 
     async def resume(
-        self, *, workflow: str | None = None, queue: str | None = None, by: str = ""
+        self, *, workflow: str | None = None, queue: str | None = None,
+        execution_id: str | None = None, step: str | None = None, by: str = "",
     ) -> int:
         """Lift the pause rule and let the executions it held continue; returns how many
         were resumed here (workers resume any left over)."""
-        rule = ops.rule_name(workflow, queue)
+        rule = ops.rule_name(workflow, queue, execution_id=execution_id, step=step)
         await self._ready()
         return await ops.remove_rule(self.store, rule, by=by)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import time
 
 from zart_es.store import Deployment, HasDeployment, Keys, RedisClient, deployment_of
+
+STEP = "step:"
+"""The prefix of step-glob rules."""
 
 
 class PauseRules:
@@ -15,23 +19,33 @@ class PauseRules:
         self._redis: RedisClient = handle.redis
         self._keys: Keys = handle.keys
         self.active: frozenset[str] = frozenset()
+        self._step_globs: tuple[str, ...] = ()
 
     async def refresh(self) -> frozenset[str]:
         """Read the rules again (one HKEYS); returns them."""
         fields = await self._redis.hkeys(self._keys.pauses())  # type: ignore[misc]
         # a field that is not UTF-8 names no workflow or queue (nothing zart-es wrote)
         self.active = frozenset(f.decode(errors="replace") for f in fields)
+        self._step_globs = tuple(sorted(rule.removeprefix(STEP) for rule in self.active
+                                        if rule.startswith(STEP)))
         return self.active
 
-    def covering(self, workflow: str, queue: str | None) -> str | None:
-        """The rule (by the cached copy) that holds this workflow or queue, if any."""
-        if not self.active:
+    def covering(self, workflow: str, queue: str | None, execution_id: str = "",
+                 step: str | None = None) -> str | None:
+        """The rule (by the cached copy) that holds this execution of ``workflow`` (in
+        ``queue``) before its next durable call (``step``: the step it is about to
+        run), if any."""
+        active = self.active
+        if not active:
             return None
-        rule = f"workflow:{workflow}"
-        if rule in self.active:
-            return rule
-        if queue is not None and f"queue:{queue}" in self.active:
-            return f"queue:{queue}"
+        for rule in (f"workflow:{workflow}", f"execution:{execution_id}",
+                     None if queue is None else f"queue:{queue}"):
+            if rule in active:
+                return rule
+        if step is not None:
+            for glob in self._step_globs:
+                if fnmatch.fnmatchcase(step, glob):
+                    return STEP + glob
         return None
 
     async def confirm(self, rule: str) -> bool:

@@ -156,13 +156,15 @@ class StoreJournal:
         up after a lost append race folded it): the run's coroutine must stop."""
         return self.state.opened_seq != self.replay_opened
 
-    def pause_rule(self) -> str | None:
-        """The pause rule holding this execution, by the worker's cached copy. None once
-        it was asked to cancel: a cancel goes through a pause (compensation runs)."""
+    def pause_rule(self, step: str | None = None) -> str | None:
+        """The pause rule holding this execution (before ``step``, when it is about to
+        run one), by the worker's cached copy. None once it was asked to cancel: a cancel
+        goes through a pause (compensation runs)."""
         if self.pauses is None or self.state.cancel_requested is not None:
             return None
         return self.pauses.covering(self.state.workflow,
-                                    None if self.queue is None else self.queue.name)
+                                    None if self.queue is None else self.queue.name,
+                                    self._execution_id, step)
 
     async def held(self, rule: str) -> bool:
         """Whether ``rule`` is really in force (the cached copy is refreshed if not)."""

@@ -1,8 +1,11 @@
-"""Pause rules: hold every execution of a workflow (or of a queue) and let them go later.
+"""Pause rules: hold executions at a step boundary and let them go later.
 
-A rule is a field of one small hash (``workflow:<name>`` or ``queue:<name>`` -> a JSON
-note of who paused and why). Workers keep a copy they refresh every ``poll_interval``;
-an execution a rule covers stops before its next new durable call, records
+A rule is a field of one small hash (``workflow:<name>``, ``queue:<name>``,
+``execution:<id>`` or ``step:<glob>`` -> a JSON note of who paused and why). A workflow,
+queue or execution rule holds the executions it names before their next new durable
+call; a step rule holds any execution about to run a step whose name matches the glob
+(``fnmatch``: ``charge-*``, ``send-?``), before that step runs. Workers keep a copy they
+refresh every ``poll_interval``; an execution a rule covers stops there, records
 ``ExecutionPaused`` and is put in its partition's ``paused`` set. Nothing runs for it
 meanwhile; timers still fire on the wheel (the log records them, the status stays
 ``paused``). Resuming deletes the rule and appends ``ExecutionResumed`` (with a work
@@ -37,11 +40,12 @@ from zart_es.store import Keys, RedisClient, Store
 
 log = structlog.get_logger("zart_es.pauses")
 
-KINDS = ("workflow", "queue")
+KINDS = ("workflow", "queue", "execution", "step")
 
 
 class PauseRule(msgspec.Struct, frozen=True):
-    """An active rule ``<kind>:<name>`` (kind workflow or queue), and its note."""
+    """An active rule ``<kind>:<name>`` (kind workflow, queue, execution or step), and its
+    note."""
 
     rule: str
     kind: str
@@ -51,13 +55,21 @@ class PauseRule(msgspec.Struct, frozen=True):
     at_ms: int = 0
 
 
-def rule_name(workflow: str | None, queue: str | None) -> str:
-    """``workflow:<name>`` or ``queue:<name>``; exactly one of the two must be given."""
-    if (workflow is None) == (queue is None):
-        raise ConfigError("name exactly one of workflow or queue to pause or resume")
+def rule_name(workflow: str | None = None, queue: str | None = None, *,
+              execution_id: str | None = None, step: str | None = None) -> str:
+    """``workflow:<name>``, ``queue:<name>``, ``execution:<id>`` or ``step:<glob>``;
+    exactly one of the four must be given."""
+    given = [v for v in (workflow, queue, execution_id, step) if v is not None]
+    if len(given) != 1:
+        raise ConfigError("name exactly one of a workflow, a queue, an execution id or a "
+                          "step glob to pause or resume")
     if workflow is not None:
         return f"workflow:{check_workflow_name(workflow)}"
-    return f"queue:{check_queue_name(queue)}"
+    if queue is not None:
+        return f"queue:{check_queue_name(queue)}"
+    if execution_id is not None:
+        return f"execution:{check_execution_id(execution_id)}"
+    return f"step:{check_workflow_name(step, what='step glob')}"
 
 
 async def add_rule(store: Store, rule: str, *, reason: str = "", by: str = "") -> bool:

@@ -585,7 +585,7 @@ class Context:
         (_halt.get() or self._root_halt)[0] = True
         return Suspend()
 
-    def _new_call(self, name: str) -> None:
+    def _new_call(self, name: str, *, step: bool = False) -> None:
         """Checks before a durable call that is not recorded yet does anything.
 
         A pending cancel comes first: the run that got it here recorded no call here but
@@ -595,7 +595,7 @@ class Context:
         self._replay.visit(self._state, name)
         if self._journal.interrupted():
             raise Interrupted  # the worker drains: new work goes to another worker
-        rule = self._journal.pause_rule()
+        rule = self._journal.pause_rule(name if step else None)
         if rule is not None:
             raise Paused(rule)  # stop at this step boundary until the rule is lifted
 
@@ -628,7 +628,7 @@ class Context:
             self._replay.visit(state, name)
             self._replay.deliver_cancel(state)
             raise self._suspend()
-        self._new_call(name)
+        self._new_call(name, step=True)
         started = time.perf_counter()
         try:
             value = await (call_step_fn(fn) if timeout_ms is None

@@ -28,8 +28,9 @@ class Journal(Protocol):
         the run must stop (the repair's own run continues the execution)."""
         ...
 
-    def pause_rule(self) -> str | None:
-        """The pause rule holding this execution, by the worker's cached copy (None: none)."""
+    def pause_rule(self, step: str | None = None) -> str | None:
+        """The pause rule holding this execution (before ``step``, when it is about to run
+        that step), by the worker's cached copy (None: none)."""
         ...
 
     def observe_step(self, step: str, attempt: int, took_us: int, outcome: str) -> None:

@@ -65,7 +65,7 @@ class HistoryJournal:
     def superseded(self) -> bool:
         return False
 
-    def pause_rule(self) -> str | None:
+    def pause_rule(self, step: str | None = None) -> str | None:
         return None
 
     def observe_step(self, step: str, attempt: int, took_us: int, outcome: str) -> None:

@@ -332,8 +332,9 @@ async function pausesPage(main) {
   const rules = await api("GET", "/admin/pauses");
   const add = () => confirmAction({
     title: "Add a pause rule",
-    text: "Executions of the workflow (or queue) stop at their next step boundary until the rule is lifted.",
-    fields: [{ name: "kind", label: "Kind", type: "select", options: [["workflow", "workflow"], ["queue", "queue"]] },
+    text: "Executions of the workflow or queue, or the one execution, stop at their next step boundary until the rule is lifted; a step glob (charge-*) holds any execution before a matching step.",
+    fields: [{ name: "kind", label: "Kind", type: "select", options: [["workflow", "workflow"], ["queue", "queue"],
+      ["execution_id", "execution"], ["step", "step glob"]] },
       { name: "name", label: "Name" }, { name: "reason", label: "Reason" }],
     ok: "Pause", danger: true,
     run: async (v) => {
