@@ -16,6 +16,8 @@ pytestmark = pytest.mark.pure
 
 PUBLIC = [
     "ArchiveError",
+    "BulkFilter",
+    "BulkOutcome",
     "Cancelled",
     "ChildFailedError",
     "Client",

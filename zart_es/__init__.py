@@ -4,7 +4,7 @@ Write a workflow as an ``async def`` of named steps; each step's result is recor
 execution's event stream, so a process that dies mid-way resumes where it stopped.
 """
 
-from zart_es.client import Client, ExecutionHandle
+from zart_es.client import BulkFilter, BulkOutcome, Client, ExecutionHandle
 from zart_es.core import (
     ArchiveError,
     Cancelled,
@@ -70,6 +70,8 @@ __version__ = "0.3.0"
 
 __all__ = [
     "ArchiveError",
+    "BulkFilter",
+    "BulkOutcome",
     "Cancelled",
     "ChildFailedError",
     "Client",

@@ -10,6 +10,7 @@ each route declares in the OpenAPI document the error replies it can send.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 from collections.abc import AsyncIterator
@@ -44,6 +45,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from zart_es import __version__
 from zart_es.api import _admin as api_admin
+from zart_es.api import _bulk as api_bulk
 from zart_es.api import _schedules as api_schedules
 from zart_es.api import _ui as api_ui
 from zart_es.api._problems import ProblemOperation, errors, problem_plugin
@@ -422,11 +424,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         own = client is None
+        app.state.bulk_tasks = set()  # the bulk jobs this process runs (kept referenced)
         app.state.client = client or Client(redis_url, partitions=partitions,
                                             max_payload_bytes=max_input_bytes)
         try:
             yield
         finally:
+            # a job cut short here reads as abandoned once it stops updating
+            for task in list(app.state.bulk_tasks):
+                task.cancel()
+            await asyncio.gather(*app.state.bulk_tasks, return_exceptions=True)
             if own:
                 await app.state.client.close()
 
@@ -436,7 +443,8 @@ def create_app(
                 start_execution, list_executions, get_execution, get_history, wait_execution,
                 cancel_execution, deliver_signal, deliver_event, query_execution,
                 update_execution]),
-            Router("/", tags=["admin"], security=BEARER, route_handlers=api_admin.ROUTES),
+            Router("/", tags=["admin"], security=BEARER,
+                   route_handlers=[*api_admin.ROUTES, *api_bulk.ROUTES]),
             Router("/", tags=["schedules"], security=BEARER,
                    route_handlers=api_schedules.ROUTES),
             Router("/", tags=["monitoring"], security=BEARER, route_handlers=[stats, metrics,

@@ -10,13 +10,11 @@ import argparse
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import msgspec
 
 from zart_es.cli._archive import archive_url, query, query_options, trail_log
-from zart_es.cli._common import AddCommand, Handler, print_json
+from zart_es.cli._common import AddCommand, Handler, print_json, progress_bar
 from zart_es.core import AuditKeyring, ConfigError
 
 
@@ -79,7 +77,7 @@ async def _seal(args: argparse.Namespace) -> int:
     signing = SigningKey.from_file(path) if path else None
     async with Deployment(args.redis_url, partitions=args.partitions) as deployment:
         sealer = Sealer(deployment, archive_url(args), signing_key=signing)
-        with _progress("reading heads", args.json) as progress:
+        with progress_bar("reading heads", args.json) as progress:
             result = await sealer.seal(progress, force=args.force)
     if args.json:
         print_json(msgspec.to_builtins(result))
@@ -104,7 +102,7 @@ async def _verify(args: argparse.Namespace) -> int:
     public = PublicKey.from_file(args.public_key) if args.public_key else None
     url = args.archive_url or os.environ.get("ZART_ARCHIVE_URL")
     async with Deployment(args.redis_url, partitions=args.partitions) as deployment:
-        with _progress("verifying executions", args.json) as progress:
+        with progress_bar("verifying executions", args.json) as progress:
             report = await verify(deployment, url, execution=args.execution,
                                   since_ms=since_ms, public_key=public,
                                   allow_unkeyed=args.allow_unkeyed, progress=progress)
@@ -141,20 +139,5 @@ def _since(text: str | None) -> int:
     return int(when.timestamp() * 1000)
 
 
-@contextmanager
-def _progress(what: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr in a terminal (nothing when piped or with --json)."""
-    if quiet or not sys.stderr.isatty():
-        yield lambda done, total: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(what, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 

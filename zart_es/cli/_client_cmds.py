@@ -7,12 +7,19 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from zart_es.cli._common import client_for, json_arg, operator, print_json, show, when
-from zart_es.core import AnyEvent, ConfigError, ZartError, export_event, to_ms
+from zart_es.cli._common import (
+    client_for,
+    json_arg,
+    moment_arg,
+    operator,
+    print_json,
+    show,
+    when,
+)
+from zart_es.core import AnyEvent, ConfigError, ZartError, export_event
 from zart_es.ops import event_record
 
 
@@ -48,7 +55,7 @@ async def result(args: argparse.Namespace) -> int:
 async def listing(args: argparse.Namespace) -> int:
     """``zart-es list [--status S] [--name N] [--limit K] [--since W] [--until W]
     [--cursor C | --all]``: one page, and on stderr how to get the next one."""
-    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    since, until = moment_arg(args.since, "--since"), moment_arg(args.until, "--until")
     async with client_for(args) as client:
         if args.archived:
             if args.cursor or since or until:
@@ -69,21 +76,6 @@ async def listing(args: argparse.Namespace) -> int:
            for row in rows))
     _next_page_hint(args, cursor)
     return 0
-
-
-def _when(text: str | None, option: str) -> datetime | None:
-    """``--since``/``--until``: ISO 8601 (UTC without an offset) or a duration ago."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            return datetime.now(UTC) - timedelta(milliseconds=to_ms(text))
-        except ConfigError:
-            raise ConfigError(f"{option} must be ISO 8601 (2026-01-31T12:00:00+01:00) or a "
-                              f"duration ago (30m, 2h, 7d), got {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _next_page_hint(args: argparse.Namespace, cursor: str | None) -> None:

@@ -11,13 +11,15 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
 
 from zart_es.client import Client
-from zart_es.core import ZartError
+from zart_es.core import ConfigError, ZartError, to_ms
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 """A subcommand: parsed arguments in, exit status out."""
@@ -108,3 +110,35 @@ def import_apps(modules: list[str]) -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise ZartError(f"cannot import --app {module!r}: {exc}") from None
+
+
+def moment_arg(text: str | None, option: str) -> datetime | None:
+    """``--since``/``--until``: ISO 8601 (UTC without an offset) or a duration ago."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(milliseconds=to_ms(text))
+        except ConfigError:
+            raise ConfigError(f"{option} must be ISO 8601 (2026-01-31T12:00:00+01:00) or a "
+                              f"duration ago (30m, 2h, 7d), got {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def progress_bar(what: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr in a terminal (nothing when piped or with --json)."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

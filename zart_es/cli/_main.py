@@ -96,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     _client_commands(add)
     from zart_es.cli import _archive as cli_archive
     from zart_es.cli import _audit as cli_audit
+    from zart_es.cli import _bulk as cli_bulk
     from zart_es.cli import _completion as cli_completion
     from zart_es.cli import _ops as cli_ops
     from zart_es.cli import _replay as cli_replay
     from zart_es.cli import _schedule as cli_schedule
 
     parser.set_defaults(ops={**cli_ops.add_commands(add), **cli_replay.add_commands(add),
+                             **cli_bulk.add_commands(add),
                              **cli_archive.add_commands(add, nested),
                              **cli_audit.add_commands(add, nested),
                              **cli_completion.add_commands(add),

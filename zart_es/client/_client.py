@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from redis.asyncio import RedisCluster
 from redis.exceptions import ClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,6 +24,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from zart_es import ops
 from zart_es.client._archived import ArchiveReads
+from zart_es.client._bulk import BulkFilter, BulkOutcome, run_bulk
+from zart_es.client._bulk import operation as bulk_operation
+from zart_es.client._bulk import select as bulk_select
 from zart_es.client._ends import EndWatcher
 from zart_es.client._handle import ExecutionHandle
 from zart_es.core import (
@@ -365,6 +369,28 @@ class Client:
             created_before_ms=ops.ms_of(started_before, "started_before"))
 
     # -- repair and pause (docs/operations.md) ------------------------------------------
+
+    async def bulk(
+        self, action: str, where: BulkFilter, *, step: str | None = None,
+        steps: builtins.list[str] | None = None, reason: str = "", by: str = "",
+        dry_run: bool = False, progress: Callable[[BulkOutcome], object] | None = None,
+    ) -> BulkOutcome:
+        """Apply ``action`` (``cancel``, ``retry-step``, ``rerun``, ``restart``,
+        ``release``) to every execution in Redis ``where`` selects (status, workflow,
+        started time range, id prefix), as that one-execution call would: each gets its
+        own recorded event and operator-trail entry with ``by``. The selection is taken
+        first; ``dry_run`` returns it counted without acting. ``step`` is retry-step's,
+        ``steps`` rerun's. What does not apply is counted as skipped, with the reason."""
+        apply = bulk_operation(self, action, step=step, steps=steps, reason=reason, by=by)
+        ids = await bulk_select(self, where)
+        if dry_run:
+            return BulkOutcome(action=action, matched=len(ids))
+        outcome = await run_bulk(ids, action, apply, progress=progress)
+        await ops.audit(self.store, f"bulk-{action}", by=by, reason=reason,
+                        filter=msgspec.json.encode(where).decode(), matched=str(outcome.matched),
+                        done=str(outcome.done), skipped=str(outcome.skipped),
+                        failed=str(outcome.failed))
+        return outcome
 
     async def retry_step(
         self, execution_id: str, step: str | None = None, *, reason: str = "", by: str = ""

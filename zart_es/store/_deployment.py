@@ -23,6 +23,7 @@ from zart_es.core import (
     Payloads,
     RedisUnavailable,
 )
+from zart_es.store._bulk_jobs import BulkJobs
 from zart_es.store._connection import (
     DEFAULT_PREFIX,
     RedisClient,
@@ -69,6 +70,8 @@ class Deployment:
         """The operator trail: every operator's action, chained."""
         self.routes = Routes(self.redis, self.keys)
         self.queries = QueryChannel(self.redis, self.keys)
+        self.bulk_jobs = BulkJobs(self.redis, self.keys)
+        """The progress of bulk operations started over the API."""
         """Where queries are asked and answered (never an execution's log)."""
         """Which task queue each workflow's work goes to, and which queues have workers."""
         self.max_payload_bytes = max_payload_bytes

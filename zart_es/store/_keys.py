@@ -161,6 +161,10 @@ class Keys:
         """Stream a query's answer is added to (it expires soon after)."""
         return f"{self.prefix}:tq:{task_queue}:reply:{token}"
 
+    def bulk_job(self, job_id: str) -> str:
+        """Hash of one bulk operation's progress (field ``j``: its JSON), kept a week."""
+        return f"{self.prefix}:bulk:{job_id}"
+
     def schedules(self) -> str:
         """Hash: schedule name -> its msgpack-encoded definition."""
         return f"{self.prefix}:schedules"
