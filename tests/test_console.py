@@ -481,3 +481,62 @@ def test_7_the_list_pages_with_the_apis_cursor_and_filters_by_time(
     _until(browser, lambda: not _listed(browser) and _css(browser, "#executions td.muted"))
     browser.execute_script(set_filter, "#filter-after", "2000-01-01T00:00:00")
     _until(browser, lambda: len(_listed(browser)) == 50)
+
+
+def test_8_select_rows_and_act_on_them_in_bulk(browser: Any, deployment: Deployment) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    ids = [f"bulk-{i}" for i in range(3)]
+    for eid in ids:
+        deployment.call("POST", "/executions",
+                        json={"name": "console-approval", "input": eid, "id": eid})
+    for eid in ids:
+        deployment.wait_status(eid, "waiting")
+    browser.get(f"{deployment.url}/ui/#/executions")
+    _css(browser, "#filter-prefix")[0].send_keys("bulk-")
+    _until(browser, lambda: sorted(_listed(browser)) == ids)
+    _click(browser, "#select-all")
+    _until(browser, lambda: "3 selected" in _css(browser, "#bulk-act")[0].text)
+    _click(browser, "#bulk-act")
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    assert "3 selected execution(s)" in _css(browser, "#confirm-text")[0].text
+    Select(_css(browser, '#confirm-fields select[name="action"]')[0]).select_by_value("cancel")
+    _css(browser, '#confirm-fields input[name="reason"]')[0].send_keys("bulk test")
+    browser.save_screenshot(str(SCREENSHOTS / "bulk.png"))
+    _confirm(browser)
+    for eid in ids:
+        deployment.wait_status(eid, "cancelled")
+        cancels = [e for e in deployment.history(eid) if e["type"] == "CancelRequested"]
+        assert [(c["by"], c["reason"]) for c in cancels] == [(OPERATOR, "bulk test")]
+    _until(browser, lambda: "cancel: 3 done" in _css(browser, "#toast")[0].text)
+
+
+def test_9_ask_a_query_and_send_an_update(browser: Any, deployment: Deployment) -> None:
+    deployment.call("POST", "/executions", json={"name": "console-desk", "id": "desk-1"})
+    deployment.wait_status("desk-1", "waiting")
+    _open(browser, deployment, "desk-1")
+    _click(browser, '#actions [data-action="query"]')
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("asked")
+    _confirm(browser)
+    _until(browser, lambda: _css(browser, "#query-result")[0].text.strip() == "[]")
+    _click(browser, '#actions [data-action="update"]')
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("ask")
+    payload = _css(browser, '#confirm-fields textarea[name="payload"]')[0]
+    payload.clear()
+    payload.send_keys('"why?"')
+    _confirm(browser)
+    _until(browser, lambda: 'answered: "answer to why?"' in _css(browser, "#toast")[0].text)
+    _click(browser, "#query-refresh")
+    _until(browser, lambda: '"why?"' in _css(browser, "#query-result")[0].text)
+    browser.save_screenshot(str(SCREENSHOTS / "query-update.png"))
+    _click(browser, '#actions [data-action="query"]')
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    name = _css(browser, '#confirm-fields input[name="name"]')[0]
+    name.clear()
+    name.send_keys("nope")
+    _click(browser, "#confirm-ok")
+    error = _until(browser, lambda: _css(browser, "#confirm-error:not([hidden])"))[0]
+    assert "registered: 'asked'" in error.text
+    _click(browser, "#confirm-cancel")

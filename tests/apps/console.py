@@ -71,3 +71,14 @@ queue("console-slots", concurrency=1)
 async def queued(ctx: Context, n: int) -> str:
     """One slot: the first holds it while it waits for signal ``go``, the next waits."""
     return str(await ctx.wait_for_signal("go"))
+
+
+@durable("console-desk", updates=["ask"])
+async def desk(ctx: Context) -> None:
+    """Answers ``ask`` updates; query ``asked`` lists the questions so far."""
+    asked: list[str] = []
+    ctx.on_query("asked", lambda: asked)
+    while True:
+        update = await ctx.wait_for_update("ask", type=str)
+        asked.append(update.payload)
+        await update.reply(f"answer to {update.payload}")

@@ -20,9 +20,11 @@ import msgspec
 from zart_es.core import (
     STATES,
     ConfigError,
+    ExecutionNotFound,
     RepairRefused,
     UnknownStep,
     ZartError,
+    check_execution_id,
     check_workflow_name,
 )
 
@@ -43,9 +45,14 @@ class BulkFilter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     started_after: datetime | None = None
     started_before: datetime | None = None
     id_prefix: str | None = None
+    ids: list[str] | None = None
+    """Only these executions (those that exist; the other filters still apply): the
+    console's selected rows."""
 
     def check(self) -> BulkFilter:
         """Itself, or ConfigError naming what is wrong."""
+        for execution_id in self.ids or ():
+            check_execution_id(execution_id)
         if self.status is not None and self.status not in STATES:
             raise ConfigError(f"unknown status {self.status!r}; use one of {', '.join(STATES)}")
         if self.workflow is not None:
@@ -78,6 +85,10 @@ class BulkOutcome(msgspec.Struct):
 async def matching(client: Client, where: BulkFilter) -> AsyncIterator[str]:
     """The ids of the executions in Redis ``where`` selects, newest first."""
     where.check()
+    if where.ids is not None:
+        async for execution_id in _chosen(client, where):
+            yield execution_id
+        return
     cursor: str | None = None
     while True:
         page = await client.list_page(status=where.status, name=where.workflow, limit=PAGE,
@@ -89,6 +100,23 @@ async def matching(client: Client, where: BulkFilter) -> AsyncIterator[str]:
         if page.next is None:
             return
         cursor = page.next
+
+
+async def _chosen(client: Client, where: BulkFilter) -> AsyncIterator[str]:
+    """Those of ``where.ids`` that exist and pass the other filters, in the given order."""
+    after = None if where.started_after is None else where.started_after.timestamp() * 1000
+    before = None if where.started_before is None else where.started_before.timestamp() * 1000
+    for execution_id in dict.fromkeys(where.ids or ()):
+        try:
+            status = await client.status(execution_id)
+        except ExecutionNotFound:
+            continue
+        if ((where.status is None or status.status == where.status)
+                and (where.workflow is None or status.workflow == where.workflow)
+                and (where.id_prefix is None or execution_id.startswith(where.id_prefix))
+                and (after is None or status.created_ms >= after)
+                and (before is None or status.created_ms < before)):
+            yield execution_id
 
 
 async def select(client: Client, where: BulkFilter) -> list[str]:

@@ -190,7 +190,34 @@ const STATUSES = ["pending", "running", "sleeping", "waiting", "paused", "quaran
   "completed", "failed", "cancelled", "timed_out"];
 
 const listState = { status: "", name: "", prefix: "", after: "", before: "", limit: 50,
-  cursors: [], cursor: null };
+  cursors: [], cursor: null, selected: new Set() };
+
+const BULK_ACTIONS = [["cancel", "cancel"], ["retry-step", "retry the failed step"],
+  ["rerun", "rerun from steps"], ["restart", "restart"], ["release", "release"]];
+
+/** Act on the selected executions: one bulk job (POST /admin/bulk), polled to its end. */
+function bulkAction(ids) {
+  confirmAction({
+    title: `Act on ${ids.length} execution(s)`,
+    text: `${ids.length} selected execution(s) get the operation one by one, each with its own event and trail entry; those it does not apply to are skipped.`,
+    fields: [{ name: "action", label: "Action", type: "select", options: BULK_ACTIONS },
+      { name: "steps", label: "Steps (rerun: comma-separated)" }, { name: "reason", label: "Reason" }],
+    ok: "Run", danger: true,
+    run: async (v) => {
+      const steps = v.steps.split(",").map((s) => s.trim()).filter(Boolean);
+      const started = await api("POST", `/admin/bulk/${v.action}`, { filter: { ids },
+        steps: steps.length ? steps : null, reason: v.reason, by: operator() });
+      let job = started;
+      while (job.state === "running") {
+        await new Promise((done) => setTimeout(done, 250));
+        job = await api("GET", `/admin/bulk/${started.job}`);
+      }
+      listState.selected.clear();
+      if (job.state !== "done") throw new Error(`bulk ${v.action} ${job.state}: ${job.error || ""}`);
+      return `${v.action}: ${job.done} done, ${job.skipped} skipped, ${job.failed} failed of ${job.matched}`;
+    },
+  });
+}
 
 async function executionsPage(main) {
   const workflows = Object.keys((await api("GET", "/stats")).by_workflow || {});
@@ -205,8 +232,22 @@ async function executionsPage(main) {
     h("label", {}, "Live", h("input", { id: "filter-live", type: "checkbox", checked: true })));
   const body = h("tbody", { id: "executions" });
   const pager = h("div", { class: "pager" });
-  main.replaceChildren(h("h1", {}, "Executions"), filters,
-    h("table", {}, h("thead", {}, h("tr", {}, ["id", "workflow", "status", "created (UTC)",
+  const actButton = h("button", { type: "button", id: "bulk-act", disabled: true,
+    onclick: () => bulkAction([...listState.selected]) }, "Act on selected");
+  const selectAll = h("input", { type: "checkbox", id: "select-all", title: "select every row shown",
+    onchange: () => {
+      for (const box of body.querySelectorAll("input.select-row")) {
+        box.checked = selectAll.checked;
+        if (box.checked) listState.selected.add(box.dataset.id); else listState.selected.delete(box.dataset.id);
+      }
+      showSelected();
+    } });
+  const showSelected = () => {
+    actButton.disabled = listState.selected.size === 0;
+    actButton.textContent = listState.selected.size ? `Act on ${listState.selected.size} selected` : "Act on selected";
+  };
+  main.replaceChildren(h("h1", {}, "Executions", actButton), filters,
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, selectAll), ["id", "workflow", "status", "created (UTC)",
       "updated (UTC)", "events"].map((c) => h("th", {}, c)))), body), pager);
   const status = filters.querySelector("#filter-status");
   const name = filters.querySelector("#filter-name");
@@ -245,14 +286,22 @@ async function executionsPage(main) {
     const rows = Array.isArray(reply) ? reply : reply.items || reply.executions || [];
     const next = Array.isArray(reply) ? null : reply.next || null;
     const shown = rows.filter((r) => r.execution_id.startsWith(listState.prefix));
-    const drawn = JSON.stringify([shown, next, listState.cursors.length, listState.limit]);
+    const drawn = JSON.stringify([shown, next, listState.cursors.length, listState.limit,
+      listState.selected.size]);
     if (drawn === body.dataset.drawn) return; // unchanged: leave the rows (and a click) be
     body.dataset.drawn = drawn;
+    const pick = (id) => h("input", { type: "checkbox", class: "select-row", "data-id": id,
+      checked: listState.selected.has(id), onchange: (e) => {
+        if (e.target.checked) listState.selected.add(id); else listState.selected.delete(id);
+        showSelected();
+      } });
     body.replaceChildren(...shown.map((r) => h("tr", { "data-id": r.execution_id },
+      h("td", {}, pick(r.execution_id)),
       h("td", {}, executionLink(r.execution_id)), h("td", {}, r.workflow),
       h("td", {}, badge(r.status)), h("td", {}, when(r.created_ms)),
       h("td", {}, when(r.updated_ms)), h("td", {}, r.version))));
-    if (!shown.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No executions.")));
+    if (!shown.length) body.append(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No executions.")));
+    showSelected();
     pager.replaceChildren(...[
       listState.cursors.length ? h("button", { type: "button", onclick: () => {
         listState.cursor = listState.cursors.pop() || null; load().catch(showError);

@@ -15,6 +15,32 @@ const COLOURS = {
 };
 const FAINT = new Set(["backoff", "sleep", "wait", "run", "queued"]);
 
+// the last query asked on this page (kept across the page's refreshes): asked again on demand
+const asked = { id: null, name: "", args: "[]", answer: undefined, error: null, at: 0 };
+
+async function ask(path) {
+  let args;
+  try { args = JSON.parse(asked.args || "[]"); } catch (err) { throw new Error(`the arguments are not JSON: ${err.message}`); }
+  if (!Array.isArray(args)) throw new Error("the arguments must be a JSON list");
+  try {
+    const reply = await api("POST", `${path}/queries/${encodeURIComponent(asked.name)}`, { args });
+    Object.assign(asked, { answer: reply.result, error: null, at: Date.now() });
+  } catch (err) {
+    Object.assign(asked, { answer: undefined, error: err.message, at: Date.now() });
+  }
+}
+
+function queryCard(id, path, refresh) {
+  if (asked.id !== id) Object.assign(asked, { id, name: "", args: "[]", answer: undefined, error: null, at: 0 });
+  const body = !asked.name ? h("p", { class: "muted" }, "Ask a query the workflow registered (ctx.on_query): read-only, nothing is recorded.")
+    : [h("p", {}, h("span", { class: "mono" }, `${asked.name}(${asked.args === "[]" ? "" : asked.args})`),
+      h("span", { class: "muted" }, ` at ${when(asked.at)} UTC `),
+      h("button", { type: "button", id: "query-refresh", onclick: async () => { await ask(path); refresh(); } }, "Refresh")),
+    asked.error ? h("pre", { class: "mono error", id: "query-error" }, asked.error)
+      : h("pre", { class: "mono", id: "query-result" }, JSON.stringify(asked.answer, null, 2))];
+  return h("div", { class: "card", id: "queries" }, h("h2", {}, "Query"), body);
+}
+
 export async function executionPage(main, id) {
   const path = `/executions/${encodeURIComponent(id)}`;
   let ended = false;
@@ -29,7 +55,8 @@ export async function executionPage(main, id) {
       log = { version: detail.version, history, chain };
     }
     ended = detail.done;
-    render(main, { detail, history: log.history, timeline, chain: log.chain, rules });
+    render(main, { detail, history: log.history, timeline, chain: log.chain, rules,
+      refresh: () => load().catch(() => {}) });
   }
   await load();
   return async (changed) => { if (changed || !ended) await load(); }; // polls until it ends
@@ -48,7 +75,7 @@ async function wholeLog(path) {
   return events;
 }
 
-function render(main, { detail, history, timeline, chain, rules }) {
+function render(main, { detail, history, timeline, chain, rules, refresh }) {
   const started = history[0] || {};
   const children = timeline.rows.filter((r) => r.kind === "child")
     .flatMap((r) => r.spans.map((s) => [s.detail, s.outcome || "running"]));
@@ -71,11 +98,11 @@ function render(main, { detail, history, timeline, chain, rules }) {
     h("p", {}, h("a", { href: "#/executions" }, "← Executions")),
     h("h1", {}, h("span", { class: "mono", id: "execution-id" }, detail.execution_id),
       badge(detail.status)),
-    actions(detail, timeline, rules),
+    actions(detail, timeline, rules, refresh),
     h("div", { class: "grid" },
       h("div", { class: "card" }, h("h2", {}, "Overview"), overview),
       h("div", { class: "card", id: "input" }, h("h2", {}, "Input"), json(started.input)),
-      outcome),
+      outcome, queryCard(detail.execution_id, `/executions/${encodeURIComponent(detail.execution_id)}`, refresh)),
     h("h2", {}, "Timeline"),
     h("div", { id: "timeline" }, drawTimeline(timeline, main.clientWidth || 1000), legend()),
     h("h2", {}, "Pending timers"),
@@ -103,7 +130,7 @@ function chainBadge(chain) {
   return h("span", { class: "badge ok", id: "chain" }, `hash chain verified: ${chain.events} events intact, keyed${sealed}`);
 }
 
-function actions(detail, timeline, rules) {
+function actions(detail, timeline, rules, refresh) {
   const id = detail.execution_id;
   const path = `/executions/${encodeURIComponent(id)}`;
   const admin = `/admin/executions/${encodeURIComponent(id)}`;
@@ -141,6 +168,39 @@ function actions(detail, timeline, rules) {
           const query = `?by=${encodeURIComponent(operator())}` + (v.signal_id ? `&signal_id=${encodeURIComponent(v.signal_id)}` : "");
           const reply = await api("POST", `${path}/signals/${encodeURIComponent(v.name)}${query}`, payload);
           return reply.delivered ? `signal ${v.name} delivered` : `signal id ${v.signal_id} was already delivered`;
+        },
+      });
+    });
+  }
+  add("Query", function query() {
+    confirmAction({
+      title: `Ask ${id} a query`, ok: "Ask",
+      text: "A worker replays the log read-only and calls the workflow's handler (ctx.on_query); nothing is recorded.",
+      fields: [{ name: "name", label: "Query name", value: asked.name },
+        { name: "args", label: "Arguments (a JSON list)", value: asked.args }],
+      run: async (v) => {
+        Object.assign(asked, { name: v.name.trim(), args: v.args.trim() || "[]" });
+        if (!asked.name) throw new Error("name the query");
+        await ask(path);
+        refresh();
+        if (asked.error) throw new Error(asked.error);
+        return `query ${asked.name} answered`;
+      },
+    });
+  });
+  if (!detail.done) {
+    add("Send update", function update() {
+      confirmAction({
+        title: `Send an update to ${id}`, ok: "Send and wait",
+        text: "Recorded in the log, taken by ctx.wait_for_update; the workflow's answer is shown.",
+        fields: [{ name: "name", label: "Update name" }, { name: "payload", label: "Payload (JSON)", type: "textarea", value: "null" },
+          { name: "update_id", label: "Update id (optional: a retry waits for the same answer)" }],
+        run: async (v) => {
+          let payload;
+          try { payload = JSON.parse(v.payload || "null"); } catch (err) { throw new Error(`the payload is not JSON: ${err.message}`); }
+          const reply = await api("POST", `${path}/updates/${encodeURIComponent(v.name)}?by=${encodeURIComponent(operator())}`,
+            { payload, update_id: v.update_id || null });
+          return `update ${v.name} answered: ${JSON.stringify(reply.result)}`;
         },
       });
     });
