@@ -466,6 +466,14 @@ def test_schedules_routes(api: str) -> None:
     shown = httpx.get(f"{api}/schedules/api-sched").json()
     assert shown["state"]["started"] >= 1
     assert [s["name"] for s in httpx.get(f"{api}/schedules").json()] == ["api-sched"]
+    filled = httpx.post(f"{api}/schedules/api-sched/backfill", json={
+        "start": "2026-11-01T00:00:00Z", "end": "2026-11-01T00:00:02Z", "overlap": "always"})
+    assert filled.status_code == 200, filled.text
+    assert filled.json()["started"] == ["api-sched-20261101T000000Z",
+                                        "api-sched-20261101T000001Z"]
+    backwards = httpx.post(f"{api}/schedules/api-sched/backfill", json={
+        "start": "2026-11-02T00:00:00Z", "end": "2026-11-01T00:00:00Z"})
+    assert (backwards.status_code, backwards.json()["code"]) == (422, "invalid_request")
     assert httpx.delete(f"{api}/schedules/api-sched").json() == {"name": "api-sched",
                                                                  "removed": True}
     assert httpx.get(f"{api}/schedules/api-sched").status_code == 404

@@ -232,6 +232,19 @@ def test_operator_commands_repair_pause_and_schedule(redis_url: str, tmp_path: P
         assert "paused" in zart(redis_url, "schedule", "pause", "cli-every").stdout
         shown = json.loads(zart(redis_url, "schedule", "show", "cli-every").stdout)
         assert shown["paused"] is True
+        counted = zart(redis_url, "schedule", "backfill", "cli-every", "--from",
+                       "2026-11-01T00:00:00", "--to", "2026-11-01T00:10:00", "--dry-run")
+        assert counted.stdout.strip() == (
+            "600 occurrence(s) of 'cli-every' in the range; nothing started"), counted.stderr
+        filled = zart(redis_url, "schedule", "backfill", "cli-every", "--from",
+                      "2026-11-01T00:00:00", "--to", "2026-11-01T00:00:03", "--overlap",
+                      "always")
+        assert filled.stdout.strip() == ("backfill of 'cli-every' (always): 3 started, "
+                                         "0 existed, 0 skipped, 0 cancelled, of 3")
+        backwards = zart(redis_url, "schedule", "backfill", "cli-every", "--from", "1h",
+                         "--to", "2h")
+        assert backwards.returncode == 1
+        assert "must be after its start" in backwards.stderr
         assert "removed" in zart(redis_url, "schedule", "remove", "cli-every").stdout
         stats = json.loads(zart(redis_url, "stats", "--json").stdout)
         assert stats["by_workflow"]["provision"]["completed"] == 1

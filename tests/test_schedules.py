@@ -635,3 +635,56 @@ async def test_a_changed_declaration_keeps_the_pause_in_one_write(
     assert (updated.every_ms, updated.paused) == (2000, True)
     stored = await schedules.get("kept-paused")
     assert (stored.every_ms, stored.paused) == (2000, True)
+
+
+# -- backfill -----------------------------------------------------------------------------
+
+
+async def test_backfill_starts_each_missed_occurrence_once(client: Client,
+                                                           schedules: Schedules) -> None:
+    s = await schedules.add("daily", "report", {"d": 1}, cron="0 3 * * *", overlap="always")
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    end = datetime(2026, 11, 8, tzinfo=UTC)
+    counted = await schedules.backfill("daily", start, end, dry_run=True)
+    assert (counted.occurrences, counted.started) == (7, [])
+    assert await _ids(client, "report") == []
+    seen: list[tuple[int, int]] = []
+    done = await schedules.backfill("daily", start, end, by="ops",
+                                    progress=lambda i, n: seen.append((i, n)))
+    expected = [render_id(s, int(datetime(2026, 11, d, 3, tzinfo=UTC).timestamp() * 1000))
+                for d in range(1, 8)]
+    assert done.started == expected
+    assert seen[-1] == (7, 7)
+    assert sorted(await _ids(client, "report")) == sorted(expected)
+    again = await schedules.backfill("daily", start, end + timedelta(days=1))
+    assert (again.started, again.existed) == ([render_id(s, int(datetime(
+        2026, 11, 8, 3, tzinfo=UTC).timestamp() * 1000))], expected)
+
+
+async def test_backfill_follows_the_overlap_policy_among_its_occurrences(
+    client: Client, schedules: Schedules
+) -> None:
+    await schedules.add("hourly", "report", every="1h")  # overlap: skip
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 1, 4, tzinfo=UTC)
+    skipped = await schedules.backfill("hourly", start, end)  # no worker: the first runs on
+    assert (len(skipped.started), len(skipped.skipped)) == (1, 3)
+    restarted = await schedules.backfill("hourly", start, end, overlap="cancel_and_restart")
+    assert (len(restarted.started), restarted.existed) == (3, skipped.started)
+    assert restarted.cancelled == [*skipped.started, *restarted.started[:2]]
+    for eid in restarted.cancelled:
+        assert (await client.status(eid)).status == "pending"  # cancel requested, not run
+
+
+async def test_backfill_refuses_bad_ranges(schedules: Schedules) -> None:
+    await schedules.add("minutely", "report", every="1s")
+    now = datetime.now(UTC)
+    with pytest.raises(ConfigError, match="must be after its start"):
+        await schedules.backfill("minutely", now, now)
+    with pytest.raises(ConfigError, match="timezone-aware"):
+        await schedules.backfill("minutely", datetime(2026, 1, 1), now)
+    with pytest.raises(ConfigError, match="more than 10,000 occurrences"):
+        await schedules.backfill("minutely", now - timedelta(days=1), now)
+    with pytest.raises(ConfigError, match="unknown overlap policy 'maybe'"):
+        await schedules.backfill("minutely", now - timedelta(minutes=1), now, overlap="maybe")
+    with pytest.raises(ScheduleNotFound):
+        await schedules.backfill("nope", now - timedelta(minutes=1), now)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -13,7 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from zart_es.api._problems import errors
 from zart_es.client import Client
 from zart_es.core import DEFAULT_ID_TEMPLATE, ScheduleNotFound, ScheduleState, schedule_to_dict
-from zart_es.ops import Schedules
+from zart_es.ops import Backfilled, Schedules
 
 
 class ScheduleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -121,5 +122,29 @@ async def resume_schedule(
     return await _view(schedules, name)
 
 
+class BackfillRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of ``POST /schedules/{name}/backfill``: the range [``start``, ``end``)."""
+
+    start: datetime
+    end: datetime
+    overlap: str | None = None
+    """Among the backfilled occurrences (default: the schedule's policy)."""
+    dry_run: bool = False
+    by: str = ""
+
+
+@post("/schedules/{name:str}/backfill", status_code=HTTP_200_OK,
+      summary="Start the occurrences of a past range, once each",
+      **errors("not_found", "invalid_request", body=True))
+async def backfill_schedule(
+    request: Request[Any, Any, Any], name: FromPath[str], data: JSONBody[BackfillRequest]
+) -> Backfilled:
+    """Each occurrence's id is the one the scheduler gives it, so one that ran, or a second
+    backfill, starts nothing new; ``dry_run`` only counts the occurrences."""
+    return await _schedules(request).backfill(name, data.start, data.end,
+                                              overlap=data.overlap, dry_run=data.dry_run,
+                                              by=data.by)
+
+
 ROUTES = [list_schedules, add_schedule, get_schedule, remove_schedule, pause_schedule,
-          resume_schedule]
+          resume_schedule, backfill_schedule]

@@ -1,4 +1,4 @@
-"""``zart-es schedule add|list|show|remove|pause|resume``: recurring schedules through
+"""``zart-es schedule add|list|show|remove|pause|resume|backfill``: recurring schedules through
 :class:`~zart_es.Schedules` (docs/schedules.md)."""
 
 from __future__ import annotations
@@ -11,11 +11,19 @@ from zart_es.cli._common import (
     Handler,
     client_for,
     json_arg,
+    moment_arg,
     operator,
     print_json,
+    progress_bar,
     show,
 )
-from zart_es.core import DEFAULT_ID_TEMPLATE, OVERLAP_POLICIES, ScheduleNotFound, schedule_to_dict
+from zart_es.core import (
+    DEFAULT_ID_TEMPLATE,
+    OVERLAP_POLICIES,
+    ConfigError,
+    ScheduleNotFound,
+    schedule_to_dict,
+)
 from zart_es.ops import Schedules
 
 
@@ -24,7 +32,8 @@ def add_commands(
 ) -> dict[str, Handler]:
     """Add ``schedule`` and its subcommands (each takes the ``common`` connection
     options); returns the handler by name."""
-    schedule = add("schedule", "recurring schedules: add, list, show, remove, pause, resume")
+    schedule = add("schedule", "recurring schedules: add, list, show, remove, pause, resume, "
+                   "backfill")
     sub = schedule.add_subparsers(dest="schedule_command", required=True)
     new = sub.add_parser("add", help="define a schedule (or --replace one)", parents=[common])
     new.add_argument("name")
@@ -38,6 +47,16 @@ def add_commands(
     new.add_argument("--id-template", default=DEFAULT_ID_TEMPLATE)
     new.add_argument("--replace", action="store_true", help="redefine an existing schedule")
     sub.add_parser("list", help="every schedule, with its progress", parents=[common])
+    fill = sub.add_parser("backfill", help="start the occurrences of a past range, once each",
+                          parents=[common])
+    fill.add_argument("name")
+    fill.add_argument("--from", dest="start", required=True, metavar="TIME",
+                      help="ISO 8601 (UTC without an offset), or a duration ago (2d)")
+    fill.add_argument("--to", dest="end", required=True, metavar="TIME",
+                      help="the end, excluded (ISO 8601, or a duration ago: 0s is now)")
+    fill.add_argument("--overlap", default=None, choices=OVERLAP_POLICIES,
+                      help="among the backfilled occurrences (default: the schedule's)")
+    fill.add_argument("--dry-run", action="store_true", help="only count the occurrences")
     for name, text in (("show", "one schedule, its progress and next occurrences"),
                        ("remove", "delete a schedule"),
                        ("pause", "start no occurrences until resumed"),
@@ -64,6 +83,8 @@ async def schedule_command(args: argparse.Namespace) -> int:
             case "list":
                 rows = [(s, await schedules.state(s.name)) for s in await schedules.list()]
                 _print_schedules(args, rows)
+            case "backfill":
+                await _backfill(args, schedules)
             case "show":
                 one = await schedules.get(args.name)
                 print_json({**schedule_to_dict(one),
@@ -81,6 +102,23 @@ async def schedule_command(args: argparse.Namespace) -> int:
                 await schedules.resume(args.name, by=operator())
                 print(f"schedule {args.name!r} resumed")
     return 0
+
+
+async def _backfill(args: argparse.Namespace, schedules: Schedules) -> None:
+    start, end = moment_arg(args.start, "--from"), moment_arg(args.end, "--to")
+    if start is None or end is None:
+        raise ConfigError("a backfill needs --from and --to")
+    with progress_bar(f"backfill {args.name}", args.json) as bar:
+        done = await schedules.backfill(args.name, start, end, overlap=args.overlap,
+                                        dry_run=args.dry_run, by=operator(), progress=bar)
+    if args.json:
+        print_json(done)
+    elif args.dry_run:
+        print(f"{done.occurrences} occurrence(s) of {args.name!r} in the range; nothing started")
+    else:
+        print(f"backfill of {args.name!r} ({done.overlap}): {len(done.started)} started, "
+              f"{len(done.existed)} existed, {len(done.skipped)} skipped, "
+              f"{len(done.cancelled)} cancelled, of {done.occurrences}")
 
 
 def _print_schedules(args: argparse.Namespace, rows: list[tuple[Any, Any]]) -> None:

@@ -175,6 +175,7 @@ from zart_es.core._schedule_times import (
     next_occurrence,
     occurrence_text,
     occurrences,
+    occurrences_between,
     render_id,
     schedule_to_dict,
 )
@@ -361,6 +362,7 @@ __all__ = [
     "next_occurrence",
     "occurrence_text",
     "occurrences",
+    "occurrences_between",
     "parse_retention",
     "patch_call",
     "render_id",

@@ -146,6 +146,26 @@ def occurrences(schedule: Schedule, after_ms: int, n: int) -> builtins.list[int]
     return out
 
 
+def occurrences_between(schedule: Schedule, start_ms: int, end_ms: int,
+                        limit: int) -> builtins.list[int]:
+    """The occurrences in [``start_ms``, ``end_ms``), in order; ConfigError if there are
+    more than ``limit`` (a backfill names its range)."""
+    found: builtins.list[int] = []
+    after = start_ms - 1
+    while True:
+        batch = occurrences(schedule, after, min(1000, limit + 1))
+        for t in batch:
+            if t >= end_ms:
+                return found
+            found.append(t)
+            if len(found) > limit:
+                raise ConfigError(f"the range holds more than {limit:,} occurrences of "
+                                  f"schedule {schedule.name!r}: backfill a shorter one")
+        if not batch:
+            return found
+        after = batch[-1]
+
+
 def due(schedule: Schedule, after_ms: int, now_ms: int) -> Due:
     """The occurrences in (``after_ms``, ``now_ms``]: the latest, and how many before it
     (cron: counted up to :data:`MISSED_COUNT_LIMIT`)."""

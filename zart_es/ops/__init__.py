@@ -4,6 +4,7 @@ audit stream.
 """
 
 from zart_es.ops._audit_log import audit
+from zart_es.ops._backfill import MAX_BACKFILL, Backfilled
 from zart_es.ops._console import AuditEntry, Holder, QueueSlots, audit_entries, queue_slots
 from zart_es.ops._control import Started, cancel_execution, submit_execution
 from zart_es.ops._folds import FoldCache
@@ -46,8 +47,10 @@ from zart_es.ops._tracing import ended_run, run_span, step_attempt, traceparent
 from zart_es.ops._updates import send_update
 
 __all__ = [
+    "MAX_BACKFILL",
     "RACE_ROUNDS",
     "AuditEntry",
+    "Backfilled",
     "ExecutionDetail",
     "ExecutionPage",
     "ExecutionStatus",

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,6 +61,7 @@ from zart_es.core import (
     occurrences,
 )
 from zart_es.ops._audit_log import audit
+from zart_es.ops._backfill import Backfilled, backfill
 from zart_es.store import (
     Deployment,
     HasDeployment,
@@ -242,6 +244,18 @@ class Schedules:
         now = await redis_now_ms(self._redis)
         return [datetime.fromtimestamp(ms / 1000, tz=zone)
                 for ms in occurrences(schedule, now, n)]
+
+    async def backfill(
+        self, name: str, start: datetime, end: datetime, *, overlap: str | None = None,
+        dry_run: bool = False, by: str = "",
+        progress: Callable[[int, int], object] | None = None,
+    ) -> Backfilled:
+        """Start each occurrence of ``name`` in [``start``, ``end``) once (its id is the
+        one the scheduler gives it: one that ran already is not started again), under
+        ``overlap`` (default: the schedule's) among the backfilled ones. See
+        :mod:`zart_es.ops._backfill`."""
+        return await backfill(self.deployment, await self.get(name), start, end,
+                              overlap=overlap, dry_run=dry_run, by=by, progress=progress)
 
     async def list(self) -> builtins.list[Schedule]:
         """Every schedule, by name."""
