@@ -43,6 +43,7 @@ event_bodies = st.one_of(
     st.builds(ev.ExecutionPaused, rule=names),
     st.builds(ev.ExecutionResumed, rule=names),
     st.builds(ev.QueueAdmitted, queue=names, key=names, admitted_ms=small),
+    st.builds(ev.DebounceEnded, input=payloads, starts=small),
     st.builds(ev.UpdateReplied, update_id=names, name=names, result=payloads,
               error_type=st.sampled_from(["", "UpdateRejected"])),
 )

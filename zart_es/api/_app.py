@@ -74,6 +74,10 @@ class StartRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str | None = None
     task_queue: str | None = None
     """Run it on this task queue instead of the one its workflow declares."""
+    debounce: str | int | None = None
+    """A window ("5s", or ms): starts with the same ``debounce_key`` in it are one
+    execution, run with the last input once no start came for that long."""
+    debounce_key: str = ""
 
 
 class Started(msgspec.Struct, frozen=True):
@@ -155,7 +159,9 @@ async def start_execution(
 ) -> Response[Started]:
     """Idempotent on ``id``: the same id again starts nothing and answers 200."""
     started = await _client(request).submit(data.name, data.input, execution_id=data.id,
-                                            task_queue=data.task_queue)
+                                            task_queue=data.task_queue,
+                                            debounce=data.debounce,
+                                            debounce_key=data.debounce_key)
     return Response(Started(started.execution_id, started.created),
                     status_code=HTTP_201_CREATED if started.created else HTTP_200_OK)
 

@@ -24,11 +24,13 @@ from zart_es.ops import event_record
 
 
 async def start(args: argparse.Namespace) -> int:
-    """``zart-es start NAME --input JSON [--id ID]``: prints the id."""
+    """``zart-es start NAME --input JSON [--id ID] [--debounce W --debounce-key K]``:
+    prints the id."""
     data = json_arg(args.input, "--input")
     async with client_for(args) as client:
         print(await client.start(args.name, data, execution_id=args.id,
-                                 task_queue=args.task_queue))
+                                 task_queue=args.task_queue, debounce=args.debounce,
+                                 debounce_key=args.debounce_key))
     return 0
 
 

@@ -118,6 +118,10 @@ def _client_commands(add: AddCommand) -> None:
     start.add_argument("--id", default=None, help="execution id (idempotent)")
     start.add_argument("--task-queue", default=None,
                        help="run it on this task queue (default: the one its workflow declares)")
+    start.add_argument("--debounce", default=None, metavar="WINDOW",
+                       help="starts in this window (5s) with the same --debounce-key are one "
+                            "execution, run with the last input")
+    start.add_argument("--debounce-key", default="")
 
     add("status", "state of an execution").add_argument("id")
 

@@ -38,6 +38,7 @@ from zart_es.core import (
     AnyEvent,
     ChainCheck,
     ConfigError,
+    Duration,
     ExecutionCompleted,
     ExecutionFailedError,
     ExecutionNotFound,
@@ -141,6 +142,7 @@ class Client:
     async def start(
         self, name: str, data: Any = None, execution_id: str | None = None, *,
         queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
+        debounce: Duration | None = None, debounce_key: str = "",
     ) -> str:
         """Start workflow ``name`` with input ``data``; returns the execution id.
 
@@ -152,19 +154,26 @@ class Client:
         ``task_queue`` overrides the task queue the workflow's code declares (which its
         workers recorded in Redis when they started): only workers serving that queue run
         the execution, now and on every later step.
+
+        With ``debounce`` (``"5s"``), starts of ``name`` with the same ``debounce_key``
+        within the window become one execution, which runs once no start came for the
+        window's length, with the last start's input; each returns that execution's id.
         """
         started = await self.submit(name, data, execution_id, queue_key=queue_key,
-                                    priority=priority, task_queue=task_queue)
+                                    priority=priority, task_queue=task_queue,
+                                    debounce=debounce, debounce_key=debounce_key)
         return started.execution_id
 
     async def submit(
         self, name: str, data: Any = None, execution_id: str | None = None, *,
         queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
+        debounce: Duration | None = None, debounce_key: str = "",
     ) -> Started:
         """:meth:`start`, also saying whether this call created the execution."""
         return await submit_execution(self.deployment, name, data, execution_id,
                                       queue_key=queue_key, priority=priority,
-                                      task_queue=task_queue)
+                                      task_queue=task_queue, debounce=debounce,
+                                      debounce_key=debounce_key)
 
     async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
         """The execution's status, with its result or error once it has ended."""

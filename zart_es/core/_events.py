@@ -39,6 +39,10 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults
     traceparent: str = ""
     """The W3C trace context it was started in (a client's span, a parent's run): every
     run's span is a child of it, so one execution is one trace ("": none)."""
+    debounce_ms: int = 0
+    """Started with ``debounce=``: it runs once its debounce window (of its workflow and
+    ``debounce_key``) has closed, with the window's last input (0: no debounce)."""
+    debounce_key: str = ""
 
 
 class StepCompleted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -277,6 +281,14 @@ class UpdateReplied(Event, frozen=True, kw_only=True, tag=True, omit_defaults=Tr
     message: str = ""
 
 
+class DebounceEnded(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """The debounce window closed: ``input`` (the last start's) replaces the input the
+    execution was started with; ``starts`` joined the window."""
+
+    input: bytes
+    starts: int = 1
+
+
 class FailureInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The input of a workflow's failure handler (``@durable(..., on_failure=handler)``):
     which execution ended how. Not an event: the handler is an execution of its own."""
@@ -316,6 +328,7 @@ AnyEvent = (
     | ExecutionReleased
     | QueueAdmitted
     | UpdateReplied
+    | DebounceEnded
 )
 
 REOPENING_EVENTS: tuple[type[Event], ...] = (StepRetryRequested, StepsInvalidated, RunRestarted)

@@ -17,6 +17,7 @@ from zart_es.core._events import (
     CancelRequested,
     ChildCompleted,
     ChildStarted,
+    DebounceEnded,
     Event,
     ExecutionCancelled,
     ExecutionCompleted,
@@ -184,6 +185,11 @@ class ExecutionState(msgspec.Struct):
     """The task queue it was started on ("": the default one, or its workflow's)."""
     replies: dict[str, UpdateReplied] = msgspec.field(default_factory=dict)
     """Answered updates by update id."""
+    debounce_ms: int = 0
+    """The debounce window it was started with (0: none)."""
+    debounce_key: str = ""
+    debounced: bool = False
+    """Whether its debounce window closed (``DebounceEnded``): it may run."""
 
     @property
     def admission(self) -> str:
@@ -274,6 +280,7 @@ def _started(state: ExecutionState, e: ExecutionStarted) -> None:
     state.started_ms, state.parent_id = e.at_ms, e.parent_id
     state.queue_key, state.priority = e.queue_key, e.priority
     state.traceparent, state.task_queue = e.traceparent, e.task_queue
+    state.debounce_ms, state.debounce_key = e.debounce_ms, e.debounce_key
 
 
 def _step_completed(state: ExecutionState, e: StepCompleted) -> None:
@@ -425,6 +432,11 @@ def _forget_step(state: ExecutionState, name: str) -> None:
         del state.timers[timer]
 
 
+def _debounce_ended(state: ExecutionState, e: DebounceEnded) -> None:
+    state.input = e.input
+    state.debounced = True
+
+
 def _update_replied(state: ExecutionState, e: UpdateReplied) -> None:
     state.replies.setdefault(e.update_id, e)
 
@@ -483,6 +495,7 @@ _APPLY: dict[type[Event], Callable[[ExecutionState, Any], None]] = dict([
     _on(ExecutionQuarantined, lambda state, e: setattr(state, "quarantine", e)),
     _on(ExecutionReleased, lambda state, _e: setattr(state, "quarantine", None)),
     _on(UpdateReplied, _update_replied),
+    _on(DebounceEnded, _debounce_ended),
 ])
 
 
@@ -546,4 +559,5 @@ _RECORDED: dict[type[Event], Callable[[ExecutionState, Any], bool]] = dict([
     _on(ExecutionResumed, lambda s, _e: s.paused_by is None),
     _on(QueueAdmitted, lambda s, _e: s.admitted is not None),
     _on(UpdateReplied, lambda s, e: e.update_id in s.replies),
+    _on(DebounceEnded, lambda s, _e: s.debounced),
 ])

@@ -43,6 +43,14 @@ def timeout_timer(timeout_ms: int) -> str:
     return f"{TIMEOUT_PREFIX}{timeout_ms}"
 
 
+DEBOUNCE_PREFIX = "debounce-"
+
+
+def debounce_timer(n: int) -> str:
+    """The ``n``-th timer a debounced execution waits on for its window to close."""
+    return f"{DEBOUNCE_PREFIX}{n}"
+
+
 def patch_call(patch: str) -> str:
     """The durable call a ``ctx.patched(patch)`` marker stands for in the order of calls."""
     return f"patch:{patch}"

@@ -18,9 +18,11 @@ import structlog
 from redis.exceptions import NoPermissionError, RedisError
 
 from zart_es.core import (
+    DEBOUNCE_PREFIX,
     TERMINAL_EVENTS,
     Cancelled,
     ConfigError,
+    DebounceEnded,
     Event,
     ExecutionCancelled,
     ExecutionEnded,
@@ -41,10 +43,12 @@ from zart_es.core import (
     QueueAdmitted,
     SignalConsumed,
     StoreRefused,
+    TimerSet,
     UnknownWorkflow,
     VersionConflict,
     already_recorded,
     apply,
+    debounce_timer,
     end_notices,
     wait_timer,
 )
@@ -53,7 +57,7 @@ from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
 from zart_es.ops import step_attempt, traceparent
-from zart_es.store import Store, redis_now_ms
+from zart_es.store import DebounceOpen, Store, redis_now_ms
 from zart_es.workflow import (
     Registry,
     Workflow,
@@ -323,6 +327,8 @@ async def _advance(journal: StoreJournal, registry: Registry, payloads: Payloads
     skipped = _not_for_this_worker(state, registry)
     if skipped is not None:
         return skipped
+    if state.debounce_ms and not state.debounced and await _debouncing(journal):
+        return Outcome.WAITING
     try:
         workflow = registry.get(state.workflow)
         data = workflow_input(workflow, state, payloads)
@@ -343,6 +349,31 @@ async def _advance(journal: StoreJournal, registry: Registry, payloads: Payloads
         outcome = await _replay_once(journal, workflow, data, payloads)
         if outcome is not Outcome.AGAIN:
             return outcome
+
+
+async def _debouncing(journal: StoreJournal) -> bool:
+    """Whether the execution's debounce window is still open (a timer waits for its end);
+    once it has closed, record its last input (``DebounceEnded``) and go on."""
+    state = journal.state
+    debounces = journal.store.debounces
+    with refusals():
+        closed = await debounces.close(state.workflow, state.debounce_key,
+                                       state.execution_id)
+    if isinstance(closed, DebounceOpen):
+        armed = [t for name, t in state.timers.items()
+                 if name.startswith(DEBOUNCE_PREFIX) and not t.fired]
+        if not any(t.due_ms == closed.due_ms for t in armed):
+            name = debounce_timer(sum(n.startswith(DEBOUNCE_PREFIX) for n in state.timers))
+            await journal.record(
+                TimerSet(timer=name, due_ms=closed.due_ms, purpose="debounce"),
+                timer=NewTimer(name, due_ms=closed.due_ms))
+        return True
+    # closed, or its record expired (no worker for a week): it runs with what it has
+    await journal.record(DebounceEnded(input=state.input, starts=0) if closed is None
+                         else DebounceEnded(input=closed.input, starts=closed.starts))
+    with refusals():
+        await debounces.forget(state.workflow, state.debounce_key, state.execution_id)
+    return False
 
 
 async def _held_before_running(journal: StoreJournal, workflow: Workflow) -> Outcome | None:

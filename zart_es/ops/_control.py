@@ -17,6 +17,7 @@ from zart_es.core import (
     DEFAULT_TASK_QUEUE,
     CancelRequested,
     ConfigError,
+    Duration,
     ExecutionEnded,
     ExecutionStarted,
     check_execution_id,
@@ -24,6 +25,7 @@ from zart_es.core import (
     check_queue_key,
     check_task_queue,
     check_workflow_name,
+    to_ms,
 )
 from zart_es.ops._audit_log import audit
 from zart_es.ops._tracing import traceparent
@@ -40,13 +42,30 @@ class Started(msgspec.Struct, frozen=True):
 async def submit_execution(
     deployment: Deployment, name: str, data: Any = None, execution_id: str | None = None, *,
     queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
+    debounce: Duration | None = None, debounce_key: str = "",
 ) -> Started:
     """Record ``ExecutionStarted`` for workflow ``name`` with its work message, unless the
     id exists already (then a different workflow under that id is a ConfigError).
 
     The work goes to ``task_queue``, by default the one the workflow's code declares (as
-    its workers recorded it; the default task queue if none has started yet)."""
+    its workers recorded it; the default task queue if none has started yet).
+
+    With ``debounce`` (a window: ``"5s"``), starts of ``name`` with the same
+    ``debounce_key`` become one execution: the first opens the window (under a new id)
+    and each start moves its end on; once no start came
+    for the window's length it runs, with the last start's input. Every start of the
+    window returns its id (``created`` only for the one that opened it)."""
     check_workflow_name(name)
+    window_ms = None if debounce is None else to_ms(debounce)
+    if window_ms is not None and window_ms <= 0:
+        raise ConfigError(f"a debounce window must be longer than 0, got {debounce!r}")
+    if debounce_key and window_ms is None:
+        raise ConfigError("debounce_key= needs debounce= (the window)")
+    if debounce_key:
+        check_workflow_name(debounce_key, what="debounce key")
+    if window_ms is not None and execution_id is not None:
+        raise ConfigError("a debounced start takes the id of its window: give no "
+                          "execution_id with debounce=")
     if task_queue is not None:
         check_task_queue(task_queue)
     execution_id = check_execution_id(execution_id or uuid.uuid4().hex)
@@ -61,11 +80,18 @@ async def submit_execution(
         task_queue = await deployment.routes.declared(name) or ""
         if task_queue == DEFAULT_TASK_QUEUE:
             task_queue = ""
+    opened = True
+    if window_ms is not None:
+        execution_id, opened = await deployment.store.debounces.start(
+            name, debounce_key, execution_id, payload, window_ms)
     event = ExecutionStarted(execution_id=execution_id, workflow=name, input=payload,
                              traceparent=traceparent(execution_id, name),
                              task_queue=task_queue,
-                             queue_key=queue_key, priority=priority)
-    created = await deployment.store.create(event, execution_id, name)
+                             queue_key=queue_key, priority=priority,
+                             debounce_ms=window_ms or 0, debounce_key=debounce_key)
+    # a start that joined a window creates its execution too (a no-op when it exists):
+    # the one that opened the window may have died before it did
+    created = await deployment.store.create(event, execution_id, name) and opened
     if not created:
         existing = (await deployment.store.meta(execution_id)).get(b"w", b"").decode()
         if existing != name:

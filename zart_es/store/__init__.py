@@ -8,6 +8,7 @@ from zart_es.store._audit_archiving import AuditArchiveQueue
 from zart_es.store._autopipe import ScriptCaller, script_caller
 from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
+from zart_es.store._debounce import DebounceClosed, DebounceOpen, Debounces
 from zart_es.store._deployment import Deployment, HasDeployment, deployment_of, payloads_for
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
 from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
@@ -30,6 +31,9 @@ __all__ = [
     "ArchiveQueue",
     "AuditArchiveQueue",
     "ChainBreak",
+    "DebounceClosed",
+    "DebounceOpen",
+    "Debounces",
     "Deployment",
     "HasDeployment",
     "Keys",

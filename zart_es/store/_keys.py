@@ -161,6 +161,13 @@ class Keys:
         """Stream a query's answer is added to (it expires soon after)."""
         return f"{self.prefix}:tq:{task_queue}:reply:{token}"
 
+    def debounce(self, workflow: str, key: str) -> str:
+        """Hash of the debounce window of ``workflow`` and ``key``: the execution it
+        holds (``x``), the latest input (``in``), when it closes (``due``, Redis' clock),
+        how many starts joined (``n``), and closed windows' inputs (``c:<id>``)."""
+        p = zlib.crc32(f"{workflow}\n{key}".encode()) % self.partitions
+        return f"{self._tag(p)}:debounce:{workflow}\n{key}"
+
     def bulk_job(self, job_id: str) -> str:
         """Hash of one bulk operation's progress (field ``j``: its JSON), kept a week."""
         return f"{self.prefix}:bulk:{job_id}"

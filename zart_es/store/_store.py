@@ -46,6 +46,7 @@ from zart_es.core import (
 )
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
+from zart_es.store._debounce import Debounces
 from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, M_TASK_QUEUE, Keys
 from zart_es.store._scripts import load_script
 from zart_es.store._trail import Trail
@@ -86,6 +87,8 @@ class Store:
         """The audit keyring that chains new entries (None: the unkeyed SHA-1 chain)."""
         self.trail = Trail(redis, keys, chain)
         """The deployment's operator trail (chained with the same keys)."""
+        self.debounces = Debounces(redis, keys)
+        """Debounce windows of starts (``Client.start(..., debounce=)``)."""
         self._heads: dict[str, tuple[int, str]] = {}
         """Keyed only: execution id -> (version, chain head) last seen."""
         self._append = script_caller(redis, load_script("append"))
