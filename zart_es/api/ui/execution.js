@@ -18,9 +18,13 @@ const FAINT = new Set(["backoff", "sleep", "wait", "run", "queued"]);
 // the last query asked on this page (kept across the page's refreshes): asked again on demand
 const asked = { id: null, name: "", args: "[]", answer: undefined, error: null, at: 0 };
 
+/** ``text`` as JSON, or an error saying ``what`` is not JSON. */
+function parsed(text, what) {
+  try { return JSON.parse(text); } catch (err) { throw new Error(`${what} is not JSON: ${err.message}`); }
+}
+
 async function ask(path) {
-  let args;
-  try { args = JSON.parse(asked.args || "[]"); } catch (err) { throw new Error(`the arguments are not JSON: ${err.message}`); }
+  const args = parsed(asked.args || "[]", "the arguments");
   if (!Array.isArray(args)) throw new Error("the arguments must be a JSON list");
   try {
     const reply = await api("POST", `${path}/queries/${encodeURIComponent(asked.name)}`, { args });
@@ -163,8 +167,7 @@ function actions(detail, timeline, rules, refresh) {
         fields: [{ name: "name", label: "Signal name" }, { name: "payload", label: "Payload (JSON)", type: "textarea", value: "null" },
           { name: "signal_id", label: "Signal id (optional: makes delivery idempotent)" }],
         run: async (v) => {
-          let payload;
-          try { payload = JSON.parse(v.payload || "null"); } catch (err) { throw new Error(`the payload is not JSON: ${err.message}`); }
+          const payload = parsed(v.payload || "null", "the payload");
           const query = `?by=${encodeURIComponent(operator())}` + (v.signal_id ? `&signal_id=${encodeURIComponent(v.signal_id)}` : "");
           const reply = await api("POST", `${path}/signals/${encodeURIComponent(v.name)}${query}`, payload);
           return reply.delivered ? `signal ${v.name} delivered` : `signal id ${v.signal_id} was already delivered`;
@@ -196,8 +199,7 @@ function actions(detail, timeline, rules, refresh) {
         fields: [{ name: "name", label: "Update name" }, { name: "payload", label: "Payload (JSON)", type: "textarea", value: "null" },
           { name: "update_id", label: "Update id (optional: a retry waits for the same answer)" }],
         run: async (v) => {
-          let payload;
-          try { payload = JSON.parse(v.payload || "null"); } catch (err) { throw new Error(`the payload is not JSON: ${err.message}`); }
+          const payload = parsed(v.payload || "null", "the payload");
           const reply = await api("POST", `${path}/updates/${encodeURIComponent(v.name)}?by=${encodeURIComponent(operator())}`,
             { payload, update_id: v.update_id || null });
           return `update ${v.name} answered: ${JSON.stringify(reply.result)}`;
