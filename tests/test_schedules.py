@@ -92,7 +92,7 @@ BAD_SETTINGS: list[dict[str, Any]] = [
     {"every": "1h"},  # both
     {"cron": "bad"},
     {"cron": "* * * *"},
-    {"cron": "* * * * * * 2026"},
+    {"cron": "* * * * * * 1969"},
     {"cron": "61 * * * *"},
     {"cron": "* * * * * 60"},
     {"cron": "H * * * *"},
@@ -688,3 +688,21 @@ async def test_backfill_refuses_bad_ranges(schedules: Schedules) -> None:
         await schedules.backfill("minutely", now - timedelta(minutes=1), now, overlap="maybe")
     with pytest.raises(ScheduleNotFound):
         await schedules.backfill("nope", now - timedelta(minutes=1), now)
+
+
+async def test_every_anchored_at_start_runs_at_registration_then_each_interval(
+    client: Client, schedules: Schedules
+) -> None:
+    s = await schedules.add("delay", "report", every="10s", anchor="start", overlap="always")
+    scheduler = Scheduler(client)
+    assert await scheduler.tick(now_ms=s.created_ms) == [render_id(s, s.created_ms)]
+    assert await scheduler.tick(now_ms=s.created_ms + 9_999) == []
+    assert await scheduler.tick(now_ms=s.created_ms + 10_000) == [
+        render_id(s, s.created_ms + 10_000)]
+    assert next_occurrence(s, s.created_ms + 10_000) == s.created_ms + 20_000
+    epoch = await schedules.add("aligned", "report", every="10s")
+    assert next_occurrence(epoch, epoch.created_ms) == (epoch.created_ms // 10_000 + 1) * 10_000
+    with pytest.raises(ConfigError, match="anchor applies to every schedules only"):
+        await schedules.add("c", "report", cron="0 * * * *", anchor="start")
+    with pytest.raises(ConfigError, match="unknown anchor 'later'"):
+        await schedules.add("d", "report", every="1h", anchor="later")

@@ -28,6 +28,8 @@ class ScheduleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timezone: str = "UTC"
     overlap: str = "skip"
     id_template: str = DEFAULT_ID_TEMPLATE
+    anchor: str = "epoch"
+    """``every``: ``epoch`` (multiples since the Unix epoch) or ``start`` (from now on)."""
     replace: bool = False
     by: str = ""
 
@@ -45,6 +47,9 @@ class ScheduleView(msgspec.Struct, frozen=True):
     id_template: str
     paused: bool
     created_ms: int
+    cron_syntax: int
+    """1: a 6- or 7-field ``cron`` reads seconds first (as Zart)."""
+    anchor: str
     state: ScheduleState | None
     next: list[str]
 
@@ -78,7 +83,8 @@ async def add_schedule(
     schedules = _schedules(request)
     await schedules.add(data.name, data.workflow, data.input, cron=data.cron, every=data.every,
                         timezone=data.timezone, overlap=data.overlap,
-                        id_template=data.id_template, replace=data.replace, by=data.by)
+                        id_template=data.id_template, anchor=data.anchor,
+                        replace=data.replace, by=data.by)
     return await _view(schedules, data.name)
 
 

@@ -1,9 +1,11 @@
-"""``zart-es schedule add|list|show|remove|pause|resume|backfill``: recurring schedules through
+"""``zart-es schedule add|list|show|remove|pause|resume|backfill|next``: recurring schedules through
 :class:`~zart_es.Schedules` (docs/schedules.md)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from zart_es.cli._common import (
@@ -19,9 +21,12 @@ from zart_es.cli._common import (
 )
 from zart_es.core import (
     DEFAULT_ID_TEMPLATE,
+    EVERY_ANCHORS,
+    MAX_NEXT_OCCURRENCES,
     OVERLAP_POLICIES,
     ConfigError,
     ScheduleNotFound,
+    cron_occurrences,
     schedule_to_dict,
 )
 from zart_es.ops import Schedules
@@ -33,20 +38,32 @@ def add_commands(
     """Add ``schedule`` and its subcommands (each takes the ``common`` connection
     options); returns the handler by name."""
     schedule = add("schedule", "recurring schedules: add, list, show, remove, pause, resume, "
-                   "backfill")
+                   "backfill, next")
     sub = schedule.add_subparsers(dest="schedule_command", required=True)
     new = sub.add_parser("add", help="define a schedule (or --replace one)", parents=[common])
     new.add_argument("name")
     new.add_argument("workflow")
     when = new.add_mutually_exclusive_group(required=True)
-    when.add_argument("--cron", help='cron expression, e.g. "0 2 * * *" (6th field: seconds)')
+    when.add_argument("--cron", help='cron expression: 5 fields ("0 2 * * *"), or 6/7 with the '
+                      'seconds first, as Zart ("0 */5 * * * *": every 5 minutes)')
     when.add_argument("--every", help='interval, e.g. "15m" (whole seconds, >= 1s)')
     new.add_argument("--input", default="null", help="workflow input as JSON")
     new.add_argument("--timezone", default="UTC", help="IANA time zone of --cron")
     new.add_argument("--overlap", default="skip", choices=OVERLAP_POLICIES)
     new.add_argument("--id-template", default=DEFAULT_ID_TEMPLATE)
+    new.add_argument("--anchor", default="epoch", choices=EVERY_ANCHORS,
+                     help="--every from the Unix epoch, or from now (Zart's fixed delay)")
     new.add_argument("--replace", action="store_true", help="redefine an existing schedule")
     sub.add_parser("list", help="every schedule, with its progress", parents=[common])
+    upcoming = sub.add_parser("next", help="the next occurrences of a cron expression, one "
+                              "per line (ISO 8601, UTC): check one before adding it",
+                              parents=[common])
+    upcoming.add_argument("expr", metavar="EXPR")
+    upcoming.add_argument("--count", type=int, default=5)
+    upcoming.add_argument("--after", default=None, metavar="ISO-TIME",
+                          help="from this instant (default: now; UTC without an offset)")
+    upcoming.add_argument("--tz", default="UTC", metavar="ZONE",
+                          help="the IANA time zone the expression is read in")
     fill = sub.add_parser("backfill", help="start the occurrences of a past range, once each",
                           parents=[common])
     fill.add_argument("name")
@@ -67,6 +84,9 @@ def add_commands(
 
 async def schedule_command(args: argparse.Namespace) -> int:
     """Dispatch ``zart-es schedule <subcommand>``."""
+    if args.schedule_command == "next":  # pure: no Redis
+        _print_next(args)
+        return 0
     async with client_for(args) as client:
         schedules = Schedules(client)
         match args.schedule_command:
@@ -75,7 +95,8 @@ async def schedule_command(args: argparse.Namespace) -> int:
                 created = await schedules.add(
                     args.name, args.workflow, data, cron=args.cron, every=args.every,
                     timezone=args.timezone, overlap=args.overlap,
-                    id_template=args.id_template, replace=args.replace, by=operator())
+                    id_template=args.id_template, anchor=args.anchor, replace=args.replace,
+                    by=operator())
                 upcoming = await schedules.next_occurrences(created.name, 1)
                 done = "replaced" if args.replace else "added"
                 print(f"schedule {created.name!r} {done}; next occurrence "
@@ -102,6 +123,17 @@ async def schedule_command(args: argparse.Namespace) -> int:
                 await schedules.resume(args.name, by=operator())
                 print(f"schedule {args.name!r} resumed")
     return 0
+
+
+def _print_next(args: argparse.Namespace) -> None:
+    if not 1 <= args.count <= MAX_NEXT_OCCURRENCES:
+        raise ConfigError(f"--count must be 1..{MAX_NEXT_OCCURRENCES}, got {args.count}")
+    after = moment_arg(args.after, "--after") or datetime.now(UTC)
+    times = cron_occurrences(args.expr, args.tz, int(after.timestamp() * 1000), args.count)
+    for ms in times:
+        print(datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z"))
+    if not times:
+        print(f"zart-es: {args.expr!r} fires no more", file=sys.stderr)
 
 
 async def _backfill(args: argparse.Namespace, schedules: Schedules) -> None:

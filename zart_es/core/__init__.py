@@ -164,6 +164,7 @@ from zart_es.core._queue import Queue
 from zart_es.core._retention import DEFAULT_RETENTION_MS, deployment_retention, parse_retention
 from zart_es.core._schedule_times import (
     DEFAULT_ID_TEMPLATE,
+    EVERY_ANCHORS,
     MAX_NEXT_OCCURRENCES,
     OVERLAP_POLICIES,
     Schedule,
@@ -171,6 +172,8 @@ from zart_es.core._schedule_times import (
     ScheduleState,
     build_schedule,
     check_stored,
+    counted_from,
+    cron_occurrences,
     detail_json,
     due,
     next_occurrence,
@@ -212,6 +215,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_RETENTION_MS",
     "DEFAULT_TASK_QUEUE",
+    "EVERY_ANCHORS",
     "FAILED",
     "HELD",
     "MAX_NEXT_OCCURRENCES",
@@ -343,6 +347,8 @@ __all__ = [
     "check_task_queue",
     "check_workflow_name",
     "child_completed",
+    "counted_from",
+    "cron_occurrences",
     "debounce_timer",
     "decode_answer",
     "decode_delivery",

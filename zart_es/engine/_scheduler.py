@@ -21,6 +21,7 @@ from zart_es.core import (
     PayloadError,
     Schedule,
     ScheduleState,
+    counted_from,
     decode_value,
     due,
     next_occurrence,
@@ -133,7 +134,7 @@ class Scheduler:
             else:
                 if schedule.paused:
                     break
-                after = max(state.last_ms if state else 0, schedule.created_ms)
+                after = max(state.last_ms if state else 0, counted_from(schedule))
                 found = due(schedule, after, now_ms)
                 if found.latest is None:
                     break

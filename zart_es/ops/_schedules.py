@@ -129,11 +129,18 @@ class Schedules:
         timezone: str = "UTC",
         overlap: str = "skip",
         id_template: str = DEFAULT_ID_TEMPLATE,
+        anchor: str = "epoch",
         replace: bool = False,
         by: str = "",
     ) -> Schedule:
         """Define schedule ``name``: start ``workflow`` with ``data`` on ``cron`` (in
         ``timezone``) or ``every`` interval; returns the stored definition.
+
+        ``cron`` takes 5 fields (classic), 6 (seconds first, as Zart: ``"0 */5 * * * *"``
+        is every 5 minutes) or 7 (and a year). ``every`` counts from the Unix epoch
+        (``anchor="epoch"``: every hour on the hour) or, with ``anchor="start"`` (Zart's
+        fixed delay), from the moment the schedule is added: the first occurrence is then,
+        each next one the previous plus the interval.
 
         The first occurrence started is the first one after now: nothing is backfilled.
         ``replace=True`` redefines an existing schedule (unpaused, starting from now) and
@@ -144,7 +151,8 @@ class Schedules:
         payload = encode_value(data, f"input of schedule {name!r}",
                                self.deployment.max_payload_bytes)
         schedule = build_schedule(name, workflow, payload, cron=cron, every=every,
-                                  timezone=timezone, overlap=overlap, id_template=id_template)
+                                  timezone=timezone, overlap=overlap, id_template=id_template,
+                                  anchor=anchor)
         await self.deployment.ready()
         schedule = msgspec.structs.replace(schedule, created_ms=await redis_now_ms(self._redis))
         raw = _encoder.encode(schedule)
@@ -173,7 +181,8 @@ class Schedules:
                                self.deployment.max_payload_bytes)
         wanted = build_schedule(spec.name, spec.workflow, payload, cron=spec.cron,
                                 every=spec.every, timezone=spec.timezone,
-                                overlap=spec.overlap, id_template=spec.id_template)
+                                overlap=spec.overlap, id_template=spec.id_template,
+                                anchor=spec.anchor)
         key = self._keys.schedules()
         raw: bytes | None = await self._redis.hget(key, spec.name)  # type: ignore[misc]
         while True:

@@ -280,6 +280,7 @@ def schedule(
     timezone: str = "UTC",
     overlap: str = "skip",
     id_template: str = DEFAULT_ID_TEMPLATE,
+    anchor: str = "epoch",
     registry: Registry | None = None,
 ) -> ScheduleSpec:
     """Declare a recurring schedule in code, next to its workflow.
@@ -291,7 +292,8 @@ def schedule(
     ``zart-es schedule remove``.
     """
     spec = ScheduleSpec(name=name, workflow=workflow, data=data, cron=cron, every=every,
-                        timezone=timezone, overlap=overlap, id_template=id_template)
+                        timezone=timezone, overlap=overlap, id_template=id_template,
+                        anchor=anchor)
     return (registry or default_registry).add_schedule(spec)
 
 
