@@ -35,6 +35,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     """Only failures of these types are retried (None: every failure)."""
     no_retry: tuple[type[BaseException], ...] = ()
     """Failures of these types are not retried (checked before ``retry_on``)."""
+    total_timeout_ms: int | None = None
+    """One deadline across every attempt and backoff, counted from the first attempt's
+    start (Zart's global timeout scope): no attempt starts, or runs on, past it."""
 
     @classmethod
     def build(
@@ -47,6 +50,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         *,
         retry_on: tuple[type[BaseException], ...] | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
+        total_timeout: Duration | None = None,
     ) -> RetryPolicy:
         """Validate user arguments into a policy; a :class:`ConfigError` names the bad one."""
         for what, kinds in (("retry_on", retry_on or ()), ("no_retry", no_retry)):
@@ -62,8 +66,12 @@ class RetryPolicy(msgspec.Struct, frozen=True):
             raise ConfigError(f"max_delay ({max_delay!r}) is shorter than delay ({delay!r})")
         if not isinstance(jitter, bool):
             raise ConfigError(f"jitter must be True or False, got {jitter!r}")
+        total_ms = None if total_timeout is None else to_ms(total_timeout)
+        if total_ms is not None and total_ms <= 0:
+            raise ConfigError(f"a total timeout must be longer than 0, got {total_timeout!r}")
         return cls(retries=retries, backoff=backoff, delay_ms=delay_ms, max_delay_ms=max_ms,
-                   jitter=jitter, retry_on=retry_on, no_retry=no_retry)
+                   jitter=jitter, retry_on=retry_on, no_retry=no_retry,
+                   total_timeout_ms=total_ms)
 
     def retries_after(self, exc: BaseException, attempt: int) -> bool:
         """Whether attempt ``attempt``, failed with ``exc``, is followed by another one.

@@ -444,12 +444,19 @@ class RedisUnavailable(StoreError, ConnectionError):
 
 class StepTimedOut(ZartError, TimeoutError):
     """An attempt of step ``step`` ran longer than its ``timeout``: recorded as the step's
-    failure (``error_type`` "StepTimedOut"), retried by its policy like any other."""
+    failure (``error_type`` "StepTimedOut"), retried by its policy like any other. With
+    ``attempts``, the step's ``total_timeout`` ran out after that many attempts: the
+    step fails, not retried."""
 
-    def __init__(self, step: str, timeout_ms: int) -> None:
-        super().__init__(f"step {step!r} did not finish within {timeout_ms}ms")
+    def __init__(self, step: str, timeout_ms: int, attempts: int = 0) -> None:
+        if attempts:
+            super().__init__(f"step {step!r} did not finish within its total timeout of "
+                             f"{timeout_ms}ms ({attempts} attempt(s))")
+        else:
+            super().__init__(f"step {step!r} did not finish within {timeout_ms}ms")
         self.step = step
         self.timeout_ms = timeout_ms
+        self.attempts = attempts
 
 
 class NonRetryableError(ZartError):

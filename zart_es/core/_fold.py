@@ -99,6 +99,8 @@ class Timer(msgspec.Struct):
     due_ms: int
     fired: bool = False
     fired_seq: int = -1
+    fired_ms: int = 0
+    """When it fired (Redis' clock: the ``TimerFired``'s time)."""
 
 
 class Received(msgspec.Struct, frozen=True):
@@ -139,6 +141,9 @@ class ExecutionState(msgspec.Struct):
     attempts: dict[str, int] = msgspec.field(default_factory=dict)
     """Steps with scheduled retries: name -> the attempt number that runs next."""
     last_errors: dict[str, Failure] = msgspec.field(default_factory=dict)
+    first_attempts: dict[str, int] = msgspec.field(default_factory=dict)
+    """Steps with scheduled retries: name -> when their first attempt began (Redis'
+    clock, from the first ``RetryScheduled``): what a ``total_timeout`` counts from."""
     timers: dict[str, Timer] = msgspec.field(default_factory=dict)
     status: Status = PENDING
     result: bytes | None = None
@@ -297,6 +302,7 @@ def _step_failed(state: ExecutionState, e: StepFailed) -> None:
 
 def _retry_scheduled(state: ExecutionState, e: RetryScheduled) -> None:
     _ordered(state, e.step)
+    state.first_attempts.setdefault(e.step, e.at_ms - max(e.duration_us, 0) // 1000)
     state.attempts[e.step] = e.attempt
     state.last_errors[e.step] = Failure(e.error_type, e.message, e.attempt - 1)
     state.timers[e.timer] = Timer(e.at_ms + e.delay_ms)
@@ -313,6 +319,7 @@ def _timer_fired(state: ExecutionState, e: TimerFired) -> None:
     if timer is not None:
         timer.fired = True
         timer.fired_seq = e.seq
+        timer.fired_ms = e.at_ms
 
 
 def _signal_received(state: ExecutionState, e: SignalReceived) -> None:
@@ -424,6 +431,7 @@ def _run_restarted(state: ExecutionState, e: RunRestarted) -> None:
 
 def _forget_step(state: ExecutionState, name: str) -> None:
     state.steps.pop(name, None)
+    state.first_attempts.pop(name, None)
     state.failed_steps.pop(name, None)
     state.attempts.pop(name, None)
     state.last_errors.pop(name, None)

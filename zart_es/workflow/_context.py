@@ -153,6 +153,7 @@ class Context:
         jitter: bool = True, type: Any = None, timeout: Duration | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
+        total_timeout: Duration | None = None,
     ) -> T: ...
     @overload
     async def step_with_retry(
@@ -161,6 +162,7 @@ class Context:
         jitter: bool = True, type: Any = None, timeout: Duration | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
+        total_timeout: Duration | None = None,
     ) -> T: ...
     async def step_with_retry(
         self,
@@ -176,6 +178,7 @@ class Context:
         timeout: Duration | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
+        total_timeout: Duration | None = None,
     ) -> Any:
         """Like :meth:`step`, but a failure schedules a retry on a durable timer.
 
@@ -191,9 +194,15 @@ class Context:
         other, retried). A failure is not retried when it is a :class:`NonRetryableError`,
         an instance of a type in ``no_retry``, or (with ``retry_on``) of no type in it: the
         step fails at once, recorded as usual.
+
+        ``total_timeout`` is one deadline across all attempts and backoffs, counted from
+        the first attempt's start on Redis' clock (Zart's default ``timeout_scope``): an
+        attempt is cut short at it, and no retry is scheduled that would start after it;
+        the step then fails with :class:`StepTimedOut`.
         """
         policy = RetryPolicy.build(retries, backoff, delay, max_delay, jitter,
-                                   retry_on=retry_on, no_retry=no_retry)
+                                   retry_on=retry_on, no_retry=no_retry,
+                                   total_timeout=total_timeout)
         return await self._step(name, fn, type, policy, _timeout_ms(timeout))
 
     @overload
@@ -629,15 +638,26 @@ class Context:
             self._replay.deliver_cancel(state)
             raise self._suspend()
         self._new_call(name, step=True)
+        left_ms = _total_left(state, name, attempt, policy)
+        if left_ms is not None and left_ms <= 0:  # the backoff outlasted the deadline
+            await self._record_failure(name, attempt, _total_ran_out(name, policy, attempt - 1),
+                                       None, 0)
+            return self._decode(name, self._state.steps[name], type_)  # done elsewhere
+        bound_ms = timeout_ms if left_ms is None else min(timeout_ms or left_ms, left_ms)
         started = time.perf_counter()
         try:
-            value = await (call_step_fn(fn) if timeout_ms is None
-                           else _attempt(name, fn, timeout_ms))
+            value = await (call_step_fn(fn) if bound_ms is None
+                           else _attempt(name, fn, bound_ms))
         except BaseException as exc:  # any failure of user code is recorded
             if not step_failure(exc):
                 raise
             took_us = _micros_since(started)
             retrying = policy is not None and policy.retries_after(exc, attempt)
+            if left_ms is not None and policy is not None and (retrying or bound_ms == left_ms):
+                # no retry that would start past the total deadline
+                gap = policy.delay_before(attempt + 1, seed=f"{self.execution_id}:{name}")
+                if left_ms - took_us // 1000 - (gap if retrying else 0) <= 0:
+                    exc, retrying = _total_ran_out(name, policy, attempt), False
             self._journal.observe_step(name, attempt, took_us,
                                        "retry" if retrying else "failed")
             await self._record_failure(name, attempt, exc, policy if retrying else None,
@@ -734,6 +754,26 @@ def _check_name(name: object) -> str:
     if not name.isprintable():
         raise InvalidStepName(name, "has control characters")
     return name
+
+
+def _total_left(state: ExecutionState, name: str, attempt: int,
+                policy: RetryPolicy | None) -> int | None:
+    """What is left of the step's ``total_timeout`` as attempt ``attempt`` starts, in ms
+    (None: it has none): the first attempt has all of it; a retry what remains since the
+    first attempt began, up to when its retry timer fired (both on Redis' clock)."""
+    total = None if policy is None else policy.total_timeout_ms
+    if total is None or attempt == 1:
+        return total
+    timer = state.timers.get(retry_timer(name, attempt))
+    began = state.first_attempts.get(name)
+    if timer is None or began is None:
+        return total
+    return total - max(0, timer.fired_ms - began)
+
+
+def _total_ran_out(name: str, policy: RetryPolicy | None, attempts: int) -> StepTimedOut:
+    total = 0 if policy is None or policy.total_timeout_ms is None else policy.total_timeout_ms
+    return StepTimedOut(name, total, attempts=max(attempts, 1))
 
 
 def _micros_since(started: float) -> int:
