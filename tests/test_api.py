@@ -104,6 +104,18 @@ def test_start_is_idempotent_and_runs(api: str) -> None:
                                     "write"]
 
 
+def test_start_reuse_policies(api: str) -> None:
+    body = {"name": "transform-records", "input": 2, "id": "api-reuse"}
+    assert httpx.post(f"{api}/executions", json=body).status_code == 201
+    _wait_done(api, "api-reuse")
+    refused = _problem(httpx.post(f"{api}/executions", json={**body, "if_ended": "reject"}),
+                       409, "execution_exists")
+    assert "if_ended='reject'" in str(refused["detail"])
+    reset = httpx.post(f"{api}/executions", json={**body, "input": 3, "if_ended": "reset"})
+    assert (reset.status_code, reset.json()["created"]) == (201, True)
+    assert _wait_done(api, "api-reuse")["result"] == 3  # the new run, with the new input
+
+
 def test_start_on_another_task_queue_waits_for_its_workers(api: str) -> None:
     body = {"name": "transform-records", "input": 1, "id": "api-tq", "task_queue": "nightly"}
     assert httpx.post(f"{api}/executions", json=body).status_code == 201

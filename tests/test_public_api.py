@@ -30,6 +30,7 @@ PUBLIC = [
     "EventTimeout",
     "ExecutionArchived",
     "ExecutionEnded",
+    "ExecutionExists",
     "ExecutionFailedError",
     "ExecutionHandle",
     "ExecutionNotFound",

@@ -78,6 +78,10 @@ class StartRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A window ("5s", or ms): starts with the same ``debounce_key`` in it are one
     execution, run with the last input once no start came for that long."""
     debounce_key: str = ""
+    if_ended: str = "return"
+    """The id in use by an ended execution: ``return`` it, ``reject`` (409), ``reset``."""
+    if_running: str = "return"
+    """The id in use by a running one: ``return`` it, ``fail`` (409), ``terminate``."""
 
 
 class Started(msgspec.Struct, frozen=True):
@@ -151,7 +155,7 @@ def _client(request: Request[Any, Any, Any]) -> Client:
 
 
 @post("/executions", status_code=HTTP_201_CREATED, summary="Start an execution",
-      **errors(body=True, replies={HTTP_200_OK: ResponseSpec(
+      **errors("execution_exists", body=True, replies={HTTP_200_OK: ResponseSpec(
           Started, generate_examples=False,
           description="an execution with that id existed: nothing started")}))
 async def start_execution(
@@ -161,7 +165,8 @@ async def start_execution(
     started = await _client(request).submit(data.name, data.input, execution_id=data.id,
                                             task_queue=data.task_queue,
                                             debounce=data.debounce,
-                                            debounce_key=data.debounce_key)
+                                            debounce_key=data.debounce_key,
+                                            if_ended=data.if_ended, if_running=data.if_running)
     return Response(Started(started.execution_id, started.created),
                     status_code=HTTP_201_CREATED if started.created else HTTP_200_OK)
 

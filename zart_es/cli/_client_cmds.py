@@ -30,7 +30,8 @@ async def start(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
         print(await client.start(args.name, data, execution_id=args.id,
                                  task_queue=args.task_queue, debounce=args.debounce,
-                                 debounce_key=args.debounce_key))
+                                 debounce_key=args.debounce_key, if_ended=args.if_ended,
+                                 if_running=args.if_running))
     return 0
 
 

@@ -122,6 +122,13 @@ def _client_commands(add: AddCommand) -> None:
                        help="starts in this window (5s) with the same --debounce-key are one "
                             "execution, run with the last input")
     start.add_argument("--debounce-key", default="")
+    start.add_argument("--if-ended", default="return", choices=("return", "reject", "reset"),
+                       help="an --id whose execution ended: return it, refuse, or run it "
+                            "again with this input (as Zart)")
+    start.add_argument("--if-running", default="return",
+                       choices=("return", "fail", "terminate"),
+                       help="an --id whose execution runs: return it, refuse, or end it and "
+                            "run it again with this input")
 
     add("status", "state of an execution").add_argument("id")
 

@@ -143,6 +143,7 @@ class Client:
         self, name: str, data: Any = None, execution_id: str | None = None, *,
         queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
         debounce: Duration | None = None, debounce_key: str = "",
+        if_ended: str = "return", if_running: str = "return",
     ) -> str:
         """Start workflow ``name`` with input ``data``; returns the execution id.
 
@@ -158,22 +159,31 @@ class Client:
         With ``debounce`` (``"5s"``), starts of ``name`` with the same ``debounce_key``
         within the window become one execution, which runs once no start came for the
         window's length, with the last start's input; each returns that execution's id.
+
+        ``if_ended`` / ``if_running`` say what a start of an id in use does (Temporal's
+        id reuse policy): ``"return"`` (the default: nothing), ``"reject"`` / ``"fail"``
+        (:class:`~zart_es.ExecutionExists`), ``"reset"`` (an ended one runs again from
+        scratch with this input, as Zart does) / ``"terminate"`` (a running one is ended
+        and runs again with this input).
         """
         started = await self.submit(name, data, execution_id, queue_key=queue_key,
                                     priority=priority, task_queue=task_queue,
-                                    debounce=debounce, debounce_key=debounce_key)
+                                    debounce=debounce, debounce_key=debounce_key,
+                                    if_ended=if_ended, if_running=if_running)
         return started.execution_id
 
     async def submit(
         self, name: str, data: Any = None, execution_id: str | None = None, *,
         queue_key: str = "", priority: int | None = None, task_queue: str | None = None,
         debounce: Duration | None = None, debounce_key: str = "",
+        if_ended: str = "return", if_running: str = "return",
     ) -> Started:
         """:meth:`start`, also saying whether this call created the execution."""
         return await submit_execution(self.deployment, name, data, execution_id,
                                       queue_key=queue_key, priority=priority,
                                       task_queue=task_queue, debounce=debounce,
-                                      debounce_key=debounce_key)
+                                      debounce_key=debounce_key, if_ended=if_ended,
+                                      if_running=if_running)
 
     async def status(self, execution_id: str, *, type: Any = None) -> ExecutionStatus:
         """The execution's status, with its result or error once it has ended."""

@@ -17,6 +17,7 @@
     │   ├── PayloadDecodeError        recorded bytes that do not decode to the asked type
     │   └── PayloadTooLarge           over the configured size limit
     ├── ExecutionNotFound             no execution with that id
+    ├── ExecutionExists               a start of an id in use, refused by its reuse policy
     ├── ExecutionFailedError          Client.result() of an execution that ended failed
     ├── ResultTimeout                 Client.result(timeout=) ran out (also a TimeoutError)
     ├── StepFailedError               a step raised (after its retries, if any); recorded
@@ -163,6 +164,18 @@ class ExecutionNotFound(ZartError, LookupError):
     def __init__(self, execution_id: str) -> None:
         super().__init__(f"no execution {execution_id!r}")
         self.execution_id = execution_id
+
+
+class ExecutionExists(ZartError):
+    """A start named an id that is in use and its reuse policy (``if_ended="reject"``,
+    ``if_running="fail"``) refused it (HTTP: 409 ``execution_exists``)."""
+
+    def __init__(self, execution_id: str, status: str, policy: str) -> None:
+        super().__init__(f"execution {execution_id!r} exists ({status}); the start's {policy} "
+                         "refuses to reuse the id")
+        self.execution_id = execution_id
+        self.status = status
+        self.policy = policy
 
 
 class ExecutionFailedError(ZartError):

@@ -223,6 +223,9 @@ class RunRestarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=Tru
     run: int
     by: str = ""
     reason: str = ""
+    input: bytes = b""
+    """The new run's input (a start that reset the id: ``if_ended="reset"``); empty: the
+    original input."""
 
 
 class ExecutionPaused(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

@@ -418,7 +418,7 @@ def _run_restarted(state: ExecutionState, e: RunRestarted) -> None:
     # the events delivered to the execution stay (none is taken yet in the new run): its
     # sender may never send them again, and their idempotency keys refuse a re-send
     fresh = ExecutionState(
-        execution_id=state.execution_id, workflow=state.workflow, input=state.input,
+        execution_id=state.execution_id, workflow=state.workflow, input=e.input or state.input,
         version=state.version, started_ms=e.at_ms, status=state.status,
         parent_id=state.parent_id, run=e.run, retired_children=retired,
         received=state.received,

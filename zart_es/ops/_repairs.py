@@ -24,6 +24,7 @@ from typing import TypeVar
 from zart_es.core import (
     FAILED,
     Event,
+    ExecutionCancelled,
     ExecutionNotFound,
     ExecutionState,
     RepairRefused,
@@ -122,16 +123,36 @@ async def rerun(
     return forgotten
 
 
-async def restart(store: Store, execution_id: str, *, by: str = "", reason: str = "") -> int:
-    """Start an ended execution over with its original input; returns the new run number."""
+async def restart(store: Store, execution_id: str, *, by: str = "", reason: str = "",
+                  data: bytes = b"") -> int:
+    """Start an ended execution over with its original input (or the encoded ``data``);
+    returns the new run number."""
 
     def event(state: ExecutionState) -> RunRestarted:
-        return RunRestarted(run=plan_restart(state), by=by, reason=reason)
+        return RunRestarted(run=plan_restart(state), by=by, reason=reason, input=data)
 
     run = (await _append_planned(store, execution_id, event)).run
     await audit(store, "restart", by=by, reason=reason, execution_id=execution_id,
                 run=str(run))
     return run
+
+
+async def terminate(store: Store, execution_id: str, *, by: str = "", reason: str = "") -> bool:
+    """End a running execution now, ``cancelled``, without running its compensation (a
+    start that reuses its id with ``if_running="terminate"``); False if it had ended.
+    The run in flight finds it ended at its next append and stops."""
+
+    def event(state: ExecutionState) -> ExecutionCancelled:
+        if state.terminal:
+            raise RepairRefused(execution_id, "it has ended")
+        return ExecutionCancelled(reason=f"terminated: {reason}" if reason else "terminated")
+
+    try:
+        await _append_planned(store, execution_id, event)
+    except RepairRefused:
+        return False
+    await audit(store, "terminate", by=by, reason=reason, execution_id=execution_id)
+    return True
 
 
 async def _append_planned(
