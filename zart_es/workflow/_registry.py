@@ -19,6 +19,7 @@ from zart_es.core import (
     ConfigError,
     DuplicateWorkflow,
     Duration,
+    FailureInfo,
     Queue,
     ScheduleSpec,
     UnknownWorkflow,
@@ -32,6 +33,8 @@ if typing.TYPE_CHECKING:
     from zart_es.workflow._context import Context
 
 WorkflowFn = Callable[["Context", Any], Awaitable[Any]]
+RecoverFn = Callable[["Context", Any, FailureInfo], Awaitable[Any]]
+FAILURE_MODES = ("execution", "inline")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -57,6 +60,9 @@ class Workflow:
     updates: frozenset[str] = frozenset()
     """The update names its code may wait for (``ctx.wait_for_update``); an update of
     another name is rejected (``UnknownUpdate``)."""
+    recover: RecoverFn | None = None
+    """The inline failure handler (``failure_mode="inline"``): called in the same run with
+    the input and the failure when the workflow raises; its value completes it."""
 
 
 class Registry:
@@ -71,7 +77,7 @@ class Registry:
         self, name: str, fn: WorkflowFn, *, timeout: Duration | None = None,
         queue: str | Queue | None = None, on_failure: WorkflowFn | None = None,
         task_queue: str = DEFAULT_TASK_QUEUE, retention: Duration | None = None,
-        updates: Iterable[str] = (),
+        updates: Iterable[str] = (), failure_mode: str = "execution",
     ) -> Workflow:
         """Register ``fn`` under ``name``; the same function twice is a no-op. An
         ``on_failure`` handler is registered as workflow ``<name>.on-failure``."""
@@ -81,6 +87,13 @@ class Registry:
             raise ConfigError(f"@durable({name!r}): updates= takes a list of names, "
                               f"got the string {updates!r}")
         declared = frozenset(check_workflow_name(u, what="update name") for u in updates)
+        if failure_mode not in FAILURE_MODES:
+            raise ConfigError(f"@durable({name!r}): failure_mode must be one of "
+                              f"{', '.join(FAILURE_MODES)}, got {failure_mode!r}")
+        recover = None
+        if on_failure is not None and failure_mode == "inline":
+            recover = _check_recover(name, on_failure)
+            on_failure = None
         handler = None
         if on_failure is not None:
             handler = self.register(failure_workflow(name), on_failure, queue=queue,
@@ -112,6 +125,7 @@ class Registry:
             task_queue=task_queue,
             retention_ms="default" if retention is None else parse_retention(retention),
             updates=declared,
+            recover=recover,
         )
         existing = self._workflows.get(name)
         if existing is not None and _origin(existing.fn) != _origin(fn):
@@ -206,6 +220,7 @@ def durable(
     task_queue: str = DEFAULT_TASK_QUEUE,
     retention: Duration | None = None,
     updates: Iterable[str] = (),
+    failure_mode: str = "execution",
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
     """Register an ``async def`` workflow under ``name``.
@@ -234,12 +249,18 @@ def durable(
     ``updates`` (e.g. ``["approve"]``) names the updates its code waits for with
     ``ctx.wait_for_update``; ``Client.update`` with another name is rejected
     (``UnknownUpdate``).
+
+    ``failure_mode="inline"`` runs ``on_failure`` as Zart does instead: ``async def
+    handler(ctx, data, failure: FailureInfo)`` is called in the same execution, with its
+    original input, when the workflow raises; what it returns completes the execution
+    (recovered), what it raises fails it. Its steps are recorded in the same log.
     """
 
     def register(fn: F) -> F:
         (registry or default_registry).register(name, fn, timeout=timeout, queue=queue,
                                                 on_failure=on_failure, task_queue=task_queue,
-                                                retention=retention, updates=updates)
+                                                retention=retention, updates=updates,
+                                                failure_mode=failure_mode)
         return fn
 
     return register
@@ -328,6 +349,17 @@ def _ignore_input(fn: Callable[[Context], Awaitable[Any]]) -> WorkflowFn:
 def _origin(fn: Callable[..., Any]) -> tuple[str, str]:
     inner: Callable[..., Any] = getattr(fn, "__wrapped__", fn)
     return (getattr(inner, "__module__", ""), getattr(inner, "__qualname__", repr(inner)))
+
+
+def _check_recover(name: str, handler: Callable[..., Any]) -> RecoverFn:
+    """An inline failure handler: ``async def handler(ctx, data, failure)``."""
+    if not inspect.iscoroutinefunction(handler):
+        raise ConfigError(f"@durable({name!r}): an inline on_failure handler must be an "
+                          f"'async def', got {handler!r}")
+    if len(inspect.signature(handler).parameters) != 3:
+        raise ConfigError(f"@durable({name!r}): an inline on_failure handler takes "
+                          "(ctx, data, failure)")
+    return handler
 
 
 def failure_workflow(name: str) -> str:

@@ -41,7 +41,7 @@ from zart_es.core import (
 )
 from zart_es.workflow._context import Context
 from zart_es.workflow._journal import Journal
-from zart_es.workflow._registry import Workflow
+from zart_es.workflow._registry import RecoverFn, Workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +68,33 @@ async def replay(journal: Journal, workflow: Workflow, data: Any, payloads: Payl
     except (Exception, SystemExit) as exc:  # the workflow's own failure ends it (a
         # sys.exit() in workflow code too: it must not take the worker down)
         # unless it swallowed Suspend and raised something else while unwinding
-        return Replayed() if ctx.suspended else Replayed(ending=failure(exc))
+        if ctx.suspended:
+            return Replayed()
+        if workflow.recover is None:
+            return Replayed(ending=failure(exc))
+        return await _recover(ctx, workflow, data, payloads, ending=failure(exc),
+                              recover=workflow.recover)
     if ctx.suspended:  # the workflow swallowed Suspend (except BaseException): still waiting
+        return Replayed()
+    return Replayed(ending=completion(workflow, result, payloads))
+
+
+async def _recover(ctx: Context, workflow: Workflow, data: Any, payloads: Payloads, *,
+                   ending: ExecutionFailed, recover: RecoverFn) -> Replayed:
+    """Run the inline failure handler (``failure_mode="inline"``) in the same run, after
+    the workflow raised: its value completes the execution, its error fails it. Its
+    durable calls are recorded in the same log, so a replay reaches them again the same
+    way (the workflow raises again where it did, from its recorded failure)."""
+    info = FailureInfo(execution_id=ctx.execution_id, workflow=workflow.name,
+                       status=str(FAILED), error_type=ending.error_type,
+                       message=ending.message)
+    try:
+        result = await recover(ctx, data, info)
+    except (Suspend, Interrupted, Cancelled, Paused) as stopped:
+        return Replayed(stopped=stopped)
+    except (Exception, SystemExit) as exc:
+        return Replayed() if ctx.suspended else Replayed(ending=failure(exc))
+    if ctx.suspended:
         return Replayed()
     return Replayed(ending=completion(workflow, result, payloads))
 
