@@ -28,6 +28,8 @@ class RerunRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Body of ``POST /admin/executions/{id}/rerun``."""
 
     steps: list[str]
+    preserve: list[str] = msgspec.field(default_factory=list)
+    """Completed steps after the re-run point to keep (listed as stale)."""
     reason: str = ""
     by: str = ""
 
@@ -94,9 +96,10 @@ async def retry_step(
 async def rerun(
     request: Request[Any, Any, Any], execution_id: FromPath[str], data: JSONBody[RerunRequest]
 ) -> Repaired:
-    """Forgets the chosen steps and every durable call recorded after the first of them."""
+    """Forgets the chosen steps and every durable call recorded after the first of them,
+    but the completed steps in ``preserve`` (kept, listed as stale)."""
     forgotten = await _client(request).rerun(execution_id, data.steps, reason=data.reason,
-                                             by=data.by)
+                                             by=data.by, preserve=data.preserve)
     return Repaired(execution_id, forgotten=forgotten)
 
 

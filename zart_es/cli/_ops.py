@@ -20,6 +20,8 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
     rerun_ = add("rerun", "forget chosen steps and everything after them; run from there")
     rerun_.add_argument("id")
     rerun_.add_argument("steps", nargs="+", metavar="STEP")
+    rerun_.add_argument("--preserve", nargs="+", default=None, metavar="STEP",
+                        help="completed later steps to keep (listed as stale)")
     _note(rerun_)
 
     restart_ = add("restart", "run an ended execution again from scratch (history kept)")
@@ -65,10 +67,10 @@ async def retry_step(args: argparse.Namespace) -> int:
 
 
 async def rerun(args: argparse.Namespace) -> int:
-    """``zart-es rerun ID STEP... [--reason R]``."""
+    """``zart-es rerun ID STEP... [--preserve STEP...] [--reason R]``."""
     async with client_for(args) as client:
         forgotten = await client.rerun(args.id, args.steps, reason=args.reason,
-                                       by=operator())
+                                       by=operator(), preserve=args.preserve)
     print(f"execution {args.id!r} reopened: {len(forgotten)} calls run again "
           f"({', '.join(forgotten)})")
     return 0

@@ -426,15 +426,21 @@ class Client:
                                           by=by, reason=reason)
 
     async def rerun(
-        self, execution_id: str, steps: builtins.list[str], *, reason: str = "", by: str = ""
+        self, execution_id: str, steps: builtins.list[str], *, reason: str = "", by: str = "",
+        preserve: builtins.list[str] | None = None,
     ) -> builtins.list[str]:
         """Forget the results of ``steps`` and of every durable call recorded after the
         first of them, and run the ended execution again from there. Returns the calls
-        forgotten."""
+        forgotten.
+
+        ``preserve`` names completed steps recorded after the re-run point to keep (as
+        Zart's force_rerun does): they are not run again, and ``describe`` lists them in
+        ``stale_steps``, since what they returned may no longer match the steps re-run
+        before them."""
         await self._ready()
         async with self.archive.repairing(execution_id):
             return await ops.rerun(self.store, check_execution_id(execution_id), list(steps),
-                                     by=by, reason=reason)
+                                     by=by, reason=reason, preserve=preserve)
 
     async def restart(self, execution_id: str, *, reason: str = "", by: str = "") -> int:
         """Run an ended execution again from scratch with its original input, under the

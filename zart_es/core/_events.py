@@ -214,6 +214,9 @@ class StepsInvalidated(Event, frozen=True, kw_only=True, tag=True, omit_defaults
     forgotten: list[str]
     by: str = ""
     reason: str = ""
+    preserved: list[str] = []
+    """Steps recorded after the re-run point whose results are kept (``rerun(...,
+    preserve=)``): they are not run again, and read as potentially stale."""
 
 
 class RunRestarted(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

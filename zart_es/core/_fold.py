@@ -141,6 +141,9 @@ class ExecutionState(msgspec.Struct):
     attempts: dict[str, int] = msgspec.field(default_factory=dict)
     """Steps with scheduled retries: name -> the attempt number that runs next."""
     last_errors: dict[str, Failure] = msgspec.field(default_factory=dict)
+    stale: set[str] = msgspec.field(default_factory=set)
+    """Steps a re-run kept (``preserve``) although recorded after its re-run point: their
+    results may no longer match what the steps before them now return."""
     first_attempts: dict[str, int] = msgspec.field(default_factory=dict)
     """Steps with scheduled retries: name -> when their first attempt began (Redis'
     clock, from the first ``RetryScheduled``): what a ``total_timeout`` counts from."""
@@ -394,6 +397,9 @@ def _step_retry_requested(state: ExecutionState, e: StepRetryRequested) -> None:
 def _steps_invalidated(state: ExecutionState, e: StepsInvalidated) -> None:
     _reopened(state, e)
     _forget_calls(state, set(e.forgotten))
+    # kept in the recorded order, but a replay may make new calls before meeting them
+    # (the re-run ones): see ReplayTracker
+    state.stale |= {name for name in e.preserved if name in state.steps}
 
 
 def _forget_calls(state: ExecutionState, forgotten: set[str]) -> None:
@@ -431,6 +437,7 @@ def _run_restarted(state: ExecutionState, e: RunRestarted) -> None:
 
 def _forget_step(state: ExecutionState, name: str) -> None:
     state.steps.pop(name, None)
+    state.stale.discard(name)
     state.first_attempts.pop(name, None)
     state.failed_steps.pop(name, None)
     state.attempts.pop(name, None)

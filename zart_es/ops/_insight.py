@@ -64,6 +64,9 @@ class ExecutionDetail(msgspec.Struct, frozen=True):
     task_queue_workers: int | None = None
     """Live workers serving that task queue (not read once it has ended): 0 means its work
     waits until one starts."""
+    stale_steps: list[str] = msgspec.field(default_factory=list)
+    """Results a re-run kept (``preserve``) although recorded after its re-run point:
+    potentially stale (as Zart's force_rerun marks them)."""
 
     @property
     def state(self) -> Status:
@@ -75,6 +78,7 @@ def describe(status: ExecutionStatus, state: ExecutionState,
              task_queue_workers: int | None = None) -> ExecutionDetail:
     """Combine a status with the fold of the execution's log."""
     done = [name for name in state.order if name in state.steps]
+    done += sorted(state.stale - set(done))
     current = next((name for name in reversed(state.order) if name not in state.steps
                     and name not in state.failed_steps), None)
     return ExecutionDetail(
@@ -86,6 +90,7 @@ def describe(status: ExecutionStatus, state: ExecutionState,
         updated_ms=status.updated_ms,
         steps_done=done,
         current_step=None if status.done else current,
+        stale_steps=sorted(state.stale),
         timers_pending=[PendingTimer(name, t.due_ms) for name, t in state.timers.items()
                         if not t.fired and not status.done],
         result=status.result,

@@ -68,9 +68,11 @@ def _failed_step(state: ExecutionState, step: str | None) -> str:
     raise UnknownStep(state.execution_id, step, failed)
 
 
-def plan_rerun(state: ExecutionState, steps: list[str]) -> list[str]:
+def plan_rerun(state: ExecutionState, steps: list[str],
+               preserve: list[str] | None = None) -> list[str]:
     """The calls forgotten by a re-run from ``steps``: the first of them in recorded order
-    and every call recorded after it."""
+    and every call recorded after it, but the steps in ``preserve`` (recorded after it,
+    kept: RepairRefused for one that is not such a step)."""
     _check_ended(state)
     if not steps:
         raise RepairRefused(state.execution_id, "name at least one step to re-run")
@@ -78,7 +80,12 @@ def plan_rerun(state: ExecutionState, steps: list[str]) -> list[str]:
         if step not in state.ordered:
             raise UnknownStep(state.execution_id, step, state.order)
     first = min(state.order.index(step) for step in steps)
-    return state.order[first:]
+    later = state.order[first:]
+    for kept in preserve or ():
+        if kept in steps or kept not in later[1:] or kept not in state.steps:
+            raise RepairRefused(state.execution_id, f"only a completed step recorded after "
+                                f"the re-run point can be preserved, not {kept!r}")
+    return [name for name in later if name not in (preserve or ())]
 
 
 def plan_restart(state: ExecutionState) -> int:
@@ -109,13 +116,15 @@ async def retry_step(
 
 
 async def rerun(
-    store: Store, execution_id: str, steps: list[str], *, by: str = "", reason: str = ""
+    store: Store, execution_id: str, steps: list[str], *, by: str = "", reason: str = "",
+    preserve: list[str] | None = None,
 ) -> list[str]:
-    """Reopen an ended execution from ``steps``; returns every call forgotten."""
+    """Reopen an ended execution from ``steps`` (keeping the later steps in ``preserve``);
+    returns every call forgotten."""
 
     def event(state: ExecutionState) -> StepsInvalidated:
-        return StepsInvalidated(steps=list(steps), forgotten=plan_rerun(state, steps), by=by,
-                                reason=reason)
+        return StepsInvalidated(steps=list(steps), forgotten=plan_rerun(state, steps, preserve),
+                                by=by, reason=reason, preserved=list(preserve or ()))
 
     forgotten = (await _append_planned(store, execution_id, event)).forgotten
     await audit(store, "rerun", by=by, reason=reason, execution_id=execution_id,

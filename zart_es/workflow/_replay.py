@@ -29,21 +29,25 @@ class ReplayTracker:
         self._visited.add(name)
         if name in state.ordered or self.concurrent:
             return
+        self._advance(state)
+        if self._frontier < len(state.order):
+            raise NondeterminismError(state.order[self._frontier], name, self._frontier)
+
+    def _advance(self, state: ExecutionState) -> None:
+        """Move past the recorded calls visited, and past the steps a re-run kept (stale:
+        the calls re-run before them are new ones)."""
         order = state.order
-        while self._frontier < len(order) and order[self._frontier] in self._visited:
+        while self._frontier < len(order) and (order[self._frontier] in self._visited
+                                               or order[self._frontier] in state.stale):
             self._frontier += 1
-        if self._frontier < len(order):
-            raise NondeterminismError(order[self._frontier], name, self._frontier)
 
     def replaying(self, state: ExecutionState) -> bool:
         """True while recorded calls that this replay has not met yet remain (outside a
         gather): the code is walking through history, not making new calls."""
         if self.concurrent:
             return False
-        order = state.order
-        while self._frontier < len(order) and order[self._frontier] in self._visited:
-            self._frontier += 1
-        return self._frontier < len(order)
+        self._advance(state)
+        return self._frontier < len(state.order)
 
     def deliver_cancel_at_wait(self, state: ExecutionState, ended_seq: int | None) -> None:
         """At a recorded durable wait (sleep, child call) that ended at log position

@@ -91,6 +91,8 @@ function render(main, { detail, history, timeline, chain, rules, refresh }) {
     h("dt", {}, "task queue"), h("dd", {}, detail.task_queue || "default"),
     detail.current_step ? [h("dt", {}, "current call"), h("dd", { class: "mono" }, detail.current_step)] : null,
     detail.cancel_requested ? [h("dt", {}, "cancel"), h("dd", {}, "requested")] : null,
+    (detail.stale_steps || []).length ? [h("dt", {}, "potentially stale"), h("dd", { id: "stale", class: "mono",
+      title: "kept by a re-run (preserve) although recorded after its re-run point" }, detail.stale_steps.join(", "))] : null,
     started.parent_id ? [h("dt", {}, "parent"), h("dd", { id: "parent" }, executionLink(started.parent_id))] : null,
     children.length ? [h("dt", {}, "children"), h("dd", { id: "children" }, children.map(([child, outcome]) =>
       h("div", {}, executionLink(child), " ", badge(outcome))))] : null);
