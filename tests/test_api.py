@@ -373,6 +373,28 @@ def test_admin_edge_cases(api: str) -> None:
         assert (reply.status_code, reply.json()["code"]) == (422, "invalid_request"), path
 
 
+def test_healthz_reports_a_redis_that_refuses_writes(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "full", appendfsync="everysec").start()
+    port = free_port()
+    proc = _serve(server.url, port)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+        with redis_sync.Redis.from_url(server.url) as r:
+            r.config_set("maxmemory-policy", "noeviction")
+            r.config_set("maxmemory", "1")
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+            r.config_set("maxmemory", "0")
+        body = health.json()
+        assert (health.status_code, body["status"], body["redis"]) == (
+            503, "refusing_writes", True)
+        assert body["error"].startswith("OutOfMemoryError: ")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        server.stop()
+
+
 def test_healthz_reports_a_partition_mismatch(redis_server: RedisServer) -> None:
     port = free_port()
     proc = subprocess.Popen(

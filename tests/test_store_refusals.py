@@ -15,10 +15,20 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from tests.helpers import read_log, wait_for
-from zart_es import Client, Context, Registry, Worker, durable
-from zart_es.core import ExecutionFailed, StepCompleted
+from zart_es import (
+    Client,
+    Context,
+    ExecutionNotFound,
+    Registry,
+    RepairRefused,
+    Worker,
+    durable,
+)
+from zart_es.core import ExecutionFailed, ExecutionStarted, SignalReceived, StepCompleted
+from zart_es.ops import audit_entries
 from zart_es.store._embedded import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -248,3 +258,68 @@ def test_health_reports_a_refusing_store_and_readiness_fails_on_it(
     assert "store refusing writes (OutOfMemoryError" in ready.stderr
     write_heartbeat(beat, [])
     assert zart(redis_url, "health", "--heartbeat-file", beat, "--ready").returncode == 0
+
+
+async def test_an_execution_a_store_error_ended_before_0_4_is_reopened_where_it_stopped(
+    redis_url: str, redis: Redis, registry: Registry
+) -> None:
+    """The log 0.3 could leave: two steps recorded, then ExecutionFailed(OutOfMemoryError)
+    where the third step's append was refused. reopen goes on at the third step."""
+    ran: list[int] = []
+
+    @durable("three-steps", registry=registry)
+    async def three(ctx: Context) -> int:
+        for i in range(3):
+            await ctx.step(f"s-{i}", lambda i=i: ran.append(i))
+        return 3
+
+    async with Client(redis_url) as client:
+        await client.start("three-steps", execution_id="oom-0.3")
+        for i in range(2):
+            version = (await client.status("oom-0.3")).version
+            await client.store.append("oom-0.3", version,
+                                      StepCompleted(step=f"s-{i}", result=b"\xc0"))
+        await client.store.append("oom-0.3", -1, ExecutionFailed(
+            error_type="OutOfMemoryError",
+            message="command not allowed when used memory > 'maxmemory'."))
+        with pytest.raises(RepairRefused, match=r"a store error \(OutOfMemoryError\) ended "
+                                                r"it; use reopen"):
+            await client.retry_step("oom-0.3")
+        await client.reopen("oom-0.3", by="ops")
+        async with Worker(redis_url, registry=registry, lease_timeout=1, poll_interval=0.05):
+            assert await client.result("oom-0.3", timeout=10) == 3
+        assert ran == [2]  # the recorded steps are not run again
+        trail = await audit_entries(client.redis, client.keys, limit=10)
+        assert [(e.what, e.detail["by"]) for e in trail if e.what == "reopen"] == [
+            ("reopen", "ops")]
+        with pytest.raises(RepairRefused, match="did not end failed by a store error"):
+            await client.reopen("oom-0.3")
+
+
+async def test_a_refused_start_or_signal_is_not_made_and_is_safe_to_retry(
+    server: RedisServer, registry: Registry
+) -> None:
+    @durable("waits", registry=registry)
+    async def waits(ctx: Context) -> str:
+        return str(await ctx.wait_for_signal("go"))
+
+    async with Client(server.url) as client, Redis.from_url(server.url) as admin:
+        await client.start("waits", execution_id="kept")  # the deployment exists
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", "1")
+        with pytest.raises(OutOfMemoryError):
+            await client.start("waits", execution_id="refused")
+        with pytest.raises(OutOfMemoryError):
+            await client.send_signal("kept", "go", "once", signal_id="go-1")
+        await admin.config_set("maxmemory", "0")
+        with pytest.raises(ExecutionNotFound):
+            await client.status("refused")  # nothing half-made
+        assert await client.start("waits", execution_id="refused") == "refused"
+        assert await client.send_signal("kept", "go", "once", signal_id="go-1")
+        assert not await client.send_signal("kept", "go", "once", signal_id="go-1")
+        async with Worker(server.url, registry=registry, lease_timeout=1, poll_interval=0.05):
+            assert await client.result("kept", timeout=10) == "once"
+        log = await read_log(admin, "kept")
+        assert sum(isinstance(e, SignalReceived) for e in log) == 1
+        assert [isinstance(e, ExecutionStarted) for e in await read_log(admin, "refused")
+                ].count(True) == 1

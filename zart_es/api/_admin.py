@@ -130,6 +130,20 @@ async def release(
     return Repaired(execution_id)
 
 
+@post("/admin/executions/{execution_id:str}/reopen", status_code=HTTP_202_ACCEPTED,
+      summary="Reopen an execution a store error ended (before 0.4)",
+      **errors("not_found", "repair_refused", body=True))
+async def reopen(
+    request: Request[Any, Any, Any], execution_id: FromPath[str],
+    data: JSONBody[RestartRequest | None] = None,
+) -> Repaired:
+    """409 ``repair_refused`` unless it ended failed by a store error (Redis refused a
+    write for it, in a version before 0.4). The body (reason, by) is optional."""
+    data = data or RestartRequest()
+    await _client(request).reopen(execution_id, reason=data.reason, by=data.by)
+    return Repaired(execution_id)
+
+
 @get("/admin/pauses", summary="Pause rules in force", **errors())
 async def list_pauses(request: Request[Any, Any, Any]) -> list[PauseRule]:
     """Each rule with who set it, when and why."""
@@ -168,4 +182,5 @@ async def remove_pause(
     return PauseChange(f"{kind}:{name}", f"{kind}:{name}" in before, resumed)
 
 
-ROUTES = [retry_step, rerun, restart, release, list_pauses, add_pause, remove_pause]
+ROUTES = [retry_step, rerun, restart, release, reopen, list_pauses, add_pause,
+          remove_pause]

@@ -41,7 +41,7 @@ from litestar.status_codes import (
     HTTP_202_ACCEPTED,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from zart_es import __version__
 from zart_es.api import _admin as api_admin
@@ -147,6 +147,8 @@ class Health(msgspec.Struct, frozen=True):
     status: str
     redis: bool
     version: str
+    error: str = ""
+    """What Redis answered when it refuses writes (``status`` "refusing_writes")."""
 
 
 def _client(request: Request[Any, Any, Any]) -> Client:
@@ -380,21 +382,29 @@ async def livez() -> Alive:
     return Alive("ok", __version__)
 
 
-@get("/healthz", summary="Readiness: Redis reachable", opt={"public": True},
+@get("/healthz", summary="Readiness: Redis reachable and accepting writes",
+     opt={"public": True},
      **errors(public=True, replies={HTTP_503_SERVICE_UNAVAILABLE: ResponseSpec(
          Health, generate_examples=False,
-         description="Redis unreachable, or the partition count is not the deployment's")}))
+         description="Redis unreachable, refusing writes, or the partition count is not "
+                     "the deployment's")}))
 async def healthz(request: Request[Any, Any, Any]) -> Response[Health]:
-    """200 when Redis answers and this process's settings match the deployment's (its
-    partition count), 503 otherwise ("unavailable" / "misconfigured")."""
-    state = "ok"
+    """200 when Redis answers, accepts a write and this process's settings match the
+    deployment's (its partition count); 503 otherwise: "unavailable", "refusing_writes"
+    (out of memory, a read-only replica: ``error`` says what Redis answered) or
+    "misconfigured"."""
+    state, error = "ok", ""
+    store = _client(request).store
     try:
-        await _client(request).store.check_config()
+        await store.check_config()
+        await store.probe_write()
+    except ResponseError as exc:  # Redis answers, but refuses the write
+        state, error = "refusing_writes", f"{type(exc).__name__}: {exc}"
     except (RedisError, OSError, RedisClusterException):
         state = "unavailable"
     except PartitionMismatch:
         state = "misconfigured"
-    return Response(Health(state, state != "unavailable", __version__),
+    return Response(Health(state, state != "unavailable", __version__, error),
                     status_code=HTTP_200_OK if state == "ok" else HTTP_503_SERVICE_UNAVAILABLE)
 
 

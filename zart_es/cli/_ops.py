@@ -1,6 +1,6 @@
-"""``zart-es`` commands for operators: repair (retry-step, rerun, restart, release), pause rules
-(pause, resume, pauses), stats and task-queues. Each is one :class:`Client` call; see
-docs/operations.md."""
+"""``zart-es`` commands for operators: repair (retry-step, rerun, restart, release,
+reopen), pause rules (pause, resume, pauses), stats and task-queues. Each is one
+:class:`Client` call; see docs/operations.md."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
     release_.add_argument("id")
     _note(release_)
 
+    reopen_ = add("reopen", "reopen an execution a store error ended (before 0.4); it "
+                  "goes on where the write was refused")
+    reopen_.add_argument("id")
+    _note(reopen_)
+
     for name, text in (("pause", "hold the executions of a workflow or queue, one "
                                  "execution, or any about to run a step matching a glob"),
                        ("resume", "lift a pause rule; the executions it held continue")):
@@ -50,6 +55,7 @@ def add_commands(add: AddCommand) -> dict[str, Handler]:
     queues = add("task-queues", "each task queue's backlog (waiting, in flight) and live workers")
     queues.add_argument("names", nargs="*", metavar="NAME", help="these (default: all known)")
     return {"retry-step": retry_step, "rerun": rerun, "restart": restart, "release": release,
+            "reopen": reopen,
             "pause": pause, "resume": resume, "pauses": list_pauses, "stats": stats,
             "task-queues": task_queues}
 
@@ -81,6 +87,14 @@ async def restart(args: argparse.Namespace) -> int:
     async with client_for(args) as client:
         run = await client.restart(args.id, reason=args.reason, by=operator())
     print(f"execution {args.id!r} restarted: run {run}")
+    return 0
+
+
+async def reopen(args: argparse.Namespace) -> int:
+    """``zart-es reopen ID [--reason R]``."""
+    async with client_for(args) as client:
+        await client.reopen(args.id, reason=args.reason, by=operator())
+    print(f"execution {args.id!r} reopened: it goes on where Redis refused the write")
     return 0
 
 

@@ -442,6 +442,15 @@ class Client:
             return await ops.rerun(self.store, check_execution_id(execution_id), list(steps),
                                      by=by, reason=reason, preserve=preserve)
 
+    async def reopen(self, execution_id: str, *, reason: str = "", by: str = "") -> None:
+        """Reopen an execution that ended ``failed`` because Redis refused a write for it
+        (versions before 0.4 let the store's error end it): nothing is forgotten, it goes
+        on at the refused append. :class:`RepairRefused` for any other end."""
+        await self._ready()
+        async with self.archive.repairing(execution_id):
+            await ops.reopen(self.store, check_execution_id(execution_id), by=by,
+                             reason=reason)
+
     async def restart(self, execution_id: str, *, reason: str = "", by: str = "") -> int:
         """Run an ended execution again from scratch with its original input, under the
         same id; the old run's events stay in its log. Returns the new run number."""

@@ -33,7 +33,7 @@ from zart_es.ops._pauses import (
 )
 from zart_es.ops._quarantine import quarantine_if_crashed_too_often, release
 from zart_es.ops._queries import ask_query
-from zart_es.ops._repairs import rerun, restart, retry_step
+from zart_es.ops._repairs import STORE_ERROR_TYPES, reopen, rerun, restart, retry_step
 from zart_es.ops._schedules import (
     RACE_ROUNDS,
     Schedules,
@@ -49,6 +49,7 @@ from zart_es.ops._updates import send_update
 __all__ = [
     "MAX_BACKFILL",
     "RACE_ROUNDS",
+    "STORE_ERROR_TYPES",
     "AuditEntry",
     "Backfilled",
     "ExecutionDetail",
@@ -94,6 +95,7 @@ __all__ = [
     "release",
     "remove_rule",
     "render_deployment_metrics",
+    "reopen",
     "rerun",
     "restart",
     "resume_released",

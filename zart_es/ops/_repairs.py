@@ -56,6 +56,10 @@ def _failed_step(state: ExecutionState, step: str | None) -> str:
                             f"it ended {state.status}, not failed; use rerun or restart")
     failed = [name for name in state.order if name in state.failed_steps]
     if step is None:
+        if not failed and state.error is not None and (
+                state.error.error_type in STORE_ERROR_TYPES):
+            raise RepairRefused(state.execution_id, "no step failed: a store error "
+                                f"({state.error.error_type}) ended it; use reopen")
         if not failed:
             raise RepairRefused(state.execution_id, "no step failed (the workflow itself "
                                 "raised); use rerun or restart")
@@ -66,6 +70,25 @@ def _failed_step(state: ExecutionState, step: str | None) -> str:
         raise RepairRefused(state.execution_id,
                             f"step {step!r} did not fail; use rerun to run it again")
     raise UnknownStep(state.execution_id, step, failed)
+
+
+STORE_ERROR_TYPES = frozenset({
+    "OutOfMemoryError", "ReadOnlyError", "BusyLoadingError", "ConnectionError",
+    "TimeoutError", "ClusterDownError", "TryAgainError", "MasterDownError",
+    "RedisClusterException", "StoreRefused"})
+"""The error types an execution ended ``failed`` with before 0.4 when Redis refused a
+write for it (the store's error reached the workflow): not the workflow's failure."""
+
+
+def plan_reopen(state: ExecutionState) -> None:
+    """Check that ``state`` ended failed by a store error and by nothing the workflow or
+    a step did (RepairRefused otherwise)."""
+    _check_ended(state)
+    error = state.error
+    if state.status != FAILED or error is None or error.error_type not in STORE_ERROR_TYPES:
+        raise RepairRefused(state.execution_id, "it did not end failed by a store error "
+                            f"({', '.join(sorted(STORE_ERROR_TYPES))}); use retry-step, "
+                            "rerun or restart")
 
 
 def plan_rerun(state: ExecutionState, steps: list[str],
@@ -130,6 +153,20 @@ async def rerun(
     await audit(store, "rerun", by=by, reason=reason, execution_id=execution_id,
                 steps=",".join(steps))
     return forgotten
+
+
+async def reopen(store: Store, execution_id: str, *, by: str = "", reason: str = "") -> None:
+    """Reopen an execution that ended failed because Redis refused a write for it (before
+    0.4, a store error reached the workflow code and ended it): nothing is forgotten, the
+    next run replays every recorded result and goes on at the append that was refused."""
+
+    def event(state: ExecutionState) -> StepsInvalidated:
+        plan_reopen(state)
+        return StepsInvalidated(steps=[], forgotten=[], by=by,
+                                reason=reason or "reopened after a store error")
+
+    await _append_planned(store, execution_id, event)
+    await audit(store, "reopen", by=by, reason=reason, execution_id=execution_id)
 
 
 async def restart(store: Store, execution_id: str, *, by: str = "", reason: str = "",

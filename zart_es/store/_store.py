@@ -14,6 +14,7 @@ so a worker's append costs no extra round trip; a writer that appends "at any ve
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,12 @@ class Store:
                 f"{self.keys.prefix!r}, but this process uses {self.keys.partitions}: "
                 "every client and worker of a deployment must use the same count"
             )
+
+    async def probe_write(self) -> None:
+        """One small write (a field of the config hash): raises the store's error when
+        Redis refuses writes (out of memory, a read-only replica, loading)."""
+        await self.redis.hset(self.keys.config(), "probe_ms",  # type: ignore[misc]
+                              str(int(time.time() * 1000)))
 
     async def create(self, event: ExecutionStarted, execution_id: str, workflow: str) -> bool:
         """Append ``ExecutionStarted`` and its work message, on the work stream of its
