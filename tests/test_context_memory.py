@@ -866,3 +866,27 @@ async def test_gather_branches_keep_their_own_children_across_replays(
     await harness.settle()
     assert harness.result() == ["A", "B"]
     assert harness.result(f"{eid}.g0-0.child-0") == "A"
+
+
+async def test_a_step_takes_its_functions_arguments() -> None:
+    registry = Registry()
+
+    def scaled(value: int, *, factor: int = 1) -> int:
+        return value * factor
+
+    async def label(prefix: str, value: int) -> str:
+        return f"{prefix}{value}"
+
+    @durable("with-args", registry=registry)
+    async def with_args(ctx: Context, items: list[int]) -> list[str]:
+        out = []
+        for i, item in enumerate(items):  # no `lambda item=item:` needed
+            doubled = await ctx.step(f"scale-{i}", scaled, item, factor=2)
+            out.append(await ctx.step_with_retry(f"label-{i}", label, "#", doubled,
+                                                 retries=1))
+        return out
+
+    harness = WorkflowHarness(registry)
+    harness.start("with-args", [1, 2, 3])
+    await harness.settle()
+    assert harness.result() == ["#2", "#4", "#6"]

@@ -7,7 +7,6 @@ Run them with ``zart-es worker --app workers.examples`` and start one with the C
 
 from __future__ import annotations
 
-import functools
 from datetime import timedelta
 
 import msgspec
@@ -39,7 +38,7 @@ async def batch_processor(ctx: Context, data: BatchData) -> BatchResult:
     results = []
     for i, item in enumerate(items):
         results.append(
-            await ctx.step(f"process-item-{i}", functools.partial(services.process_item, item))
+            await ctx.step(f"process-item-{i}", services.process_item, item)
         )
     return BatchResult(processed=len(items), results=results)
 
@@ -90,7 +89,7 @@ async def transform_records(ctx: Context, count: int) -> int:
     source = await ctx.step("load", lambda: services.load_records(count), type=list[Record])
     out: list[Record] = []
     for row in source:
-        out.append(await ctx.step(f"transform-{row.key}", functools.partial(_transform, row)))
+        out.append(await ctx.step(f"transform-{row.key}", _transform, row))
     return await ctx.step("write", lambda: services.write_records(out), type=int)
 
 
@@ -167,7 +166,7 @@ async def render_thumbnails(ctx: Context, data: BatchData) -> BatchResult:
     gpu``, the GPU pool of ``deploy/overlays/task-queue-gpu``); started from anywhere, it
     waits for one if none runs. One recorded step per image: a pod lost mid-batch resumes
     at the next image on another GPU worker."""
-    rendered = [await ctx.step(f"render-{i}", functools.partial(services.render_thumbnail, i))
+    rendered = [await ctx.step(f"render-{i}", services.render_thumbnail, i)
                 for i in range(data.count)]
     return BatchResult(processed=len(rendered), results=rendered)
 

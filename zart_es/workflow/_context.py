@@ -124,51 +124,55 @@ class Context:
     # -- steps ------------------------------------------------------------------------
 
     @overload
-    async def step(self, name: str, fn: Callable[[], Awaitable[T]], *, type: Any = None,
-                   timeout: Duration | None = None) -> T: ...
+    async def step(self, name: str, fn: Callable[..., Awaitable[T]], *args: Any,
+                   type: Any = None, timeout: Duration | None = None, **kwargs: Any) -> T: ...
     @overload
-    async def step(self, name: str, fn: Callable[[], T], *, type: Any = None,
-                   timeout: Duration | None = None) -> T: ...
-    async def step(self, name: str, fn: StepFn[Any], *, type: Any = None,
-                   timeout: Duration | None = None) -> Any:
-        """Run ``fn`` once and record its result under ``name``; replays return the record.
+    async def step(self, name: str, fn: Callable[..., T], *args: Any, type: Any = None,
+                   timeout: Duration | None = None, **kwargs: Any) -> T: ...
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any, type: Any = None,
+                   timeout: Duration | None = None, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once and record its result under ``name``; replays
+        return the record.
 
-        ``fn`` takes no arguments and may be sync or async. The value returned is always
-        the recorded one, decoded to ``type`` (or ``fn``'s return annotation): the first
-        run and every replay see equal values. If ``fn`` raises, the failure is recorded
-        and :class:`StepFailedError` is raised, now and on every replay. A crash while
-        ``fn`` runs means it runs again (at least once); once recorded, never again.
+        ``fn`` may be sync or async; ``args`` and ``kwargs`` are passed to it (so a loop
+        needs no ``lambda item=item:``; ``type`` and ``timeout`` are the step's own). The
+        value returned is always the recorded one, decoded to ``type`` (or ``fn``'s return
+        annotation): the first run and every replay see equal values. If ``fn`` raises,
+        the failure is recorded and :class:`StepFailedError` is raised, now and on every
+        replay. A crash while ``fn`` runs means it runs again (at least once); once
+        recorded, never again.
 
         With ``timeout``, an attempt that runs longer fails with :class:`StepTimedOut`
         (recorded like any failure). It interrupts an async ``fn`` at its next ``await``; a
         sync ``fn`` cannot be interrupted (give it ``lambda: asyncio.to_thread(f)``: the
         thread runs on, but the step is recorded as timed out).
         """
-        return await self._step(name, fn, type, None, _timeout_ms(timeout))
+        return await self._step(name, _bound(fn, args, kwargs), type, None,
+                                _timeout_ms(timeout))
 
     @overload
     async def step_with_retry(
-        self, name: str, fn: Callable[[], Awaitable[T]], *, retries: int = 10,
+        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, retries: int = 10,
         backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
         jitter: bool = True, type: Any = None, timeout: Duration | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
-        total_timeout: Duration | None = None,
+        total_timeout: Duration | None = None, **kwargs: Any,
     ) -> T: ...
     @overload
     async def step_with_retry(
-        self, name: str, fn: Callable[[], T], *, retries: int = 10,
+        self, name: str, fn: Callable[..., T], *args: Any, retries: int = 10,
         backoff: str = "exponential", delay: Duration = "5s", max_delay: Duration = "5m",
         jitter: bool = True, type: Any = None, timeout: Duration | None = None,
         retry_on: tuple[type[BaseException], ...] | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
-        total_timeout: Duration | None = None,
+        total_timeout: Duration | None = None, **kwargs: Any,
     ) -> T: ...
     async def step_with_retry(
         self,
         name: str,
-        fn: StepFn[Any],
-        *,
+        fn: Callable[..., Any],
+        *args: Any,
         retries: int = 10,
         backoff: str = "exponential",
         delay: Duration = "5s",
@@ -179,8 +183,10 @@ class Context:
         retry_on: tuple[type[BaseException], ...] | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
         total_timeout: Duration | None = None,
+        **kwargs: Any,
     ) -> Any:
-        """Like :meth:`step`, but a failure schedules a retry on a durable timer.
+        """Like :meth:`step` (``args`` and ``kwargs`` go to ``fn``), but a failure schedules
+        a retry on a durable timer.
 
         Attempt n+1 waits ``delay`` (fixed), ``n * delay`` (linear) or ``2**(n-1) * delay``
         (exponential), capped at ``max_delay``. With ``jitter`` (the default) an
@@ -203,7 +209,8 @@ class Context:
         policy = RetryPolicy.build(retries, backoff, delay, max_delay, jitter,
                                    retry_on=retry_on, no_retry=no_retry,
                                    total_timeout=total_timeout)
-        return await self._step(name, fn, type, policy, _timeout_ms(timeout))
+        return await self._step(name, _bound(fn, args, kwargs), type, policy,
+                                _timeout_ms(timeout))
 
     @overload
     async def durable_loop(
@@ -743,6 +750,12 @@ class Update:
 
     def __repr__(self) -> str:
         return f"Update({self.name!r}, update_id={self.update_id!r})"
+
+
+def _bound(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+           ) -> StepFn[Any]:
+    """``fn`` with a step's arguments bound (itself without any: the common case)."""
+    return functools.partial(fn, *args, **kwargs) if args or kwargs else fn
 
 
 def _check_name(name: object) -> str:
