@@ -4,11 +4,14 @@ and docs/architecture.md's module map is the one the code's imports give."""
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 
 import pytest
 from importlinter.cli import lint_imports
 
 from tests import architecture
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.pure
 
@@ -71,3 +74,33 @@ def test_the_architecture_documents_module_map_is_generated_from_the_code() -> N
 def test_every_package_says_what_it_is_for() -> None:
     missing = [m.name for m in architecture.modules() if not m.summary]
     assert missing == []
+
+
+def test_every_docstring_reference_names_something_that_exists() -> None:
+    """``:class:`~zart_es.x.Y``` and its kin resolve: a renamed module or a moved class
+    leaves no docstring pointing nowhere."""
+    missing = []
+    for path in sorted(ROOT.joinpath("zart_es").rglob("*.py")):
+        for match in REFERENCE.finditer(path.read_text()):
+            if not _resolves(match.group(1)):
+                missing.append(f"{path.relative_to(ROOT)}: {match.group(1)}")
+    assert missing == []
+
+
+REFERENCE = re.compile(r":(?:class|func|meth|mod|data|attr):`~?(zart_es[\w.]*)`")
+
+
+def _resolves(target: str) -> bool:
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                found = getattr(found, name)
+        except AttributeError:
+            return False
+        return True
+    return False

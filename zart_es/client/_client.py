@@ -347,7 +347,7 @@ class Client:
                      by: str = "") -> bool:
         """Ask the execution to stop; False (and nothing recorded) if it already ended.
 
-        The workflow sees :class:`~zart_es.errors.Cancelled` at its next durable call —
+        The workflow sees :class:`~zart_es.Cancelled` at its next durable call —
         also while it sleeps or waits for an event — so its ``finally:`` blocks and
         compensation steps run; it ends ``cancelled``. Asking twice records one request.
         ``by`` (who asks) is recorded with the request and in the operator trail.

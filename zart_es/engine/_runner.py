@@ -91,7 +91,7 @@ class Outcome(enum.Enum):
 
 
 class StoreJournal:
-    """A :class:`~zart_es.journal.Journal` over the Redis store, with the folded state.
+    """A :class:`~zart_es.workflow.Journal` over the Redis store, with the folded state.
 
     Keeps the id of the last entry folded, so that catching up reads only newer entries.
     """

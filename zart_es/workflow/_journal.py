@@ -1,6 +1,6 @@
 """What the workflow API needs from the engine, and nothing more.
 
-:class:`~zart_es.context.Context` depends on this protocol, never on the worker or on
+:class:`~zart_es.workflow.Context` depends on this protocol, never on the worker or on
 Redis, so it can be driven by the real store or by a test double of the same shape.
 """
 
@@ -48,6 +48,6 @@ class Journal(Protocol):
 
         Returns once Redis acknowledged it, or once the log turned out to record the same
         thing already (another worker won the race: its record stands). Raises
-        :class:`~zart_es.errors.LeaseLost` when the execution ended elsewhere.
+        :class:`~zart_es.core.LeaseLost` when the execution ended elsewhere.
         """
         ...
