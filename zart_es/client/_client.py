@@ -68,6 +68,7 @@ from zart_es.ops import (
     task_queue_loads,
 )
 from zart_es.store import (
+    DEFAULT_PREFIX,
     M_TASK_QUEUE,
     ChainBreak,
     Deployment,
@@ -91,7 +92,7 @@ class Client:
         redis_url: str | None = None,
         *,
         partitions: int | None = None,
-        prefix: str = "zart",
+        prefix: str = DEFAULT_PREFIX,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         payload_keys: str | None = None,
         redis: RedisClient | None = None,

@@ -51,7 +51,15 @@ from zart_es.ops import (
     resume_released,
     run_span,
 )
-from zart_es.store import F_EXEC, GROUP, Deployment, RedisClient, load_script, script_caller
+from zart_es.store import (
+    DEFAULT_PREFIX,
+    F_EXEC,
+    GROUP,
+    Deployment,
+    RedisClient,
+    load_script,
+    script_caller,
+)
 from zart_es.workflow import Registry, default_registry
 
 log = structlog.get_logger("zart_es.worker")
@@ -117,7 +125,7 @@ class Worker:
         poll_interval: float = 0.5,
         grace_period: float = 10.0,
         partitions: int | None = None,
-        prefix: str = "zart",
+        prefix: str = DEFAULT_PREFIX,
         consumer: str | None = None,
         cache_size: int = 1000,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,

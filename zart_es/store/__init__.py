@@ -11,7 +11,7 @@ from zart_es.store._connection import RedisClient
 from zart_es.store._debounce import DebounceClosed, DebounceOpen, Debounces
 from zart_es.store._deployment import Deployment, HasDeployment, deployment_of, payloads_for
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
-from zart_es.store._keys import F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
+from zart_es.store._keys import DEFAULT_PREFIX, F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
 from zart_es.store._queries import QUERY_GROUP, QueryChannel
 from zart_es.store._routes import WORKER_SEEN_MS, Routes
 from zart_es.store._scripts import load_script
@@ -20,6 +20,7 @@ from zart_es.store._trail import CHAIN_FIELDS, TRAIL_SCOPE, Trail, trail_body, t
 
 __all__ = [
     "CHAIN_FIELDS",
+    "DEFAULT_PREFIX",
     "F_EXEC",
     "GROUP",
     "M_CRASHES",

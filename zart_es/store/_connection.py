@@ -16,7 +16,6 @@ from zart_es.core import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_PARTITIONS = 16
-DEFAULT_PREFIX = "zart"
 
 
 def resolve_url(url: str | None) -> str:

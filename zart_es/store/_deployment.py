@@ -25,14 +25,13 @@ from zart_es.core import (
 )
 from zart_es.store._bulk_jobs import BulkJobs
 from zart_es.store._connection import (
-    DEFAULT_PREFIX,
     RedisClient,
     connect,
     redact,
     resolve_partitions,
     resolve_url,
 )
-from zart_es.store._keys import Keys
+from zart_es.store._keys import DEFAULT_PREFIX, Keys
 from zart_es.store._queries import QueryChannel
 from zart_es.store._routes import Routes
 from zart_es.store._store import Store

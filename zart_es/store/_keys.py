@@ -11,6 +11,8 @@ import zlib
 
 from zart_es.core import DEFAULT_TASK_QUEUE, check_execution_id
 
+DEFAULT_PREFIX = "zart"
+"""The key prefix of a deployment that names none."""
 GROUP = "workers"
 """The consumer group every worker joins on every partition's work stream."""
 
@@ -32,7 +34,7 @@ class Keys:
 
     __slots__ = ("partitions", "prefix")
 
-    def __init__(self, prefix: str = "zart", partitions: int = 16) -> None:
+    def __init__(self, prefix: str = DEFAULT_PREFIX, partitions: int = 16) -> None:
         if partitions < 1 or partitions > 4096:
             raise ValueError(f"partitions must be 1..4096, got {partitions}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", prefix):
