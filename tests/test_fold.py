@@ -271,9 +271,11 @@ def test_second_retry_moves_the_attempt_on() -> None:
     ))
     assert state.attempts == {"charge": 3}
     assert state.last_errors["charge"] == Failure("E", "2", 2)
-    assert state.timers["retry:2:charge"] == Timer(due_ms=2_000, fired=True, fired_seq=2)
+    assert state.timers["retry:2:charge"] == Timer(due_ms=2_000, fired=True, fired_seq=2,
+                                                   fired_ms=2_000)  # when it fired
     assert state.timers["retry:3:charge"] == Timer(due_ms=3_000 + 2_000)
     assert state.order == ["charge"]
+    assert state.first_attempts == {"charge": 1_000}  # the first RetryScheduled's time
 
 
 def test_step_completed_after_retries_clears_attempts() -> None:
