@@ -398,6 +398,17 @@ def test_5_pause_rules_queues_schedules_and_the_audit_stream(
     _confirm(browser)
     _until(browser, lambda: not _css(browser, "tr[data-rule]"))
     assert deployment.call("GET", "/admin/pauses") == []
+    _click(browser, "#add-pause")  # Zart's scopes: a step glob
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    Select(_css(browser, '#confirm-fields select[name="kind"]')[0]).select_by_value("step")
+    _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("charge-*")
+    _confirm(browser)
+    _until(browser, lambda: _css(browser, 'tr[data-rule="step:charge-*"]'))
+    _click(browser, 'tr[data-rule="step:charge-*"] button')
+    _until(browser, lambda: _css(browser, "#confirm[open]"))
+    _confirm(browser)
+    _until(browser, lambda: not _css(browser, "tr[data-rule]"))
+    assert deployment.call("GET", "/admin/pauses") == []
 
     browser.get(f"{deployment.url}/ui/#/queues")
     row = _until(browser, lambda: _css(browser, 'tr[data-queue="console-slots"]'))[0]
