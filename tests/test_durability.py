@@ -153,7 +153,7 @@ async def test_zombie_workers_record_each_step_once(redis_url: str, redis: Redis
 
 async def test_direct_race_between_two_runners(redis_url: str, redis: Redis) -> None:
     """Two runners folded at the same version: the loser adopts the winner's result."""
-    from zart_es.engine._runner import StoreJournal, replay_execution
+    from zart_es.engine._runner import StoreJournal, drive_execution
     from zart_es.store import Store
 
     registry = Registry()
@@ -178,7 +178,7 @@ async def test_direct_race_between_two_runners(redis_url: str, redis: Redis) -> 
         await j1.catch_up()
         await j2.catch_up()
         try:
-            await asyncio.gather(replay_execution(j1, registry), replay_execution(j2, registry),
+            await asyncio.gather(drive_execution(j1, registry), drive_execution(j2, registry),
                                  return_exceptions=True)
         finally:
             await store.aclose()

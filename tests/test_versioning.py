@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import ROOT, count_effects, spawn_worker, stop_worker, wait_for, zart
 from zart_es import Client, Context, InvalidStepName, Registry, durable
 from zart_es.core import PatchMarked, StepCompleted
-from zart_es.testing import WorkflowHarness, replay
+from zart_es.testing import WorkflowHarness, check_replay, replay
 
 
 def _v1(registry: Registry) -> None:
@@ -96,7 +96,8 @@ async def test_without_the_patch_the_same_deploy_breaks_running_executions() -> 
     old = harness.start("billing")
     await harness.run(old)
     history = list(harness.journal(old).events)
-    verdict = await replay(history, _registry(_v2, patched=False))
+    assert replay is check_replay  # its first name
+    verdict = await check_replay(history, _registry(_v2, patched=False))
     assert not verdict.ok
     assert (verdict.position, verdict.expected, verdict.got) == (1, "sleep:wait-0", "audit-0")
     assert "non-determinism at durable call #1" in verdict.detail

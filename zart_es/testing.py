@@ -460,7 +460,7 @@ class WorkflowHarness:
                     target.append(notice.event, enqueue=True, token=notice.token)
 
 
-async def replay(history: Iterable[Event], registry: Registry | None = None, *,
+async def check_replay(history: Iterable[Event], registry: Registry | None = None, *,
                  payloads: Payloads | None = None) -> ReplayVerdict:
     """Would ``registry``'s code (the default registry's when None) replay this recorded
     history? Runs no step and writes nothing; ``verdict.ok`` is False, with the position,
@@ -469,3 +469,7 @@ async def replay(history: Iterable[Event], registry: Registry | None = None, *,
     suite: record histories (``[e async for e in client.history(id)]``, or a harness's
     ``events``) and keep checking them against new code."""
     return await check_history(history, registry or default_registry, payloads)
+
+
+replay = check_replay
+"""The first name of :func:`check_replay`."""

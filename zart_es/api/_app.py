@@ -91,7 +91,7 @@ class Started(msgspec.Struct, frozen=True):
     created: bool
 
 
-class Cancelled(msgspec.Struct, frozen=True):
+class CancelAccepted(msgspec.Struct, frozen=True):
     """Reply of ``POST /executions/{id}/cancel``."""
 
     id: str
@@ -292,12 +292,12 @@ async def get_history(
 async def cancel_execution(
     request: Request[Any, Any, Any], execution_id: FromPath[str],
     reason: FromQuery[str] = "", by: FromQuery[str] = "",
-) -> Cancelled:
+) -> CancelAccepted:
     """The workflow gets ``Cancelled`` at its next durable call. 409 if it already ended.
     ``?reason=`` and ``?by=`` (who asks) go with the request and into the operator trail."""
     if not await _client(request).cancel(execution_id, reason or None, by=by):
         raise ExecutionEnded(execution_id, -1)
-    return Cancelled(execution_id, cancel_requested=True)
+    return CancelAccepted(execution_id, cancel_requested=True)
 
 
 @post("/executions/{execution_id:str}/signals/{name:str}", status_code=HTTP_202_ACCEPTED,

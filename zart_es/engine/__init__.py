@@ -12,7 +12,7 @@ from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queries import QueryServer
 from zart_es.engine._queue_gate import QueueGate
-from zart_es.engine._runner import StoreJournal, replay_execution
+from zart_es.engine._runner import StoreJournal, drive_execution
 from zart_es.engine._scheduler import Scheduler
 from zart_es.engine._timers import TimerPoller
 from zart_es.engine._worker import Worker
@@ -31,8 +31,8 @@ __all__ = [
     "Worker",
     "WorkerMetrics",
     "configure_logging",
+    "drive_execution",
     "read_heartbeat",
-    "replay_execution",
     "seal_interval",
     "write_heartbeat",
 ]

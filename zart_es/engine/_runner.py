@@ -283,7 +283,7 @@ def refusals() -> Iterator[None]:
         raise StoreRefused(exc) from exc
 
 
-async def replay_execution(
+async def drive_execution(
     journal: StoreJournal,
     registry: Registry,
     *,

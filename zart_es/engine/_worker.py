@@ -41,7 +41,7 @@ from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queries import QueryServer
 from zart_es.engine._queue_gate import QueueGate, execution_ids
-from zart_es.engine._runner import Outcome, StoreJournal, replay_execution
+from zart_es.engine._runner import Outcome, StoreJournal, drive_execution
 from zart_es.engine._scheduler import Scheduler
 from zart_es.engine._timers import TimerPoller
 from zart_es.ops import (
@@ -535,7 +535,7 @@ class Worker:
         if state.version == 1:
             self.metrics.executions.labels(state.workflow, "started").inc()
         with run_span(execution_id, state.workflow, state.run, state.traceparent) as span:
-            outcome = await replay_execution(journal, self.registry,
+            outcome = await drive_execution(journal, self.registry,
                                              payloads=self.deployment.payloads)
             ended_run(span, outcome.value, state)
         if outcome is Outcome.ENDED and not was_terminal:

@@ -5,7 +5,7 @@ without running any step (recorded calls return what the log says) and without w
 anything, and stops at the first call the log does not have (where a worker would go on
 with new work). A :class:`NondeterminismError` on the way (a step inserted, renamed or
 moved under running executions) is reported with its position, what the log recorded
-there and what the code asks for. ``zart-es replay`` and :func:`zart_es.testing.replay`
+there and what the code asks for. ``zart-es replay`` and :func:`zart_es.testing.check_replay`
 call it.
 """
 
