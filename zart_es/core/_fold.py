@@ -170,8 +170,9 @@ class ExecutionState(msgspec.Struct):
     """Durable calls (steps, sleeps, waits, children) in the order first recorded."""
     ordered: set[str] = msgspec.field(default_factory=set)
     """The names in ``order``, for O(1) membership."""
-    run: int = 0
-    """How often an operator restarted the execution (``RunRestarted``)."""
+    restarts: int = 0
+    """How often the execution was restarted from scratch (``RunRestarted``: by an
+    operator, or a start that reset its id): the number of its current run."""
     retired_children: set[str] = msgspec.field(default_factory=set)
     """Ids of children whose calls were forgotten by a restart or re-run: a new call at
     the same place starts a new child instead of re-reading the ended one."""
@@ -426,7 +427,7 @@ def _run_restarted(state: ExecutionState, e: RunRestarted) -> None:
     fresh = ExecutionState(
         execution_id=state.execution_id, workflow=state.workflow, input=e.input or state.input,
         version=state.version, started_ms=e.at_ms, status=state.status,
-        parent_id=state.parent_id, run=e.run, retired_children=retired,
+        parent_id=state.parent_id, restarts=e.run, retired_children=retired,
         received=state.received,
         opened_seq=e.seq, opened_ms=e.at_ms,
         queue_key=state.queue_key, priority=state.priority,

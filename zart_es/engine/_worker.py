@@ -534,7 +534,7 @@ class Worker:
             return Outcome.ENDED  # its work is on its own task queue's stream now
         if state.version == 1:
             self.metrics.executions.labels(state.workflow, "started").inc()
-        with run_span(execution_id, state.workflow, state.run, state.traceparent) as span:
+        with run_span(execution_id, state.workflow, state.restarts, state.traceparent) as span:
             outcome = await drive_execution(journal, self.registry,
                                              payloads=self.deployment.payloads)
             ended_run(span, outcome.value, state)

@@ -114,7 +114,7 @@ def plan_rerun(state: ExecutionState, steps: list[str],
 def plan_restart(state: ExecutionState) -> int:
     """The number of the new run."""
     _check_ended(state)
-    return state.run + 1
+    return state.restarts + 1
 
 
 def _check_ended(state: ExecutionState) -> None:
