@@ -92,6 +92,9 @@ class TimerSet(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     delay_ms: int = 0
     due_ms: int = 0
     purpose: str = "sleep"
+    """``sleep`` (a durable call), ``event`` (a signal wait's timeout: the stored word
+    is its first name, kept so every log reads the same), ``timeout`` (the deadline) or
+    ``debounce`` (the end of a debounce window)."""
 
 
 class TimerFired(Event, frozen=True, kw_only=True, tag=True, omit_defaults=True):

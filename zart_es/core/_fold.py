@@ -104,7 +104,7 @@ class Timer(msgspec.Struct):
 
 
 class Received(msgspec.Struct, frozen=True):
-    """An ``SignalReceived``: its position in the log and its payload."""
+    """A ``SignalReceived``: its position in the log and its payload."""
 
     seq: int
     payload: bytes
@@ -153,11 +153,12 @@ class ExecutionState(msgspec.Struct):
     error: Failure | None = None
     parent_id: str = ""
     received: dict[str, list[Received]] = msgspec.field(default_factory=dict)
-    """Events delivered from outside, by name, in arrival order."""
+    """Signals delivered from outside (updates too, under ``zart.update:<name>``), by
+    name, in arrival order."""
     consumed: dict[str, int] = msgspec.field(default_factory=dict)
     """Resolved waits: wait key -> index into ``received[name]`` (-1: timed out)."""
     taken: dict[str, dict[int, str]] = msgspec.field(default_factory=dict)
-    """Events taken by resolved waits: event name -> index -> the wait that took it."""
+    """Signals taken by resolved waits: signal name -> index -> the wait that took it."""
     cancel_requested: str | None = None
     """The reason given, once a ``CancelRequested`` arrived."""
     cancel_seq: int = -1
@@ -407,7 +408,7 @@ def _forget_calls(state: ExecutionState, forgotten: set[str]) -> None:
     for name in forgotten:
         _forget_step(state, name)
         state.timers.pop(name, None)  # a sleep
-        state.timers.pop(wait_timer(name), None)  # an event wait's timeout
+        state.timers.pop(wait_timer(name), None)  # a signal wait's timeout
         if state.consumed.pop(name, None) is not None:
             for by_index in state.taken.values():
                 for index in [i for i, wait in by_index.items() if wait == name]:

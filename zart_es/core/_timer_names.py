@@ -34,7 +34,7 @@ def retry_step_of(timer: str) -> str:
 
 
 def wait_timer(wait: str) -> str:
-    """The timeout of the event wait ``wait``."""
+    """The timeout of the signal wait ``wait``."""
     return f"{wait}:timer"
 
 
