@@ -141,10 +141,6 @@ class Worker:
         archive_url: str | None = None,
         retention: Duration | None = None,
     ) -> None:
-        if not structlog.is_configured():
-            from zart_es.engine._logs import configure_logging
-
-            configure_logging()
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if quarantine_after < 1:
