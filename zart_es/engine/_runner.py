@@ -119,20 +119,29 @@ class StoreJournal:
         execution_id: str,
         state: ExecutionState | None = None,
         last_entry: bytes | None = None,
+        *,
+        draining: Callable[[], bool] | None = None,
+        metrics: WorkerMetrics | None = None,
+        breaker: StoreBreaker | None = None,
+        pauses: PauseRules | None = None,
+        gate: QueueGate | None = None,
+        task_queue_of: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.store = store
         self._execution_id = execution_id
-        self.draining: Callable[[], bool] = _never
-        self.metrics: WorkerMetrics | None = None
-        self.breaker: StoreBreaker | None = None
+        self.draining: Callable[[], bool] = draining or _never
+        """Whether the worker stops taking work (a run stops before its next new call)."""
+        self.metrics = metrics
+        self.breaker = breaker
         """The worker's breaker: a refused append waits there and is tried again."""
-        self.pauses: PauseRules | None = None
+        self.pauses = pauses
+        self.gate = gate
         self.queue: Queue | None = None
         """The queue of the execution's workflow (set once the workflow is known)."""
-        self.gate: QueueGate | None = None
         self.retry_in_ms: int | None = None
         """Set when the queue's rate window (not its cap) keeps the execution waiting."""
-        self.task_queue_of: Callable[[str], Awaitable[str]] = _default_task_queue
+        self.task_queue_of: Callable[[str], Awaitable[str]] = (task_queue_of
+                                                              or _default_task_queue)
         """The task queue a new execution of a workflow goes to (a child, a handler): its
         name, or "" for the default one or one not known yet."""
         # one append at a time: concurrent branches (ctx.gather) must not fold twice

@@ -512,13 +512,10 @@ class Worker:
             log.warning("could not count the crash", error=str(redis_exc))
 
     async def _run_once(self, execution_id: str) -> Outcome:
-        journal = self._cache.pop(execution_id, None) or StoreJournal(self.store, execution_id)
-        journal.draining = self._stopping.is_set
-        journal.metrics = self.metrics
-        journal.breaker = self.breaker
-        journal.pauses = self.pauses
-        journal.gate = self.gate
-        journal.task_queue_of = self._task_queue_of
+        journal = self._cache.pop(execution_id, None) or StoreJournal(
+            self.store, execution_id, draining=self._stopping.is_set, metrics=self.metrics,
+            breaker=self.breaker, pauses=self.pauses, gate=self.gate,
+            task_queue_of=self._task_queue_of)
         async with self._pooled:
             await journal.catch_up()
         state = journal.state
