@@ -7,7 +7,15 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from zart_es import Client, ConfigError, Context, ExecutionExists, Registry, durable
+from zart_es import (
+    Client,
+    ConfigError,
+    Context,
+    ExecutionExists,
+    ExecutionNotFound,
+    Registry,
+    durable,
+)
 from zart_es.core import ExecutionCancelled, RunRestarted
 
 from .helpers import read_log, wait_for
@@ -78,4 +86,26 @@ async def _ran(seen: list[str], who: str) -> bool:
 
 
 async def _status(client: Client, eid: str, status: str) -> bool:
-    return (await client.status(eid)).status == status
+    try:
+        return (await client.status(eid)).status == status
+    except ExecutionNotFound:
+        return False
+
+
+async def test_terminating_a_running_parent_reaches_its_children(
+    env: tuple[Client, Registry]
+) -> None:
+    client, registry = env
+    seen: list[str] = []
+    _workflows(registry, seen)
+
+    @durable("parent-of-long", registry=registry)
+    async def parent(ctx: Context, who: str) -> None:
+        await ctx.start_child("long", who, execution_id=f"kid-of-{who}")
+        await ctx.sleep("1h")
+
+    await client.start("parent-of-long", "a", execution_id="pl")
+    await wait_for(lambda: _status(client, "kid-of-a", "sleeping"))
+    assert (await client.submit("parent-of-long", "b", "pl", if_running="terminate")).created
+    await wait_for(lambda: _status(client, "kid-of-a", "cancelled"))  # the cascade ran
+    await wait_for(lambda: _status(client, "kid-of-b", "sleeping"))  # and the new run's child

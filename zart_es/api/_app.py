@@ -75,7 +75,7 @@ class StartRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     task_queue: str | None = None
     """Run it on this task queue instead of the one its workflow declares."""
     debounce: str | int | None = None
-    """A window ("5s", or ms): starts with the same ``debounce_key`` in it are one
+    """A window ("5s", or a number of seconds): starts with the same ``debounce_key`` in it are one
     execution, run with the last input once no start came for that long."""
     debounce_key: str = ""
     if_ended: str = "return"
@@ -396,8 +396,7 @@ async def healthz(request: Request[Any, Any, Any]) -> Response[Health]:
     state, error = "ok", ""
     store = _client(request).store
     try:
-        await store.check_config()
-        await store.probe_write()
+        await store.check_config()  # its HSETNX is a write: refused as any other would be
     except ResponseError as exc:  # Redis answers, but refuses the write
         state, error = "refusing_writes", f"{type(exc).__name__}: {exc}"
     except (RedisError, OSError, RedisClusterException):

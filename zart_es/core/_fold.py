@@ -423,13 +423,14 @@ def _forget_calls(state: ExecutionState, forgotten: set[str]) -> None:
 
 def _run_restarted(state: ExecutionState, e: RunRestarted) -> None:
     retired = state.retired_children | {c.child_id for c in state.children.values()}
-    # the events delivered to the execution stay (none is taken yet in the new run): its
-    # sender may never send them again, and their idempotency keys refuse a re-send
+    # the signals delivered to the execution stay (none is taken yet in the new run): its
+    # sender may never send them again, and their idempotency keys refuse a re-send; the
+    # answers to updates stay too: an update is answered once, whichever run took it
     fresh = ExecutionState(
         execution_id=state.execution_id, workflow=state.workflow, input=e.input or state.input,
         version=state.version, started_ms=e.at_ms, status=state.status,
         parent_id=state.parent_id, restarts=e.run, retired_children=retired,
-        received=state.received,
+        received=state.received, replies=state.replies,
         opened_seq=e.seq, opened_ms=e.at_ms,
         queue_key=state.queue_key, priority=state.priority,
     )

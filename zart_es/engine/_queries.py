@@ -94,19 +94,31 @@ class QueryServer:
         if request is None or request.deadline_ms < time.time() * 1000:
             return  # unreadable, or its asker gave up already
         try:
-            try:
+            # no later than its asker waits: workflow code awaiting something outside a
+            # step must not hold the execution's fold (and this batch) for ever
+            async with asyncio.timeout(request.deadline_ms / 1000 - time.time()):
                 answer = await self.answer(request)
-            except (RedisError, OSError):
-                raise
-            except Exception as exc:  # a log it cannot read: say so, keep serving
-                self._folds.pop(request.execution_id, None)
-                answer = QueryAnswer(outcome="failed", error_type=type(exc).__name__,
-                                     message=str(exc))
+        except TimeoutError:
+            self._unanswered(request, TimeoutError("the replay ran past the asker's timeout"))
+            return
+        except (RedisError, OSError) as exc:
+            reraise_if_cancelling(exc)
+            self._unanswered(request, exc)  # its asker times out
+            return
+        except Exception as exc:  # a log it cannot read: say so, keep serving
+            self._folds.pop(request.execution_id, None)
+            answer = QueryAnswer(outcome="failed", error_type=type(exc).__name__,
+                                 message=str(exc))
+        try:
             await self.deployment.queries.answer(request.reply, answer)
         except (RedisError, OSError) as exc:
             reraise_if_cancelling(exc)
-            log.warning("could not answer a query", execution_id=request.execution_id,
-                        query=request.name, error=str(exc))  # its asker times out
+            self._unanswered(request, exc)
+
+    @staticmethod
+    def _unanswered(request: QueryRequest, exc: BaseException) -> None:
+        log.warning("could not answer a query", execution_id=request.execution_id,
+                    query=request.name, error=str(exc))
 
     def _request(self, task_queue: str, data: bytes) -> QueryRequest | None:
         """The request in ``data``, or None (logged once) for bytes zart-es did not write:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from redis.exceptions import NoPermissionError, RedisError
+from redis.exceptions import RedisError
 
 from zart_es.core import (
     DEBOUNCE_PREFIX,
@@ -27,7 +27,6 @@ from zart_es.core import (
     ExecutionCancelled,
     ExecutionEnded,
     ExecutionFailed,
-    ExecutionNotFound,
     ExecutionPaused,
     ExecutionResumed,
     ExecutionStarted,
@@ -52,7 +51,7 @@ from zart_es.core import (
     end_notices,
     wait_timer,
 )
-from zart_es.engine._breaker import StoreBreaker
+from zart_es.engine._breaker import StoreBreaker, refusal_kind
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
@@ -239,8 +238,8 @@ class StoreJournal:
                     drop_timers=self._pending_timers(event),
                 )
             except (RedisError, OSError) as exc:
-                if self.breaker is None or isinstance(exc, NoPermissionError):
-                    raise
+                if self.breaker is None or refusal_kind(exc) == "other":
+                    raise  # no wait makes this one go away (an ACL, a bad command)
                 # Redis refused it or the connection went: keep the event (a step's
                 # result is not run again) and append it once Redis accepts writes. The
                 # same expected version: one that landed shows as a conflict, caught up
@@ -502,11 +501,7 @@ async def deliver_end_notices(journal: StoreJournal, payloads: Payloads) -> None
     child what its cancel policy says (see :func:`~zart_es.core.end_notices`). Every
     replay of the ended execution delivers them again; their tokens record each once, so
     a worker killed half-way leaves the rest to the next replay."""
-    for notice in end_notices(journal.state, payloads):
-        # an execution that is gone or done waits for nobody any more
-        with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
-            await journal.store.append(notice.execution_id, -1, notice.event, enqueue=True,
-                                       token=notice.token)
+    await journal.store.deliver(end_notices(journal.state, payloads))
 
 
 def _not_for_this_worker(state: ExecutionState, registry: Registry) -> Outcome | None:

@@ -35,7 +35,7 @@ from zart_es.core import (
 )
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
 from zart_es.engine._archiver import archiver_for
-from zart_es.engine._breaker import StoreBreaker
+from zart_es.engine._breaker import StoreBreaker, refusal_kind
 from zart_es.engine._heartbeat import write_heartbeat
 from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
@@ -440,9 +440,11 @@ class Worker:
                     reraise_if_cancelling(exc)
                     self._cache.pop(execution_id, None)  # unknown what landed: re-read
                     failures += 1
-                    if isinstance(exc, NoPermissionError):
-                        log.warning("redis refused a command to this user", error=str(exc))
-                        self.loops.report_failure("runs", exc)  # no retry will fix an ACL
+                    if refusal_kind(exc) == "other":  # an ACL, a bad command: no outage
+                        log.warning("redis refused a command to this user"
+                                    if isinstance(exc, NoPermissionError)
+                                    else "a store call failed", error=str(exc))
+                        self.loops.report_failure("runs", exc)  # waiting will not fix it
                         await asyncio.sleep(_backoff(failures))
                     else:  # the run stops where it is; it resumes once Redis accepts writes
                         self.breaker.trip(exc)

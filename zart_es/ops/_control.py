@@ -21,6 +21,7 @@ from zart_es.core import (
     ExecutionEnded,
     ExecutionExists,
     ExecutionStarted,
+    RepairRefused,
     check_execution_id,
     check_priority,
     check_queue_key,
@@ -155,10 +156,18 @@ async def _reuse(deployment: Deployment, execution_id: str, meta: dict[bytes, by
         raise ExecutionExists(execution_id, status,
                               f"if_ended={policy!r}" if ended else f"if_running={policy!r}")
     store = deployment.store
-    if not ended:
-        await terminate(store, execution_id, by="start", reason="its id was started again")
-    await restart(store, execution_id, by="start", data=payload,
-                  reason=f"started again ({'if_ended' if ended else 'if_running'}={policy!r})")
+    if not ended and not await terminate(store, execution_id, deployment.payloads,
+                                         by="start", reason="its id was started again"):
+        # it ended meanwhile: what a start of an ended id does applies
+        meta = await store.meta(execution_id)
+        return await _reuse(deployment, execution_id, meta, payload, if_ended=if_ended,
+                            if_running="return")
+    try:
+        await restart(store, execution_id, by="start", data=payload,
+                      reason=f"started again ({'if_ended' if ended else 'if_running'}="
+                             f"{policy!r})")
+    except RepairRefused:
+        return False  # a concurrent start reset it first: that run is this start's too
     return True
 
 

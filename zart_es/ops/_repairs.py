@@ -27,12 +27,14 @@ from zart_es.core import (
     ExecutionCancelled,
     ExecutionNotFound,
     ExecutionState,
+    Payloads,
     RepairRefused,
     RunRestarted,
     StepRetryRequested,
     StepsInvalidated,
     UnknownStep,
     VersionConflict,
+    end_notices,
     fold,
 )
 from zart_es.ops._audit_log import audit
@@ -183,10 +185,12 @@ async def restart(store: Store, execution_id: str, *, by: str = "", reason: str 
     return run
 
 
-async def terminate(store: Store, execution_id: str, *, by: str = "", reason: str = "") -> bool:
+async def terminate(store: Store, execution_id: str, payloads: Payloads, *, by: str = "",
+                    reason: str = "") -> bool:
     """End a running execution now, ``cancelled``, without running its compensation (a
     start that reuses its id with ``if_running="terminate"``); False if it had ended.
-    The run in flight finds it ended at its next append and stops."""
+    The run in flight finds it ended at its next append and stops. Its end reaches its
+    parent and its children (by their cancel policies) here, before anything reopens it."""
 
     def event(state: ExecutionState) -> ExecutionCancelled:
         if state.terminal:
@@ -197,6 +201,8 @@ async def terminate(store: Store, execution_id: str, *, by: str = "", reason: st
         await _append_planned(store, execution_id, event)
     except RepairRefused:
         return False
+    ended = fold(e for _, e in await store.read(execution_id))
+    await store.deliver(end_notices(ended, payloads))
     await audit(store, "terminate", by=by, reason=reason, execution_id=execution_id)
     return True
 

@@ -68,11 +68,11 @@ class Deployment:
         self.trail = self.store.trail
         """The operator trail: every operator's action, chained."""
         self.routes = Routes(self.redis, self.keys)
+        """Which task queue each workflow's work goes to, and which queues have workers."""
         self.queries = QueryChannel(self.redis, self.keys)
+        """Where queries are asked and answered (never an execution's log)."""
         self.bulk_jobs = BulkJobs(self.redis, self.keys)
         """The progress of bulk operations started over the API."""
-        """Where queries are asked and answered (never an execution's log)."""
-        """Which task queue each workflow's work goes to, and which queues have workers."""
         self.max_payload_bytes = max_payload_bytes
         """Largest encoded input, step result or signal payload accepted (bytes)."""
         self.payloads = payloads_for(max_payload_bytes, payload_keys)

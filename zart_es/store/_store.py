@@ -13,9 +13,9 @@ so a worker's append costs no extra round trip; a writer that appends "at any ve
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from zart_es.core import (
     ExecutionNotFound,
     ExecutionStarted,
     NewTimer,
+    Notice,
     PartitionMismatch,
     PayloadDecodeError,
     RepairRefused,
@@ -109,7 +110,10 @@ class Store:
         await self.trail.aclose()
 
     async def check_config(self) -> None:
-        """Record the partition count on first use; refuse to run with a different one."""
+        """Record the partition count on first use; refuse to run with a different one.
+
+        Its HSETNX is a write: a Redis that refuses writes (out of memory, a read-only
+        replica) answers it with its error, which readiness reports."""
         key = self.keys.config()
         await self.redis.hsetnx(key, "partitions", str(self.keys.partitions))  # type: ignore[misc]
         recorded = await self.redis.hget(key, "partitions")  # type: ignore[misc]
@@ -124,11 +128,13 @@ class Store:
                 "every client and worker of a deployment must use the same count"
             )
 
-    async def probe_write(self) -> None:
-        """One small write (a field of the config hash): raises the store's error when
-        Redis refuses writes (out of memory, a read-only replica, loading)."""
-        await self.redis.hset(self.keys.config(), "probe_ms",  # type: ignore[misc]
-                              str(int(time.time() * 1000)))
+    async def deliver(self, notices: Iterable[Notice]) -> None:
+        """Append what an ended execution owes others (``core.end_notices``), each once
+        (its token) with a work message; one that is gone or done waits for nobody."""
+        for notice in notices:
+            with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
+                await self.append(notice.execution_id, -1, notice.event, enqueue=True,
+                                  token=notice.token)
 
     async def create(self, event: ExecutionStarted, execution_id: str, workflow: str) -> bool:
         """Append ``ExecutionStarted`` and its work message, on the work stream of its

@@ -663,7 +663,7 @@ class Context:
             if left_ms is not None and policy is not None and (retrying or bound_ms == left_ms):
                 # no retry that would start past the total deadline
                 gap = policy.delay_before(attempt + 1, seed=f"{self.execution_id}:{name}")
-                if left_ms - took_us // 1000 - (gap if retrying else 0) <= 0:
+                if left_ms - -(-took_us // 1000) - (gap if retrying else 0) <= 0:
                     exc, retrying = _total_ran_out(name, policy, attempt), False
             self._journal.observe_step(name, attempt, took_us,
                                        "retry" if retrying else "failed")
@@ -773,7 +773,9 @@ def _total_left(state: ExecutionState, name: str, attempt: int,
                 policy: RetryPolicy | None) -> int | None:
     """What is left of the step's ``total_timeout`` as attempt ``attempt`` starts, in ms
     (None: it has none): the first attempt has all of it; a retry what remains since the
-    first attempt began, up to when its retry timer fired (both on Redis' clock)."""
+    first attempt began, up to when its retry timer fired (both on Redis' clock). A retry
+    that waits for a worker after its timer fired (none free, a pause) has that wait
+    counted at its next failure, when its run time is added."""
     total = None if policy is None else policy.total_timeout_ms
     if total is None or attempt == 1:
         return total
