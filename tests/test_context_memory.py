@@ -20,7 +20,6 @@ from zart_es.core import (
     ExecutionEnded,
     ExecutionFailedError,
     ExecutionStarted,
-    NewTimer,
     RetryPolicy,
     RetryScheduled,
     SignalConsumed,
@@ -88,8 +87,7 @@ async def test_journal_stamps_folds_and_fires_timers() -> None:
     journal = MemoryJournal(clock=lambda: now[0])
     journal.append(ExecutionStarted(execution_id="x", workflow="w", input=b"\xc0"))
     now[0] += 5
-    await journal.record(TimerSet(timer="sleep-0", delay_ms=100),
-                         timer=NewTimer("sleep-0", 100))
+    await journal.record(TimerSet(timer="sleep-0", delay_ms=100))
     await journal.record(TimerSet(timer="sleep-0", delay_ms=100))  # recorded already
     assert [(e.seq, e.at_ms) for e in journal.events] == [(0, T0), (1, T0 + 5)]
     assert journal.state.started_ms == T0

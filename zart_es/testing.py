@@ -55,7 +55,6 @@ import msgspec
 from zart_es.core import (
     COMPLETED,
     DEFAULT_MAX_PAYLOAD_BYTES,
-    TERMINAL_EVENTS,
     Cancelled,
     CancelRequested,
     ConfigError,
@@ -68,21 +67,18 @@ from zart_es.core import (
     ExecutionState,
     ExecutionTimedOut,
     LeaseLost,
-    NewTimer,
     PayloadError,
     Payloads,
-    SignalConsumed,
     SignalReceived,
-    TimerFired,
     UnknownWorkflow,
     already_recorded,
     answer_value,
     apply,
     check_execution_id,
     check_workflow_name,
+    effects_of,
     end_notices,
-    timeout_of,
-    wait_timer,
+    fired,
 )
 from zart_es.workflow import (
     Registry,
@@ -167,8 +163,9 @@ class MemoryJournal:
         self._spawn(ExecutionStarted(execution_id=child_id, workflow=workflow,
                                      input=payload, parent_id=self.execution_id))
 
-    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
-        """Append ``event`` (and arm ``timer``) unless the log records it already.
+    async def record(self, event: Event) -> None:
+        """Append ``event`` as the run's own (see :func:`~zart_es.core.effects_of`)
+        unless the log records it already.
 
         Raises :class:`~zart_es.core.LeaseLost` once the execution has ended, as the
         Redis journal does when the log was closed under it.
@@ -177,36 +174,35 @@ class MemoryJournal:
         if already_recorded(self.state, event):
             return
         try:
-            self.append(event, timer=timer)
+            self.append(event, by_run=True)
         except ExecutionEnded:
             raise LeaseLost from None
 
     # -- what the store and the timer poller do -----------------------------------------
 
-    def append(
-        self, event: Event, *, timer: NewTimer | None = None, enqueue: bool = False,
-        token: str = "",
-    ) -> Event | None:
-        """Append ``event`` as the store's append does; returns it with its envelope.
+    def append(self, event: Event, *, by_run: bool = False, token: str = "") -> Event | None:
+        """Append ``event`` as the store's append does, with the effects
+        :func:`~zart_es.core.effects_of` gives it; returns it with its envelope.
 
-        ``timer`` goes on the wheel (due ``delay_ms`` after the event, or at ``due_ms``);
-        a terminal event takes every pending timer off it, a resolved wait its timeout.
-        ``enqueue`` sets :attr:`has_work`. With ``token`` the append happens once: None
-        when the token was seen. Raises :class:`~zart_es.core.ExecutionEnded` after the
-        terminal event.
+        The timer it arms goes on :attr:`timers` (due ``delay_ms`` after the event, or at
+        ``due_ms``), the timers it drops leave it, and an event from outside the run
+        (not ``by_run``) sets :attr:`has_work`. With ``token`` the append happens once:
+        None when the token was seen. Raises :class:`~zart_es.core.ExecutionEnded`
+        after the terminal event.
         """
         if self.state.terminal:
             raise ExecutionEnded(self.execution_id, self.state.version)
         if self._seen(token):
             return None
-        for name in self._dropped_by(event):
+        effects = effects_of(event, self.state, by_run=by_run)
+        for name in effects.drops:
             self.timers.pop(name, None)
         stored = msgspec.structs.replace(event, seq=len(self.events), at_ms=self._clock())
         self.events.append(stored)
         apply(self.state, stored)
-        if timer is not None:
-            self.timers[timer.name] = timer.due_ms or stored.at_ms + timer.delay_ms
-        self.has_work = self.has_work or enqueue
+        if effects.timer:
+            self.timers[effects.timer] = effects.due_ms or stored.at_ms + effects.delay_ms
+        self.has_work = self.has_work or effects.wakes
         return stored
 
     def _seen(self, token: str) -> bool:
@@ -219,8 +215,8 @@ class MemoryJournal:
 
     def fire_due(self) -> list[str]:
         """Fire the timers due by the clock, earliest first, as the timer poller does:
-        each is taken off the wheel and recorded as ``TimerFired`` (a deadline as
-        ``ExecutionTimedOut``), waking the execution. Returns the names fired."""
+        each is taken off the wheel and recorded (:func:`~zart_es.core.fired`: a
+        deadline ends the execution), waking it. Returns the names fired."""
         now = self._clock()
         due = sorted((at, name) for name, at in self.timers.items() if at <= now)
         return [name for _at, name in due if self._fire(name)]
@@ -228,19 +224,8 @@ class MemoryJournal:
     def _fire(self, name: str) -> bool:
         if self.timers.pop(name, None) is None:
             return False  # an earlier firing (a deadline) took it off the wheel
-        timeout_ms = timeout_of(name)
-        event: Event = (TimerFired(timer=name) if timeout_ms is None
-                        else ExecutionTimedOut(timeout_ms=timeout_ms))
-        self.append(event, enqueue=True)
+        self.append(fired(name))
         return True
-
-    def _dropped_by(self, event: Event) -> tuple[str, ...]:
-        """Timers ``event`` takes off the wheel (as the Redis journal asks its append)."""
-        if isinstance(event, TERMINAL_EVENTS):
-            return self.state.pending_timers()
-        if isinstance(event, SignalConsumed):
-            return (wait_timer(event.wait),)
-        return ()
 
 
 class WorkflowHarness:
@@ -308,7 +293,7 @@ class WorkflowHarness:
         data = self.payloads.encode(payload, f"payload of signal {name!r}")
         token = f"event:{signal_id}" if signal_id else ""
         stored = self.journal(execution_id).append(
-            SignalReceived(name=name, payload=data), enqueue=True, token=token)
+            SignalReceived(name=name, payload=data), token=token)
         return stored is not None
 
     def cancel(self, reason: str | None = None, *, execution_id: str | None = None) -> bool:
@@ -316,7 +301,7 @@ class WorkflowHarness:
         ``Cancelled`` at its next durable call. False if the execution has ended."""
         try:
             self.journal(execution_id).append(
-                CancelRequested(reason=reason or ""), enqueue=True, token="cancel")
+                CancelRequested(reason=reason or ""), token="cancel")
         except ExecutionEnded:
             return False
         return True
@@ -415,7 +400,7 @@ class WorkflowHarness:
 
     def _create(self, event: ExecutionStarted) -> None:
         journal = MemoryJournal(clock=self._clock, spawn=self._spawn_child)
-        journal.append(event, enqueue=True)
+        journal.append(event)
         self._journals[event.execution_id] = journal
         self._first = self._first or event.execution_id
 
@@ -457,7 +442,7 @@ class WorkflowHarness:
             target = self._journals.get(notice.execution_id)
             if target is not None:  # one that is gone or done waits for nobody any more
                 with contextlib.suppress(ExecutionEnded):
-                    target.append(notice.event, enqueue=True, token=notice.token)
+                    target.append(notice.event, token=notice.token)
 
 
 async def check_replay(history: Iterable[Event], registry: Registry | None = None, *,

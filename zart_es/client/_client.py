@@ -294,7 +294,7 @@ class Client:
         appended = await self.store.append(
             check_execution_id(execution_id), -1,
             SignalReceived(name=name, payload=data, by=by),
-            enqueue=True, token=f"event:{signal_id}" if signal_id else "",
+            token=f"event:{signal_id}" if signal_id else "",
         )
         if appended is not None and by:
             await ops.audit(self.store, "signal", by=by, execution_id=execution_id, name=name,

@@ -37,6 +37,7 @@ from zart_es.core._codec import (
 )
 from zart_es.core._crypto import AesGcmKeyring
 from zart_es.core._durations import Duration, format_ms, to_ms
+from zart_es.core._effects import Effects, effects_of, fired
 from zart_es.core._errors import (
     UNREADABLE,
     ArchiveError,
@@ -186,7 +187,6 @@ from zart_es.core._schedule_times import (
 )
 from zart_es.core._timer_names import (
     DEBOUNCE_PREFIX,
-    NewTimer,
     debounce_timer,
     named_sleep_timer,
     patch_call,
@@ -253,6 +253,7 @@ __all__ = [
     "DuplicateStepName",
     "DuplicateWorkflow",
     "Duration",
+    "Effects",
     "Event",
     "EventTimeout",
     "ExecutionArchived",
@@ -277,7 +278,6 @@ __all__ = [
     "InvalidExecutionId",
     "InvalidStepName",
     "LeaseLost",
-    "NewTimer",
     "NonRetryableError",
     "NondeterminismError",
     "Notice",
@@ -361,6 +361,7 @@ __all__ = [
     "derived_id",
     "detail_json",
     "due",
+    "effects_of",
     "encode_delivery",
     "encode_event",
     "encode_query",
@@ -369,6 +370,7 @@ __all__ = [
     "end_notices",
     "entry_link",
     "export_event",
+    "fired",
     "fold",
     "format_ms",
     "import_events",

@@ -265,19 +265,26 @@ HELD: dict[str, type[Event]] = {PAUSED: ExecutionResumed, QUARANTINED: Execution
 them (the append script applies the same rule)."""
 
 
-def keeps_held(held: str, status: str, event: Event) -> bool:
-    """Whether an execution in a ``held`` status keeps it although ``event`` names
-    ``status``."""
-    lifted_by = HELD.get(held)
-    return (lifted_by is not None and status not in TERMINAL_STATES
-            and not isinstance(event, lifted_by))
+def kept_through(event: Event) -> tuple[str, ...]:
+    """The held statuses an execution keeps through ``event``: every one of :data:`HELD`
+    but the one ``event`` lifts; none through its end. The fold and the append script
+    (given it in :class:`~zart_es.core.Effects`) apply this one rule."""
+    status = status_after(event)
+    if status is None or status in TERMINAL_STATES:
+        return ()
+    return _KEPT.get(type(event), _HELD_STATUSES)
+
+
+_HELD_STATUSES = tuple(HELD)
+_KEPT: dict[type[Event], tuple[str, ...]] = {
+    lifter: tuple(h for h in HELD if h != lifted) for lifted, lifter in HELD.items()}
 
 
 def apply(state: ExecutionState, event: Event) -> ExecutionState:
     """Fold one event into ``state`` (in place, and returned for chaining)."""
     state.version += 1
     status = status_after(event)
-    if status is not None and not keeps_held(state.status, status, event):
+    if status is not None and state.status not in kept_through(event):
         state.status = status
     fold_one = _APPLY.get(type(event))
     if fold_one is not None:

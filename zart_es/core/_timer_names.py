@@ -5,8 +5,6 @@ Names are unique within an execution and deterministic over replays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 TIMEOUT_PREFIX = "timeout:"
 
 
@@ -63,10 +61,3 @@ def timeout_of(timer: str) -> int | None:
     return int(timer.removeprefix(TIMEOUT_PREFIX))
 
 
-@dataclass(frozen=True, slots=True)
-class NewTimer:
-    """A timer to put on the wheel together with an event: relative or absolute."""
-
-    name: str
-    delay_ms: int = 0
-    due_ms: int = 0

@@ -19,7 +19,6 @@ from redis.exceptions import RedisError
 
 from zart_es.core import (
     DEBOUNCE_PREFIX,
-    TERMINAL_EVENTS,
     Cancelled,
     ConfigError,
     DebounceEnded,
@@ -34,13 +33,11 @@ from zart_es.core import (
     ExecutionTimedOut,
     Interrupted,
     LeaseLost,
-    NewTimer,
     Paused,
     PayloadError,
     Payloads,
     Queue,
     QueueAdmitted,
-    SignalConsumed,
     StoreRefused,
     TimerSet,
     UnknownWorkflow,
@@ -48,8 +45,8 @@ from zart_es.core import (
     already_recorded,
     apply,
     debounce_timer,
+    effects_of,
     end_notices,
-    wait_timer,
 )
 from zart_es.engine._breaker import StoreBreaker, refusal_kind
 from zart_es.engine._metrics import WorkerMetrics
@@ -213,17 +210,17 @@ class StoreJournal:
                 "give ctx.call/start_child an unused execution_id"
             )
 
-    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
+    async def record(self, event: Event) -> None:
         """Append at the folded version; on a lost race, catch up and decide again."""
         async with self._lock:
             if already_recorded(self.state, event):  # a concurrent branch's catch-up saw it
                 return
             try:  # refusals(), inlined: this is every step's path
-                await self._record(event, timer)
+                await self._record(event)
             except (RedisError, OSError) as exc:
                 raise StoreRefused(exc) from exc
 
-    async def _record(self, event: Event, timer: NewTimer | None) -> None:
+    async def _record(self, event: Event) -> None:
         while True:
             if self.superseded():
                 # the run this coroutine belongs to ended and an operator's repair
@@ -234,9 +231,8 @@ class StoreJournal:
                 raise LeaseLost
             try:
                 appended = await self.store.append(
-                    self._execution_id, self.state.version, event, timer=timer,
-                    drop_timers=self._pending_timers(event),
-                )
+                    self._execution_id, self.state.version, event,
+                    effects_of(event, self.state, by_run=True))
             except (RedisError, OSError) as exc:
                 if self.breaker is None or refusal_kind(exc) == "other":
                     raise  # no wait makes this one go away (an ACL, a bad command)
@@ -266,17 +262,6 @@ class StoreJournal:
                 apply(self.state, appended.event)
                 self.last_entry = appended.entry_id
             return
-
-    def _pending_timers(self, event: Event) -> tuple[str, ...]:
-        """Timers an event takes off the wheel: a terminal event all that are pending, a
-        resolved event wait its timeout (nothing will wait for them)."""
-        if isinstance(event, TERMINAL_EVENTS):
-            return self.state.pending_timers()
-        if isinstance(event, SignalConsumed):
-            timer = self.state.timers.get(wait_timer(event.wait))
-            if timer is not None and not timer.fired:
-                return (wait_timer(event.wait),)
-        return ()
 
 
 @contextlib.contextmanager
@@ -373,8 +358,7 @@ async def _debouncing(journal: StoreJournal) -> bool:
         if not any(t.due_ms == closed.due_ms for t in armed):
             name = debounce_timer(sum(n.startswith(DEBOUNCE_PREFIX) for n in state.timers))
             await journal.record(
-                TimerSet(timer=name, due_ms=closed.due_ms, purpose="debounce"),
-                timer=NewTimer(name, due_ms=closed.due_ms))
+                TimerSet(timer=name, due_ms=closed.due_ms, purpose="debounce"))
         return True
     # closed, or its record expired (no worker for a week): it runs with what it has
     await journal.record(DebounceEnded(input=state.input, starts=0) if closed is None

@@ -20,10 +20,9 @@ from zart_es.core import (
     Event,
     ExecutionEnded,
     ExecutionNotFound,
-    ExecutionTimedOut,
     InvalidExecutionId,
-    TimerFired,
     TimerNotDue,
+    fired,
     timeout_of,
 )
 from zart_es.engine._aio import tick_forever
@@ -84,9 +83,7 @@ def read_timer(keys: Keys, partition: int, raw: bytes, score: float) -> DueTimer
         raise UnusableTimer("partition", f"its execution belongs to partition {home}")
     # a deadline ends the execution right here, even while a step of it is in flight
     # (that step's result then finds the log closed and is not recorded)
-    event: Event = (TimerFired(timer=timer) if timeout_ms is None
-                    else ExecutionTimedOut(timeout_ms=timeout_ms))
-    return DueTimer(member, execution_id, timer, event)
+    return DueTimer(member, execution_id, timer, fired(timer))
 
 
 def shown(raw: bytes, limit: int = 200) -> str:
@@ -184,7 +181,7 @@ class TimerPoller:
         try:
             # a work message either way: after a deadline, the next run finds the log
             # closed and reports to a parent execution, if there is one
-            await self._store.append(due.execution_id, -1, due.event, enqueue=True,
+            await self._store.append(due.execution_id, -1, due.event,
                                      consume_timer=due.member)
         except (TimerNotDue, ExecutionEnded):
             return

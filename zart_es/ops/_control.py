@@ -180,7 +180,7 @@ async def cancel_execution(
     try:
         appended = await deployment.store.append(
             check_execution_id(execution_id), -1,
-            CancelRequested(reason=reason or "", by=by), enqueue=True, token="cancel",
+            CancelRequested(reason=reason or "", by=by), token="cancel",
         )
     except ExecutionEnded:
         return False

@@ -153,8 +153,7 @@ async def _resume_one(store: Store, execution_id: str, rule: str) -> bool:
         except UNREADABLE:  # a meta hash zart-es did not write: nothing to resume
             return False
         try:
-            await store.append(execution_id, version, ExecutionResumed(rule=rule),
-                               enqueue=True)
+            await store.append(execution_id, version, ExecutionResumed(rule=rule))
         except VersionConflict:
             continue  # something else was appended meanwhile: look again
         except (ExecutionEnded, ExecutionNotFound):

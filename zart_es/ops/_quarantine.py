@@ -19,6 +19,7 @@ from zart_es.core import (
     ExecutionReleased,
     RepairRefused,
     VersionConflict,
+    effects_of,
 )
 from zart_es.ops._audit_log import audit
 from zart_es.store import M_CRASHES, Deployment
@@ -42,7 +43,8 @@ async def quarantine_if_crashed_too_often(
     event = ExecutionQuarantined(crashes=crashes, error_type=type(exc).__name__,
                                  message=str(exc)[:MESSAGE_LIMIT])
     try:
-        await deployment.store.append(execution_id, -1, event)
+        # by the worker that ran it: no work message (it is held until released)
+        await deployment.store.append(execution_id, -1, event, effects_of(event, by_run=True))
     except (ExecutionEnded, ExecutionNotFound):
         return None
     await audit(deployment.store, "quarantine", execution_id=execution_id, by=by,
@@ -67,7 +69,7 @@ async def release(
         await deployment.redis.hdel(deployment.keys.meta(execution_id), M_CRASHES)  # type: ignore[misc]
         try:
             await store.append(execution_id, int(meta[b"v"]),
-                               ExecutionReleased(by=by, reason=reason), enqueue=True)
+                               ExecutionReleased(by=by, reason=reason))
         except VersionConflict:
             continue  # a timer or a signal was recorded meanwhile: look again
         break

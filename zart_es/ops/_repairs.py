@@ -34,6 +34,7 @@ from zart_es.core import (
     StepsInvalidated,
     UnknownStep,
     VersionConflict,
+    effects_of,
     end_notices,
     fold,
 )
@@ -221,8 +222,8 @@ async def _append_planned(
         try:
             # timers that never fired died with the end: off the wheel for good, so none
             # fires into the new run
-            await store.append(execution_id, state.version, repair, enqueue=True,
-                               drop_timers=state.pending_timers())
+            await store.append(execution_id, state.version, repair,
+                               effects_of(repair, state))
         except VersionConflict:
             continue  # appended to meanwhile: plan again on the new state
         return repair

@@ -57,7 +57,7 @@ async def send_update(deployment: Deployment, execution_id: str, name: str,
     await deployment.ready()
     store = deployment.store
     try:
-        appended = await store.append(execution_id, -1, delivery, enqueue=True,
+        appended = await store.append(execution_id, -1, delivery,
                                       token=f"update:{update_id}")
     except ExecutionEnded:
         # a retry after the end may find its answer in the log; a first call gets this

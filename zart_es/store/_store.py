@@ -23,17 +23,14 @@ import msgspec
 
 from zart_es.core import (
     DEFAULT_TASK_QUEUE,
-    HELD,
-    REOPENING_EVENTS,
-    TERMINAL_EVENTS,
     AnyEvent,
     AuditKeyring,
     CorruptLog,
+    Effects,
     Event,
     ExecutionEnded,
     ExecutionNotFound,
     ExecutionStarted,
-    NewTimer,
     Notice,
     PartitionMismatch,
     PayloadDecodeError,
@@ -42,9 +39,9 @@ from zart_es.core import (
     TimerNotDue,
     VersionConflict,
     decode_event,
+    effects_of,
     encode_event,
     entry_link,
-    status_after,
 )
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
@@ -59,10 +56,8 @@ HEADS_KEPT = 65_536
 CHAIN_RETRIES = 100
 """Appends "at any version" a keyed store makes before giving up on a busy log."""
 
-LIFTS: dict[type[Event], str] = {event: status for status, event in HELD.items()}
-"""The held status each releasing event lifts (ExecutionResumed: paused, ...)."""
-
-
+_CALL = msgspec.msgpack.Encoder()
+"""Encodes append.lua's call array (its ``ARGV[1]``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +128,13 @@ class Store:
         (its token) with a work message; one that is gone or done waits for nobody."""
         for notice in notices:
             with contextlib.suppress(ExecutionEnded, ExecutionNotFound):
-                await self.append(notice.execution_id, -1, notice.event, enqueue=True,
-                                  token=notice.token)
+                await self.append(notice.execution_id, -1, notice.event, token=notice.token)
 
     async def create(self, event: ExecutionStarted, execution_id: str, workflow: str) -> bool:
         """Append ``ExecutionStarted`` and its work message, on the work stream of its
         task queue (where all its work goes from then on); False if the id exists."""
-        reply = await self._call(execution_id, "new", -1, event, workflow=workflow,
-                                 enqueue=True,
+        reply = await self._call(execution_id, "new", -1, event, effects_of(event),
+                                 workflow=workflow,
                                  task_queue=event.task_queue or DEFAULT_TASK_QUEUE)
         return bool(reply[0] == b"ok")
 
@@ -149,39 +143,36 @@ class Store:
         execution_id: str,
         expected: int,
         event: Event,
+        effects: Effects | None = None,
         *,
-        enqueue: bool = False,
-        timer: NewTimer | None = None,
         consume_timer: str = "",
-        drop_timers: tuple[str, ...] = (),
         token: str = "",
     ) -> Appended | None:
-        """Append ``event`` if the log is at version ``expected`` (-1: at any version).
+        """Append ``event`` if the log is at version ``expected`` (-1: at any version),
+        with its ``effects`` (by default ``effects_of(event)``: an outside writer's, which
+        wakes the execution).
 
         With ``token`` the append is idempotent: None when the execution already saw that
         token. Raises :class:`VersionConflict`, :class:`ExecutionEnded`,
         :class:`ExecutionNotFound` or (with ``consume_timer``) :class:`TimerNotDue`;
         in each case nothing was written.
         """
-        mode = "reopen" if isinstance(event, REOPENING_EVENTS) else "next"
+        fx = effects_of(event) if effects is None else effects
         if self.chain is None:
-            reply = await self._call(
-                execution_id, mode, expected, event, enqueue=enqueue, timer=timer,
-                consume_timer=consume_timer, drop_timers=drop_timers, token=token)
+            reply = await self._call(execution_id, "next", expected, event, fx,
+                                     consume_timer=consume_timer, token=token)
         else:
             known = self._heads.get(execution_id)
             reply = []
             if known is not None and known[0] == expected:  # a worker's append: one call
                 reply = await self._call(
-                    execution_id, mode, expected, event, prev=known[1], enqueue=enqueue,
-                    timer=timer, consume_timer=consume_timer, drop_timers=drop_timers,
-                    token=token)
+                    execution_id, "next", expected, event, fx, prev=known[1],
+                    consume_timer=consume_timer, token=token)
                 if reply[0] == b"conflict":
                     self._remember(execution_id, int(reply[1]), reply[2].decode())
             if not reply or (reply[0] == b"conflict" and int(reply[1]) == expected):
-                reply = await self._call_chained(execution_id, mode, expected, event, {
-                    "enqueue": enqueue, "timer": timer, "consume_timer": consume_timer,
-                    "drop_timers": drop_timers, "token": token})
+                reply = await self._call_chained(execution_id, expected, event, fx, {
+                    "consume_timer": consume_timer, "token": token})
         return self._appended(execution_id, expected, event, reply, consume_timer)
 
     def _appended(self, execution_id: str, expected: int, event: Event, reply: list[Any],
@@ -213,8 +204,8 @@ class Store:
             case other:
                 raise StoreError(f"unexpected reply from append.lua: {other!r}")
 
-    async def _call_chained(self, execution_id: str, mode: str, expected: int, event: Event,
-                            options: dict[str, Any]) -> list[Any]:
+    async def _call_chained(self, execution_id: str, expected: int, event: Event,
+                            effects: Effects, options: dict[str, Any]) -> list[Any]:
         """``_call`` with a keyed chain: at the head it links to, again on a lost race
         when ``expected`` is -1 (at any version)."""
         body = encode_event(event)
@@ -224,8 +215,8 @@ class Store:
                 at, prev = known  # a worker's every append: no round trip
             else:
                 at, prev = await self._head_at(execution_id, expected)
-            reply = await self._call(execution_id, mode, at, event, body=body, prev=prev,
-                                     **options)
+            reply = await self._call(execution_id, "next", at, event, effects, body=body,
+                                     prev=prev, **options)
             if reply[0] != b"conflict":
                 return reply
             version = int(reply[1])
@@ -241,38 +232,18 @@ class Store:
         mode: str,
         expected: int,
         event: Event,
+        effects: Effects,
         *,
         body: bytes | None = None,
         prev: str = "",
         workflow: str = "",
-        enqueue: bool = False,
-        timer: NewTimer | None = None,
         consume_timer: str = "",
-        drop_timers: tuple[str, ...] = (),
         token: str = "",
         task_queue: str = DEFAULT_TASK_QUEUE,
     ) -> list[Any]:
-        keys = self.keys
-        status = status_after(event) or ""
-        lifted = LIFTS.get(type(event))
-        if lifted is not None:
-            status = f"!{lifted} {status}"  # lifts that held status (see HELD)
-        control = "\n".join((
-            mode,
-            str(expected),
-            status,
-            "1" if enqueue else "0",
-            keys.timer_member(execution_id, timer.name) if timer else "",
-            str(timer.delay_ms) if timer else "0",
-            str(timer.due_ms) if timer else "0",
-            consume_timer,
-            "1" if isinstance(event, TERMINAL_EVENTS) else "0",
-            execution_id,
-            workflow,
-            token,
-            "" if task_queue == DEFAULT_TASK_QUEUE else task_queue,
-            *(keys.timer_member(execution_id, name) for name in drop_timers),
-        ))
+        control = _CALL.encode((
+            mode, expected, consume_timer, execution_id, workflow, token,
+            "" if task_queue == DEFAULT_TASK_QUEUE else task_queue, effects))
         body = encode_event(event) if body is None else body
         args: list[bytes | str] = [control, body]
         chain = self.chain

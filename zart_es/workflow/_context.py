@@ -34,7 +34,6 @@ from zart_es.core import (
     Interrupted,
     InvalidStepName,
     LeaseLost,
-    NewTimer,
     NonRetryableError,
     PatchMarked,
     Paused,
@@ -284,7 +283,7 @@ class Context:
         """
         self._check_running()
         delay_ms = to_ms(duration)
-        await self._sleep(self._sleep_name(name), NewTimer("", delay_ms))
+        await self._sleep(self._sleep_name(name), delay_ms=delay_ms)
 
     async def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
         """Wait on a durable timer until ``when`` (a timezone-aware ``datetime``).
@@ -307,7 +306,7 @@ class Context:
             # recorded by a version before 0.4, which skipped a sleep_until it judged past
             # by its own clock and recorded nothing: walk past it again, as that run did
             return
-        await self._sleep(name_, NewTimer("", due_ms=due_ms))
+        await self._sleep(name_, due_ms=due_ms)
 
     def _sleep_name(self, name: str | None) -> str:
         if name is None:
@@ -317,16 +316,13 @@ class Context:
         self._claim(f"sleep:{name}")
         return _scope.get() + named_sleep_timer(name)
 
-    async def _sleep(self, name: str, spec: NewTimer) -> None:
+    async def _sleep(self, name: str, *, delay_ms: int = 0, due_ms: int = 0) -> None:
         timer = self._state.timers.get(name)
         if timer is None:
-            if spec.delay_ms == 0 and spec.due_ms == 0:
+            if delay_ms == 0 and due_ms == 0:
                 return
             self._new_call(name)
-            await self._journal.record(
-                TimerSet(timer=name, delay_ms=spec.delay_ms, due_ms=spec.due_ms),
-                timer=NewTimer(name, spec.delay_ms, spec.due_ms),
-            )
+            await self._journal.record(TimerSet(timer=name, delay_ms=delay_ms, due_ms=due_ms))
             timer = self._state.timers[name]
             log.info("sleeping", execution_id=self.execution_id, timer=name,
                      due_ms=timer.due_ms)
@@ -398,7 +394,6 @@ class Context:
             delay_ms = to_ms(timeout)
             await self._journal.record(
                 TimerSet(timer=timer_name, delay_ms=delay_ms, purpose="event"),
-                timer=NewTimer(timer_name, delay_ms),
             )
         elif timeout is None and key not in state.ordered:
             await self._journal.record(SignalAwaited(wait=key, name=name))  # status: waiting
@@ -703,9 +698,7 @@ class Context:
             await self._journal.record(
                 RetryScheduled(step=name, attempt=attempt + 1, error_type=error_type,
                                message=message, timer=timer, delay_ms=delay_ms,
-                               duration_us=took_us),
-                timer=NewTimer(timer, delay_ms),
-            )
+                               duration_us=took_us))
             if name in self._state.steps:
                 return
             raise self._suspend()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from zart_es.core import Event, ExecutionState, NewTimer
+from zart_es.core import Event, ExecutionState
 
 
 class Journal(Protocol):
@@ -43,8 +43,9 @@ class Journal(Protocol):
         """Create child execution ``child_id`` (idempotent on the id) with this parent."""
         ...
 
-    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
-        """Append ``event`` durably and fold it into :attr:`state`.
+    async def record(self, event: Event) -> None:
+        """Append ``event`` durably and fold it into :attr:`state`, with the effects
+        :func:`~zart_es.core.effects_of` gives it (the timer it arms, those it drops).
 
         Returns once Redis acknowledged it, or once the log turned out to record the same
         thing already (another worker won the race: its record stands). Raises

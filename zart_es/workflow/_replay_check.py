@@ -20,7 +20,6 @@ from zart_es.core import (
     ExecutionState,
     Interrupted,
     LeaseLost,
-    NewTimer,
     NondeterminismError,
     Paused,
     PayloadError,
@@ -74,7 +73,7 @@ class HistoryJournal:
     async def create_child(self, child_id: str, workflow: str, payload: bytes) -> None:
         raise LeaseLost(child_id)  # never reached: a new call interrupts first
 
-    async def record(self, event: Event, *, timer: NewTimer | None = None) -> None:
+    async def record(self, event: Event) -> None:
         raise LeaseLost(self.state.execution_id)  # a replay writes nothing
 
 

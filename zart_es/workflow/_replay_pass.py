@@ -20,7 +20,6 @@ from zart_es.core import (
     FAILED,
     TIMED_OUT,
     Cancelled,
-    Event,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
@@ -28,7 +27,6 @@ from zart_es.core import (
     Failure,
     FailureInfo,
     Interrupted,
-    NewTimer,
     Paused,
     PayloadError,
     Payloads,
@@ -157,6 +155,5 @@ async def deadline_passed(journal: Journal, timeout_ms: int,
     due = (state.opened_ms or state.started_ms) + timeout_ms
     if due <= await now_ms():
         return True
-    event: Event = TimerSet(timer=name, due_ms=due, purpose="timeout")
-    await journal.record(event, timer=NewTimer(name, due_ms=due))
+    await journal.record(TimerSet(timer=name, due_ms=due, purpose="timeout"))
     return False

@@ -13,23 +13,20 @@
 --         counts hash "<prefix>@counts" (field "<workflow>\n<status>" -> executions)
 -- KEYS[6] the partition's "ended" stream: one entry x=<id> per terminal event, capped
 --         near 10,000 entries (clients wait on it instead of on each log)
--- ARGV[1] control fields joined by "\n" (one argument: each argument costs client time):
---   1 mode: "new" (create; idempotent on the execution id), "next", or "reopen" (an
---     operator's repair event: only after the terminal event, which it lifts)
---   2 expected version, or "-1" for "append whatever the version"
---   3 status after this event ("": unchanged; "!<held> <status>": also lifts the held
---     status <held> ("paused", "quarantined"), which otherwise stays until the end)
---   4 "1" to enqueue a work message
---   5 timer member to add, or ""
---   6 that timer's delay in ms after this entry's time
---   7 that timer's absolute due time in ms ("0": use the delay)
---   8 timer member to consume (must be in the wheel and due), or ""
---   9 "1" if this event is terminal
---   10 execution id
---   11 workflow name (mode "new")
---   12 idempotency token: if the execution already saw it, append nothing ("duplicate")
---   13 task queue (mode "new"; "" for the default one)
---   14.. timer members to drop from the wheel (a terminal event's pending timers)
+-- ARGV[1] the call, one msgpack array (one argument: each argument costs client time):
+--   1 mode: "new" (create; idempotent on the execution id) or "next"
+--   2 expected version, or -1 for "append whatever the version"
+--   3 timer member to consume (must be in the wheel and due), or ""
+--   4 execution id
+--   5 workflow name (mode "new")
+--   6 idempotency token: if the execution already saw it, append nothing ("duplicate")
+--   7 task queue (mode "new"; "" for the default one)
+--   8 the effects, as zart_es.core.Effects encodes them (the one place they are decided):
+--     {status ("": unchanged), kept (held statuses that stay although the event names
+--     status), terminal, reopens (an operator's repair: only after the end, which it
+--     lifts), timer name to arm (""), its delay in ms after this entry, its absolute due
+--     ms (0: use the delay), timer names to drop, wakes (send a work message)}
+--   A timer's wheel member is "<execution id> <timer name>" (Keys.timer_member).
 -- ARGV[2] event body (msgpack)
 -- ARGV[3] (keyed chain only) "<chain value> <key id> <previous chain value>": the entry's
 --   value, computed by the writer with the audit key Redis never sees, that key's id, and
@@ -39,12 +36,13 @@
 -- Returns {"ok", entry id, seq} | {"exists"} | {"missing"} | {"conflict", version, head}
 --       | {"ended", version} | {"gone"} | {"early", due} | {"duplicate"} | {"open", version}
 
-local c = {}
-for part in string.gmatch(ARGV[1] .. '\n', '([^\n]*)\n') do c[#c + 1] = part end
-local mode, expected, status, enqueue = c[1], tonumber(c[2]), c[3], c[4]
-local add_timer, delay, due_at, consume = c[5], tonumber(c[6]), tonumber(c[7]), c[8]
-local terminal, execution_id, workflow, token = c[9], c[10], c[11], c[12]
-local task_queue = c[13] or ''
+local call = cmsgpack.unpack(ARGV[1])
+local mode, expected, consume = call[1], call[2], call[3]
+local execution_id, workflow, token, task_queue = call[4], call[5], call[6], call[7]
+local fx = call[8]
+local status, kept, terminal, reopens = fx[1], fx[2], fx[3], fx[4]
+local add_timer, delay, due_at, drops, wakes = fx[5], fx[6], fx[7], fx[8], fx[9]
+if reopens and mode == 'next' then mode = 'reopen' end
 local body, keyed, key_id, linked = ARGV[2], nil, nil, nil
 if ARGV[3] then keyed, key_id, linked = string.match(ARGV[3], '^(%S+) (%S+) ?(%S*)$') end
 local log, meta, timers, work, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -81,15 +79,11 @@ if consume ~= '' then
   redis.call('ZREM', timers, consume)
 end
 
-local held = (cur[4] == 'paused' or cur[4] == 'quarantined') and terminal ~= '1'
-if status == '' then
-  status = cur[4]  -- events from outside keep the status
-elseif string.sub(status, 1, 1) == '!' then
-  local lifts, new = string.match(status, '^!(%S+) (%S+)$')
-  if not (held and cur[4] ~= lifts) then status = new else status = cur[4] end
-elseif held then
-  status = cur[4]
+local keeps = status == ''
+for _, held in ipairs(kept) do
+  if cur[4] == held then keeps = true end
 end
+if keeps then status = cur[4] end  -- unchanged, or a held status that stays
 if mode == 'reopen' then
   redis.call('HDEL', meta, 'end', 'k:cancel')
   redis.call('HSET', meta, 'o', version)  -- the run's token (see ExecutionState.admission)
@@ -121,20 +115,20 @@ else
     redis.call('HINCRBY', index .. '@counts', cur[6] .. '\n' .. status, 1)
   end
 end
-if terminal == '1' then
+if terminal then
   redis.call('HSET', meta, 'end', ms)
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', 10000, '*', 'x', execution_id)
 end
-for i = 14, #c do
-  if c[i] ~= '' then redis.call('ZREM', timers, c[i]) end
+for _, name in ipairs(drops) do
+  redis.call('ZREM', timers, execution_id .. ' ' .. name)
 end
 
 if add_timer ~= '' then
   local due = due_at
   if due == 0 then due = ms + delay end
-  redis.call('ZADD', timers, due, add_timer)
+  redis.call('ZADD', timers, due, execution_id .. ' ' .. add_timer)
 end
-if enqueue == '1' then
+if wakes then
   if task_queue ~= '' then work = work .. ':' .. task_queue end
   redis.call('XADD', work, '*', 'x', execution_id)
 end
