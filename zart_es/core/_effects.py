@@ -78,9 +78,10 @@ def effects_of(event: Event, state: ExecutionState | None = None, *,
     return effects
 
 
-_VARIES = (*TERMINAL_EVENTS, *REOPENING_EVENTS, TimerSet, RetryScheduled, SignalConsumed)
+_VARIES: tuple[type[Event], ...] = (*TERMINAL_EVENTS, *REOPENING_EVENTS, TimerSet,
+                                    RetryScheduled, SignalConsumed)
 """Events whose effects depend on their fields or on the state (the others' are cached)."""
-_ENDS = (*TERMINAL_EVENTS, *REOPENING_EVENTS)
+_ENDS: tuple[type[Event], ...] = (*TERMINAL_EVENTS, *REOPENING_EVENTS)
 _PLAIN: dict[tuple[type[Event], bool], Effects] = {}
 
 
