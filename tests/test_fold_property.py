@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zart_es.core import ExecutionState, already_recorded, apply, decode_event, encode_event, fold
+from zart_es.core import (
+    ExecutionState,
+    already_recorded,
+    apply,
+    decode_event,
+    effects_of,
+    encode_event,
+    fold,
+)
 from zart_es.core import _events as ev
 
 pytestmark = pytest.mark.pure
@@ -90,3 +98,27 @@ def test_applied_records_count_as_recorded(log: list[ev.Event]) -> None:
         if isinstance(event, ev.StepCompleted | ev.StepFailed | ev.TimerSet | ev.SignalConsumed
                       | ev.ChildStarted):
             assert already_recorded(state, event)
+
+
+@settings(max_examples=200, deadline=None)
+@given(logs())
+def test_the_effects_move_the_status_as_the_fold_does(log: list[ev.Event]) -> None:
+    """The status the append script sets from an event's ``Effects`` (the named status,
+    unless a held one it keeps) is the fold's, along any log; what the script's wheel
+    holds is what the fold's pending timers say."""
+    state = ExecutionState()
+    wheel: set[str] = set()
+    for event in log:
+        fx = effects_of(event, state, by_run=True)
+        prior = state.status
+        apply(state, event)
+        kept = fx.status == "" or prior in fx.kept
+        assert state.status == (prior if kept else fx.status)
+        wheel -= set(fx.drops)
+        if fx.timer:
+            wheel.add(fx.timer)
+        if isinstance(event, ev.TimerFired):
+            wheel.discard(event.timer)  # the poller consumed it
+        if not state.terminal:
+            assert wheel <= set(state.pending_timers()) | {
+                name for name, t in state.timers.items() if t.fired}
