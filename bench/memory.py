@@ -154,7 +154,7 @@ PEAKS = {"in flight": 0, "pool": 0}
 async def watch_peaks(worker: Worker) -> None:
     """Sample the worker's in-flight count and pool size every 5 ms (their peaks)."""
     while True:
-        PEAKS["in flight"] = max(PEAKS["in flight"], len(worker._in_flight))
+        PEAKS["in flight"] = max(PEAKS["in flight"], len(worker.intake.in_flight))
         pool = pool_of(worker)
         PEAKS["pool"] = max(PEAKS["pool"], pool.get("idle", 0) + pool.get("in use", 0))
         await asyncio.sleep(0.005)
@@ -191,8 +191,8 @@ async def profile_report(worker: Worker, before: Probe) -> None:
           + ("" if now.snapshot is None else
              f"; allocated since start-up and still live (tracemalloc): {mb(now.traced)}"))
     stats = worker.store._keys_of.cache_info()
-    print(f"worker: {len(worker._cache)} folded states cached (cache_size "
-          f"{worker._cache_size}), {len(worker._in_flight)} in flight; Store._keys_of "
+    print(f"worker: {len(worker.driver.cache)} folded states cached (cache_size "
+          f"{worker.driver.cache_size}), {len(worker.intake.in_flight)} in flight; Store._keys_of "
           f"{stats.currsize} entries")
     print(f"redis-py pool: start {before.pool}, now {now.pool}; peaks seen: "
           f"{PEAKS['pool']} connections, {PEAKS['in flight']} executions in flight")

@@ -13,7 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from zart_es import Client, Context, Registry, Worker, durable
-from zart_es.engine._worker import CACHE_MIN_EVENTS, POOLED_CALLS
+from zart_es.engine._driving import CACHE_MIN_EVENTS
+from zart_es.engine._intake import POOLED_CALLS
 
 from .helpers import wait_for
 
@@ -39,7 +40,7 @@ async def test_only_folds_worth_keeping_are_cached(env: tuple[Client, Registry],
     short_sleep = await client.start("naps", {"steps": 1, "sleep": "30s"})
     long_log = await client.start("naps", {"steps": CACHE_MIN_EVENTS, "sleep": "1h"})
     await wait_for(lambda: _sleeping(client, [long_sleep, short_sleep, long_log]))
-    cached = set(worker._cache)
+    cached = set(worker.driver.cache)
     assert long_sleep not in cached  # two events: as cheap to read again as to catch up
     assert {short_sleep, long_log} <= cached
 
@@ -69,7 +70,7 @@ async def test_a_burst_grows_neither_the_pool_nor_the_runs_past_their_bounds(
             async def watch() -> None:
                 nonlocal peak
                 while True:
-                    peak = max(peak, len(worker._in_flight))
+                    peak = max(peak, len(worker.intake.in_flight))
                     await asyncio.sleep(0.001)
 
             watcher = asyncio.create_task(watch())

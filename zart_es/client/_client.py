@@ -73,6 +73,7 @@ from zart_es.store import (
     ChainBreak,
     Deployment,
     RedisClient,
+    deployment_for,
     to_event,
 )
 
@@ -85,23 +86,29 @@ OUTAGE_SECONDS = 30.0
 
 
 class Client:
-    """Async client of one zart-es deployment (``async with Client(url) as c:``)."""
+    """Async client of one zart-es deployment (``async with Client(deployment) as c:``).
+
+    ``deployment`` is the :class:`~zart_es.store.Deployment` it works through (shareable
+    with a worker in the same process), or a Redis URL (None: ``$ZART_REDIS_URL``, else
+    the default) from which it builds its own with ``partitions``, ``prefix``,
+    ``max_payload_bytes``, ``payload_keys`` and ``redis``. ``archive_url`` (else
+    ``$ZART_ARCHIVE_URL``) is where executions whose retention passed are read from.
+    """
 
     def __init__(
         self,
-        redis_url: str | None = None,
+        deployment: Deployment | str | None = None,
         *,
+        archive_url: str | None = None,
         partitions: int | None = None,
         prefix: str = DEFAULT_PREFIX,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         payload_keys: str | None = None,
         redis: RedisClient | None = None,
-        deployment: Deployment | None = None,
-        archive_url: str | None = None,
     ) -> None:
-        self._own_deployment = deployment is None
-        self.deployment = deployment or Deployment(
-            redis_url, partitions=partitions, prefix=prefix,
+        self._own_deployment = not isinstance(deployment, Deployment)
+        self.deployment = deployment_for(
+            deployment, partitions=partitions, prefix=prefix,
             max_payload_bytes=max_payload_bytes, payload_keys=payload_keys, redis=redis)
         """The deployment handle this client works through (shareable with a worker)."""
         self.url = self.deployment.url

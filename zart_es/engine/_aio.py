@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,3 +133,45 @@ class Supervisor:
                 return
             await asyncio.sleep(pause)
             pause = min(pause * 2, 30.0)
+
+
+CANCEL_WAIT = 15.0
+"""How long stopping waits for a cancelled loop before it names it and goes on."""
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]], log: Any) -> None:
+    """Cancel ``tasks`` and wait for them (at most CANCEL_WAIT); a task that swallows its
+    cancellation is named in the log, and left behind."""
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return
+    _, stuck = await asyncio.wait(pending, timeout=CANCEL_WAIT)
+    for task in stuck:  # a loop that swallowed its cancellation: say where, do not hang
+        frames = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in task.get_stack())
+        log.error("task did not stop when cancelled; shutting down without it",
+                  task=task.get_name(), at=frames)
+    for task in pending:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: no "exception never retrieved" noise
+
+
+class TaskSet:
+    """Tasks started on the side (an ack, a wake-up), cancelled together at the end."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task, kept until it is done."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel(self) -> None:
+        """Cancel every task still running and wait for them."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import time
 
-from zart_es.store import Deployment, HasDeployment, Keys, RedisClient, deployment_of
+import structlog
+from redis.exceptions import RedisError
+
+from zart_es.engine._aio import reraise_if_cancelling
+from zart_es.ops import resume_released
+from zart_es.store import Deployment, HasDeployment, Keys, RedisClient, Store, deployment_of
+
+log = structlog.get_logger("zart_es.worker")
+
+PAUSE_SWEEP_EVERY = 10
+"""Refreshes of the pause rules between two sweeps for executions whose rule is gone."""
 
 STEP = "step:"
 """The prefix of step-glob rules."""
@@ -58,3 +69,20 @@ class PauseRules:
         p = self._keys.partition_of(execution_id)
         await self._redis.zadd(self._keys.paused(p),
                                {f"{execution_id}\n{rule}": int(time.time() * 1000)})
+
+
+async def watch_pauses(rules: PauseRules, store: Store, interval: float) -> None:
+    """Refresh the cached pause rules every ``interval`` seconds, forever; every
+    PAUSE_SWEEP_EVERY refreshes, resume the executions whose rule is gone (a resume that
+    stopped half-way, or a pause recorded from a stale cache)."""
+    rounds = 0
+    while True:
+        await asyncio.sleep(interval)
+        rounds += 1
+        try:
+            active = await rules.refresh()
+            if rounds % PAUSE_SWEEP_EVERY == 0:
+                await resume_released(store, set(active))
+        except (RedisError, OSError) as exc:
+            reraise_if_cancelling(exc)
+            log.warning("refreshing pause rules failed", error=str(exc))

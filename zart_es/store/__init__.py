@@ -9,7 +9,13 @@ from zart_es.store._autopipe import ScriptCaller, script_caller
 from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
 from zart_es.store._debounce import DebounceClosed, DebounceOpen, Debounces
-from zart_es.store._deployment import Deployment, HasDeployment, deployment_of, payloads_for
+from zart_es.store._deployment import (
+    Deployment,
+    HasDeployment,
+    deployment_for,
+    deployment_of,
+    payloads_for,
+)
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
 from zart_es.store._keys import DEFAULT_PREFIX, F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
 from zart_es.store._queries import QUERY_GROUP, QueryChannel
@@ -45,6 +51,7 @@ __all__ = [
     "ScriptCaller",
     "Store",
     "Trail",
+    "deployment_for",
     "deployment_of",
     "load_script",
     "payloads_for",

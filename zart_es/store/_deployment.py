@@ -135,3 +135,30 @@ def audit_keyring(audit_keys: str | AuditKeyring | None = None) -> AuditKeyring 
 def deployment_of(target: Deployment | HasDeployment) -> Deployment:
     """The handle itself, or the one a client or worker carries."""
     return target if isinstance(target, Deployment) else target.deployment
+
+
+def deployment_for(
+    target: Deployment | str | None,
+    *,
+    partitions: int | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    payload_keys: str | None = None,
+    redis: RedisClient | None = None,
+) -> Deployment:
+    """What a :class:`~zart_es.Client` or :class:`~zart_es.Worker` works through: the
+    :class:`Deployment` passed, or one built from a Redis URL (None: ``$ZART_REDIS_URL``,
+    else the default) and these settings. Settings beside a ``Deployment`` are refused
+    (TypeError): the handle has its own, and one of them would be silently ignored."""
+    if not isinstance(target, Deployment):
+        return Deployment(target, partitions=partitions, prefix=prefix,
+                          max_payload_bytes=max_payload_bytes, payload_keys=payload_keys,
+                          redis=redis)
+    given = {"partitions": partitions is not None, "prefix": prefix != DEFAULT_PREFIX,
+             "max_payload_bytes": max_payload_bytes != DEFAULT_MAX_PAYLOAD_BYTES,
+             "payload_keys": payload_keys is not None, "redis": redis is not None}
+    beside = [name for name, set_ in given.items() if set_]
+    if beside:
+        raise TypeError(f"{', '.join(beside)} given beside a Deployment: set them on the "
+                        "Deployment (its settings are the ones used)")
+    return target
