@@ -213,3 +213,21 @@ def test_first_names_of_renamed_public_names_still_work() -> None:
     assert zart_es.EventTimeout is zart_es.SignalTimeout
     assert zart_es.Context.wait_for_event is zart_es.Context.wait_for_signal
     assert errors.EventTimeout is errors.SignalTimeout
+
+
+async def test_client_and_worker_take_a_deployment_or_build_one() -> None:
+    """The handle is the main form; a URL and settings build one; settings beside a
+    handle would be ignored, so they are refused, naming them."""
+    deployment = zart_es.Deployment("redis://127.0.0.1:1/0", partitions=4, prefix="t")
+    client = zart_es.Client(deployment)
+    worker = zart_es.Worker(deployment, registry=zart_es.Registry())
+    assert client.deployment is deployment
+    assert worker.deployment is deployment
+    built = zart_es.Client("redis://127.0.0.1:1/0", partitions=8, prefix="other")
+    assert (built.keys.partitions, built.keys.prefix) == (8, "other")
+    with pytest.raises(TypeError, match="partitions, prefix given beside a Deployment"):
+        zart_es.Worker(deployment, partitions=4, prefix="t")
+    with pytest.raises(TypeError, match="payload_keys given beside a Deployment"):
+        zart_es.Client(deployment, payload_keys="k")
+    await built.close()
+    await deployment.close()
