@@ -178,14 +178,13 @@ class Verifier:
         return sorted(found | set(state.heads))
 
     async def _touched_since(self, execution_id: str, since_ms: int) -> bool:
-        updated = await self.deployment.redis.hget(  # type: ignore[misc]
-            self.deployment.keys.meta(execution_id), "u")
+        updated = await self.deployment.store.tables.meta(execution_id).get("u")
         return updated is None or int(updated) >= since_ms  # gone: always checked
 
     async def _execution(self, execution_id: str, sealed: tuple[int, str] | None) -> None:
         redis, keys = self.deployment.redis, self.deployment.keys
         raw: list[Any] = await redis.xrange(keys.log(execution_id))
-        head = await redis.hget(keys.meta(execution_id), "h")  # type: ignore[misc]
+        head = await self.deployment.store.tables.meta(execution_id).get("h")
         where = "Redis"
         if not raw and self.archive is not None:
             try:

@@ -216,6 +216,6 @@ async def health(args: argparse.Namespace) -> int:
         if said:
             raise ZartError("; ".join(said))
     async with client_for(args) as client:
-        await client.redis.ping()  # type: ignore[misc]
+        await client.store.ping()
     print("ok")
     return 0

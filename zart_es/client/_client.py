@@ -17,10 +17,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from redis.asyncio import RedisCluster
-from redis.exceptions import ClusterDownError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from zart_es import ops
 from zart_es.client._archived import ArchiveReads
@@ -71,9 +67,13 @@ from zart_es.store import (
     DEFAULT_PREFIX,
     M_TASK_QUEUE,
     ChainBreak,
+    ClusterDownError,
     Deployment,
     RedisClient,
+    RedisConnectionError,
+    RedisTimeoutError,
     deployment_for,
+    is_cluster,
     to_event,
 )
 
@@ -122,7 +122,7 @@ class Client:
         """Where executions whose retention passed are read from (``archive_url``, else
         ``$ZART_ARCHIVE_URL``; none: they are not found once archived)."""
         self._ends = EndWatcher(self.redis, self.keys,
-                                per_partition=isinstance(self.redis, RedisCluster))
+                                per_partition=is_cluster(self.redis))
 
     async def __aenter__(self) -> Client:
         await self._ready()
@@ -502,7 +502,7 @@ class Client:
     async def pauses(self) -> builtins.list[ops.PauseRule]:
         """The pause rules in force."""
         await self._ready()
-        return await ops.list_rules(self.redis, self.keys)
+        return await ops.list_rules(self.store)
 
     async def stats(self) -> Stats:
         """How many executions are in each state, overall and per workflow."""
@@ -554,7 +554,7 @@ class Client:
         await self._ready()
         check_execution_id(execution_id)
         raw: list[Any] = await self.redis.xrange(self.keys.log(execution_id))
-        last = await self.redis.hget(self.keys.meta(execution_id), "h")  # type: ignore[misc]
+        last = await self.store.tables.meta(execution_id).get("h")
         if not raw:
             raw = await self.archive.entries(execution_id)
             last = (await self.archive.meta(execution_id)).get(b"h")

@@ -21,10 +21,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from zart_es.store import F_EXEC, Keys, RedisClient
+from zart_es.store import F_EXEC, Keys, RedisClient, RedisConnectionError, RedisTimeoutError
 
 log = structlog.get_logger("zart_es.client")
 

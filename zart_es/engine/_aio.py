@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from zart_es.store import RedisError
 
 
 def reraise_if_cancelling(exc: BaseException) -> None:

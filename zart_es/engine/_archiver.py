@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
-from redis.exceptions import NoPermissionError
 
 from zart_es.archive import ExecutionRecord, day_of, resolve_archive_url
 from zart_es.core import (
@@ -41,7 +40,14 @@ from zart_es.core import (
 )
 from zart_es.engine._aio import tick_forever
 from zart_es.engine._logs import Complaints
-from zart_es.store import ArchiveQueue, AuditArchiveQueue, Deployment, redis_now_ms, to_event
+from zart_es.store import (
+    ArchiveQueue,
+    AuditArchiveQueue,
+    Deployment,
+    NoPermissionError,
+    redis_now_ms,
+    to_event,
+)
 
 if TYPE_CHECKING:
     from zart_es.archive import Archive

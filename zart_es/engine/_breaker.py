@@ -18,14 +18,15 @@ import time
 from collections.abc import Callable
 
 import structlog
-from redis.exceptions import (
+
+from zart_es.store import (
     BusyLoadingError,
-    ConnectionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisConnectionError,
     ResponseError,
 )
-from redis.exceptions import TimeoutError as RedisTimeout
+from zart_es.store import RedisTimeoutError as RedisTimeout
 
 log = structlog.get_logger("zart_es.worker")
 
@@ -39,7 +40,7 @@ _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str],
     (ReadOnlyError, "readonly"),
     (BusyLoadingError, "loading"),
     ((RedisTimeout, TimeoutError), "timeout"),
-    ((ConnectionError, OSError), "connection"),
+    ((RedisConnectionError, OSError), "connection"),
 )
 _REPLIES = frozenset({"BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOSCRIPT"})
 

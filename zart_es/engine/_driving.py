@@ -15,7 +15,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import structlog
-from redis.exceptions import NoPermissionError, RedisError
 
 from zart_es.core import (
     DEFAULT_TASK_QUEUE,
@@ -33,7 +32,7 @@ from zart_es.engine._queue_gate import QueueGate
 from zart_es.engine._queue_slots import QueueSlots
 from zart_es.engine._runner import Outcome, StoreJournal, drive_execution
 from zart_es.ops import ended_run, quarantine_if_crashed_too_often, run_span
-from zart_es.store import Deployment
+from zart_es.store import Deployment, NoPermissionError, RedisError
 from zart_es.workflow import Registry
 
 log = structlog.get_logger("zart_es.worker")

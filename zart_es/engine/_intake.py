@@ -14,10 +14,17 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError, ResponseError
 
 from zart_es.engine._aio import TaskSet, reraise_if_cancelling
-from zart_es.store import F_EXEC, GROUP, Deployment, load_script, script_caller
+from zart_es.store import (
+    F_EXEC,
+    GROUP,
+    Deployment,
+    RedisError,
+    ResponseError,
+    load_script,
+    script_caller,
+)
 
 log = structlog.get_logger("zart_es.worker")
 

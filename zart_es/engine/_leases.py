@@ -13,14 +13,20 @@ import time
 from collections.abc import Callable
 
 import structlog
-from redis.exceptions import NoPermissionError, RedisError
 
 from zart_es.engine._aio import Supervisor, reraise_if_cancelling
 from zart_es.engine._breaker import StoreBreaker
 from zart_es.engine._heartbeat import write_heartbeat
 from zart_es.engine._intake import Intake, by_stream
 from zart_es.engine._metrics import WorkerMetrics
-from zart_es.store import GROUP, Deployment, load_script, script_caller
+from zart_es.store import (
+    GROUP,
+    Deployment,
+    NoPermissionError,
+    RedisError,
+    load_script,
+    script_caller,
+)
 
 log = structlog.get_logger("zart_es.worker")
 

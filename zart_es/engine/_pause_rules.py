@@ -7,11 +7,18 @@ import fnmatch
 import time
 
 import structlog
-from redis.exceptions import RedisError
 
 from zart_es.engine._aio import reraise_if_cancelling
 from zart_es.ops import resume_released
-from zart_es.store import Deployment, HasDeployment, Keys, RedisClient, Store, deployment_of
+from zart_es.store import (
+    Deployment,
+    HasDeployment,
+    Keys,
+    RedisClient,
+    RedisError,
+    Store,
+    deployment_of,
+)
 
 log = structlog.get_logger("zart_es.worker")
 
@@ -29,12 +36,13 @@ class PauseRules:
         handle = deployment_of(deployment)
         self._redis: RedisClient = handle.redis
         self._keys: Keys = handle.keys
+        self._rules = handle.store.tables.pause_rules
         self.active: frozenset[str] = frozenset()
         self._step_globs: tuple[str, ...] = ()
 
     async def refresh(self) -> frozenset[str]:
         """Read the rules again (one HKEYS); returns them."""
-        fields = await self._redis.hkeys(self._keys.pauses())  # type: ignore[misc]
+        fields = await self._rules.fields()
         # a field that is not UTF-8 names no workflow or queue (nothing zart-es wrote)
         self.active = frozenset(f.decode(errors="replace") for f in fields)
         self._step_globs = tuple(sorted(rule.removeprefix(STEP) for rule in self.active
@@ -61,7 +69,7 @@ class PauseRules:
 
     async def confirm(self, rule: str) -> bool:
         """Whether ``rule`` is active in Redis right now (the cache may be stale)."""
-        return bool(await self._redis.hexists(self._keys.pauses(), rule))  # type: ignore[misc]
+        return await self._rules.has(rule)
 
     async def hold(self, execution_id: str, rule: str) -> None:
         """Put the execution in its partition's paused set (before ``ExecutionPaused`` is

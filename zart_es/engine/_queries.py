@@ -14,7 +14,6 @@ from collections import OrderedDict
 
 import msgspec
 import structlog
-from redis.exceptions import RedisError, ResponseError
 
 from zart_es.core import (
     ExecutionState,
@@ -26,7 +25,7 @@ from zart_es.core import (
 from zart_es.engine._aio import reraise_if_cancelling
 from zart_es.engine._logs import Complaints
 from zart_es.engine._metrics import WorkerMetrics
-from zart_es.store import Deployment
+from zart_es.store import Deployment, RedisError, ResponseError
 from zart_es.workflow import Registry, answer_query
 
 log = structlog.get_logger("zart_es.queries")

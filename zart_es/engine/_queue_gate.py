@@ -137,6 +137,7 @@ class QueueGate:
         handle = deployment_of(deployment)
         redis = self._redis = handle.redis
         self._keys = handle.keys
+        self._index = handle.store.tables.queue_index
         self._rewake = str(int(rewake_ms))
         self._script: ScriptCaller = script_caller(redis, load_script("queue_admit"),
                                                    pipelined=pipelined)
@@ -190,7 +191,7 @@ class QueueGate:
         status, retry, *since = await self._call(queue, key, "admit", execution_id, str(prio),
                                                  arrival)
         # after the script: a sweeper that removed the pair meanwhile sees it again
-        await self._redis.sadd(self._keys.queue_index(), f"{queue.name} {key}")  # type: ignore[misc]
+        await self._index.add(f"{queue.name} {key}")
         return Admission(admitted=status > 0, retry_in_ms=retry if retry >= 0 else None,
                          at_ms=int(since[0]) if since else None)
 
@@ -266,14 +267,14 @@ class QueueGate:
                 raw.decode()
                 check_queue_key(key)
             except (ConfigError, UnicodeDecodeError):
-                await self._redis.srem(index, raw)  # type: ignore[misc]
+                await self._index.remove(raw)
                 continue
             wake = await self._sweep_one(queue, key, ended)
             to_wake.extend(wake.ids)
             if wake.running == 0 and wake.waiting == 0:
-                await self._redis.srem(index, raw)  # type: ignore[misc]
+                await self._index.remove(raw)
                 if await self.counts(queue, key) != (0, 0):  # an admission raced us
-                    await self._redis.sadd(index, raw)  # type: ignore[misc]
+                    await self._index.add(raw)
         return to_wake
 
     async def _sweep_one(self, queue: Queue, key: str, ended: Ended) -> Wake:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from redis.exceptions import RedisError
 
 from zart_es.core import ExecutionState
 from zart_es.engine._aio import TaskSet, reraise_if_cancelling
 from zart_es.engine._queue_gate import QueueGate, execution_ids
-from zart_es.store import Store
+from zart_es.store import RedisError, Store
 from zart_es.workflow import Registry
 
 log = structlog.get_logger("zart_es.worker")

@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 import structlog
-from redis.exceptions import RedisError
 
 from zart_es.core import (
     DEBOUNCE_PREFIX,
@@ -53,7 +52,7 @@ from zart_es.engine._metrics import WorkerMetrics
 from zart_es.engine._pause_rules import PauseRules
 from zart_es.engine._queue_gate import QueueGate, execution_ids
 from zart_es.ops import step_attempt, traceparent
-from zart_es.store import DebounceOpen, Store, redis_now_ms
+from zart_es.store import DebounceOpen, RedisError, Store, redis_now_ms
 from zart_es.workflow import (
     Registry,
     Workflow,

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Iterable
 
 import structlog
-from redis.exceptions import RedisError
 
 from zart_es.core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -44,7 +43,7 @@ from zart_es.engine._queue_slots import QueueSlots
 from zart_es.engine._scheduler import Scheduler
 from zart_es.engine._timers import TimerPoller
 from zart_es.ops import Schedules
-from zart_es.store import DEFAULT_PREFIX, Deployment, RedisClient, deployment_for
+from zart_es.store import DEFAULT_PREFIX, Deployment, RedisClient, RedisError, deployment_for
 from zart_es.workflow import Registry, default_registry
 
 log = structlog.get_logger("zart_es.worker")

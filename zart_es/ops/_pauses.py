@@ -36,7 +36,7 @@ from zart_es.core import (
     check_workflow_name,
 )
 from zart_es.ops._audit_log import audit
-from zart_es.store import Keys, RedisClient, Store
+from zart_es.store import Store
 
 log = structlog.get_logger("zart_es.pauses")
 
@@ -74,17 +74,16 @@ def rule_name(workflow: str | None = None, queue: str | None = None, *,
 
 async def add_rule(store: Store, rule: str, *, reason: str = "", by: str = "") -> bool:
     """Activate ``rule``; False if it was active already (its note is kept)."""
-    redis, keys = store.redis, store.keys
     note = json.dumps({"reason": reason, "by": by, "at_ms": int(time.time() * 1000)})
-    added = bool(await redis.hsetnx(keys.pauses(), rule, note))  # type: ignore[misc]
+    added = await store.tables.pause_rules.put_new(rule, note)
     if added:
         await audit(store, "pause", rule=rule, reason=reason, by=by)
     return added
 
 
-async def list_rules(redis: RedisClient, keys: Keys) -> list[PauseRule]:
+async def list_rules(store: Store) -> list[PauseRule]:
     """The active rules, sorted."""
-    raw: dict[bytes, bytes] = await redis.hgetall(keys.pauses())  # type: ignore[misc]
+    raw = await store.tables.pause_rules.all()
     out = []
     for field, note in sorted(raw.items()):
         rule = field.decode(errors="replace")
@@ -103,8 +102,7 @@ async def remove_rule(
     store: Store, rule: str, *, by: str = "", active: set[str] | None = None
 ) -> int:
     """Deactivate ``rule`` and resume what it held; returns how many executions resumed."""
-    redis, keys = store.redis, store.keys
-    if await redis.hdel(keys.pauses(), rule):  # type: ignore[misc]
+    if await store.tables.pause_rules.delete(rule):
         await audit(store, "resume", rule=rule, by=by)
     return await resume_released(store, active)
 
@@ -123,8 +121,7 @@ async def resume_released(store: Store, active: set[str] | None = None) -> int:
         # Redis, so a rule this misses was lifted. A copy from before (``active``) may not
         # know a new rule whose first hold is being recorded right now, whose member must
         # not be taken for a lifted rule's
-        active = {f.decode(errors="replace")
-                  for f in await redis.hkeys(keys.pauses())}  # type: ignore[misc]
+        active = {f.decode(errors="replace") for f in await store.tables.pause_rules.fields()}
     resumed = 0
     for p, held in enumerate(members):
         for member in held:

@@ -22,7 +22,7 @@ from zart_es.core import (
     effects_of,
 )
 from zart_es.ops._audit_log import audit
-from zart_es.store import M_CRASHES, Deployment
+from zart_es.store import Deployment
 
 MESSAGE_LIMIT = 2000
 """Characters of the crash's message kept in the log."""
@@ -33,12 +33,8 @@ async def quarantine_if_crashed_too_often(
 ) -> int | None:
     """Count one crash; once there are ``limit`` of them, quarantine the execution and
     return the count (None while under the limit, or when there is nothing to quarantine)."""
-    redis, keys = deployment.redis, deployment.keys
-    meta = keys.meta(execution_id)
-    if not await redis.exists(meta):
-        return None
-    crashes = int(await redis.hincrby(meta, M_CRASHES, 1))  # type: ignore[misc]
-    if crashes < limit:
+    crashes = await deployment.store.count_crash(execution_id)
+    if crashes is None or crashes < limit:
         return None
     event = ExecutionQuarantined(crashes=crashes, error_type=type(exc).__name__,
                                  message=str(exc)[:MESSAGE_LIMIT])
@@ -66,7 +62,7 @@ async def release(
         if meta.get(b"st") != QUARANTINED.encode():
             status = meta.get(b"st", b"?").decode()
             raise RepairRefused(execution_id, f"it is {status}, not quarantined")
-        await deployment.redis.hdel(deployment.keys.meta(execution_id), M_CRASHES)  # type: ignore[misc]
+        await store.forget_crashes(execution_id)
         try:
             await store.append(execution_id, int(meta[b"v"]),
                                ExecutionReleased(by=by, reason=reason))

@@ -115,7 +115,7 @@ class Schedules:
     def __init__(self, deployment: Deployment | HasDeployment) -> None:
         self.deployment = deployment_of(deployment)
         self._redis = self.deployment.redis
-        self._keys = self.deployment.keys
+        self._tables = self.deployment.store.tables
         self._cas_script = script_caller(self._redis, load_script("hash_cas"), pipelined=False)
 
     async def add(
@@ -156,13 +156,13 @@ class Schedules:
         await self.deployment.ready()
         schedule = msgspec.structs.replace(schedule, created_ms=await redis_now_ms(self._redis))
         raw = _encoder.encode(schedule)
-        key = self._keys.schedules()
-        if await self._redis.hsetnx(key, name, raw):  # type: ignore[arg-type,misc]
+        schedules = self._tables.schedules
+        if await schedules.put_new(name, raw):
             # progress left by a removed namesake (a tick racing the removal) is not ours
-            await self._redis.hdel(self._keys.schedule_state(), name)  # type: ignore[misc]
+            await self._tables.schedule_state.delete(name)
             what = "schedule.add"
         elif replace:
-            await self._redis.hset(key, name, raw)  # type: ignore[arg-type,misc]
+            await schedules.put(name, raw)
             what = "schedule.replace"
         else:
             raise ScheduleExists(name)
@@ -183,8 +183,8 @@ class Schedules:
                                 every=spec.every, timezone=spec.timezone,
                                 overlap=spec.overlap, id_template=spec.id_template,
                                 anchor=spec.anchor)
-        key = self._keys.schedules()
-        raw: bytes | None = await self._redis.hget(key, spec.name)  # type: ignore[misc]
+        key = self._tables.schedules.key
+        raw = await self._tables.schedules.get(spec.name)
         while True:
             if raw is None:  # removed meanwhile
                 return await self.add(**spec.settings(), by=by)
@@ -211,7 +211,7 @@ class Schedules:
     async def get(self, name: str) -> Schedule:
         """The definition of ``name``; raises :class:`ScheduleNotFound`."""
         await self.deployment.ready()
-        raw = await self._redis.hget(self._keys.schedules(), name)  # type: ignore[misc]
+        raw = await self._tables.schedules.get(name)
         if raw is None:
             raise ScheduleNotFound(name)
         return _schedule_decoder.decode(raw)
@@ -219,16 +219,16 @@ class Schedules:
     async def state(self, name: str) -> ScheduleState | None:
         """The progress of ``name`` (None before its first occurrence was handled)."""
         await self.deployment.ready()
-        raw = await self._redis.hget(self._keys.schedule_state(), name)  # type: ignore[misc]
+        raw = await self._tables.schedule_state.get(name)
         return None if raw is None else _state_decoder.decode(raw)
 
     async def remove(self, name: str, *, by: str = "") -> bool:
         """Delete the schedule and its progress; False if there was none. Executions it
         started are not touched."""
         await self.deployment.ready()
-        if not await self._redis.hdel(self._keys.schedules(), name):  # type: ignore[misc]
+        if not await self._tables.schedules.delete(name):
             return False
-        await self._redis.hdel(self._keys.schedule_state(), name)  # type: ignore[misc]
+        await self._tables.schedule_state.delete(name)
         await audit(self.deployment.store, "schedule.remove", name=name, detail="{}", by=by)
         return True
 
@@ -269,14 +269,13 @@ class Schedules:
     async def list(self) -> builtins.list[Schedule]:
         """Every schedule, by name."""
         await self.deployment.ready()
-        raw: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[misc]
-            self._keys.schedules())
+        raw = await self._tables.schedules.all()
         return [_schedule_decoder.decode(raw[k]) for k in sorted(raw)]
 
     async def _set_paused(self, name: str, paused: bool, by: str) -> Schedule:
         await self.deployment.ready()
-        key = self._keys.schedules()
-        raw = await self._redis.hget(key, name)  # type: ignore[misc]
+        key = self._tables.schedules.key
+        raw = await self._tables.schedules.get(name)
         while True:
             if raw is None:
                 raise ScheduleNotFound(name)
@@ -298,8 +297,8 @@ class Schedules:
 
     async def _skip_to(self, name: str, now_ms: int) -> None:
         """Move ``last_ms`` to ``now_ms`` (never backwards), keeping everything else."""
-        key = self._keys.schedule_state()
-        raw: bytes | None = await self._redis.hget(key, name)  # type: ignore[misc]
+        key = self._tables.schedule_state.key
+        raw = await self._tables.schedule_state.get(name)
         while True:
             state = _state_decoder.decode(raw) if raw else ScheduleState(last_ms=now_ms)
             if raw and state.last_ms >= now_ms:

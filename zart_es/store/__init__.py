@@ -19,6 +19,18 @@ from zart_es.store._deployment import (
 from zart_es.store._embedded import STREAM_NODE_MAX_BYTES, RedisServer
 from zart_es.store._keys import DEFAULT_PREFIX, F_EXEC, GROUP, M_CRASHES, M_TASK_QUEUE, Keys
 from zart_es.store._queries import QUERY_GROUP, QueryChannel
+from zart_es.store._redis_errors import (
+    BusyLoadingError,
+    ClusterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisConnectionError,
+    RedisError,
+    RedisTimeoutError,
+    ResponseError,
+    is_cluster,
+)
 from zart_es.store._routes import WORKER_SEEN_MS, Routes
 from zart_es.store._scripts import load_script
 from zart_es.store._store import Store, to_event
@@ -37,22 +49,32 @@ __all__ = [
     "WORKER_SEEN_MS",
     "ArchiveQueue",
     "AuditArchiveQueue",
+    "BusyLoadingError",
     "ChainBreak",
+    "ClusterDownError",
     "DebounceClosed",
     "DebounceOpen",
     "Debounces",
     "Deployment",
     "HasDeployment",
     "Keys",
+    "NoPermissionError",
+    "OutOfMemoryError",
     "QueryChannel",
+    "ReadOnlyError",
     "RedisClient",
+    "RedisConnectionError",
+    "RedisError",
     "RedisServer",
+    "RedisTimeoutError",
+    "ResponseError",
     "Routes",
     "ScriptCaller",
     "Store",
     "Trail",
     "deployment_for",
     "deployment_of",
+    "is_cluster",
     "load_script",
     "payloads_for",
     "redis_now_ms",

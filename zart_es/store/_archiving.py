@@ -20,6 +20,7 @@ from typing import Any
 from zart_es.core import TERMINAL_STATES, UNREADABLE, check_execution_id
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
+from zart_es.store._hashes import Hash
 from zart_es.store._keys import F_EXEC, Keys
 from zart_es.store._scripts import load_script
 from zart_es.store._trail import Trail
@@ -56,9 +57,9 @@ class ArchiveQueue:
         if not retentions:
             return
         declared = {name: KEEP if ms is None else str(ms) for name, ms in retentions.items()}
-        before: list[bytes | None] = await self.redis.hmget(  # type: ignore[misc]
-            self.keys.retention(), list(declared))
-        await self.redis.hset(self.keys.retention(), mapping=declared)  # type: ignore[misc]
+        table = Hash(self.redis, self.keys.retention())
+        before = await table.get_many(list(declared))
+        await table.put_all(declared)
         if trail is None:
             return
         for (name, now), old in zip(declared.items(), before, strict=True):
@@ -69,7 +70,7 @@ class ArchiveQueue:
 
     async def retentions(self) -> dict[str, int | None]:
         """Workflow -> declared retention (ms; None: for ever), as workers recorded it."""
-        raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys.retention())  # type: ignore[misc]
+        raw = await Hash(self.redis, self.keys.retention()).all()
         return dict(pair for pair in map(_retention, raw.items()) if pair is not None)
 
     async def file_ended(self, partition: int,
@@ -82,11 +83,11 @@ class ArchiveQueue:
         trimmed past the cursor (the archiver was away for 10,000 ends), the partition's
         ended indexes are swept instead, so nothing ended is ever missed."""
         keys, redis = self.keys, self.redis
-        state = keys.archiver(partition)
-        cursor: bytes | None = await redis.hget(state, "cursor")  # type: ignore[misc]
+        state = Hash(redis, keys.archiver(partition))
+        cursor = await state.get("cursor")
         if cursor is not None and not _STREAM_ID.fullmatch(cursor):
             # no entry id: nothing zart-es wrote; start over (filing is idempotent)
-            await redis.hdel(state, "cursor")  # type: ignore[misc]
+            await state.delete("cursor")
             cursor = None
         page: list[Any] = await redis.xrange(
             keys.ended(partition), min=b"(" + cursor if cursor else "-", count=FILE_PAGE)
@@ -96,7 +97,7 @@ class ArchiveQueue:
             return 0
         ids = list(dict.fromkeys(filter(None, (_id_of(fields.get(F_EXEC)) for _, fields in page))))
         await self._file(partition, ids, retention_of)
-        await redis.hset(state, mapping={"cursor": page[-1][0]})  # type: ignore[misc]
+        await state.put("cursor", page[-1][0])
         return len(page)
 
     async def _contiguous(self, partition: int, cursor: bytes) -> bool:
@@ -118,8 +119,7 @@ class ArchiveQueue:
                 if len(found) < FILE_PAGE:
                     break
                 start += FILE_PAGE
-        if await self.redis.hget(self.keys.archiver(partition), "cursor") is None:  # type: ignore[misc]
-            await self.redis.hset(self.keys.archiver(partition), "cursor", "0-0")  # type: ignore[misc]
+        await Hash(self.redis, self.keys.archiver(partition)).put_new("cursor", "0-0")
 
     async def _file(self, partition: int, ids: list[str],
                     retention_of: Callable[[str], int | None]) -> None:
@@ -169,13 +169,11 @@ class ArchiveQueue:
 
     async def plan(self, partition: int) -> bytes | None:
         """The batch the partition's archiver was moving when it stopped, if any."""
-        plan: bytes | None = await self.redis.hget(  # type: ignore[misc]
-            self.keys.archiver(partition), "plan")
-        return plan or None
+        return await Hash(self.redis, self.keys.archiver(partition)).get("plan") or None
 
     async def save_plan(self, partition: int, plan: bytes) -> None:
         """Record the batch about to be written (before any object is)."""
-        await self.redis.hset(self.keys.archiver(partition), mapping={"plan": plan})  # type: ignore[misc]
+        await Hash(self.redis, self.keys.archiver(partition)).put("plan", plan)
 
     async def clear_plan(self, partition: int, plan: bytes) -> None:
         """Batch ``plan`` is in the archive and out of Redis. Compare-and-set: an archiver

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from zart_es.store._connection import RedisClient
+from zart_es.store._hashes import Hash
 from zart_es.store._keys import Keys
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -30,8 +31,7 @@ class AuditArchiveQueue:
 
     async def pending(self, limit: int) -> list[Entry]:
         """Up to ``limit`` entries after the cursor, oldest first."""
-        cursor: bytes | None = await self.redis.hget(  # type: ignore[misc]
-            self.keys.audit_archive(), "cursor")
+        cursor = await Hash(self.redis, self.keys.audit_archive()).get("cursor")
         page: list[Any] = await self.redis.xrange(
             self.keys.audit(), min=b"(" + cursor if cursor else "-", count=limit)
         return [(entry_id, fields) for entry_id, fields in page]
@@ -39,8 +39,7 @@ class AuditArchiveQueue:
     async def archived(self, last: bytes, keep_after_ms: int) -> None:
         """Entries up to ``last`` are in the archive: move the cursor, and trim those
         older than ``keep_after_ms`` (the stream keeps recent ones for ``audit log``)."""
-        await self.redis.hset(self.keys.audit_archive(),  # type: ignore[misc]
-                              mapping={"cursor": last})
+        await Hash(self.redis, self.keys.audit_archive()).put("cursor", last)
         old: list[Any] = await self.redis.xrange(self.keys.audit(), max=last,
                                                  count=TRIM_PAGE)
         drop = [entry_id for entry_id, _ in old if int(entry_id.split(b"-")[0]) < keep_after_ms]

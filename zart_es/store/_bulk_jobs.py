@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from zart_es.store._connection import RedisClient
+from zart_es.store._hashes import Hash
 from zart_es.store._keys import Keys
 
 JOB_TTL_MS = 7 * 24 * 3600 * 1000
@@ -29,6 +30,4 @@ class BulkJobs:
 
     async def load(self, job_id: str) -> bytes | None:
         """The job's record, or None (unknown, or expired)."""
-        record: bytes | None = await self.redis.hget(  # type: ignore[misc]
-            self.keys.bulk_job(job_id), _FIELD)
-        return record
+        return await Hash(self.redis, self.keys.bulk_job(job_id)).get(_FIELD)

@@ -14,6 +14,7 @@ import msgspec
 
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
+from zart_es.store._hashes import Hash
 from zart_es.store._keys import Keys
 from zart_es.store._scripts import load_script
 
@@ -69,5 +70,5 @@ class Debounces:
 
     async def forget(self, workflow: str, key: str, execution_id: str) -> None:
         """Drop a closed window's input once its execution recorded it."""
-        await self.redis.hdel(self.keys.debounce(workflow, key),  # type: ignore[misc]
-                              f"c:{execution_id}", f"cn:{execution_id}")
+        await Hash(self.redis, self.keys.debounce(workflow, key)).delete(
+            f"c:{execution_id}", f"cn:{execution_id}")

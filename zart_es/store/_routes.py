@@ -15,6 +15,7 @@ import time
 from zart_es.core import DEFAULT_TASK_QUEUE, UNREADABLE, check_task_queue
 from zart_es.store._clock import redis_now_ms
 from zart_es.store._connection import RedisClient
+from zart_es.store._hashes import Hash, Members
 from zart_es.store._keys import Keys
 
 ROUTES_TTL_S = 5.0
@@ -37,7 +38,7 @@ class Routes:
     async def announce(self, routes: dict[str, str]) -> None:
         """Record the task queue each workflow's code declares (a worker, at start)."""
         if routes:
-            await self._redis.hset(self._keys.routes(), mapping=routes)  # type: ignore[misc]
+            await Hash(self._redis, self._keys.routes()).put_all(routes)
             self._routes.update(routes)
 
     async def declared(self, workflow: str) -> str | None:
@@ -52,7 +53,7 @@ class Routes:
 
     async def refresh(self) -> dict[str, str]:
         """Read the routes hash now."""
-        raw: dict[bytes, bytes] = await self._redis.hgetall(self._keys.routes())  # type: ignore[misc]
+        raw = await Hash(self._redis, self._keys.routes()).all()
         self._routes = dict(pair for pair in map(_route, raw.items()) if pair is not None)
         self._read_at = time.monotonic()
         return dict(self._routes)
@@ -71,7 +72,7 @@ class Routes:
 
     async def note(self, task_queue: str) -> None:
         """Remember a task queue a starter named (listed with the served and declared)."""
-        await self._redis.sadd(self._keys.task_queues(), task_queue)  # type: ignore[misc]
+        await Members(self._redis, self._keys.task_queues()).add(task_queue)
 
     async def leaving(self, consumer: str, task_queues: tuple[str, ...]) -> None:
         """Say that worker ``consumer`` stopped (a clean stop; a killed one ages out)."""

@@ -46,7 +46,8 @@ from zart_es.core import (
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
 from zart_es.store._debounce import Debounces
-from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, M_TASK_QUEUE, Keys
+from zart_es.store._hashes import Tables, reply
+from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, M_CRASHES, M_TASK_QUEUE, Keys
 from zart_es.store._scripts import load_script
 from zart_es.store._trail import Trail
 
@@ -84,6 +85,8 @@ class Store:
         """The audit keyring that chains new entries (None: the unkeyed SHA-1 chain)."""
         self.trail = Trail(redis, keys, chain)
         """The deployment's operator trail (chained with the same keys)."""
+        self.tables = Tables(redis, keys)
+        """The deployment's hashes and sets (pause rules, schedules, meta hashes, ...)."""
         self.debounces = Debounces(redis, keys)
         """Debounce windows of starts (``Client.start(..., debounce=)``)."""
         self._heads: dict[str, tuple[int, str]] = {}
@@ -109,9 +112,10 @@ class Store:
 
         Its HSETNX is a write: a Redis that refuses writes (out of memory, a read-only
         replica) answers it with its error, which readiness reports."""
-        key = self.keys.config()
-        await self.redis.hsetnx(key, "partitions", str(self.keys.partitions))  # type: ignore[misc]
-        recorded = await self.redis.hget(key, "partitions")  # type: ignore[misc]
+        config = self.tables.config
+        key = config.key
+        await config.put_new("partitions", str(self.keys.partitions))
+        recorded = await config.get("partitions")
         if recorded is not None and not recorded.isdigit():
             raise PartitionMismatch(
                 f"{key} records partitions {recorded!r}, not a count: restore it to the "
@@ -122,6 +126,22 @@ class Store:
                 f"{self.keys.prefix!r}, but this process uses {self.keys.partitions}: "
                 "every client and worker of a deployment must use the same count"
             )
+
+    async def ping(self) -> None:
+        """PING: raises the connection's error when Redis does not answer."""
+        await reply(self.redis.ping())
+
+    async def count_crash(self, execution_id: str) -> int | None:
+        """Count one crash of the engine on the execution (its meta hash's crash count);
+        the count, or None when the execution does not exist."""
+        meta = self.tables.meta(execution_id)
+        if not await meta.present():
+            return None
+        return await meta.add(M_CRASHES, 1)
+
+    async def forget_crashes(self, execution_id: str) -> None:
+        """Start the execution's crash count over (it was released)."""
+        await self.tables.meta(execution_id).delete(M_CRASHES)
 
     async def deliver(self, notices: Iterable[Notice]) -> None:
         """Append what an ended execution owes others (``core.end_notices``), each once
@@ -259,8 +279,7 @@ class Store:
 
     async def _head_at(self, execution_id: str, expected: int) -> tuple[int, str]:
         """The version to append at and the chain head there, from the meta hash."""
-        version, head = await self.redis.hmget(  # type: ignore[misc]
-            self.keys.meta(execution_id), ["v", "h"])
+        version, head = await self.tables.meta(execution_id).get_many(["v", "h"])
         if version is None:
             return max(expected, 0), ""  # the script answers "missing"
         self._remember(execution_id, int(version), (head or b"").decode())
@@ -361,10 +380,7 @@ class Store:
 
     async def meta(self, execution_id: str) -> dict[bytes, bytes]:
         """The execution's meta hash (empty when it does not exist)."""
-        meta: dict[bytes, bytes] = await self.redis.hgetall(  # type: ignore[misc]
-            self.keys.meta(execution_id)
-        )
-        return meta
+        return await self.tables.meta(execution_id).all()
 
 
 def to_event(entry_id: bytes, fields: dict[bytes, bytes], execution_id: str = "") -> AnyEvent:

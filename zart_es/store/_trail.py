@@ -16,6 +16,7 @@ import msgspec
 from zart_es.core import AuditKeyring, StoreError
 from zart_es.store._autopipe import script_caller
 from zart_es.store._connection import RedisClient
+from zart_es.store._hashes import Hash
 from zart_es.store._keys import Keys
 from zart_es.store._scripts import load_script
 
@@ -73,8 +74,7 @@ class Trail:
 
     async def head(self) -> tuple[int, str]:
         """(entries so far, newest chain value) as the head hash says."""
-        version, head = await self.redis.hmget(  # type: ignore[misc]
-            self.keys.audit_head(), ["v", "h"])
+        version, head = await Hash(self.redis, self.keys.audit_head()).get_many(["v", "h"])
         return int(version or 0), (head or b"").decode()
 
     async def aclose(self) -> None:
