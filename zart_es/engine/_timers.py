@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -120,27 +119,22 @@ class TimerPoller:
 
     async def tick(self) -> float:
         """Fire every due timer; return seconds until the next is due (capped)."""
-        keys = self._keys
+        wheel = self._store.wheel
         now_ms = await redis_now_ms(self._store.redis)
         far = time.monotonic() - self._far_checked >= self._poll
-        pipe = self._store.redis.pipeline(transaction=False)
-        for p in range(keys.partitions):
-            pipe.zrange(keys.timers(p), 0, 0, withscores=True)
-            if far:  # now and then, the latest member: a score beyond any due time
-                pipe.zrange(keys.timers(p), -1, -1, withscores=True)
-        replies: list[Any] = await pipe.execute()
+        # now and then, the latest member too: a score beyond any due time
+        ends = await wheel.ends(latest=far)
         if far:
             self._far_checked = time.monotonic()
-            for p, latest in enumerate(replies[1::2]):
-                if latest and not latest[0][1] <= MAX_DUE_MS:
+            for p, (_, latest) in enumerate(ends):
+                if latest is not None and not latest[1] <= MAX_DUE_MS:
                     await self._set_aside_beyond(p)
-            replies = replies[::2]
         next_due: float | None = None
-        for p, earliest in enumerate(replies):
-            if not earliest:
+        for p, (earliest, _) in enumerate(ends):
+            if earliest is None:
                 continue
-            due = earliest[0][1]
-            if due <= now_ms:  # a negative or -inf score too: read_timer sets it aside
+            due: float | None = earliest[1]
+            if earliest[1] <= now_ms:  # a negative or -inf score too: read_timer sets it aside
                 due = await self._fire_due(p, now_ms)
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
@@ -149,26 +143,18 @@ class TimerPoller:
         return float(max(0.001, min(self._poll, (next_due - now_ms) / 1000)))
 
     async def _fire_due(self, partition: int, now_ms: int) -> float | None:
-        key = self._keys.timers(partition)
+        wheel = self._store.wheel
         while True:
-            members: list[tuple[bytes, float]] = await self._store.redis.zrangebyscore(
-                key, "-inf", now_ms, start=0, num=FIRE_BATCH, withscores=True
-            )
+            members = await wheel.due(partition, now_ms, FIRE_BATCH)
             await asyncio.gather(*(self._fire(partition, m, s) for m, s in members))
             if len(members) < FIRE_BATCH:
                 break
-        nxt: list[tuple[bytes, float]] = await self._store.redis.zrange(
-            key, 0, 0, withscores=True
-        )
-        return float(nxt[0][1]) if nxt else None
+        return await wheel.earliest(partition)
 
     async def _set_aside_beyond(self, partition: int) -> None:
         """Move aside the members whose score is past any due time (+inf, beyond int64):
         they would never fire, and nobody would learn why."""
-        members: list[tuple[bytes, float]] = await self._store.redis.zrangebyscore(
-            self._keys.timers(partition), f"({MAX_DUE_MS}", "+inf", start=0,
-            num=FIRE_BATCH, withscores=True)
-        for raw, score in members:
+        for raw, score in await self._store.wheel.beyond(partition, MAX_DUE_MS, FIRE_BATCH):
             await self._set_aside(partition, raw, score, UnusableTimer(
                 "score", f"score {score!r} is not a due time in epoch ms"))
 
@@ -186,7 +172,7 @@ class TimerPoller:
         except (TimerNotDue, ExecutionEnded):
             return
         except ExecutionNotFound:
-            await self._store.redis.zrem(self._keys.timers(partition), raw)
+            await self._store.wheel.drop(partition, raw)
             return
         self.fired += 1
         log.debug("timer fired", execution_id=due.execution_id, timer=due.timer)
@@ -197,13 +183,10 @@ class TimerPoller:
         """Move a member zart-es cannot fire from the wheel to the partition's
         ``timers:bad`` set (same score), so polling goes on; logged once, counted, and
         kept for an operator to look at."""
-        pipe = self._store.redis.pipeline(transaction=True)
-        pipe.zadd(self._keys.bad_timers(partition), {raw: score})
-        pipe.zrem(self._keys.timers(partition), raw)
-        await pipe.execute()
+        bad = await self._store.wheel.set_aside(partition, raw, score)
         self.set_aside += 1
         if self._on_set_aside is not None:
             self._on_set_aside(partition, why.kind)
         log.error("timer member cannot be fired; moved aside", member=shown(raw),
                   reason=str(why), partition=partition,
-                  moved_to=self._keys.bad_timers(partition))
+                  moved_to=bad)

@@ -50,6 +50,7 @@ from zart_es.store._hashes import Tables, reply
 from zart_es.store._keys import F_BODY, F_EXEC, F_PREV, F_SEQ, M_CRASHES, M_TASK_QUEUE, Keys
 from zart_es.store._scripts import load_script
 from zart_es.store._trail import Trail
+from zart_es.store._wheel import TimerWheel
 
 READ_PAGE = 5000
 HEADS_KEPT = 65_536
@@ -86,6 +87,8 @@ class Store:
         self.trail = Trail(redis, keys, chain)
         """The deployment's operator trail (chained with the same keys)."""
         self.tables = Tables(redis, keys)
+        self.wheel = TimerWheel(redis, keys)
+        """The partitions' timer wheels, as the poller reads them."""
         """The deployment's hashes and sets (pause rules, schedules, meta hashes, ...)."""
         self.debounces = Debounces(redis, keys)
         """Debounce windows of starts (``Client.start(..., debounce=)``)."""
