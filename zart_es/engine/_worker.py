@@ -115,8 +115,17 @@ class Worker:
         self.gate = QueueGate(self.deployment)
         self.slots = QueueSlots(self.store, self.gate, self.registry,
                                 sweep_interval=queue_sweep_interval)
-        self.intake = Intake(self.deployment, self.consumer, concurrency, lease_timeout,
-                             self._drive)
+        self._build_parts(quarantine_after, cache_size, heartbeat_file)
+        self._stopping = asyncio.Event()
+        self._intake_loops: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._main: asyncio.Task[None] | None = None
+
+    def _build_parts(self, quarantine_after: int, cache_size: int,
+                     heartbeat_file: str | None) -> None:
+        """The intake, the driver of runs and the leases, wired to each other."""
+        self.intake = Intake(self.deployment, self.consumer, self.concurrency,
+                             self.lease_timeout, self._drive)
         self.driver = Driver(
             self.deployment, self.registry, self.intake,
             parts=DriverParts(metrics=self.metrics, breaker=self.breaker, loops=self.loops,
@@ -128,10 +137,6 @@ class Worker:
                              metrics=self.metrics, loops=self.loops, breaker=self.breaker,
                              heartbeat_file=heartbeat_file)
         self.metrics.in_flight.set_function(lambda: len(self.intake.in_flight))
-        self._stopping = asyncio.Event()
-        self._intake_loops: list[asyncio.Task[None]] = []
-        self._background: list[asyncio.Task[None]] = []
-        self._main: asyncio.Task[None] | None = None
 
     def _wire(self, metrics: WorkerMetrics, poll_interval: float) -> None:
         """The metrics, and the parts that report to them: the store breaker (open while
