@@ -214,6 +214,12 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
+def _text_of(driver: Any, selector: str) -> str:
+    """The text of the first element ``selector`` finds ("" while there is none yet)."""
+    found = _css(driver, selector)
+    return str(found[0].text) if found else ""
+
+
 def _until(driver: Any, what: Callable[[], Any], timeout: float = 10) -> Any:
     """Poll ``what`` (a value or None/False) until it gives one; the page's own refresh
     runs every 3 s."""
@@ -507,7 +513,7 @@ def test_8_select_rows_and_act_on_them_in_bulk(browser: Any, deployment: Deploym
     _css(browser, "#filter-prefix")[0].send_keys("bulk-")
     _until(browser, lambda: sorted(_listed(browser)) == ids)
     _click(browser, "#select-all")
-    _until(browser, lambda: "3 selected" in _css(browser, "#bulk-act")[0].text)
+    _until(browser, lambda: "3 selected" in _text_of(browser, "#bulk-act"))
     _click(browser, "#bulk-act")
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     assert "3 selected execution(s)" in _css(browser, "#confirm-text")[0].text
@@ -519,7 +525,7 @@ def test_8_select_rows_and_act_on_them_in_bulk(browser: Any, deployment: Deploym
         deployment.wait_status(eid, "cancelled")
         cancels = [e for e in deployment.history(eid) if e["type"] == "CancelRequested"]
         assert [(c["by"], c["reason"]) for c in cancels] == [(OPERATOR, "bulk test")]
-    _until(browser, lambda: "cancel: 3 done" in _css(browser, "#toast")[0].text)
+    _until(browser, lambda: "cancel: 3 done" in _text_of(browser, "#toast"))
 
 
 def test_9_ask_a_query_and_send_an_update(browser: Any, deployment: Deployment) -> None:
@@ -530,7 +536,7 @@ def test_9_ask_a_query_and_send_an_update(browser: Any, deployment: Deployment) 
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("asked")
     _confirm(browser)
-    _until(browser, lambda: _css(browser, "#query-result")[0].text.strip() == "[]")
+    _until(browser, lambda: _text_of(browser, "#query-result").strip() == "[]")
     _click(browser, '#actions [data-action="update"]')
     _until(browser, lambda: _css(browser, "#confirm[open]"))
     _css(browser, '#confirm-fields input[name="name"]')[0].send_keys("ask")
@@ -538,9 +544,9 @@ def test_9_ask_a_query_and_send_an_update(browser: Any, deployment: Deployment) 
     payload.clear()
     payload.send_keys('"why?"')
     _confirm(browser)
-    _until(browser, lambda: 'answered: "answer to why?"' in _css(browser, "#toast")[0].text)
+    _until(browser, lambda: 'answered: "answer to why?"' in _text_of(browser, "#toast"))
     _click(browser, "#query-refresh")
-    _until(browser, lambda: '"why?"' in _css(browser, "#query-result")[0].text)
+    _until(browser, lambda: '"why?"' in _text_of(browser, "#query-result"))
     browser.save_screenshot(str(SCREENSHOTS / "query-update.png"))
     _click(browser, '#actions [data-action="query"]')
     _until(browser, lambda: _css(browser, "#confirm[open]"))
