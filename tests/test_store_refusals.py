@@ -323,3 +323,28 @@ async def test_a_refused_start_or_signal_is_not_made_and_is_safe_to_retry(
         assert sum(isinstance(e, SignalReceived) for e in log) == 1
         assert [isinstance(e, ExecutionStarted) for e in await read_log(admin, "refused")
                 ].count(True) == 1
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize(("reply", "kind"), [
+    ("CLUSTERDOWN The cluster is down", "clusterdown"),
+    ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+     "masterdown"),
+    ("TRYAGAIN Multiple keys request during rehashing of slot", "tryagain"),
+    ("NOSCRIPT No matching script. Please use EVAL.", "noscript"),
+    ("BUSY Redis is busy running a script.", "busy"),
+    ("OOM command not allowed when used memory > 'maxmemory'.", "oom"),
+    ("READONLY You can't write against a read only replica.", "readonly"),
+    ("LOADING Redis is loading the dataset in memory", "loading"),
+    ("NOPERM this user has no permissions to run the 'evalsha' command", "other"),
+    ("ERR unknown command 'frob'", "other"),
+])
+def test_an_outage_is_told_from_a_refusal_as_redis_py_raises_it(reply: str, kind: str) -> None:
+    """The error as redis-py's own parser builds it from Redis' reply: for the codes it
+    has a class for it drops the code from the message, so the class must decide (a
+    CLUSTERDOWN was taken for a refusal that no wait fixes, and its step ran again)."""
+    from redis._parsers.base import BaseParser
+
+    from zart_es.engine._breaker import refusal_kind
+
+    assert refusal_kind(BaseParser().parse_error(reply)) == kind

@@ -5,7 +5,10 @@ the execution, reopen it after its end, arm a timer, take timers off the wheel a
 the execution with a work message. :func:`effects_of` decides all of it from the event
 and, where the writer folded the log, its state. The store hands the result to
 ``append.lua`` as one msgpack array (the layout of :class:`Effects`); the in-memory test
-journal applies the same value to its list and its wheel, so the two cannot drift apart.
+journal applies the same value to its list and its wheel, so the two apply one rule. (They
+differ only where the writer differs: the harness always has the folded state, so its
+deadline takes the pending timers off its wheel, where the poller's, which has no state,
+leaves them to come due and find the execution ended.)
 """
 
 from __future__ import annotations

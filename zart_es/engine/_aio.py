@@ -169,9 +169,6 @@ class TaskSet:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def cancel(self) -> None:
-        """Cancel every task still running and wait for them."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def cancel(self, log: Any) -> None:
+        """Cancel every task still running and wait for them (see :func:`cancel_all`)."""
+        await cancel_all(list(self._tasks), log)

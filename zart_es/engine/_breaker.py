@@ -21,10 +21,14 @@ import structlog
 
 from zart_es.store import (
     BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisConnectionError,
     ResponseError,
+    TryAgainError,
 )
 from zart_es.store import RedisTimeoutError as RedisTimeout
 
@@ -41,6 +45,11 @@ _KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str],
     (BusyLoadingError, "loading"),
     ((RedisTimeout, TimeoutError), "timeout"),
     ((RedisConnectionError, OSError), "connection"),
+    # redis-py drops the reply's code from the message of the errors it has a class for
+    (MasterDownError, "masterdown"),
+    (ClusterDownError, "clusterdown"),
+    (TryAgainError, "tryagain"),
+    (NoScriptError, "noscript"),
 )
 _REPLIES = frozenset({"BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOSCRIPT"})
 

@@ -248,7 +248,7 @@ class Intake:
 
     async def aclose(self) -> None:
         """Stop what the intake started on the side; close its script's connection."""
-        await self._tasks.cancel()
+        await self._tasks.cancel(log)
         await self._release_script.aclose()
 
 

@@ -82,4 +82,4 @@ class QueueSlots:
         """Drop the wake-ups not due yet (the sweep of a live worker does them)."""
         for handle in self._later:
             handle.cancel()
-        await self._tasks.cancel()
+        await self._tasks.cancel(log)

@@ -94,6 +94,7 @@ class Worker:
     ) -> None:
         _check_positive(concurrency=concurrency, quarantine_after=quarantine_after,
                         lease_timeout=lease_timeout)
+        self._task_queues = _check_task_queues(task_queues)  # before anything is opened
         self._own_deployment = not isinstance(deployment, Deployment)
         self.deployment = deployment_for(
             deployment, partitions=partitions, prefix=prefix,
@@ -107,7 +108,6 @@ class Worker:
         self.run_scheduler = run_scheduler
         """Start the occurrences of recurring schedules (any number of workers may)."""
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._task_queues = _check_task_queues(task_queues)
         self._archive = (archive_url, retention)
         """Where ended executions go once their retention passed (docs: retention)."""
         self._poll_interval = poll_interval
@@ -165,6 +165,11 @@ class Worker:
             self._task_queues = tuple(sorted({DEFAULT_TASK_QUEUE,
                                               *self.registry.task_queues()}))
         return self._task_queues
+
+    @property
+    def quarantine_after(self) -> int:
+        """Engine crashes on one execution before it is quarantined."""
+        return self.driver.quarantine_after
 
     @property
     def heartbeat_file(self) -> str | None:

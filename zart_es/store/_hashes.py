@@ -84,7 +84,8 @@ class Hash:
 
     async def fields(self) -> list[bytes]:
         """HKEYS: every field."""
-        return [f for f in as_list(await reply(self.redis.hkeys(self.key)), "HKEYS") if f]
+        return [f for f in as_list(await reply(self.redis.hkeys(self.key)), "HKEYS")
+                if f is not None]
 
     async def has(self, field: Field) -> bool:
         """HEXISTS."""
@@ -161,7 +162,7 @@ class Tables:
 
     @property
     def config(self) -> Hash:
-        """The deployment's recorded configuration (partitions, the readiness probe)."""
+        """The deployment's recorded configuration (its partition count)."""
         return Hash(self.redis, self.keys.config())
 
     def meta(self, execution_id: str) -> Hash:

@@ -11,11 +11,14 @@ from redis.asyncio import RedisCluster
 from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
+    MasterDownError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -25,13 +28,16 @@ from zart_es.store._connection import RedisClient
 __all__ = [
     "BusyLoadingError",
     "ClusterDownError",
+    "MasterDownError",
     "NoPermissionError",
+    "NoScriptError",
     "OutOfMemoryError",
     "ReadOnlyError",
     "RedisConnectionError",
     "RedisError",
     "RedisTimeoutError",
     "ResponseError",
+    "TryAgainError",
     "is_cluster",
 ]
 
